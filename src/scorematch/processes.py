@@ -1,0 +1,275 @@
+"""Forward noising processes (Song et al. 2021, "Score-Based Generative Modeling through SDEs").
+
+Each process is the linear SDE dx = f(t) x dt + g(t) dW whose marginal given x₀ is
+x_t = α_t x₀ + σ_t ε, ε ~ N(0, I).  A subclass states α_t, σ_t and f(t) = d log α_t / dt; the
+diffusion follows from the variance equation dσ²/dt = 2 f σ² + g², i.e. g² = dσ²/dt − 2 f σ².
+Samplers and the likelihood use only this interface, so a new process is one small class.
+
+The log signal-to-noise ratio λ(t) = log(α_t² / σ_t²) decreases in t; every process also gives its
+inverse ``t_of_log_snr`` in closed form, which exponential-integrator solvers (DPM-Solver) need.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+
+import torch
+from torch import Tensor
+
+from ._checks import check_positive, expand_like
+
+__all__ = ["EDM", "VE", "VP", "Process", "SubVP", "make_process"]
+
+
+def _t(t: Tensor | float, like: Tensor | None = None) -> Tensor:
+    if isinstance(t, Tensor):
+        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+    if like is not None:
+        return torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    return torch.as_tensor(t, dtype=torch.get_default_dtype())
+
+
+class Process(ABC):
+    """A forward SDE dx = f(t) x dt + g(t) dW with Gaussian marginals x_t = α_t x₀ + σ_t ε."""
+
+    t_min: float
+    t_max: float
+
+    @abstractmethod
+    def marginal(self, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        """(α_t, σ_t), each of t's shape."""
+
+    @abstractmethod
+    def log_alpha_rate(self, t: Tensor | float) -> Tensor:
+        """f(t) = d log α_t / dt."""
+
+    @abstractmethod
+    def diffusion(self, t: Tensor | float) -> Tensor:
+        """g(t), with g² = dσ²/dt − 2 f(t) σ²."""
+
+    @abstractmethod
+    def t_of_log_snr(self, log_snr: Tensor | float) -> Tensor:
+        """Inverse of λ(t) = log(α_t²/σ_t²)."""
+
+    @property
+    @abstractmethod
+    def prior_std(self) -> float:
+        """Standard deviation of the Gaussian prior N(0, prior_std² I) that approximates p_{t_max}."""
+
+    def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
+        """f(t) x, with t a scalar or of shape ``(batch,)``."""
+        return expand_like(self.log_alpha_rate(_t(t, x)), x) * x
+
+    def log_snr(self, t: Tensor | float) -> Tensor:
+        """λ(t) = log(α_t² / σ_t²)."""
+        alpha, sigma = self.marginal(t)
+        return 2.0 * (alpha.log() - sigma.log())
+
+    def prior_sample(
+        self,
+        shape: tuple[int, ...] | torch.Size,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """Draw from the prior N(0, prior_std² I) with the given full shape ``(batch, *event)``."""
+        if len(shape) < 2 or any(int(s) < 1 for s in shape):
+            raise ValueError(
+                f"shape must be (batch, *event_shape) with positive sizes, got {tuple(shape)}"
+            )
+        # Draw on the generator's device so a seed means the same numbers everywhere.
+        where = generator.device if generator is not None else device
+        z = torch.randn(tuple(shape), generator=generator, device=where, dtype=dtype)
+        return self.prior_std * z.to(device) if device is not None else self.prior_std * z
+
+    def prior_log_prob(self, z: Tensor) -> Tensor:
+        """log N(z; 0, prior_std² I) summed over the event, shape ``(batch,)``."""
+        d = z[0].numel()
+        s2 = self.prior_std**2
+        flat = z.reshape(z.shape[0], -1)
+        return -0.5 * (flat.square().sum(1) / s2 + d * math.log(2 * math.pi * s2))
+
+    def config(self) -> dict:
+        """Constructor arguments, for saving with a run (``make_process(**config)`` rebuilds it)."""
+        return {"name": type(self).__name__, **self._args()}
+
+    def _args(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v}" for k, v in self._args().items())
+        return f"{type(self).__name__}({args})"
+
+
+class VE(Process):
+    """Variance exploding SDE (SMLD/NCSN++): α_t = 1, σ_t = σ_min (σ_max/σ_min)^t, t ∈ [t_min, 1].
+
+    g(t) = σ_t √(2 log(σ_max/σ_min)) (Song et al. 2021, eq. 30); prior N(0, σ_max² I).
+    """
+
+    def __init__(
+        self, sigma_min: float = 0.01, sigma_max: float = 50.0, *, t_min: float = 1e-5
+    ) -> None:
+        self.sigma_min = check_positive(sigma_min, "sigma_min")
+        self.sigma_max = check_positive(sigma_max, "sigma_max")
+        if not self.sigma_min < self.sigma_max:
+            raise ValueError(f"need sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        self.t_min, self.t_max = _check_range(t_min, 1.0)
+        self._log_ratio = math.log(self.sigma_max / self.sigma_min)
+
+    def marginal(self, t):
+        t = _t(t)
+        sigma = self.sigma_min * torch.exp(t * self._log_ratio)
+        return torch.ones_like(sigma), sigma
+
+    def log_alpha_rate(self, t):
+        return torch.zeros_like(_t(t))
+
+    def diffusion(self, t):
+        return self.marginal(t)[1] * math.sqrt(2 * self._log_ratio)
+
+    def t_of_log_snr(self, log_snr):
+        log_sigma = -0.5 * _t(log_snr)
+        return (log_sigma - math.log(self.sigma_min)) / self._log_ratio
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    def _args(self):
+        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "t_min": self.t_min}
+
+
+class VP(Process):
+    """Variance preserving SDE (DDPM): β(t) = β_min + t(β_max − β_min), dx = −½β x dt + √β dW.
+
+    With B(t) = ∫₀ᵗ β = β_min t + ½(β_max − β_min) t²:  α_t = e^{−B/2}, σ_t = √(1 − e^{−B}); prior N(0, I).
+    """
+
+    def __init__(
+        self, beta_min: float = 0.1, beta_max: float = 20.0, *, t_min: float = 1e-3
+    ) -> None:
+        self.beta_min = check_positive(beta_min, "beta_min")
+        self.beta_max = check_positive(beta_max, "beta_max")
+        if not self.beta_min <= self.beta_max:
+            raise ValueError(f"need beta_min <= beta_max, got {beta_min} and {beta_max}")
+        self.t_min, self.t_max = _check_range(t_min, 1.0)
+
+    def beta(self, t):
+        return self.beta_min + _t(t) * (self.beta_max - self.beta_min)
+
+    def integrated_beta(self, t):
+        t = _t(t)
+        return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t
+
+    def marginal(self, t):
+        b = self.integrated_beta(t)
+        return torch.exp(-0.5 * b), torch.sqrt(-torch.expm1(-b))
+
+    def log_alpha_rate(self, t):
+        return -0.5 * self.beta(t)
+
+    def diffusion(self, t):
+        return self.beta(t).sqrt()
+
+    def _t_of_integrated_beta(self, b: Tensor) -> Tensor:
+        slope = self.beta_max - self.beta_min
+        if slope == 0:
+            return b / self.beta_min
+        # Positive root of ½ slope t² + β_min t − B = 0, written without cancellation.
+        return 2 * b / (self.beta_min + torch.sqrt(self.beta_min**2 + 2 * slope * b))
+
+    def t_of_log_snr(self, log_snr):
+        # λ = −log(e^B − 1)  ⇒  B = log(1 + e^{−λ}) = softplus(−λ)
+        return self._t_of_integrated_beta(torch.nn.functional.softplus(-_t(log_snr)))
+
+    @property
+    def prior_std(self) -> float:
+        return 1.0
+
+    def _args(self):
+        return {"beta_min": self.beta_min, "beta_max": self.beta_max, "t_min": self.t_min}
+
+
+class SubVP(VP):
+    """Sub-VP SDE (Song et al. 2021, eq. 34): same α_t as VP, σ_t = 1 − e^{−B(t)}, g² = β(1 − e^{−2B}).
+
+    Its marginal variance is below the VP one at every t; prior N(0, I).
+    """
+
+    def marginal(self, t):
+        b = self.integrated_beta(t)
+        return torch.exp(-0.5 * b), -torch.expm1(-b)
+
+    def diffusion(self, t):
+        return torch.sqrt(self.beta(t) * -torch.expm1(-2 * self.integrated_beta(t)))
+
+    def t_of_log_snr(self, log_snr):
+        # With a = α² = e^{−B}: e^λ (1 − a)² = a, whose root in (0, 1) is
+        # a = 2e^λ / (2e^λ + 1 + √(4e^λ + 1))  (the product of the two roots is 1).
+        e = torch.exp(_t(log_snr))
+        a = 2 * e / (2 * e + 1 + torch.sqrt(4 * e + 1))
+        return self._t_of_integrated_beta(-torch.log(a))
+
+
+class EDM(Process):
+    """Karras et al. 2022 ("Elucidating the Design Space…"): α_t = 1, σ_t = t, g(t) = √(2t).
+
+    t ∈ [σ_min, σ_max]; σ_data is the data standard deviation its preconditioning assumes;
+    prior N(0, σ_max² I).
+    """
+
+    def __init__(
+        self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5
+    ) -> None:
+        self.sigma_min = check_positive(sigma_min, "sigma_min")
+        self.sigma_max = check_positive(sigma_max, "sigma_max")
+        self.sigma_data = check_positive(sigma_data, "sigma_data")
+        if not self.sigma_min < self.sigma_max:
+            raise ValueError(f"need sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        self.t_min, self.t_max = self.sigma_min, self.sigma_max
+
+    def marginal(self, t):
+        t = _t(t)
+        return torch.ones_like(t), t
+
+    def log_alpha_rate(self, t):
+        return torch.zeros_like(_t(t))
+
+    def diffusion(self, t):
+        return torch.sqrt(2 * _t(t))
+
+    def t_of_log_snr(self, log_snr):
+        return torch.exp(-0.5 * _t(log_snr))
+
+    @property
+    def prior_std(self) -> float:
+        return self.sigma_max
+
+    def _args(self):
+        return {
+            "sigma_min": self.sigma_min,
+            "sigma_max": self.sigma_max,
+            "sigma_data": self.sigma_data,
+        }
+
+
+def _check_range(t_min: float, t_max: float) -> tuple[float, float]:
+    t_min = check_positive(t_min, "t_min")
+    if not t_min < t_max:
+        raise ValueError(f"need t_min < t_max = {t_max}, got t_min = {t_min}")
+    return t_min, float(t_max)
+
+
+PROCESSES = {"VE": VE, "VP": VP, "SubVP": SubVP, "EDM": EDM}
+
+
+def make_process(name: str, **kwargs) -> Process:
+    """Build a process by name (case-insensitive: ve, vp, subvp, edm) with its constructor arguments."""
+    lookup = {k.lower(): v for k, v in PROCESSES.items()}
+    key = name.lower().replace("-", "").replace("_", "")
+    if key not in lookup:
+        raise ValueError(f"unknown process {name!r}; choose one of {', '.join(PROCESSES)}")
+    return lookup[key](**kwargs)
