@@ -207,11 +207,10 @@ class SubVP(VP):
         return torch.sqrt(self.beta(t) * -torch.expm1(-2 * self.integrated_beta(t)))
 
     def t_of_log_snr(self, log_snr):
-        # With a = α² = e^{−B}: e^λ (1 − a)² = a, whose root in (0, 1) is
-        # a = 2e^λ / (2e^λ + 1 + √(4e^λ + 1))  (the product of the two roots is 1).
-        e = torch.exp(_t(log_snr))
-        a = 2 * e / (2 * e + 1 + torch.sqrt(4 * e + 1))
-        return self._t_of_integrated_beta(-torch.log(a))
+        # With a = α² = e^{−B}: e^λ (1 − a)² = a.  Writing u = e^{−λ/2}, the root in (0, 1) gives
+        # e^B − 1 = ½u(u + √(u² + 4)), so B = log1p(·) stays exact at large λ (no log of a ≈ 1).
+        u = torch.exp(-0.5 * _t(log_snr))
+        return self._t_of_integrated_beta(torch.log1p(0.5 * u * (u + torch.sqrt(u * u + 4))))
 
 
 class EDM(Process):

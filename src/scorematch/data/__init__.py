@@ -1,0 +1,102 @@
+"""Data: built-in 2-D sets, scikit-learn's 8×8 digits, user tables and image folders.
+
+``load_dataset(spec)`` is the single entry point used by the command line: ``spec`` is a built-in
+name (see :func:`list_datasets`), ``"digits"``, or a path to a .csv/.npy/.npz file or an image
+folder.  :class:`Standardizer` maps the data to the scale the models are trained on and back.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .digits import DIGITS_SIZE, load_digits_images
+from .files import IMAGE_SUFFIXES, TABLE_SUFFIXES, load_image_folder, load_table
+from .toy import TOY_DATASETS, TOY_DESCRIPTIONS, toy_dataset, toy_mixture_params
+from .transforms import Standardizer, train_test_split
+
+DEFAULT_TOY_SIZE = 10_000
+_BUILTIN = (*TOY_DATASETS, "digits")
+
+__all__ = [
+    "DEFAULT_TOY_SIZE",
+    "TOY_DATASETS",
+    "Standardizer",
+    "list_datasets",
+    "load_dataset",
+    "load_digits_images",
+    "load_image_folder",
+    "load_table",
+    "toy_dataset",
+    "toy_mixture_params",
+    "train_test_split",
+]
+
+
+def list_datasets() -> dict[str, str]:
+    """Built-in data sets: name → one-line description (for the ``datasets`` command)."""
+    out = {name: f"2-D toy: {desc}" for name, desc in TOY_DESCRIPTIONS.items()}
+    out["digits"] = (
+        f"{DIGITS_SIZE} real 8×8 greyscale handwritten digits from scikit-learn, in [0, 1]"
+    )
+    return out
+
+
+def _subset(x: Tensor, n: int | None, seed: int, what: str) -> Tensor:
+    if n is None:
+        return x
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n must be a positive integer, got {n!r}")
+    if n > x.shape[0]:
+        raise ValueError(f"n={n} is more than the {x.shape[0]} samples in {what}")
+    if n == x.shape[0]:
+        return x
+    perm = torch.randperm(x.shape[0], generator=torch.Generator().manual_seed(int(seed)))
+    return x[perm[: int(n)].sort().values]
+
+
+def load_dataset(
+    spec: str | Path,
+    *,
+    n: int | None = None,
+    seed: int = 0,
+    image_size: int | None = None,
+    mode: str | None = None,
+) -> Tensor:
+    """Load a data set as a float32 tensor ``(N, *event)``.
+
+    Args:
+        spec: a built-in 2-D set (``TOY_DATASETS``), ``"digits"``, or a path to a .csv/.tsv/.txt,
+            .npy or .npz file or to a folder of PNG/JPEG images.  Built-in names win over a file
+            of the same name; write ``./moons`` for the file.
+        n: for toys, how many points to draw (default ``DEFAULT_TOY_SIZE``); for real data, a
+            random subset of that size (kept in file order), all samples when omitted.
+        seed: seeds the toy generator and the subset choice.
+        image_size, mode: only for image folders (see :func:`load_image_folder`).
+    """
+    text = str(spec)
+    key = text.lower()
+    path = Path(text).expanduser()
+    is_folder = key not in _BUILTIN and path.is_dir()
+    if (image_size is not None or mode is not None) and not is_folder:
+        raise ValueError(f"image_size and mode apply to image folders only, not to {text!r}")
+    if key in TOY_DATASETS:
+        gen = torch.Generator().manual_seed(int(seed))
+        return toy_dataset(key, DEFAULT_TOY_SIZE if n is None else n, generator=gen)
+    if key == "digits":
+        return _subset(load_digits_images(), n, seed, "digits")
+    if is_folder:
+        return _subset(load_image_folder(path, image_size, mode), n, seed, text)
+    if path.is_file():
+        return _subset(load_table(path), n, seed, text)
+    looks_like_path = any(sep in text for sep in ("/", "\\")) or path.suffix.lower() in (
+        TABLE_SUFFIXES + IMAGE_SUFFIXES
+    )
+    if looks_like_path:
+        raise FileNotFoundError(f"data file or folder not found: {path}")
+    raise ValueError(
+        f"unknown data set {text!r}; choose one of {', '.join(_BUILTIN)}, "
+        "or give a path to a .csv/.npy/.npz file or an image folder"
+    )

@@ -1,0 +1,243 @@
+"""Loaders for user data: numeric tables (.csv/.tsv/.txt, .npy, .npz) and folders of images.
+
+Every loader returns a float32 tensor with the batch first and fails with one clear
+``ValueError`` / ``FileNotFoundError`` that names the file (and row, column or key) at fault.
+"""
+
+from __future__ import annotations
+
+import csv
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".npy", ".npz")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+_NPZ_KEYS = ("x", "data", "arr_0")
+
+
+def _existing_file(path: str | Path) -> Path:
+    p = Path(path).expanduser()
+    if not p.exists():
+        raise FileNotFoundError(f"data file not found: {p}")
+    if p.is_dir():
+        raise ValueError(f"{p} is a directory; expected a .csv, .npy or .npz file")
+    return p
+
+
+def _finite_tensor(arr: np.ndarray | Tensor, p: Path) -> Tensor:
+    x = torch.as_tensor(arr, dtype=torch.float32)
+    bad = int((~torch.isfinite(x)).sum())
+    if bad:
+        raise ValueError(f"{p}: {bad} value(s) are NaN or infinite (after conversion to float32)")
+    return x.contiguous()
+
+
+def _parse_float(cell: str) -> float | None:
+    try:
+        return float(cell)
+    except ValueError:
+        return None
+
+
+def _read_csv(p: Path) -> Tensor:
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{p}: not a UTF-8 text table ({err.reason} at byte {err.start})") from err
+    lines = text.splitlines()
+    first = next((line for line in lines if line.strip()), None)
+    if first is None:
+        raise ValueError(f"{p}: the file is empty")
+    if p.suffix.lower() == ".tsv" or ("\t" in first and "," not in first):
+        delimiter = "\t"
+    elif ";" in first and "," not in first:
+        delimiter = ";"
+    else:
+        delimiter = ","
+    rows = [
+        (lineno, [cell.strip() for cell in row])
+        for lineno, row in enumerate(csv.reader(lines, delimiter=delimiter), start=1)
+        if any(cell.strip() for cell in row)
+    ]
+    header: list[str] | None = None
+    head = rows[0][1]
+    parsed = [_parse_float(c) for c in head]
+    if all(v is None for v in parsed):
+        header, rows = head, rows[1:]
+        if not rows:
+            raise ValueError(f"{p}: has a header row but no data rows")
+    width = len(header) if header is not None else len(rows[0][1])
+    values = np.empty((len(rows), width), dtype=np.float64)
+    for i, (lineno, row) in enumerate(rows):
+        if len(row) != width:
+            raise ValueError(
+                f"{p}: row {lineno} has {len(row)} columns, expected {width} "
+                f"(delimiter {delimiter!r})"
+            )
+        for j, cell in enumerate(row):
+            v = _parse_float(cell)
+            if v is None:
+                name = f" ({header[j]!r})" if header is not None else ""
+                what = "an empty cell" if cell == "" else f"{cell!r}"
+                raise ValueError(
+                    f"{p}: row {lineno}, column {j + 1}{name}: cannot read {what} as a number"
+                )
+            values[i, j] = v
+    return _finite_tensor(values, p)
+
+
+def _array_to_tensor(arr: np.ndarray, p: Path, what: str) -> Tensor:
+    if arr.dtype.kind not in "biuf":
+        raise ValueError(f"{p}: {what} has non-numeric dtype {arr.dtype}; expected numbers")
+    if arr.ndim == 0:
+        raise ValueError(f"{p}: {what} is a single number; expected an array (N, ...)")
+    if arr.shape[0] == 0 or arr.size == 0:
+        raise ValueError(f"{p}: {what} is empty (shape {arr.shape})")
+    is_uint8_images = arr.dtype == np.uint8 and arr.ndim >= 3
+    if arr.ndim == 1:
+        arr = arr[:, None]
+    elif arr.ndim == 3:
+        arr = arr[:, None]  # (N, H, W) greyscale images → (N, 1, H, W)
+    x = _finite_tensor(arr.astype(np.float64, copy=False), p)
+    # 8-bit image stacks are pixel counts 0..255: map them to [0, 1] like image folders.
+    return x / 255.0 if is_uint8_images else x
+
+
+def _read_npy(p: Path) -> Tensor:
+    try:
+        arr = np.load(p, allow_pickle=False)
+    except Exception as err:  # numpy raises several types for a damaged file
+        raise ValueError(f"{p}: could not read it as a NumPy .npy file ({err})") from err
+    if not isinstance(arr, np.ndarray):
+        raise ValueError(f"{p}: not a NumPy .npy array file")
+    return _array_to_tensor(arr, p, "the array")
+
+
+def _read_npz(p: Path) -> Tensor:
+    try:
+        with np.load(p, allow_pickle=False) as archive:
+            keys = list(archive.files)
+            if not keys:
+                raise ValueError(f"{p}: the .npz archive holds no arrays")
+            if len(keys) == 1:
+                key = keys[0]
+            else:
+                key = next((k for k in _NPZ_KEYS if k in keys), None)
+                if key is None:
+                    raise ValueError(
+                        f"{p}: holds several arrays ({', '.join(keys)}) and none is named "
+                        f"{', '.join(_NPZ_KEYS)}; save the data under one of those keys"
+                    )
+            arr = archive[key]
+    except ValueError as err:
+        if str(err).startswith(str(p)):
+            raise
+        raise ValueError(f"{p}: could not read it as a NumPy .npz archive ({err})") from err
+    except (OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        raise ValueError(f"{p}: could not read it as a NumPy .npz archive ({err})") from err
+    return _array_to_tensor(arr, p, f"array {key!r}")
+
+
+def load_table(path: str | Path) -> Tensor:
+    """Load numeric data from a file into a float32 tensor with the samples first.
+
+    - ``.csv`` / ``.tsv`` / ``.txt``: delimited numbers (comma, tab or semicolon, guessed from
+      the first line) → ``(N, D)``.  A first row with no numeric cell is a header.  Blank lines
+      are skipped; any other non-numeric or empty cell is an error naming row and column.
+    - ``.npy``: a numeric array.  1-D → ``(N, 1)``; 2-D as is; 3-D ``(N, H, W)`` →
+      ``(N, 1, H, W)``; 4-D and more as is (e.g. images ``(N, C, H, W)``).  uint8 image stacks
+      (3-D or more) are divided by 255 so they lie in [0, 1].
+    - ``.npz``: the only array, else the one named ``x``, ``data`` or ``arr_0``; then as .npy.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for an
+    empty, damaged or non-numeric file and for NaN/inf values (with their count).
+    """
+    p = _existing_file(path)
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        return _read_csv(p)
+    if suffix == ".npy":
+        return _read_npy(p)
+    if suffix == ".npz":
+        return _read_npz(p)
+    raise ValueError(
+        f"{p}: unsupported file type {suffix or '(none)'!r}; expected one of "
+        f"{', '.join(TABLE_SUFFIXES)} or a folder of images"
+    )
+
+
+def _center_square_resize(img, size: int):
+    from PIL import Image
+
+    w, h = img.size
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    img = img.crop((left, top, left + side, top + side))
+    if side != size:
+        img = img.resize((size, size), Image.Resampling.BICUBIC)
+    return img
+
+
+def load_image_folder(path: str | Path, size: int | None = None, mode: str | None = None) -> Tensor:
+    """Load every PNG/JPEG under ``path`` (recursively, sorted by path) as ``(N, C, H, W)`` in [0, 1].
+
+    Args:
+        path: a folder.
+        size: if given, each image is centre-cropped to a square and resized (bicubic) to
+            ``size × size``.  Without it all images must share one size.
+        mode: ``"L"`` (greyscale, C=1) or ``"RGB"`` (C=3); ``None`` picks ``"L"`` when every image
+            is greyscale and ``"RGB"`` otherwise.  Alpha channels are dropped.
+
+    EXIF orientation is applied.  Raises ``FileNotFoundError`` for a missing folder and a
+    ``ValueError`` for an empty folder, an unreadable image (named), or mixed sizes without
+    ``size``.
+    """
+    from PIL import Image, ImageOps
+
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise FileNotFoundError(f"image folder not found: {root}")
+    if not root.is_dir():
+        raise ValueError(f"{root} is not a folder of images")
+    if mode is not None and mode not in ("L", "RGB"):
+        raise ValueError(f"mode must be 'L', 'RGB' or None, got {mode!r}")
+    if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
+        raise ValueError(f"image size must be a positive integer, got {size!r}")
+    files = sorted(
+        (f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
+        key=lambda f: f.relative_to(root).as_posix(),
+    )
+    if not files:
+        raise ValueError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
+
+    images = []
+    for f in files:
+        try:
+            with Image.open(f) as im:
+                im.load()
+                images.append(ImageOps.exif_transpose(im))
+        except Exception as err:  # Pillow raises many types for damaged files
+            raise ValueError(f"cannot read image {f}: {err}") from err
+    if mode is None:
+        grey = {"1", "L", "LA", "I", "I;16", "F"}
+        mode = "L" if all(im.mode in grey for im in images) else "RGB"
+    if size is None:
+        sizes = {im.size for im in images}
+        if len(sizes) > 1:
+            examples = ", ".join(f"{w}×{h}" for w, h in sorted(sizes)[:3])
+            raise ValueError(
+                f"{root}: images have different sizes ({examples}, …); pass an image size to "
+                "crop and resize them to one square size"
+            )
+    arrays = []
+    for im in images:
+        im = im.convert(mode)
+        if size is not None:
+            im = _center_square_resize(im, int(size))
+        a = np.asarray(im, dtype=np.float32) / 255.0
+        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
+    return torch.from_numpy(np.stack(arrays)).contiguous()

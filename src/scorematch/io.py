@@ -1,0 +1,82 @@
+"""Atomic file writes: a reader sees either the old file or the complete new one, never a torn write.
+
+Each writer puts the data in a temporary file in the destination's directory (same file system),
+flushes it to disk, then renames it over the destination with ``os.replace``, which POSIX and
+Windows perform atomically.  A process killed mid-write leaves at most a hidden ``.NAME.*.tmp*``
+file behind, never a truncated ``NAME``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text"]
+
+
+def _temp_path(path: Path) -> Path:
+    # Keep the destination's suffix last: savers such as matplotlib or numpy pick the format
+    # (or append an extension) from it.
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
+    )
+    os.close(fd)
+    return Path(name)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb+") as f:
+        os.fsync(f.fileno())
+
+
+def _fsync_dir(directory: Path) -> None:
+    # Makes the rename itself durable; not possible on every platform (e.g. Windows), so best effort.
+    with contextlib.suppress(OSError):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def atomic_save(path: str | os.PathLike, save_fn: Callable[[Path], object]) -> Path:
+    """Write ``path`` atomically with a function that writes to a file name it is given.
+
+    ``save_fn(tmp_path)`` must write the whole file at ``tmp_path`` (a fresh file in the same
+    directory with the same suffix, e.g. ``lambda p: fig.savefig(p)``); it is then flushed to disk
+    and renamed over ``path``.  If ``save_fn`` raises, the temporary file is removed, ``path`` is
+    left untouched and the exception propagates.  Returns ``path`` as a ``Path``.
+    """
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(
+            f"directory {str(path.parent)!r} does not exist (writing {str(path)!r})"
+        )
+    tmp = _temp_path(path)
+    try:
+        save_fn(tmp)
+        if not tmp.exists():
+            raise ValueError(
+                f"save_fn did not write the temporary file {str(tmp)!r} for {str(path)!r}"
+            )
+        _fsync_file(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+    return atomic_save(path, lambda tmp: Path(tmp).write_bytes(bytes(data)))
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
+    """Write ``text`` to ``path`` atomically (temporary file in the same directory, then rename)."""
+    return atomic_write_bytes(path, text.encode(encoding))

@@ -1,0 +1,132 @@
+"""Score and energy networks, and a factory that builds them from a name and a data shape.
+
+Every network is called as ``model(x, t)`` with x of shape ``(B, *event)`` and t a scalar or a
+``(B,)`` tensor of noise conditioning (diffusion time or EDM's c_noise — the caller decides), and
+``t=None`` for an unconditional score function.  Score networks return a tensor shaped like x,
+energy networks one value per sample.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+from typing import Any
+
+import torch
+from torch import nn
+
+from .embedding import GaussianFourierFeatures, TimeEmbedding
+from .mlp import MLPEnergy, MLPScore
+from .unet import UNet
+
+MODEL_NAMES: tuple[str, ...] = ("mlp", "unet", "energy-mlp")
+
+__all__ = [
+    "MODEL_NAMES",
+    "GaussianFourierFeatures",
+    "MLPEnergy",
+    "MLPScore",
+    "TimeEmbedding",
+    "UNet",
+    "build_model",
+    "count_parameters",
+    "model_config",
+]
+
+
+def _mlp_defaults(dim: int) -> dict[str, Any]:
+    if dim <= 4:
+        return {"width": 128, "depth": 3}
+    if dim <= 32:
+        return {"width": 256, "depth": 4}
+    return {"width": 512, "depth": 4}
+
+
+def _unet_defaults(shape: tuple[int, ...]) -> dict[str, Any]:
+    c, h, w = shape
+    size = min(h, w)
+    levels = 3 if size <= 16 else 4
+    # Use no more levels than the image size allows (e.g. 28×28 halves only twice).
+    divisible = 1
+    while h % (2 * divisible) == 0 and w % (2 * divisible) == 0 and divisible < 2 ** (levels - 1):
+        divisible *= 2
+    levels = min(levels, int(math.log2(divisible)) + 1)
+    channels = 32 if size <= 16 else 64
+    return {"in_channels": c, "channels": channels, "channel_mult": (1,) + (2,) * (levels - 1)}
+
+
+def build_model(
+    name: str, shape: tuple[int, ...], *, seed: int | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a network for samples of event shape ``shape`` (without the batch dimension).
+
+    Names: ``"mlp"`` → :class:`MLPScore` on ``prod(shape)`` features (any shape, flattened);
+    ``"unet"`` → :class:`UNet` for ``shape = (C, H, W)``; ``"energy-mlp"`` → :class:`MLPEnergy`.
+    Defaults depend on the shape (2-D toys: width 128, depth 3; images ≤ 16 px: 32 base channels
+    and 3 levels; larger: 64 channels and 4 levels, fewer when H or W do not halve often enough);
+    ``kwargs`` override them.
+
+    With ``seed`` the weights are initialised from ``torch.manual_seed(seed)`` inside
+    ``torch.random.fork_rng``, so the global random state is left untouched and the same call
+    returns the same weights.  The Fourier frequencies always come from their own seeded
+    generator.  The resolved arguments are stored on the module (see :func:`model_config`), so
+    ``build_model(**model_config(m))`` rebuilds the same architecture.
+    """
+    key = str(name).lower()
+    if key not in MODEL_NAMES:
+        raise ValueError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
+    shape = tuple(int(s) for s in shape)
+    if not shape or min(shape) < 1:
+        raise ValueError(f"shape must be a non-empty event shape of positive sizes, got {shape}")
+    if key == "unet":
+        if len(shape) != 3:
+            raise ValueError(f"model 'unet' needs an image shape (C, H, W), got {shape}")
+        cls: type[nn.Module] = UNet
+        defaults = _unet_defaults(shape)
+        if "in_channels" in kwargs and kwargs["in_channels"] != shape[0]:
+            raise ValueError(
+                f"in_channels={kwargs['in_channels']} does not match the data's {shape[0]} channels"
+            )
+    else:
+        cls = MLPScore if key == "mlp" else MLPEnergy
+        defaults = {"dim": math.prod(shape), **_mlp_defaults(math.prod(shape))}
+        if "dim" in kwargs and kwargs["dim"] != math.prod(shape):
+            raise ValueError(f"dim={kwargs['dim']} does not match shape {shape}")
+    allowed = set(inspect.signature(cls).parameters)
+    unknown = sorted(set(kwargs) - allowed)
+    if unknown:
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)} for model {key!r}; "
+            f"valid: {', '.join(sorted(allowed))}"
+        )
+    resolved = {**defaults, **kwargs}
+    if seed is None:
+        model = cls(**resolved)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            model = cls(**resolved)
+    model.build_spec = {  # type: ignore[assignment]
+        "name": key,
+        "shape": list(shape),
+        "seed": seed,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
+    }
+    return model
+
+
+def model_config(model: nn.Module) -> dict[str, Any]:
+    """Return the JSON-serialisable arguments that rebuild ``model`` with :func:`build_model`.
+
+    ``build_model(**model_config(m))`` gives the same architecture (and, when a seed was used, the
+    same initial weights).  Only models made by :func:`build_model` carry this record.
+    """
+    spec = getattr(model, "build_spec", None)
+    if spec is None:
+        raise ValueError(f"{type(model).__name__} was not created by build_model; no config stored")
+    return dict(spec)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

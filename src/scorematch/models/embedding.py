@@ -1,0 +1,104 @@
+"""Noise-level embeddings shared by the score networks.
+
+A network receives its noise conditioning as one float per sample: diffusion time t ∈ [0, 1], or
+EDM's c_noise = ¼ log σ, as chosen by the caller.  The value is lifted to a vector with fixed random
+Fourier features γ(t) = [sin 2π t w, cos 2π t w], w ~ N(0, s²) (Tancik et al. 2020, "Fourier
+features let networks learn high frequency functions"; used for noise levels by Song et al. 2021,
+"Score-based generative modeling through SDEs"), then passed through a small MLP.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+    "softplus": nn.Softplus,
+    "tanh": nn.Tanh,
+}
+
+
+def make_activation(name: str) -> nn.Module:
+    """Return a smooth (C^∞) activation module by name; ReLU is excluded on purpose.
+
+    Implicit and sliced score matching differentiate the network's output with respect to its input
+    (energies twice), so the activation must have non-vanishing, continuous derivatives.
+    """
+    key = str(name).lower()
+    if key not in ACTIVATIONS:
+        raise ValueError(
+            f"unknown activation {name!r}; expected one of {', '.join(sorted(ACTIVATIONS))}"
+        )
+    return ACTIVATIONS[key]()
+
+
+def time_as_batch(t: Tensor | float, x: Tensor) -> Tensor:
+    """Return the noise conditioning as a ``(batch,)`` tensor with x's dtype and device.
+
+    Written without data-dependent Python control flow so it works under ``torch.func.vmap``.
+    """
+    if isinstance(t, Tensor):
+        t = t.to(dtype=x.dtype, device=x.device)
+    else:
+        t = torch.as_tensor(t, dtype=x.dtype, device=x.device)
+    batch = x.shape[0]
+    if t.ndim == 0:
+        return t.expand(batch)
+    if t.ndim == 1 and t.shape[0] in (1, batch):
+        return t.expand(batch)
+    raise ValueError(f"t must be a scalar or have shape ({batch},), got shape {tuple(t.shape)}")
+
+
+class GaussianFourierFeatures(nn.Module):
+    """γ(t) = [sin(2π t w), cos(2π t w)] with w ~ N(0, scale²) fixed at construction.
+
+    The frequencies come from a private ``torch.Generator`` seeded with ``seed``, so two modules
+    built with the same arguments hold identical buffers (they are also saved in ``state_dict``).
+    """
+
+    def __init__(self, dim: int, scale: float = 16.0, seed: int = 0) -> None:
+        super().__init__()
+        if dim < 2 or dim % 2:
+            raise ValueError(f"Fourier feature dim must be an even integer >= 2, got {dim}")
+        if not scale > 0:
+            raise ValueError(f"fourier_scale must be positive, got {scale}")
+        gen = torch.Generator().manual_seed(int(seed))
+        freqs = torch.randn(dim // 2, generator=gen) * float(scale)
+        self.register_buffer("freqs", freqs)
+        self.dim, self.scale = dim, float(scale)
+
+    def forward(self, t: Tensor) -> Tensor:
+        angle = 2 * math.pi * t[:, None] * self.freqs.to(t.dtype)
+        return torch.cat([angle.sin(), angle.cos()], dim=-1)
+
+    def extra_repr(self) -> str:
+        return f"dim={self.dim}, scale={self.scale}"
+
+
+class TimeEmbedding(nn.Module):
+    """Fourier features of the scalar conditioning followed by Linear → act → Linear."""
+
+    def __init__(
+        self,
+        out_dim: int,
+        fourier_dim: int | None = None,
+        fourier_scale: float = 16.0,
+        activation: str = "silu",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        fourier_dim = out_dim if fourier_dim is None else fourier_dim
+        fourier_dim += fourier_dim % 2
+        self.fourier = GaussianFourierFeatures(fourier_dim, fourier_scale, seed)
+        self.mlp = nn.Sequential(
+            nn.Linear(fourier_dim, out_dim),
+            make_activation(activation),
+            nn.Linear(out_dim, out_dim),
+        )
+
+    def forward(self, t: Tensor) -> Tensor:
+        return self.mlp(self.fourier(t))

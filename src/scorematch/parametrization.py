@@ -1,0 +1,396 @@
+"""What a network predicts, turned into a score: ε-, x₀-, score-prediction and EDM preconditioning.
+
+A network is called ``net(x_in, c_noise)`` with ``x_in`` of shape ``(B, *event)`` and ``c_noise`` of
+shape ``(B,)``, and returns a tensor of x's shape.  The wrappers here are ``nn.Module`` score models
+``model(x, t) -> ∇ₓ log p_t(x)`` for a process with marginal x_t = α_t x₀ + σ_t ε.  Every conversion
+lives in this one module (as DPM-Solver's ``model_wrapper`` does), and each wrapper also gives the
+posterior-mean estimate ``denoise(x, t) ≈ E[x₀ | x_t = x]``; the two are tied by Tweedie's formula
+E[x₀ | x_t] = (x_t + σ_t² ∇log p_t(x_t)) / α_t.
+
+Noise input of the ε/x₀/score wrappers (``noise_input``):
+  * ``"t"`` — the process time itself (score-SDE convention; default for VE, VP, SubVP);
+  * ``"log_sigma"`` — ¼ log σ̂ with σ̂ = σ_t/α_t (EDM convention; default for processes whose time is
+    a noise level spanning beyond [0, 1], such as EDM (0.002…80) and ``NoiseEnsemble``).
+``EDMPrecond`` always passes ¼ log σ̂ (Karras et al. 2022, Table 1).
+
+``NoiseEnsemble`` is the discrete set of noise levels of NCSN (Song & Ermon 2019) as a process.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ._checks import broadcast_time, check_batch, check_positive, expand_like
+from .processes import EDM, Process
+
+__all__ = [
+    "DataPrediction",
+    "EDMCoefficients",
+    "EDMPrecond",
+    "EpsilonPrediction",
+    "NoiseEnsemble",
+    "ScorePrediction",
+    "at_time",
+    "default_noise_input",
+    "wrap",
+]
+
+Net = Callable[[Tensor, Tensor], Tensor]
+NOISE_INPUTS = ("t", "log_sigma")
+
+
+# ------------------------------------------------------------------------------------------------
+# NCSN noise levels as a process
+# ------------------------------------------------------------------------------------------------
+class NoiseEnsemble(Process):
+    """The noise levels σ_1 > … > σ_L of NCSN (Song & Ermon 2019) as a process.
+
+    Like ``EDM``: α_t = 1, σ_t = t, drift 0, g(t) = √(2t) (so dσ²/dt = g²), λ(t) = −2 log t,
+    prior N(0, σ_max² I).  The marginal is defined for every t > 0, but training
+    (``objectives.ncsn``) and annealed Langevin sampling only visit the levels, t ∈ {σ_i}.
+
+    Args:
+        sigmas: the levels, any order (stored descending as a float64 tensor ``.sigmas``); positive,
+            finite, distinct, at least one.
+    """
+
+    def __init__(self, sigmas: Sequence[float] | Tensor) -> None:
+        levels = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
+        if levels.ndim != 1 or levels.numel() == 0:
+            raise ValueError(
+                f"sigmas must be a non-empty 1-D sequence of noise levels, "
+                f"got shape {tuple(levels.shape)}"
+            )
+        if not bool(torch.isfinite(levels).all()) or bool((levels <= 0).any()):
+            raise ValueError(f"sigmas must be positive and finite, got {levels.tolist()}")
+        levels = torch.sort(levels, descending=True).values
+        if levels.numel() > 1 and bool((levels[1:] == levels[:-1]).any()):
+            raise ValueError(f"sigmas must be distinct, got {levels.tolist()}")
+        self.sigmas = levels
+        self.t_min = float(levels[-1])
+        self.t_max = float(levels[0])
+
+    @classmethod
+    def geometric(
+        cls, sigma_min: float = 0.01, sigma_max: float = 10.0, n: int = 10
+    ) -> NoiseEnsemble:
+        """n levels σ_i = σ_max (σ_min/σ_max)^{i/(n−1)}, i = 0…n−1 (Song & Ermon 2019, §4.2)."""
+        sigma_min = check_positive(sigma_min, "sigma_min")
+        sigma_max = check_positive(sigma_max, "sigma_max")
+        if not sigma_min < sigma_max:
+            raise ValueError(f"need sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        if int(n) != n or n < 2:
+            raise ValueError(f"n must be an integer >= 2, got {n}")
+        n = int(n)
+        i = torch.arange(n, dtype=torch.float64)
+        levels = sigma_max * (sigma_min / sigma_max) ** (i / (n - 1))
+        levels[0], levels[-1] = sigma_max, sigma_min  # exact ends, whatever the rounding
+        return cls(levels)
+
+    def __len__(self) -> int:
+        return self.sigmas.numel()
+
+    def sample(
+        self,
+        batch: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """One level per sample, uniform over the levels: shape ``(batch,)``, dtype ``dtype``
+        (default: torch's default dtype)."""
+        if int(batch) != batch or batch < 1:
+            raise ValueError(f"batch must be a positive integer, got {batch}")
+        # Draw where the generator lives, so a seed gives the same levels on every device.
+        where = generator.device if generator is not None else device
+        idx = torch.randint(len(self), (int(batch),), generator=generator, device=where)
+        dtype = dtype or torch.get_default_dtype()
+        return self.sigmas.to(device=idx.device, dtype=dtype)[idx].to(device)
+
+    def marginal(self, t):
+        t = _as_time(t)
+        return torch.ones_like(t), t
+
+    def log_alpha_rate(self, t):
+        return torch.zeros_like(_as_time(t))
+
+    def diffusion(self, t):
+        return torch.sqrt(2 * _as_time(t))
+
+    def t_of_log_snr(self, log_snr):
+        return torch.exp(-0.5 * _as_time(log_snr))
+
+    @property
+    def prior_std(self) -> float:
+        return self.t_max
+
+    def _args(self) -> dict:
+        return {"sigmas": self.sigmas.tolist()}
+
+    def __repr__(self) -> str:
+        return (
+            f"NoiseEnsemble(n={len(self)}, sigma_max={self.t_max:.4g}, sigma_min={self.t_min:.4g})"
+        )
+
+
+def _as_time(t) -> Tensor:
+    if isinstance(t, Tensor):
+        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+    return torch.as_tensor(t, dtype=torch.get_default_dtype())
+
+
+# ------------------------------------------------------------------------------------------------
+# Wrappers
+# ------------------------------------------------------------------------------------------------
+def default_noise_input(process: Process) -> str:
+    """``"log_sigma"`` for processes whose time is a noise level beyond [0, 1] (EDM, NoiseEnsemble,
+    any process with t_max > 1), else ``"t"``."""
+    if isinstance(process, (EDM, NoiseEnsemble)) or process.t_max > 1:
+        return "log_sigma"
+    return "t"
+
+
+def _check_process(process) -> Process:
+    if not isinstance(process, Process):
+        raise ValueError(f"process must be a scorematch Process, got {type(process).__name__}")
+    return process
+
+
+class _Wrapper(nn.Module):
+    """Shared plumbing: validate inputs, evaluate (α_t, σ_t), build c_noise, check the net's output."""
+
+    def __init__(self, net: Net, process: Process, noise_input: str | None) -> None:
+        super().__init__()
+        if not callable(net):
+            raise ValueError(f"net must be callable as net(x, c_noise), got {type(net).__name__}")
+        self.net = net
+        self.process = _check_process(process)
+        noise_input = default_noise_input(process) if noise_input is None else noise_input
+        if noise_input not in NOISE_INPUTS:
+            raise ValueError(f"noise_input must be 't' or 'log_sigma', got {noise_input!r}")
+        self.noise_input = noise_input
+
+    def _marginal(self, x: Tensor, t: Tensor | float) -> tuple[Tensor, Tensor, Tensor]:
+        check_batch(x, "x", finite=False)
+        t = broadcast_time(t, x)
+        alpha, sigma = self.process.marginal(t)
+        return t, alpha.to(x.dtype), sigma.to(x.dtype)
+
+    def _c_noise(self, t: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
+        if self.noise_input == "t":
+            return t
+        return 0.25 * torch.log(sigma / alpha)
+
+    def _net(self, x_in: Tensor, c_noise: Tensor) -> Tensor:
+        out = self.net(x_in, c_noise)
+        if not isinstance(out, Tensor) or out.shape != x_in.shape:
+            shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
+            raise ValueError(
+                f"net must return a tensor of the input's shape {tuple(x_in.shape)}, got {shape}"
+            )
+        return out
+
+    def extra_repr(self) -> str:
+        return f"process={self.process!r}, noise_input={self.noise_input!r}"
+
+
+class EpsilonPrediction(_Wrapper):
+    """Noise prediction (Ho et al. 2020): the net estimates ε in x_t = α_t x₀ + σ_t ε.
+
+    score = −ε̂ / σ_t;  denoise = (x − σ_t ε̂) / α_t.
+    """
+
+    def __init__(self, net: Net, process: Process, *, noise_input: str | None = None) -> None:
+        super().__init__(net, process, noise_input)
+
+    def _eps(self, x: Tensor, t: Tensor | float):
+        t, alpha, sigma = self._marginal(x, t)
+        return self._net(x, self._c_noise(t, alpha, sigma)), alpha, sigma
+
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        eps, _, sigma = self._eps(x, t)
+        return -eps / expand_like(sigma, x)
+
+    def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
+        eps, alpha, sigma = self._eps(x, t)
+        return (x - expand_like(sigma, x) * eps) / expand_like(alpha, x)
+
+
+class DataPrediction(_Wrapper):
+    """Data (x₀) prediction: the net estimates E[x₀ | x_t].
+
+    score = (α_t x̂₀ − x) / σ_t²  (Tweedie's formula solved for the score);  denoise = x̂₀.
+    """
+
+    def __init__(self, net: Net, process: Process, *, noise_input: str | None = None) -> None:
+        super().__init__(net, process, noise_input)
+
+    def _x0(self, x: Tensor, t: Tensor | float):
+        t, alpha, sigma = self._marginal(x, t)
+        return self._net(x, self._c_noise(t, alpha, sigma)), alpha, sigma
+
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        x0, alpha, sigma = self._x0(x, t)
+        return (expand_like(alpha, x) * x0 - x) / expand_like(sigma, x) ** 2
+
+    def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
+        return self._x0(x, t)[0]
+
+
+class ScorePrediction(_Wrapper):
+    """Score prediction: score = net(x, c)/σ_t when ``scale_by_sigma`` (the output scaling of
+    score-SDE's NCSN++, Song et al. 2021, which keeps the net's target O(1)), else net(x, c).
+
+    denoise = (x + σ_t² score) / α_t (Tweedie).
+    """
+
+    def __init__(
+        self,
+        net: Net,
+        process: Process,
+        *,
+        scale_by_sigma: bool = True,
+        noise_input: str | None = None,
+    ) -> None:
+        super().__init__(net, process, noise_input)
+        self.scale_by_sigma = bool(scale_by_sigma)
+
+    def _score(self, x: Tensor, t: Tensor | float):
+        t, alpha, sigma = self._marginal(x, t)
+        out = self._net(x, self._c_noise(t, alpha, sigma))
+        if self.scale_by_sigma:
+            out = out / expand_like(sigma, x)
+        return out, alpha, sigma
+
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        return self._score(x, t)[0]
+
+    def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
+        score, alpha, sigma = self._score(x, t)
+        return (x + expand_like(sigma, x) ** 2 * score) / expand_like(alpha, x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", scale_by_sigma={self.scale_by_sigma}"
+
+
+class EDMCoefficients(NamedTuple):
+    """Preconditioning coefficients of Karras et al. 2022, Table 1, at a scaled noise level σ̂."""
+
+    c_skip: Tensor
+    c_out: Tensor
+    c_in: Tensor
+    c_noise: Tensor
+
+
+class EDMPrecond(_Wrapper):
+    """EDM preconditioning (Karras et al. 2022, "Elucidating the Design Space…", §5 and Table 1).
+
+    With σ̂ = σ_t/α_t and y = x/α_t (the noisy input rescaled to unit signal, y = x₀ + σ̂ ε):
+
+        D(y, σ̂) = c_skip y + c_out F(c_in y, c_noise),
+        c_skip = σ_d²/(σ̂² + σ_d²),  c_out = σ̂ σ_d/√(σ̂² + σ_d²),  c_in = 1/√(σ̂² + σ_d²),
+        c_noise = ¼ log σ̂,
+
+    and the score with respect to x is (D − y)/(σ̂² α_t).  ``denoise`` returns D, the x₀ estimate.
+
+    Args:
+        net: the raw network F.
+        process: any process (for EDM, α = 1 and σ̂ = t).
+        sigma_data: data standard deviation σ_d; default ``process.sigma_data`` if the process has
+            one, else 0.5.
+    """
+
+    def __init__(self, net: Net, process: Process, *, sigma_data: float | None = None) -> None:
+        super().__init__(net, process, "log_sigma")
+        if sigma_data is None:
+            sigma_data = getattr(process, "sigma_data", 0.5)
+        self.sigma_data = check_positive(sigma_data, "sigma_data")
+
+    def coefficients(self, sigma: Tensor | float) -> EDMCoefficients:
+        """(c_skip, c_out, c_in, c_noise) at scaled noise level(s) σ̂, each of σ̂'s shape."""
+        sigma = _as_time(sigma)
+        sd2 = self.sigma_data**2
+        total = sigma**2 + sd2
+        return EDMCoefficients(
+            c_skip=sd2 / total,
+            c_out=sigma * self.sigma_data / total.sqrt(),
+            c_in=total.rsqrt(),
+            c_noise=0.25 * sigma.log(),
+        )
+
+    def _denoise(self, x: Tensor, t: Tensor | float):
+        _, alpha, sigma = self._marginal(x, t)
+        sigma_hat = sigma / alpha
+        c = self.coefficients(sigma_hat)
+        y = x / expand_like(alpha, x)
+        f = self._net(expand_like(c.c_in, x) * y, c.c_noise)
+        d = expand_like(c.c_skip, x) * y + expand_like(c.c_out, x) * f
+        return d, y, alpha, sigma_hat
+
+    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+        d, y, alpha, sigma_hat = self._denoise(x, t)
+        return (d - y) / expand_like(sigma_hat**2 * alpha, x)
+
+    def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
+        return self._denoise(x, t)[0]
+
+    def extra_repr(self) -> str:
+        return f"process={self.process!r}, sigma_data={self.sigma_data}"
+
+
+PREDICTIONS = {
+    "eps": EpsilonPrediction,
+    "x0": DataPrediction,
+    "score": ScorePrediction,
+    "edm": EDMPrecond,
+}
+_ALIASES = {"epsilon": "eps", "noise": "eps", "data": "x0", "x_0": "x0"}
+
+
+def wrap(net: Net, process: Process, prediction: str = "eps", **options) -> nn.Module:
+    """Score model for ``net`` under ``process``: ``prediction`` is ``"eps"``, ``"x0"``, ``"score"``
+    or ``"edm"``; ``options`` go to the wrapper (``noise_input``, ``scale_by_sigma``,
+    ``sigma_data``)."""
+    key = _ALIASES.get(str(prediction).lower(), str(prediction).lower())
+    if key not in PREDICTIONS:
+        raise ValueError(
+            f"unknown prediction {prediction!r}; choose one of {', '.join(PREDICTIONS)}"
+        )
+    try:
+        return PREDICTIONS[key](net, process, **options)
+    except TypeError as err:  # an option the chosen wrapper does not take
+        raise ValueError(f"bad options for prediction {key!r}: {err}") from None
+
+
+# ------------------------------------------------------------------------------------------------
+# Binding the time
+# ------------------------------------------------------------------------------------------------
+def at_time(
+    model: Callable[[Tensor, Tensor], Tensor], t: Tensor | float
+) -> Callable[[Tensor], Tensor]:
+    """The score function x ↦ model(x, t) at a fixed time (a scalar, or one time per sample ``(B,)``).
+
+    Lets the objectives written for a plain score function (ESM, ISM, SSM, DSM) train a
+    noise-conditional model at given noise levels, e.g. ``ism(at_time(model, 0.1), x_t)``.
+    t follows x's dtype and device at every call; a ``(B,)`` t requires a batch of exactly B.
+    """
+    if isinstance(t, Tensor):
+        if t.ndim > 1:
+            raise ValueError(f"t must be a scalar or have shape (batch,), got {tuple(t.shape)}")
+        if not bool(torch.isfinite(t).all()):
+            raise ValueError("t contains NaN or infinite values")
+    else:
+        t = float(t)
+        if not math.isfinite(t):
+            raise ValueError(f"t must be finite, got {t}")
+
+    def score_fn(x: Tensor) -> Tensor:
+        return model(x, broadcast_time(t, x))
+
+    return score_fn
