@@ -1,8 +1,27 @@
-"""scorematch: score matching and score-based diffusion models in PyTorch."""
+"""scorematch: score matching and score-based diffusion models in PyTorch.
 
+Objectives (``sm.objectives``), noising processes (``sm.VE``, ``sm.VP``, ``sm.SubVP``, ``sm.EDM``),
+samplers (``sm.samplers``, ``sm.sample``), exact likelihood (``sm.log_likelihood``,
+``sm.bits_per_dim``), analytic oracles (``sm.Gaussian``, ``sm.GaussianMixture``), metrics,
+score networks (``sm.models``), data loading (``sm.data``) and the ``Trainer``.
+"""
+
+from . import metrics, objectives, samplers
 from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
+from .energy import EnergyScore
+from .likelihood import BitsPerDim, LogLikelihood, bits_per_dim, log_likelihood
+from .parametrization import (
+    DataPrediction,
+    EDMPrecond,
+    EpsilonPrediction,
+    NoiseEnsemble,
+    ScorePrediction,
+    at_time,
+    wrap,
+)
 from .processes import EDM, VE, VP, Process, SubVP, make_process
-from .samplers.base import Samples
+from .samplers import Samples, sample
+from .training import Trainer, TrainingDiverged, TrainResult, load_checkpoint
 
 __version__ = "0.1.0"
 
@@ -10,11 +29,31 @@ __all__ = [
     "EDM",
     "VE",
     "VP",
+    "BitsPerDim",
+    "DataPrediction",
+    "EDMPrecond",
+    "EnergyScore",
+    "EpsilonPrediction",
     "Gaussian",
     "GaussianMixture",
+    "LogLikelihood",
     "MixtureScoreModel",
+    "NoiseEnsemble",
     "Process",
     "Samples",
+    "ScorePrediction",
     "SubVP",
+    "TrainResult",
+    "Trainer",
+    "TrainingDiverged",
+    "at_time",
+    "bits_per_dim",
+    "load_checkpoint",
+    "log_likelihood",
     "make_process",
+    "metrics",
+    "objectives",
+    "sample",
+    "samplers",
+    "wrap",
 ]

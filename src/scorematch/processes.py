@@ -266,9 +266,12 @@ PROCESSES = {"VE": VE, "VP": VP, "SubVP": SubVP, "EDM": EDM}
 
 
 def make_process(name: str, **kwargs) -> Process:
-    """Build a process by name (case-insensitive: ve, vp, subvp, edm) with its constructor arguments."""
-    lookup = {k.lower(): v for k, v in PROCESSES.items()}
+    """Build a process by name (case-insensitive: ve, vp, subvp, edm, noiseensemble) with its
+    constructor arguments; ``make_process(**process.config())`` rebuilds a process."""
+    from .parametrization import NoiseEnsemble  # a Process subclass defined one floor up
+
+    lookup = {k.lower(): v for k, v in {**PROCESSES, "NoiseEnsemble": NoiseEnsemble}.items()}
     key = name.lower().replace("-", "").replace("_", "")
     if key not in lookup:
-        raise ValueError(f"unknown process {name!r}; choose one of {', '.join(PROCESSES)}")
+        raise ValueError(f"unknown process {name!r}; choose one of {', '.join(lookup)}")
     return lookup[key](**kwargs)
