@@ -95,7 +95,8 @@ def test_mlp_works_under_torch_func():
     t = torch.rand(5, dtype=torch.float64)
     jac = torch.func.vmap(torch.func.jacrev(lambda xi, ti: model(xi[None], ti[None])[0]))(x, t)
     for i in range(5):
-        ref = torch.autograd.functional.jacobian(lambda xi: model(xi[None], t[i : i + 1])[0], x[i])
+        ti = t[i : i + 1]
+        ref = torch.autograd.functional.jacobian(lambda xi, ti=ti: model(xi[None], ti)[0], x[i])
         torch.testing.assert_close(jac[i], ref, rtol=1e-12, atol=1e-12)
 
 

@@ -61,7 +61,7 @@ SOLVERS = {
     "ode-rk4": (lambda m, p, x, n: ode(m, p, x, n, method="rk4"), 4, 10),
     "heun": (lambda m, p, x, n: heun(m, p, x, n), 2, 20),
     "dpm1": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=1), 1, 40),
-    "dpm2": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=2), 2, 20),
+    "dpm2": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=2), 2, 40),
     # On the uniform log-SNR grid 3M converges faster than h³ on this target; EDM's grid shows h³.
     "dpm3": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=3, grid="edm_rho"), 3, 40),
 }

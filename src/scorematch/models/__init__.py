@@ -51,8 +51,13 @@ def _unet_defaults(shape: tuple[int, ...]) -> dict[str, Any]:
     while h % (2 * divisible) == 0 and w % (2 * divisible) == 0 and divisible < 2 ** (levels - 1):
         divisible *= 2
     levels = min(levels, int(math.log2(divisible)) + 1)
-    channels = 32 if size <= 16 else 64
-    return {"in_channels": c, "channels": channels, "channel_mult": (1,) + (2,) * (levels - 1)}
+    return {
+        "in_channels": c,
+        "channels": 32 if size <= 16 else 64,
+        "channel_mult": (1,) + (2,) * (levels - 1),
+        # tiny images (8×8 digits) train on a CPU: one residual block per level is enough
+        "num_res_blocks": 1 if size <= 8 else 2,
+    }
 
 
 def build_model(
@@ -62,9 +67,10 @@ def build_model(
 
     Names: ``"mlp"`` → :class:`MLPScore` on ``prod(shape)`` features (any shape, flattened);
     ``"unet"`` → :class:`UNet` for ``shape = (C, H, W)``; ``"energy-mlp"`` → :class:`MLPEnergy`.
-    Defaults depend on the shape (2-D toys: width 128, depth 3; images ≤ 16 px: 32 base channels
-    and 3 levels; larger: 64 channels and 4 levels, fewer when H or W do not halve often enough);
-    ``kwargs`` override them.
+    Defaults depend on the shape (MLP: width 128 × depth 3 up to 4 features, 256 × 4 up to 32,
+    512 × 4 beyond; U-Net: images ≤ 16 px get 32 base channels and 3 levels (one residual block
+    per level at ≤ 8 px), larger ones 64 channels and 4 levels, fewer levels when H or W do not
+    halve often enough); ``kwargs`` override them.
 
     With ``seed`` the weights are initialised from ``torch.manual_seed(seed)`` inside
     ``torch.random.fork_rng``, so the global random state is left untouched and the same call

