@@ -114,6 +114,10 @@ def test_csv_with_and_without_header(tmp_path):
     )
     (tmp_path / "t.tsv").write_text("a\tb\n1\t2\n")
     torch.testing.assert_close(load_table(tmp_path / "t.tsv"), torch.tensor([[1.0, 2.0]]))
+    np.savetxt(tmp_path / "s.txt", np.array([[1.5, -2.0], [3.0, 4.25]]))  # space-separated
+    torch.testing.assert_close(
+        load_table(tmp_path / "s.txt"), torch.tensor([[1.5, -2.0], [3, 4.25]])
+    )
     (tmp_path / "one.csv").write_text("v\n1\n2\n3\n")
     assert load_table(tmp_path / "one.csv").shape == (3, 1)
 

@@ -32,7 +32,9 @@ def _mixture(dtype=F64) -> sm.GaussianMixture:
     """Three anisotropic components in 2-D, one of them narrow (std 0.1 along an axis)."""
     means = torch.tensor([[-1.5, 0.0], [1.5, 1.0], [0.5, -1.5]], dtype=dtype)
     angle = torch.tensor(0.5, dtype=dtype)
-    rot = torch.stack([torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])])
+    rot = torch.stack(
+        [torch.stack([angle.cos(), -angle.sin()]), torch.stack([angle.sin(), angle.cos()])]
+    )
     covs = torch.stack(
         [
             torch.diag(torch.tensor([0.30, 0.05], dtype=dtype)),
@@ -78,11 +80,13 @@ def test_exact_divergence_matches_mixture_density(name):
 def test_both_time_variables_solve_the_same_ode():
     process = sm.VE()
     model = _mixture().score_model(process)
-    x = _samples(50)
+    x = _samples(30)
     exact_end = lambda z: model.log_prob(z, process.t_max)  # noqa: E731 — removes the prior mismatch
     target = model.log_prob(x, process.t_min)
-    a = log_likelihood(model, process, x, time="angle", prior_log_prob=exact_end, rtol=1e-7, atol=1e-7)
-    t = log_likelihood(model, process, x, time="t", prior_log_prob=exact_end, rtol=1e-7, atol=1e-7)
+    a = log_likelihood(
+        model, process, x, time="angle", prior_log_prob=exact_end, rtol=1e-6, atol=1e-6
+    )
+    t = log_likelihood(model, process, x, time="t", prior_log_prob=exact_end, rtol=1e-6, atol=1e-6)
     assert (a.log_prob - target).abs().max() < 1e-3
     assert (t.log_prob - target).abs().max() < 1e-3
     assert a.nfe < t.nfe  # the angle is the cheaper variable (benchmarks/likelihood.py)
@@ -116,12 +120,13 @@ def test_gaussian_closed_form_density_and_flow():
 
 
 def test_hutchinson_is_unbiased():
-    """Each row gets its own probe: 400 copies of 8 points give 400 independent estimates each."""
+    """Each row gets its own probe: 300 copies of 8 points give 400 independent estimates each."""
     process = sm.VP(t_min=1e-3)
     model = _mixture().score_model(process)
     x = _samples(8, seed=1)
     exact = log_likelihood(model, process, x, rtol=1e-6, atol=1e-6).log_prob
-    reps = 400
+    reps = 300
+    spread = {}
     for probe in ("rademacher", "gaussian"):
         est = log_likelihood(
             model,
@@ -129,15 +134,14 @@ def test_hutchinson_is_unbiased():
             x.repeat(reps, 1),
             divergence="hutchinson",
             probe=probe,
-            rtol=1e-6,
-            atol=1e-6,
             generator=torch.Generator().manual_seed(7),
         ).log_prob.reshape(reps, -1)
+        spread[probe] = est.std(0)
         mean, se = est.mean(0), est.std(0) / math.sqrt(reps)
         assert (est.std(0) > 0.05).all()  # the estimator is genuinely noisy here
         # 8 points at 4.5 standard errors: a false alarm would need a >1e-4 event; the solver
-        # error (≲1e-4) is far below the ~0.03 standard error.
-        assert ((mean - exact).abs() < 4.5 * se).all(), ((mean - exact) / se)
+        # error (≲1e-4 at the default tolerance) is far below the ~0.03 standard error.
+        assert ((mean - exact).abs() < 4.5 * se).all(), (mean - exact) / se
     # Averaging 4 probes divides the variance by 4.
     est4 = log_likelihood(
         model,
@@ -147,7 +151,7 @@ def test_hutchinson_is_unbiased():
         probes=4,
         generator=torch.Generator().manual_seed(8),
     ).log_prob.reshape(reps, -1)
-    ratio = (est4.std(0) / est.std(0)).mean()
+    ratio = (est4.std(0) / spread["rademacher"]).mean()
     assert 0.4 < ratio < 0.6
 
 
@@ -187,7 +191,11 @@ def test_image_shaped_inputs_match_flat_and_keep_no_graph():
     assert image.latent.shape == (16, 1, 2, 2)
     assert not image.log_prob.requires_grad and image_model.weight.grad is None
     hutch = log_likelihood(
-        image_model, process, x.reshape(16, 1, 2, 2), divergence="hutchinson", probes=64,
+        image_model,
+        process,
+        x.reshape(16, 1, 2, 2),
+        divergence="hutchinson",
+        probes=64,
         generator=torch.Generator().manual_seed(0),
     )
     assert (hutch.log_prob - flat.log_prob).abs().mean() < 0.2
@@ -302,10 +310,10 @@ def test_bits_per_dim_same_seed_and_integer_input():
     a = bits_per_dim(model, process, x.to(F64), generator=torch.Generator().manual_seed(3))
     b = bits_per_dim(model, process, x.to(F64), generator=torch.Generator().manual_seed(3))
     assert torch.equal(a.bpd, b.bpd)
-    # Integer tensors are accepted (converted to the default dtype).
+    # Integer tensors are accepted, as the default dtype.
     c = bits_per_dim(model, process, x, generator=torch.Generator().manual_seed(3))
-    assert c.bpd.dtype == torch.get_default_dtype()
-    assert (c.bpd.double() - a.bpd).abs().max() < 1e-3
+    d = bits_per_dim(model, process, x.float(), generator=torch.Generator().manual_seed(3))
+    assert c.bpd.dtype == torch.get_default_dtype() and torch.equal(c.bpd, d.bpd)
 
 
 # -- user mistakes ----------------------------------------------------------------------------------

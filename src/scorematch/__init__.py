@@ -6,10 +6,12 @@ samplers (``sm.samplers``, ``sm.sample``), exact likelihood (``sm.log_likelihood
 score networks (``sm.models``), data loading (``sm.data``) and the ``Trainer``.
 """
 
-from . import metrics, objectives, samplers
+from . import data, metrics, models, objectives, samplers
+from .data import Standardizer, load_dataset, toy_dataset
 from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
 from .likelihood import BitsPerDim, LogLikelihood, bits_per_dim, log_likelihood
+from .models import MLPEnergy, MLPScore, UNet, build_model
 from .parametrization import (
     DataPrediction,
     EDMPrecond,
@@ -37,23 +39,32 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "LogLikelihood",
+    "MLPEnergy",
+    "MLPScore",
     "MixtureScoreModel",
     "NoiseEnsemble",
     "Process",
     "Samples",
     "ScorePrediction",
+    "Standardizer",
     "SubVP",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
+    "UNet",
     "at_time",
     "bits_per_dim",
+    "build_model",
+    "data",
     "load_checkpoint",
+    "load_dataset",
     "log_likelihood",
     "make_process",
     "metrics",
+    "models",
     "objectives",
     "sample",
     "samplers",
+    "toy_dataset",
     "wrap",
 ]

@@ -90,26 +90,29 @@ class BitsPerDim(NamedTuple):
 
 
 def _divergence_fn(divergence: str, probe_vectors: Tensor | None):
-    """Return ``fn(velocity, z) -> (v, div)`` for a per-sample-independent velocity on flat z (B, D)."""
+    """Return ``fn(velocity, z) -> (v, div)`` for a per-sample-independent velocity on flat z (B, D).
 
-    if divergence == "exact":
+    Both estimators are sums of quadratic forms eᵀ(∂v/∂z)e over a set of vectors e of shape (B, D):
+    the D basis vectors (exact trace) or the probes (Hutchinson, averaged).  Because samples are
+    independent, one vjp of the batched velocity gives every sample's eᵀJ at once; the vectors are
+    vmapped (one forward pass, one batched backward pass each), in chunks bounded to ~128 MB.
+    """
 
-        def exact(velocity, z):
-            v, pullback = vjp(velocity, z)
-            d = z.shape[1]
-            # Row i of every sample's Jacobian at once: one forward pass, D vmapped backward passes.
-            basis = torch.eye(d, dtype=z.dtype, device=z.device)[:, None, :].expand(d, *z.shape)
-            rows = vmap(pullback)(basis)[0]  # (D, B, D)
-            return v, torch.einsum("ibi->b", rows)
+    def quadratic_forms(pullback, vectors: Tensor) -> Tensor:
+        n, b, d = vectors.shape
+        per_vector = b * d * vectors.element_size()
+        chunk = None if n * per_vector <= 2**27 else max(1, 2**27 // per_vector)
+        return vmap(lambda e: (pullback(e)[0] * e).sum(-1), chunk_size=chunk)(vectors)  # (n, B)
 
-        return exact
-
-    def hutchinson(velocity, z):
+    def fn(velocity, z):
         v, pullback = vjp(velocity, z)
-        vj = vmap(pullback)(probe_vectors)[0]  # (P, B, D): εᵀ ∂v/∂z
-        return v, (vj * probe_vectors).sum(-1).mean(0)
+        if divergence == "exact":
+            d = z.shape[1]
+            basis = torch.eye(d, dtype=z.dtype, device=z.device)[:, None, :].expand(d, *z.shape)
+            return v, quadratic_forms(pullback, basis).sum(0)
+        return v, quadratic_forms(pullback, probe_vectors).mean(0)
 
-    return hutchinson
+    return fn
 
 
 def log_likelihood(
@@ -240,7 +243,9 @@ def log_likelihood(
     span = torch.stack([to_time(lo), to_time(hi)]).to(x.device)
     c0, cT = c0.to(x.device), cT.to(x.device)
     nfe = 0
-    bar = tqdm(total=1.0, disable=not progress, desc="likelihood", bar_format="{l_bar}{bar}| {elapsed}")
+    bar = tqdm(
+        total=1.0, disable=not progress, desc="likelihood", bar_format="{l_bar}{bar}| {elapsed}"
+    )
     length = float(span[1] - span[0])
 
     def func(s: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
@@ -308,11 +313,12 @@ def bits_per_dim(
     the same thing as "bpd of y plus an offset": their y = v/256 ∈ [0,1) (offset 8 = −log₂(1/256))
     or y = 2v/256 − 1 ∈ [−1,1) (offset 7 = −log₂(2/256)); here that offset is −log₂|a|, computed
     from the map.  With ``dequantize=None`` the data are used as is (v = x, no noise): pass values
-already dequantized into [lo, hi+1).
+    already dequantized into [lo, hi+1).
 
     Continuous data (``data_range=None``): x is already in the model's space and
-    bpd = −[log p(x) + log_det] / (D ln 2), where ``log_det`` (a number or ``(B,)``) is log|det ∂y/∂x|
-    of whatever map took the raw data to x, e.g. −Σ_d log s_d for standardisation y = (x − m)/s.
+    bpd = −[log p(x) + log_det] / (D ln 2), where ``log_det`` (a number or ``(B,)``) is
+    log|det ∂x/∂r| of the map that took raw data r to x, so that the bits are those of r: e.g.
+    −Σ_d log s_d for the standardisation x = (r − m)/s.
 
     ``likelihood_kwargs`` go to :func:`log_likelihood` (``divergence``, ``rtol``, ``t_min`` …).
     Returns ``BitsPerDim(bpd, nfe)`` with bpd of shape ``(B,)``.
@@ -332,7 +338,9 @@ already dequantized into [lo, hi+1).
     else:
         lo, hi = (float(v) for v in data_range)
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"data_range must be finite (low, high) with low < high, got {data_range}")
+            raise ValueError(
+                f"data_range must be finite (low, high) with low < high, got {data_range}"
+            )
         top = hi if dequantize == "uniform" else hi + 1
         if bool((x < lo).any()) or bool((x > top).any()):
             raise ValueError(
@@ -344,7 +352,9 @@ already dequantized into [lo, hi+1).
         if scale is None:
             r0, r1 = (float(v) for v in model_range)
             if not (math.isfinite(r0) and math.isfinite(r1) and r0 < r1):
-                raise ValueError(f"model_range must be finite (low, high) with low < high, got {model_range}")
+                raise ValueError(
+                    f"model_range must be finite (low, high) with low < high, got {model_range}"
+                )
             a = (r1 - r0) / (hi + 1 - lo)
             b = r0 - a * lo if shift is None else float(shift)
         else:

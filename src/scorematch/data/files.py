@@ -52,15 +52,22 @@ def _read_csv(p: Path) -> Tensor:
     first = next((line for line in lines if line.strip()), None)
     if first is None:
         raise ValueError(f"{p}: the file is empty")
+    delimiter: str | None
     if p.suffix.lower() == ".tsv" or ("\t" in first and "," not in first):
         delimiter = "\t"
     elif ";" in first and "," not in first:
         delimiter = ";"
-    else:
+    elif "," in first or len(first.split()) < 2:
         delimiter = ","
+    else:
+        delimiter = None  # whitespace-separated, as numpy.savetxt writes by default
+    if delimiter is None:
+        cells = [line.split() for line in lines]
+    else:
+        cells = list(csv.reader(lines, delimiter=delimiter))
     rows = [
         (lineno, [cell.strip() for cell in row])
-        for lineno, row in enumerate(csv.reader(lines, delimiter=delimiter), start=1)
+        for lineno, row in enumerate(cells, start=1)
         if any(cell.strip() for cell in row)
     ]
     header: list[str] | None = None
@@ -76,7 +83,7 @@ def _read_csv(p: Path) -> Tensor:
         if len(row) != width:
             raise ValueError(
                 f"{p}: row {lineno} has {len(row)} columns, expected {width} "
-                f"(delimiter {delimiter!r})"
+                f"(delimiter {delimiter or 'whitespace'!r})"
             )
         for j, cell in enumerate(row):
             v = _parse_float(cell)
@@ -145,8 +152,8 @@ def _read_npz(p: Path) -> Tensor:
 def load_table(path: str | Path) -> Tensor:
     """Load numeric data from a file into a float32 tensor with the samples first.
 
-    - ``.csv`` / ``.tsv`` / ``.txt``: delimited numbers (comma, tab or semicolon, guessed from
-      the first line) → ``(N, D)``.  A first row with no numeric cell is a header.  Blank lines
+    - ``.csv`` / ``.tsv`` / ``.txt``: delimited numbers (comma, tab, semicolon or spaces, guessed
+      from the first line) → ``(N, D)``.  A first row with no numeric cell is a header.  Blank lines
       are skipped; any other non-numeric or empty cell is an error naming row and column.
     - ``.npy``: a numeric array.  1-D → ``(N, 1)``; 2-D as is; 3-D ``(N, H, W)`` →
       ``(N, 1, H, W)``; 4-D and more as is (e.g. images ``(N, C, H, W)``).  uint8 image stacks
