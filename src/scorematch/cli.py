@@ -14,13 +14,14 @@ from typing import Any
 
 import click
 import numpy as np
-import torch
 
 from . import __version__
 from . import run as runs
 from .io import atomic_save
 from .samplers.api import SAMPLERS
 from .training import TrainingDiverged
+
+__all__ = ["cli", "main"]
 
 logger = logging.getLogger("scorematch")
 
@@ -109,7 +110,11 @@ def cli(ctx: click.Context, debug: bool, verbose: int) -> None:
 # ------------------------------------------------------------------------------------------------
 @cli.command()
 def datasets() -> None:
-    """List the built-in data sets and how to pass your own files and folders."""
+    """List the built-in data sets and how to pass your own files and folders.
+
+    Prints one row per built-in set (name, kind, size, description) — the 2-D toy sets and
+    scikit-learn's handwritten digits — followed by the file formats --data accepts.
+    """
     rows = [("name", "kind", "size", "description"), *runs.dataset_table()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
@@ -161,14 +166,46 @@ config.yaml (--steps N sets a new, larger total).
 
 
 @cli.command(help=_TRAIN_HELP)
-@click.option("--data", help="Built-in name (see `scorematch datasets`), a .csv/.npy/.npz file, or an image folder.")
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Run directory to create (or to continue with --resume).")
-@click.option("--objective", type=click.Choice(runs.OBJECTIVES, case_sensitive=False), help="Training objective (default: diffusion).")
-@click.option("--process", type=click.Choice(runs.PROCESSES, case_sensitive=False), help="Forward noising process for diffusion/edm (default: vp; edm for --objective edm).")
-@click.option("--model", type=click.Choice(["mlp", "unet", "energy-mlp"], case_sensitive=False), help="Network (default: mlp for vectors, unet for images).")
-@click.option("--prediction", type=click.Choice(["eps", "x0", "score", "edm"], case_sensitive=False), help="What the network predicts (default: eps on vp/subvp, score on ve, edm on edm).")
-@click.option("--weighting", type=click.Choice(["sigma2", "likelihood", "importance"], case_sensitive=False), help="Loss weighting of --objective diffusion.")
-@click.option("--sigma", type=float, help="Noise level of dsm/ssm/ssm-vr/ism, in standardised units (dsm default 0.1).")
+@click.option(
+    "--data",
+    help="Built-in name (see `scorematch datasets`), a .csv/.npy/.npz file, or an image folder.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    help="Run directory to create (or to continue with --resume).",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(runs.OBJECTIVES, case_sensitive=False),
+    help="Training objective (default: diffusion).",
+)
+@click.option(
+    "--process",
+    type=click.Choice(runs.PROCESSES, case_sensitive=False),
+    help="Forward noising process for diffusion/edm (default: vp; edm for --objective edm).",
+)
+@click.option(
+    "--model",
+    type=click.Choice(["mlp", "unet", "energy-mlp"], case_sensitive=False),
+    help="Network (default: mlp for vectors, unet for images).",
+)
+@click.option(
+    "--prediction",
+    type=click.Choice(["eps", "x0", "score", "edm"], case_sensitive=False),
+    help="What the network predicts (default: eps on vp/subvp, score on ve, edm on edm).",
+)
+@click.option(
+    "--weighting",
+    type=click.Choice(["sigma2", "likelihood", "importance"], case_sensitive=False),
+    help="Loss weighting of --objective diffusion.",
+)
+@click.option(
+    "--sigma",
+    type=float,
+    help="Noise level of dsm/ssm/ssm-vr/ism, in standardised units (dsm default 0.1).",
+)
 @click.option("--steps", type=int, help="Total optimizer steps.")
 @click.option("--batch-size", type=int, help="Batch size.")
 @click.option("--lr", type=float, help="Peak learning rate (AdamW).")
@@ -176,30 +213,52 @@ config.yaml (--steps N sets a new, larger total).
 @click.option("--width", type=int, help="MLP hidden width.")
 @click.option("--depth", type=int, help="MLP residual blocks.")
 @click.option("--channels", type=int, help="U-Net base channels.")
-@click.option("--n", type=int, help="Toy sets: points to draw (default 10000); real data: random subset size.")
+@click.option(
+    "--n", type=int, help="Toy sets: points to draw (default 10000); real data: random subset size."
+)
 @click.option("--test-fraction", type=float, help="Held-out fraction (default 0.2).")
-@click.option("--seed", type=int, help="Seed of the data, split, initialisation and training noise (default 0).")
-@click.option("--image-size", type=int, help="Image folders: crop and resize every image to this square size.")
-@click.option("--checkpoint-every", type=int, help="Save a checkpoint every N steps (default: 4 per run).")
-@click.option("--sample-every", type=int, help="Write samples/step_N.png every N steps (default: never).")
-@click.option("--config", "config_file", type=click.Path(path_type=Path), help="YAML file with any of these options.")
+@click.option(
+    "--seed",
+    type=int,
+    help="Seed of the data, split, initialisation and training noise (default 0).",
+)
+@click.option(
+    "--image-size", type=int, help="Image folders: crop and resize every image to this square size."
+)
+@click.option(
+    "--checkpoint-every", type=int, help="Save a checkpoint every N steps (default: 4 per run)."
+)
+@click.option(
+    "--sample-every", type=int, help="Write samples/step_N.png every N steps (default: never)."
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path),
+    help="YAML file with any of these options.",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 @click.pass_context
-def train(ctx: click.Context, out: Path | None, config_file: Path | None, resume: bool, no_progress: bool, **flags: Any) -> None:  # fmt: skip
+def train(
+    ctx: click.Context,
+    out: Path | None,
+    config_file: Path | None,
+    resume: bool,
+    no_progress: bool,
+    **flags: Any,
+) -> None:
     options = runs.load_config(config_file) if config_file is not None else {}
     for key, value in flags.items():
         if value is not None:
-            options[key] = value.lower() if isinstance(value, str) and key != "data" else value
+            options[key] = value
     out = out if out is not None else options.pop("out", None)
     options.pop("out", None)
     if out is None:
         raise click.UsageError("missing --out DIR (the run directory)")
     out = Path(out)
     if resume:
-        extra = sorted(
-            k for k in options if k not in ("steps", "checkpoint_every", "sample_every")
-        )
+        extra = sorted(k for k in options if k not in ("steps", "checkpoint_every", "sample_every"))
         if extra:
             names = ", ".join("--" + k.replace("_", "-") for k in extra)
             raise click.UsageError(
@@ -249,13 +308,36 @@ def _check_out(path: Path, suffixes: tuple[str, ...]) -> Path:
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.option("-n", "n", type=int, required=True, help="Number of samples.")
-@click.option("--out", "out", type=click.Path(path_type=Path), required=True, help="Output file: .npy or .csv (data units), or .png (image grid / scatter plot).")
-@click.option("--sampler", type=click.Choice(list(SAMPLERS), case_sensitive=False), help="Sampler (default: the run's, e.g. heun).")
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Output file: .npy or .csv (data units), or .png (image grid / scatter plot).",
+)
+@click.option(
+    "--sampler",
+    type=click.Choice(list(SAMPLERS), case_sensitive=False),
+    help="Sampler (default: the run's, e.g. heun).",
+)
 @click.option("--steps", type=int, help="Sampler steps (default: the run's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler's noise.")
-@click.option("--trajectory", is_flag=True, help="2-D data: also write the sampling trajectory as a GIF next to --out.")
+@click.option(
+    "--trajectory",
+    is_flag=True,
+    help="2-D data: also write the sampling trajectory as a GIF next to --out.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def sample(run_dir: Path, n: int, out: Path, sampler: str | None, steps: int | None, seed: int, trajectory: bool, no_progress: bool) -> None:  # fmt: skip
+def sample(
+    run_dir: Path,
+    n: int,
+    out: Path,
+    sampler: str | None,
+    steps: int | None,
+    seed: int,
+    trajectory: bool,
+    no_progress: bool,
+) -> None:
     """Draw samples from a trained RUN, in data units (the standardisation undone).
 
     \b
@@ -270,8 +352,9 @@ def sample(run_dir: Path, n: int, out: Path, sampler: str | None, steps: int | N
     two_d = run.kind == "vector" and run.shape == (2,)
     if trajectory and not two_d:
         raise click.UsageError("--trajectory needs 2-D data (it draws the points moving)")
-    drawn = run.sample(n, sampler=sampler, steps=steps, seed=seed, trajectory=trajectory,
-                       progress=not no_progress)  # fmt: skip
+    drawn = run.sample(
+        n, sampler=sampler, steps=steps, seed=seed, trajectory=trajectory, progress=not no_progress
+    )
     x = drawn.x.cpu()
     if out.suffix.lower() == ".png":
         from . import plots
@@ -304,13 +387,49 @@ def _fmt(v: Any) -> str:
 
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
-@click.option("-n", "n", type=int, default=2000, show_default=True, help="Samples to draw and compare with the held-out split.")
-@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Also write the results to this JSON file.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling and of the metrics' randomness.")
-@click.option("--nll/--no-nll", default=True, show_default=True, help="Compute the held-out NLL (probability-flow ODE).")
-@click.option("--exact/--hutchinson", "exact", default=None, help="Divergence of the NLL: exact trace (default up to 16 dimensions) or Hutchinson's estimate.")
+@click.option(
+    "-n",
+    "n",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Samples to draw and compare with the held-out split.",
+)
+@click.option(
+    "--json",
+    "json_out",
+    type=click.Path(path_type=Path),
+    help="Also write the results to this JSON file.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of sampling and of the metrics' randomness.",
+)
+@click.option(
+    "--nll/--no-nll",
+    default=True,
+    show_default=True,
+    help="Compute the held-out NLL (probability-flow ODE).",
+)
+@click.option(
+    "--exact/--hutchinson",
+    "exact",
+    default=None,
+    help="Divergence of the NLL: exact trace (default up to 16 dimensions) or Hutchinson's estimate.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
-def evaluate(run_dir: Path, n: int, json_out: Path | None, seed: int, nll: bool, exact: bool | None, no_progress: bool) -> None:  # fmt: skip
+def evaluate(
+    run_dir: Path,
+    n: int,
+    json_out: Path | None,
+    seed: int,
+    nll: bool,
+    exact: bool | None,
+    no_progress: bool,
+) -> None:
     """Compare samples of RUN with its held-out split and compute the held-out NLL.
 
     Sliced Wasserstein distance, MMD² (RBF kernel, median bandwidth) and energy distance between
@@ -350,12 +469,38 @@ def evaluate(run_dir: Path, n: int, json_out: Path | None, seed: int, nll: bool,
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("file", required=False, type=click.Path(path_type=Path))
-@click.option("--exact/--hutchinson", "exact", default=None, help="Exact divergence (default up to 16 dimensions) or Hutchinson's estimate.")
-@click.option("--probes", type=int, default=1, show_default=True, help="Hutchinson probe vectors per sample.")
-@click.option("--out", "out", type=click.Path(path_type=Path), help="Save the per-sample log-likelihoods (.npy or .csv).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the Hutchinson probes / dequantization noise.")
+@click.option(
+    "--exact/--hutchinson",
+    "exact",
+    default=None,
+    help="Exact divergence (default up to 16 dimensions) or Hutchinson's estimate.",
+)
+@click.option(
+    "--probes", type=int, default=1, show_default=True, help="Hutchinson probe vectors per sample."
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    help="Save the per-sample log-likelihoods (.npy or .csv).",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=0,
+    show_default=True,
+    help="Seed of the Hutchinson probes / dequantization noise.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def likelihood(run_dir: Path, file: Path | None, exact: bool | None, probes: int, out: Path | None, seed: int, no_progress: bool) -> None:  # fmt: skip
+def likelihood(
+    run_dir: Path,
+    file: Path | None,
+    exact: bool | None,
+    probes: int,
+    out: Path | None,
+    seed: int,
+    no_progress: bool,
+) -> None:
     """Log-likelihood of the held-out split of RUN (or of FILE's rows), in data units.
 
     Uses the probability-flow ODE with an adaptive solver (Song et al. 2021).  Needs a
@@ -379,9 +524,12 @@ def likelihood(run_dir: Path, file: Path | None, exact: bool | None, probes: int
     dim = math.prod(run.shape)
     use_exact = exact if exact is not None else dim <= 16
     lp, nfe = run.log_likelihood(
-        x, divergence="exact" if use_exact else "hutchinson", probes=probes, seed=seed,
+        x,
+        divergence="exact" if use_exact else "hutchinson",
+        probes=probes,
+        seed=seed,
         progress=not no_progress,
-    )  # fmt: skip
+    )
     from .metrics import heldout_nll
 
     stats = heldout_nll(lp, dims=dim)
@@ -400,7 +548,9 @@ def likelihood(run_dir: Path, file: Path | None, exact: bool | None, probes: int
 # ------------------------------------------------------------------------------------------------
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
-@click.option("-n", "n", type=int, default=2000, show_default=True, help="Samples to draw for the pictures.")
+@click.option(
+    "-n", "n", type=int, default=2000, show_default=True, help="Samples to draw for the pictures."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler's noise.")
 def plot(run_dir: Path, n: int, seed: int) -> None:
     """Write pictures of RUN into RUN/plots/ and print their paths.
@@ -419,10 +569,28 @@ def plot(run_dir: Path, n: int, seed: int) -> None:
 # demo
 # ------------------------------------------------------------------------------------------------
 @cli.command()
-@click.option("--data", default="moons", show_default=True, help="A built-in data set (e.g. moons, 8gaussians, digits) or a file/folder.")
-@click.option("--out", "out", type=click.Path(path_type=Path), default=Path("runs/demo"), show_default=True, help="Run directory; an earlier run there is REPLACED.")
-@click.option("--steps", type=int, help="Training steps (default: the tuned default for the data kind).")
-@click.option("--quick", is_flag=True, help="A much shorter run (a few seconds; a smoke test, not a good model).")
+@click.option(
+    "--data",
+    default="moons",
+    show_default=True,
+    help="A built-in data set (e.g. moons, 8gaussians, digits) or a file/folder.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    default=Path("runs/demo"),
+    show_default=True,
+    help="Run directory; an earlier run there is REPLACED.",
+)
+@click.option(
+    "--steps", type=int, help="Training steps (default: the tuned default for the data kind)."
+)
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A much shorter run (a few seconds; a smoke test, not a good model).",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def demo(data: str, out: Path, steps: int | None, quick: bool, no_progress: bool) -> None:
     """Train, sample, evaluate and plot in one go (about 1-2 minutes on 2 CPU cores for moons).
@@ -441,24 +609,27 @@ def demo(data: str, out: Path, steps: int | None, quick: bool, no_progress: bool
     ev, base = res.evaluation, res.baseline
     cfg = res.run.config
     click.echo("")
-    click.echo(f"scorematch demo — {cfg['data']['spec']} ({cfg['data']['n_train']} train / "
-               f"{cfg['data']['n_test']} held-out), {cfg['model']['name']} + "
-               f"{cfg['objective']['name']}" + (f" on {cfg['process']['name']}" if cfg.get('process') else "")
-               + f", {res.run.step} steps")  # fmt: skip
+    click.echo(
+        f"scorematch demo — {cfg['data']['spec']} ({cfg['data']['n_train']} train / "
+        f"{cfg['data']['n_test']} held-out), {cfg['model']['name']} + "
+        f"{cfg['objective']['name']}"
+        + (f" on {cfg['process']['name']}" if cfg.get("process") else "")
+        + f", {res.run.step} steps"
+    )
     if ev.get("nll") is not None:
         click.echo(
             f"  held-out NLL   model {ev['nll']:.4f} ± {ev['nll_stderr']:.4f} nats/sample "
             f"({ev['bits_per_dim']:.4f} bits/dim, exact probability-flow likelihood)"
         )
     if base is not None and ev.get("nll") is not None:
-        diff = (-(base["log_prob"].double())).numpy()
         click.echo(
             f"                 GaussianMixture ({base['components']} components by BIC) "
             f"{base['nll']:.4f} ± {base['nll_stderr']:.4f}"
         )
         verdict = "better" if ev["nll"] < base["nll"] else "worse"
-        click.echo(f"                 model is {abs(base['nll'] - ev['nll']):.4f} nats/sample {verdict}")
-        del diff
+        click.echo(
+            f"                 model is {abs(base['nll'] - ev['nll']):.4f} nats/sample {verdict}"
+        )
     click.echo(
         f"  samples        sliced W2 {ev['sliced_wasserstein']:.4f}, MMD² {ev['mmd']:.2e}, "
         f"energy distance {ev['energy_distance']:.2e} ({ev['n_samples']} samples vs held-out)"
@@ -480,7 +651,3 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     main()
-
-
-__all__ = ["cli", "main"]
-_ = torch  # torch is imported first so the CLI fails fast when it is missing

@@ -26,7 +26,6 @@ itself) — and sample by Langevin dynamics at that level; they have no likeliho
 from __future__ import annotations
 
 import contextlib
-import copy
 import logging
 import math
 import shutil
@@ -44,8 +43,14 @@ from torch import Tensor, nn
 from . import metrics as sm_metrics
 from . import plots
 from .checkpoint import latest_checkpoint, load_checkpoint
-from .data import Standardizer, list_datasets, load_dataset, train_test_split
-from .data import DEFAULT_TOY_SIZE, TOY_DATASETS
+from .data import (
+    DEFAULT_TOY_SIZE,
+    TOY_DATASETS,
+    Standardizer,
+    list_datasets,
+    load_dataset,
+    train_test_split,
+)
 from .energy import EnergyScore
 from .io import atomic_write_text
 from .likelihood import bits_per_dim, log_likelihood
@@ -115,11 +120,32 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 }
 # Options (as passed to build_config / the CLI) and what they default to when not given.
 OPTION_NAMES = (
-    "data", "n", "seed", "test_fraction", "image_size", "objective", "process", "model",
-    "prediction", "weighting", "sigma", "width", "depth", "channels", "steps", "batch_size",
-    "lr", "ema_half_life", "warmup_steps", "schedule", "grad_clip", "checkpoint_every",
-    "sample_every", "sampler", "sample_steps",
-)  # fmt: skip
+    "data",
+    "n",
+    "seed",
+    "test_fraction",
+    "image_size",
+    "objective",
+    "process",
+    "model",
+    "prediction",
+    "weighting",
+    "sigma",
+    "width",
+    "depth",
+    "channels",
+    "steps",
+    "batch_size",
+    "lr",
+    "ema_half_life",
+    "warmup_steps",
+    "schedule",
+    "grad_clip",
+    "checkpoint_every",
+    "sample_every",
+    "sampler",
+    "sample_steps",
+)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -233,7 +259,9 @@ def build_config(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
     options = {k: v for k, v in options.items() if v is not None}
     unknown = sorted(set(options) - set(OPTION_NAMES))
     if unknown:
-        raise ValueError(f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTION_NAMES)}")
+        raise ValueError(
+            f"unknown option(s) {', '.join(unknown)}; valid: {', '.join(OPTION_NAMES)}"
+        )
     if "data" not in options:
         raise ValueError("no data given: pass a built-in name, a .csv/.npy/.npz file or a folder")
     seed = int(options.get("seed", 0))
@@ -310,8 +338,9 @@ def build_config(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         else:
             process_cfg = make_process(pname).config()
         if objective == "diffusion":
-            obj_cfg["weighting"] = _choice(options.get("weighting", d["weighting"]), "weighting",
-                                           WEIGHTINGS)  # fmt: skip
+            obj_cfg["weighting"] = _choice(
+                options.get("weighting", d["weighting"]), "weighting", WEIGHTINGS
+            )
         else:
             obj_cfg.update(P_mean=-1.2, P_std=1.2)
         default_pred = {"vp": "eps", "subvp": "eps", "ve": "score", "edm": "edm"}[pname]
@@ -633,9 +662,7 @@ def _read_run_config(run_dir: Path) -> dict[str, Any]:
 def _bundle(config: Mapping[str, Any]) -> DataBundle:
     x, kind, levels = _load_data(config["data"])
     train_x, test_x = _split(x, config["data"])
-    return DataBundle(
-        train_x, test_x, Standardizer.from_dict(config["standardizer"]), kind, levels
-    )
+    return DataBundle(train_x, test_x, Standardizer.from_dict(config["standardizer"]), kind, levels)
 
 
 @dataclass
@@ -699,8 +726,10 @@ class Run:
         return self._data
 
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
-        p = next(self.model.parameters())
-        return p.device, p.dtype
+        for tensor in (*self.model.parameters(), *self.model.buffers()):
+            if tensor.is_floating_point():
+                return tensor.device, tensor.dtype
+        return torch.device("cpu"), torch.get_default_dtype()
 
     # -- sampling
     def sample(
@@ -717,7 +746,7 @@ class Run:
         n = _positive_int(n, "n")
         cfg = self.config["sampling"]
         name = _choice(sampler or cfg["sampler"], "sampler", tuple(SAMPLERS))
-        if not self.time_conditional and self.objective != "ncsn" and name != "annealed_langevin":
+        if not self.time_conditional and name != "annealed_langevin":
             raise ValueError(
                 f"this run learned one score s(x) ({self.objective}); only annealed_langevin "
                 f"applies, not {name!r}"
@@ -731,7 +760,9 @@ class Run:
         shape_or_x: Any = (n, *self.shape)
         if not self.time_conditional:
             # Langevin at the learned level, started from the standardised data's scale.
-            options.update(step_size=cfg["step_size"], denoise=self.config["objective"]["sigma"] > 0)
+            options.update(
+                step_size=cfg["step_size"], denoise=self.config["objective"]["sigma"] > 0
+            )
             init_std = 1.0 if self.kind == "vector" else 0.5
             shape_or_x = init_std * torch.randn(
                 (n, *self.shape), generator=gen, device=device, dtype=dtype
@@ -798,15 +829,20 @@ class Run:
         out, nfe = [], 0
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(device=device, dtype=dtype)
-            kw = dict(divergence=divergence, probes=probes, rtol=rtol, atol=rtol,
-                      progress=progress)  # fmt: skip
+            kw = dict(divergence=divergence, probes=probes, rtol=rtol, atol=rtol, progress=progress)
             if levels:
                 k = (xb * levels).round().clamp(0, levels)
                 # Bins of width 1 in level units, centred on the training values 2k/L − 1.
                 bpd, n_eval = bits_per_dim(
-                    self.model, self.process, k, data_range=(0, levels),
-                    scale=2.0 / levels, shift=-1.0 - 1.0 / levels, generator=gen, **kw,
-                )  # fmt: skip
+                    self.model,
+                    self.process,
+                    k,
+                    data_range=(0, levels),
+                    scale=2.0 / levels,
+                    shift=-1.0 - 1.0 / levels,
+                    generator=gen,
+                    **kw,
+                )
                 lp = -bpd.double() * dim * math.log(2.0)
             else:
                 z = self.standardizer.transform(xb)
@@ -936,7 +972,9 @@ def gmm_baseline(
     }
 
 
-def make_plots(run: Run, out_dir: str | Path | None = None, *, n: int = 2000, seed: int = 0) -> list[Path]:
+def make_plots(
+    run: Run, out_dir: str | Path | None = None, *, n: int = 2000, seed: int = 0
+) -> list[Path]:
     """Write the run's pictures into ``out_dir`` (default ``RUN/plots``) and return their paths:
     samples beside data (or an image grid), the learned score field and a sampling-trajectory
     GIF (2-D data), and the loss curve."""
@@ -955,8 +993,12 @@ def make_plots(run: Run, out_dir: str | Path | None = None, *, n: int = 2000, se
     else:
         drawn = run.sample(n, seed=seed, trajectory=two_d)
         paths.append(
-            plots.samples_vs_data(drawn.x, run.data.test, folder / "samples.png",
-                                  title=f"{run.objective}, step {run.step}")  # fmt: skip
+            plots.samples_vs_data(
+                drawn.x,
+                run.data.test,
+                folder / "samples.png",
+                title=f"{run.objective}, step {run.step}",
+            )
         )
         if two_d:
             paths.append(_score_field(run, folder / "score_field.png"))
@@ -984,11 +1026,11 @@ def _score_field(run: Run, path: Path) -> Path:
     else:
         score_z = lambda z: run.model(z, None)  # noqa: E731
         title = f"learned score ({run.objective})"
-    dtype = next(run.model.parameters()).dtype
+    dtype = run._device_dtype()[1]
 
     def score_x(x: Tensor) -> Tensor:
         z = std.transform(x.to(dtype))
-        with torch.enable_grad() if run.config["model"]["name"] == "energy-mlp" else torch.no_grad():
+        with torch.no_grad():
             s = score_z(z)
         return (s / std.std.to(s)) if std.kind == "vector" else s
 
@@ -1002,12 +1044,6 @@ class DemoResult:
     baseline: dict[str, Any] | None
     plots: list[Path]
     timings: dict[str, float]
-
-
-DEMO_OPTIONS: dict[str, dict[str, Any]] = {
-    "vector": {},  # the vector defaults (DEFAULTS["vector"]) were tuned on this demo
-    "image": {},
-}
 
 
 def demo(
@@ -1048,8 +1084,9 @@ def demo(
     baseline = None
     if run.kind == "vector":
         t2 = time.perf_counter()
-        baseline = gmm_baseline(run.data.train, run.data.test[: evaluation.get("nll_points") or None],
-                                seed=0)  # fmt: skip
+        baseline = gmm_baseline(
+            run.data.train, run.data.test[: evaluation.get("nll_points") or None], seed=0
+        )
         timings["baseline"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     paths = make_plots(run, n=n)
@@ -1064,14 +1101,12 @@ def _json_text(obj: Any) -> str:
     return json.dumps(_jsonable(obj), indent=2) + "\n"
 
 
-def write_evaluation(run: Run, evaluation: Mapping[str, Any], path: str | Path | None = None) -> Path:
+def write_evaluation(
+    run: Run, evaluation: Mapping[str, Any], path: str | Path | None = None
+) -> Path:
     """Write an evaluation dict as JSON atomically (default ``RUN/evaluation.json``)."""
     if path is None:
         if run.run_dir is None:
             raise ValueError("write_evaluation needs a path for a run without a directory")
         path = run.run_dir / "evaluation.json"
     return atomic_write_text(Path(path), _json_text(evaluation))
-
-
-def _copy(config: Mapping[str, Any]) -> dict[str, Any]:
-    return copy.deepcopy(dict(config))

@@ -235,7 +235,10 @@ def annealed_langevin(
             f"Langevin overshoots unless step_size < 2σ_L² = {2 * sigma_last**2:g} "
             f"(NCSN uses 0.2σ_L² = {0.2 * sigma_last**2:g})"
         )
-    times = process.t_of_log_snr(-2 * sigmas.log()).tolist()
+    if levels is None and getattr(process, "sigmas", None) is not None:
+        times = sigmas.tolist()  # NCSN models are called at their own levels, t = σ_i exactly
+    else:
+        times = process.t_of_log_snr(-2 * sigmas.log()).tolist()
     counted = CountingModel(model)
     x = initial_state(model, process, x_init_or_shape, generator)
     alpha_start, _, _, _ = _coefficients(process, process.t_max)

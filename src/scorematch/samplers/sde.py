@@ -63,6 +63,10 @@ def _start(model, process, x_init_or_shape, steps, grid, generator):
     counted = CountingModel(model)
     x = initial_state(model, process, x_init_or_shape, generator)
     times = make_grid(grid, process, steps, device=torch.device("cpu"), dtype=torch.float64)
+    if times.numel() != steps + 1:
+        raise ValueError(
+            f"the time grid has {times.numel()} points but steps = {steps} needs {steps + 1}"
+        )
     return counted, x, times.tolist()
 
 

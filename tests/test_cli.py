@@ -1,0 +1,407 @@
+"""The command line and the run pipeline behind it (tiny settings: a few dozen steps, small nets).
+
+What is checked: every command works end to end on a toy set, a CSV file and an image folder and
+writes valid files; resume continues a run from its folder alone; user mistakes end with exit
+code ≠ 0 and one line "Error: …"; and the two conversions the pipeline adds on top of the library
+are exact — likelihoods in data units (the standardisation's log-determinant) and samples in data
+units (the inverse standardisation) — against a Gaussian mixture whose noised density is known.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from click.testing import CliRunner
+from PIL import Image
+
+from scorematch.cli import cli
+from scorematch.data import Standardizer, list_datasets, toy_mixture_params
+from scorematch.distributions import GaussianMixture
+from scorematch.processes import VP
+from scorematch.run import Run, load_run
+
+TINY = ["--steps", "30", "--width", "16", "--depth", "1", "--batch-size", "64", "--no-progress"]
+
+
+def invoke(*args: str, ok: bool = True):
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def assert_one_line_error(result, *fragments: str) -> None:
+    assert result.exit_code != 0
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def is_png(path) -> bool:
+    with Image.open(path) as im:
+        return im.format == "PNG" and min(im.size) > 8
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "moons"
+    invoke(
+        "train",
+        "--data",
+        "moons",
+        "--n",
+        "250",
+        "--out",
+        out,
+        *TINY,
+        "--checkpoint-every",
+        "10",
+        "--sample-every",
+        "30",
+    )
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Help and listing
+# ------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "command",
+    [[], ["datasets"], ["train"], ["sample"], ["evaluate"], ["likelihood"], ["plot"], ["demo"]],
+)
+def test_every_command_has_help(command):
+    result = invoke(*command, "--help")
+    assert "Usage:" in result.output and len(result.output) > 200
+
+
+def test_train_help_documents_defaults_and_likelihood_limits():
+    text = invoke("train", "--help").output
+    for word in ("diffusion", "ncsn", "dsm", "ssm-vr", "ism", "energy-mlp", "--resume", "--config"):
+        assert word in text
+    assert "likelihood" in text and "time-conditional" in text
+
+
+def test_datasets_lists_every_builtin_and_file_formats():
+    text = invoke("datasets").output
+    for name in list_datasets():
+        assert name in text
+    assert "digits" in text and ".csv" in text and ".npy" in text and "FOLDER" in text
+
+
+# ------------------------------------------------------------------------------------------------
+# A toy run end to end
+# ------------------------------------------------------------------------------------------------
+def test_train_writes_the_run_directory(toy_run):
+    config = yaml.safe_load((toy_run / "config.yaml").read_text())
+    assert config["data"]["spec"] == "moons" and config["data"]["n"] == 250
+    assert config["data"]["n_train"] + config["data"]["n_test"] == 250
+    assert config["model"]["name"] == "mlp" and config["model"]["width"] == 16
+    assert config["objective"]["name"] == "diffusion" and config["process"]["name"] == "VP"
+    assert config["standardizer"]["kind"] == "vector" and config["training"]["steps"] == 30
+    steps = sorted(p.name for p in (toy_run / "checkpoints").glob("*.safetensors"))
+    assert steps[-1] == "step_00000030.safetensors"
+    rows = (toy_run / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,loss") and rows[-1].startswith("30,")
+    assert is_png(toy_run / "samples" / "step_00000030.png")
+
+
+def test_sample_writes_npy_csv_png_and_gif_in_data_units(toy_run, tmp_path):
+    invoke("sample", toy_run, "-n", "200", "--out", tmp_path / "s.npy", "--no-progress")
+    invoke("sample", toy_run, "-n", "200", "--out", tmp_path / "s.csv", "--no-progress")
+    invoke(
+        "sample", toy_run, "-n", "50", "--out", tmp_path / "s.png", "--trajectory", "--no-progress"
+    )
+    x = np.load(tmp_path / "s.npy")
+    assert x.shape == (200, 2) and np.isfinite(x).all()
+    # The same seed gives the same samples, whatever the file format.
+    np.testing.assert_allclose(
+        np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1), x, rtol=1e-6, atol=1e-6
+    )
+    assert is_png(tmp_path / "s.png")
+    with Image.open(tmp_path / "s.gif") as im:
+        assert im.format == "GIF" and im.n_frames > 2
+
+
+def test_evaluate_and_likelihood_agree(toy_run, tmp_path):
+    result = invoke(
+        "evaluate", toy_run, "-n", "100", "--json", tmp_path / "e.json", "--no-progress"
+    )
+    assert "sliced Wasserstein" in result.output and "NLL" in result.output
+    saved = json.loads((toy_run / "evaluation.json").read_text())
+    assert saved == json.loads((tmp_path / "e.json").read_text())
+    for key in (
+        "sliced_wasserstein",
+        "mmd",
+        "energy_distance",
+        "nll",
+        "nll_stderr",
+        "bits_per_dim",
+    ):
+        assert math.isfinite(saved[key]), key
+    assert saved["n_samples"] == 100 and saved["n_test"] == 50 and saved["step"] == 30
+    invoke("likelihood", toy_run, "--out", tmp_path / "lp.npy", "--no-progress")
+    lp = np.load(tmp_path / "lp.npy")[:, 0]
+    assert lp.shape == (50,)
+    # Both use the exact divergence on the same held-out points: the same numbers.
+    assert -lp.mean() == pytest.approx(saved["nll"], rel=1e-6)
+    assert saved["bits_per_dim"] == pytest.approx(saved["nll"] / (2 * math.log(2)))
+
+
+def test_likelihood_of_a_file(toy_run, tmp_path):
+    rows = load_run(toy_run).data.test[:7].numpy()
+    np.savetxt(tmp_path / "pts.csv", rows, delimiter=",")
+    result = invoke(
+        "likelihood",
+        toy_run,
+        tmp_path / "pts.csv",
+        "--hutchinson",
+        "--probes",
+        "2",
+        "--out",
+        tmp_path / "lp.csv",
+        "--no-progress",
+    )
+    assert "7 samples" in result.output
+    assert np.loadtxt(tmp_path / "lp.csv", delimiter=",", skiprows=1).shape == (7,)
+
+
+def test_plot_writes_valid_pictures(toy_run):
+    paths = invoke("plot", toy_run, "-n", "100").output.split()
+    names = {p.rsplit("/", 1)[-1] for p in paths}
+    assert names == {"samples.png", "score_field.png", "trajectory.gif", "loss.png"}
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.format in ("PNG", "GIF")
+
+
+def test_resume_continues_from_the_folder_alone(tmp_path):
+    out = tmp_path / "r"
+    invoke("train", "--data", "8gaussians", "--n", "200", "--out", out, *TINY)
+    before = yaml.safe_load((out / "config.yaml").read_text())
+    result = invoke("train", "--resume", "--out", out, "--steps", "45", "--no-progress")
+    assert "step 45" in result.output
+    after = yaml.safe_load((out / "config.yaml").read_text())
+    assert after["training"].pop("steps") == 45 and before["training"].pop("steps") == 30
+    assert after == before
+    assert load_run(out).step == 45
+    assert (out / "metrics.csv").read_text().splitlines()[-1].startswith("45,")
+    # Options that would change the run are refused; so is resuming a finished run.
+    assert_one_line_error(invoke("train", "--resume", "--out", out, "--lr", "1", ok=False), "--lr")
+    assert_one_line_error(invoke("train", "--resume", "--out", out, ok=False), "already at step 45")
+
+
+def test_config_file_gives_options_and_flags_win(tmp_path):
+    (tmp_path / "c.yaml").write_text(
+        "data: 8gaussians\nn: 120\nwidth: 8\ndepth: 1\nsteps: 10\nbatch-size: 32\nlr: 0.01\n"
+    )
+    invoke(
+        "train",
+        "--config",
+        tmp_path / "c.yaml",
+        "--out",
+        tmp_path / "r",
+        "--steps",
+        "12",
+        "--no-progress",
+    )
+    config = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())
+    assert config["data"]["n"] == 120 and config["model"]["width"] == 8
+    assert config["training"]["steps"] == 12 and config["training"]["lr"] == 0.01
+    assert config["training"]["batch_size"] == 32
+
+
+def test_csv_data_trains_and_samples(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    table = torch.randn(150, 3, generator=g) * torch.tensor([1.0, 5.0, 0.1]) + 10
+    np.savetxt(tmp_path / "d.csv", table.numpy(), delimiter=",", header="a,b,c", comments="")
+    invoke("train", "--data", tmp_path / "d.csv", "--out", tmp_path / "r", *TINY)
+    invoke("sample", tmp_path / "r", "-n", "20", "--out", tmp_path / "s.csv", "--no-progress")
+    s = np.loadtxt(tmp_path / "s.csv", delimiter=",", skiprows=1)
+    assert s.shape == (20, 3) and np.isfinite(s).all()
+    invoke("evaluate", tmp_path / "r", "-n", "20", "--no-progress")
+
+
+def test_image_folder_trains_a_tiny_unet(tmp_path):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(10):
+        Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "r"
+    invoke(
+        "train",
+        "--data",
+        folder,
+        "--out",
+        out,
+        "--steps",
+        "4",
+        "--channels",
+        "8",
+        "--batch-size",
+        "8",
+        "--no-progress",
+    )
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["model"]["name"] == "unet" and config["data"]["levels"] == 255
+    invoke("sample", out, "-n", "4", "--out", tmp_path / "s.png", "--steps", "3", "--no-progress")
+    assert is_png(tmp_path / "s.png")
+    invoke("evaluate", out, "-n", "4", "--no-progress")
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert saved["nll_divergence"] == "hutchinson" and math.isfinite(saved["bits_per_dim"])
+    assert "dequantization" in saved["nll_convention"]
+    assert {p.rsplit("/", 1)[-1] for p in invoke("plot", out, "-n", "4").output.split()} == {
+        "samples.png",
+        "data.png",
+        "loss.png",
+    }
+
+
+def test_unconditional_objectives_sample_by_langevin_and_have_no_likelihood(tmp_path):
+    out = tmp_path / "dsm"
+    invoke("train", "--data", "moons", "--n", "100", "--objective", "dsm", "--out", out, *TINY)
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["process"] is None and config["sampling"]["sampler"] == "annealed_langevin"
+    invoke("sample", out, "-n", "10", "--steps", "20", "--out", tmp_path / "s.npy", "--no-progress")
+    assert np.isfinite(np.load(tmp_path / "s.npy")).all()
+    assert_one_line_error(invoke("likelihood", out, ok=False), "time-conditional")
+    assert_one_line_error(
+        invoke(
+            "sample", out, "-n", "5", "--sampler", "heun", "--out", tmp_path / "h.npy", ok=False
+        ),
+        "annealed_langevin",
+    )
+    # An energy network trained by sliced score matching.
+    invoke(
+        "train",
+        "--data",
+        "moons",
+        "--n",
+        "100",
+        "--objective",
+        "ssm",
+        "--model",
+        "energy-mlp",
+        "--out",
+        tmp_path / "e",
+        *TINY,
+    )
+    invoke(
+        "sample",
+        tmp_path / "e",
+        "-n",
+        "10",
+        "--steps",
+        "5",
+        "--out",
+        tmp_path / "e.npy",
+        "--no-progress",
+    )
+    assert np.isfinite(np.load(tmp_path / "e.npy")).all()
+
+
+# ------------------------------------------------------------------------------------------------
+# User mistakes
+# ------------------------------------------------------------------------------------------------
+def test_user_mistakes_end_with_one_clear_line(toy_run, tmp_path):
+    nan_csv = tmp_path / "nan.csv"
+    nan_csv.write_text("1,2\n3,nan\n5,6\n")
+    cases = [
+        (["train", "--data", tmp_path / "missing.csv", "--out", tmp_path / "a"], "not found"),
+        (["train", "--data", "no-such-set", "--out", tmp_path / "a"], "unknown data set"),
+        (["train", "--data", nan_csv, "--out", tmp_path / "a"], "NaN"),
+        (
+            [
+                "train",
+                "--data",
+                "moons",
+                "--objective",
+                "ncsn",
+                "--process",
+                "vp",
+                "--out",
+                tmp_path / "a",
+            ],
+            "ncsn",
+        ),
+        (
+            [
+                "train",
+                "--data",
+                "moons",
+                "--objective",
+                "dsm",
+                "--process",
+                "ve",
+                "--out",
+                tmp_path / "a",
+            ],
+            "process",
+        ),
+        (
+            ["train", "--data", "moons", "--model", "energy-mlp", "--out", tmp_path / "a"],
+            "energy-mlp",
+        ),
+        (["train", "--data", "moons", "--objective", "bogus", "--out", tmp_path / "a"], "bogus"),
+        (["train", "--data", "moons", "--out", toy_run], "--resume"),
+        (["train", "--data", "moons", "--out", tmp_path / "a", "--steps", "0"], "steps"),
+        (["sample", tmp_path, "-n", "5", "--out", tmp_path / "s.npy"], "config.yaml"),
+        (["sample", toy_run, "-n", "0", "--out", tmp_path / "s.npy"], "-n"),
+        (["sample", toy_run, "-n", "-3", "--out", tmp_path / "s.npy"], "-n"),
+        (["sample", toy_run, "-n", "5", "--out", tmp_path / "s.txt"], "unsupported"),
+        (["sample", toy_run, "-n", "5", "--out", tmp_path / "s.npy", "--steps", "0"], "steps"),
+        (["evaluate", tmp_path / "nowhere"], "not found"),
+        (["evaluate", toy_run, "-n", "0"], "-n"),
+        (["likelihood", toy_run, tmp_path / "missing.csv"], "not found"),
+    ]
+    for args, fragment in cases:
+        assert_one_line_error(invoke(*args, ok=False), fragment)
+    assert not (tmp_path / "a").exists()  # nothing half-made by a refused command
+
+
+# ------------------------------------------------------------------------------------------------
+# The pipeline's own conversions, against an exact oracle
+# ------------------------------------------------------------------------------------------------
+def _oracle_run():
+    """A Run whose score is the exact noised score of a known mixture in standardised space."""
+    means, covs, weights = toy_mixture_params()
+    mix_x = GaussianMixture(means, covs, weights)
+    x = mix_x.sample(4000, generator=torch.Generator().manual_seed(1))
+    std = Standardizer.fit(x)  # z = (x − m)/s: the law of z is again a Gaussian mixture
+    m, s = std.mean, std.std
+    mix_z = GaussianMixture((means - m) / s, covs / (s[:, None] * s[None, :]), weights)
+    process = VP()
+    config = {
+        "objective": {"name": "diffusion", "weighting": "sigma2"},
+        "data": {"kind": "vector", "shape": [2], "levels": None},
+        "sampling": {"sampler": "heun", "steps": 40},
+    }
+    return Run(config, mix_z.score_model(process), process, std), mix_x, x
+
+
+def test_log_likelihood_in_data_units_is_exact():
+    run, _, x = _oracle_run()
+    pts = x[:64]
+    lp, nfe = run.log_likelihood(pts)
+    z = run.standardizer.transform(pts)
+    # log p_X(x) = log p_Z(z) + log|det ∂z/∂x|, with the exact noised density at t_min.
+    exact = run.model.log_prob(z, run.process.t_min) - torch.log(run.standardizer.std).sum()
+    torch.testing.assert_close(lp, exact.double(), rtol=0, atol=2e-3)  # ODE tolerance 1e-5
+    assert nfe > 0
+
+
+def test_samples_are_returned_in_data_units():
+    run, mix_x, _ = _oracle_run()
+    x = run.sample(4000, seed=0).x.double()
+    mean, cov = mix_x.mean(), mix_x.covariance()
+    # Exact score, 40 Heun steps: the moments match up to Monte Carlo error (≈ 3 standard errors).
+    se = (torch.diagonal(cov) / x.shape[0]).sqrt()
+    assert ((x.mean(0) - mean).abs() < 4 * se).all(), (x.mean(0), mean)
+    torch.testing.assert_close(torch.cov(x.T), cov, rtol=0.08, atol=0.08)
