@@ -453,7 +453,7 @@ TRAINERS = {
     "ism": lambda m, x, g: ism(m, x),
     "ssm": lambda m, x, g: ssm(m, x, n_projections=2, generator=g),
     "ssm-vr": lambda m, x, g: ssm(m, x, variance_reduced=True, generator=g),
-    "dsm": lambda m, x, g: dsm(m, x, 0.1, generator=g),
+    "dsm": lambda m, x, g: dsm(m, x, 0.2, generator=g),
 }
 
 

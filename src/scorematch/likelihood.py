@@ -21,9 +21,9 @@ the flow is the variance-preserving one with the trigonometric schedule and its 
 
 which stays O(1) from the data (φ ≈ 0) to the prior (φ ≈ π/2, where s_z → −z) for data of unit
 scale.  The path is the same as in t (the flow depends only on the marginals), so the answer is the
-same; the adaptive solver needs fewer evaluations — on the 2-D benchmark mixture 15 % fewer than in
-t for VP and 35–45 % fewer for VE and EDM (benchmarks/likelihood.py).  ``time="t"`` integrates in t
-on x itself, as the score-SDE code does.  Steps never cross the end of the range, so a network is
+same; the adaptive solver usually needs fewer evaluations — on the 2-D benchmark mixture 15 % fewer
+than in t for VP and about 35 % fewer for VE and EDM, though 15 % more on a 16-D mixture
+(benchmarks/likelihood.py).  ``time="t"`` integrates in t on x itself, as the score-SDE code does.  Steps never cross the end of the range, so a network is
 never queried outside [t_min, t_max].
 """
 
@@ -153,10 +153,12 @@ def log_likelihood(
         probes: number of Hutchinson probe vectors per sample, averaged.  Drawn once per call.
         probe: ``"rademacher"`` (±1, lower variance) or ``"gaussian"`` probe vectors.
         solver: a torchdiffeq method (adaptive: ``dopri5``, ``dopri8``, ``bosh3``, …).
-        rtol, atol: the solver's tolerances on the joint state (points and log-density).
+        rtol, atol: the solver's tolerances on the joint state (points and log-density).  1e-5
+            (score-SDE's choice) gives ~1e-4 nats/sample of solver error on the benchmark mixture;
+            1e-3 about 3e-3 nats at half the evaluations.
         time: integration variable, ``"angle"`` (default: φ = arctan(σ_t/α_t) on x/√(α_t²+σ_t²),
             see the module docstring) or ``"t"`` (the process clock on x, as in the score-SDE
-            code).  Both solve the same ODE; the angle needs fewer evaluations.
+            code).  Both solve the same ODE; the angle usually needs fewer evaluations.
         t_min, t_max: integration range on the process clock (default: the process's own).
         prior_log_prob: log-density of the end point, ``(B, *event) -> (B,)`` (default:
             ``process.prior_log_prob``); pass the exact log p_{t_max} to remove the prior mismatch.

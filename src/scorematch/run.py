@@ -271,7 +271,12 @@ def build_config(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
     data_path = Path(spec).expanduser()
     builtin = spec.lower() in list_datasets()
     data_cfg: dict[str, Any] = {
-        "spec": spec.lower() if builtin else str(data_path.resolve()),
+        # Files are stored by absolute path, so the run loads from any working directory.
+        "spec": spec.lower()
+        if builtin
+        else str(data_path.resolve())
+        if data_path.exists()
+        else spec,
         "n": _positive_int(options["n"], "n") if "n" in options else None,
         "seed": seed,
         "image_size": (
