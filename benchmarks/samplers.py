@@ -15,10 +15,15 @@ Run (from the repository root, dev venv with the ``bench`` extra, i.e. diffusers
     .venv/bin/python benchmarks/samplers.py --quick                   # 5 000 samples, NFE ≤ 100
     .venv/bin/python benchmarks/samplers.py --samples 20000 --nfe 5,10,20 --rows heun,dpm
 
+    .venv/bin/python benchmarks/samplers.py --investigate             # the 10-NFE grid sweep
+
 Options: ``--samples N`` per cell, ``--nfe`` list of target NFE, ``--rows`` substrings selecting
 rows, ``--mixtures 2d,16d``, ``--jobs`` worker processes (default 2, one torch thread each: on a
-shared machine one thread per process is much faster than intra-op threads fighting for cores),
-``--no-write`` to print only.  Writes ``benchmarks/results/samplers.md`` and ``samplers.png``.
+busy machine one thread per process is several times faster than intra-op threads fighting for
+cores; more jobs than cores only buys a larger share of a shared machine), ``--all-1000`` (1000
+NFE for every row), ``--no-write`` to print only, ``--save-raw FILE.json`` / ``--render
+FILE.json`` to keep the raw figures and re-draw the report from them.  Writes
+``benchmarks/results/samplers.md`` and ``samplers.png``.
 
 All sampling is in float32 (the metric works in float64).  The exact score is
 ``mixture.score_model(process)``; when all samples share one time (every sampler here) it is
@@ -36,7 +41,7 @@ import math
 import os
 import resource
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
@@ -54,9 +59,6 @@ NFE_TARGETS = (5, 10, 20, 50, 100, 1000)
 SEED = 1234  # prior noise: the same draw for every row (common random numbers)
 DTYPE = torch.float32
 RESULTS = Path(__file__).resolve().parent / "results"
-# Slow-to-converge and verification rows run at 1000 NFE; the converged high-order rows of ours stop
-# at 100 unless --all-1000 (keeps the full run within its 25-minute budget).
-FULL_RANGE_ONLY = 1000
 
 
 # -- the two mixtures ------------------------------------------------------------------------------
@@ -147,7 +149,9 @@ class Row:
     process: str = ""  # process (ours) or schedule (diffusers)
     grid: str = ""
     options: dict = field(default_factory=dict)
-    full_range: bool = True  # run the 1000-NFE column too
+    # run NFE > 100 too: the slow-to-converge rows and the peers (wiring check); the deterministic
+    # high-order rows of ours are converged by 100 and skip it unless --all-1000 (run-time budget)
+    full_range: bool = True
 
 
 def plan(row: Row, target: int) -> tuple[dict, int]:
@@ -386,7 +390,6 @@ def run_task(
     row_index: int,
     n: int,
     targets: tuple[int, ...],
-    all_1000: bool,
     adaptive: bool,
     exact: Tensor,
     floor: dict,
@@ -394,16 +397,11 @@ def run_task(
     mixture = MIXTURES[mix_name]()
     out = []
     if adaptive:  # the adaptive ODE row: NFE is the solver's, set by the tolerance
-        row = Row("ode (adaptive dopri5)", "ours", "ode-adaptive", "EDM", "edm_rho")
         for tol in ADAPTIVE_TOLERANCES:
             start = time.perf_counter()
             opts = {"method": "adaptive", "rtol": tol, "atol": tol}
-            x, nfe = run_ours(
-                Row(row.label, "ours", "ode-adaptive", "EDM", "edm_rho", opts),
-                mixture,
-                n,
-                {"steps": 1},
-            )
+            row = Row("ode (adaptive dopri5)", "ours", "ode-adaptive", "EDM", "edm_rho", opts)
+            x, nfe = run_ours(row, mixture, n, {"steps": 1})
             seconds = time.perf_counter() - start
             out.append(
                 {
@@ -422,8 +420,6 @@ def run_task(
         return out
     row = rows()[row_index]
     for target in targets:
-        if target > 100 and not (row.full_range or all_1000):
-            continue
         args, expected = plan(row, target)
         start = time.perf_counter()
         runner = run_peer if row.family == "diffusers" else run_ours
@@ -529,41 +525,47 @@ def investigate(n: int, nfe: int = 10) -> str:
 FINDINGS = """\
 ## Why the defaults miss the target at 10 NFE, and what fixes it
 
-Measured with public options only (scratch sweep, 20 000 samples per cell, the benchmark's two
-mixtures plus two more seeds of each family — `mixture_2d(seed)`, `mixture_16d(seed)`; numbers
-are `total` for seeds (default, 1, 2)):
+Measured with public options only by `benchmarks/samplers.py --investigate` (20 000 samples per
+cell; the benchmark's two mixtures plus two more seeds of each family, `mixture_2d(seed)`,
+`mixture_16d(seed)`):
 
-| 10 NFE | 2-D | 16-D |
+| 10 NFE, `total` for seeds (benchmark's, 1, 2) | 2-D | 16-D |
 |---|---|---|
 | diffusers DPM++(2M), linspace (best peer) | 0.087 0.106 0.080 | 0.517 0.479 0.460 |
 | `dpm_solver` default (3M, log-SNR grid 80 → 0.002) | 0.103 0.107 0.155 | 0.307 0.281 0.235 |
 | same, order 2 | 0.253 0.281 0.257 | 0.300 0.310 0.248 |
 | 3M, `lower_order_final=False` | 0.098 0.100 0.153 | 0.168 0.152 0.110 |
-| 2M, log-SNR grid 80 → 0.1, 9 steps + `denoise=True` | 0.039 0.052 0.054 | 0.131 0.127 0.114 |
-| 2M, grid 80 → **5**, log-SNR → 0.05, 9 steps + denoise (the *tuned* row) | **0.025 0.031 0.034** | **0.067 0.063 0.042** |
-| 2M, grid 80 → 10, log-SNR → 0.1, 9 steps + denoise | 0.015 0.026 0.026 | 0.069 0.064 0.058 |
-| 3M, grid 80 → 5, log-SNR → 0.05, 9 steps + denoise | 0.069 0.074 0.063 | 0.167 0.167 0.089 |
+| 2M, log-SNR grid 80 → 0.1, + `denoise=True` | 0.039 0.052 0.054 | 0.131 0.126 0.114 |
+| 2M, grid 80 → 5, log-SNR → 0.05, + denoise (the *tuned* row) | **0.025 0.031 0.034** | **0.067 0.063 0.041** |
+| 2M, grid 80 → 10, log-SNR → 0.1, + denoise | 0.015 0.026 0.026 | 0.068 0.064 0.058 |
+| 3M, grid 80 → 5, log-SNR → 0.05, + denoise | 0.069 0.074 0.063 | 0.167 0.167 0.089 |
 
 1. **Grid, not order, is the bottleneck.** The mixtures only have structure for noise levels
-   σ̂ between ≈ 0.1 (a fraction of the smallest component std, 0.17–0.22) and ≈ 5 (the distance
-   between modes). The default log-SNR grid spreads 10 points evenly in log σ̂ over
-   [0.002, 80]: about 3 fall above σ̂ = 10 and 3 below 0.05, where x̂₀(λ) barely changes, so only
-   ≈ 4 steps resolve the mode split and the per-mode shrinkage. diffusers' `linspace` schedule
-   happens to put 5 of its 10 points in [0.34, 3.4] for this β schedule and then jumps to σ = 0
-   (x̂₀) — a better fit for unit-scale data, which is why it is the strongest peer.
+   σ̂ between ≈ 0.1 (below the smallest component std, 0.17–0.22) and ≈ 5 (the distance
+   between modes). The default log-SNR grid is even in log σ̂ over [0.002, 80]
+   (80, 28, 9.6, 3.3, 1.2, 0.40, 0.14, 0.048, 0.017, 0.006, 0.002): 2 intervals lie above
+   σ̂ ≈ 10 and 3 below 0.05, where x̂₀ barely changes, so only half the NFE resolve the mode
+   split and the per-mode shapes. diffusers' `linspace` schedule happens to put 5 of its 10
+   points in [0.34, 3.4] for this β schedule and then jumps to σ = 0 (x̂₀) — a better fit for
+   unit-scale data, which is why it is the strongest peer.
 2. **One jump, then log-SNR steps where the data live, then Tweedie.** A single first step
-   from σ̂_max = 80 to ≈ 5 is accurate (there x̂₀ ≈ the mixture mean plus a linear term; the
-   data-prediction update integrates that exactly), the next 8 steps uniform in log-SNR down to
-   σ̂ ≈ 0.05, and a final `denoise` (x̂₀, 1 NFE) replace the wasted end intervals. With order 2
-   this is 2.5–3.5× better than the best peer in 2-D and 7–11× in 16-D on all six mixtures.
-3. **Order 3 hurts after a big jump.** The 3M divided differences span the 80 → 5 step and
-   the uneven neighbours; 2M is 2–3× better with the jump grid (third row from the bottom vs.
-   the tuned row). With the plain grid, 3M beats 2M in 2-D only.
-4. **t_min / final step.** Stopping at σ̂ = 0.002 costs 2–3 NFE on nothing; stopping at
-   0.05–0.1 and denoising is better at 10 NFE, but the denoise shrinks each component's
-   covariance (Σ² (Σ + σ̂²)⁻¹), a floor of ≈ 0.003 (0.05) to 0.01 (0.1) in bures that shows at
-   ≥ 50 NFE: the end point has to scale with the data's finest structure (images need
-   σ̂_min ≈ 0.002).
+   from σ̂_max = 80 to ≈ 5 loses little (at σ̂ ≥ 5, x̂₀ is close to the mixture mean and varies
+   slowly along the path, which a data-prediction step handles well), the next 8 steps go
+   uniformly in log-SNR down to σ̂ ≈ 0.05, and a final `denoise` (x̂₀, 1 NFE) replaces the
+   wasted low-noise intervals. With order 2 this is 2.4–3.5× better than the best peer in 2-D
+   and 7.6–11× in 16-D on all six mixtures, i.e. the target holds beyond the two benchmark
+   mixtures.
+3. **Order 3 hurts after a big jump.** The 3M divided differences span the 80 → 5 interval
+   and unequal neighbours; with the jump grid 2M is 1.9–2.8× better (last row vs. the tuned
+   row). On the plain grid 3M beats 2M clearly in 2-D and ties in 16-D.
+4. **t_min and the final step.** Stopping at σ̂ = 0.002 spends 3 NFE below σ̂ = 0.05.
+   Stopping at 0.05–0.1 and denoising is better at 10 NFE, but Tweedie shrinks each
+   component to Σ²(Σ + σ̂²)⁻¹: an exact-path bias in `total` of ≈ 0.011 / 0.023 (2-D / 16-D)
+   at σ̂ = 0.05 and 0.041 / 0.086 at 0.1, which at 10 NFE partly offsets the solver's
+   over-dispersion (so 80 → 10 → 0.1 can score even better in 2-D), but sets a floor at high
+   NFE. The end point must follow the data's finest scale (images need σ̂_min ≈ 0.002); at
+   10 NFE the figures also move by up to 2× for small grid changes, so compare grids over
+   several mixtures, as above, not one.
 
 **Suggested change** (samplers/grids.py, dpm_solver.py — not made here): give `log_snr` (and
 `edm_rho`) a `sigma_jump` option (first interval from t_max straight to σ̂_jump, the rest of
@@ -608,6 +610,16 @@ def _verdict(ours: dict, peer: dict) -> str:
     )
 
 
+def _runtime(data: dict) -> str:
+    if data.get("runtime") is None:
+        return "**Partial run** (rendered from the results that had arrived)."
+    return (
+        f"Runtime {data['runtime'] / 60:.1f} min wall with {data['jobs']} worker processes of "
+        f"1 torch thread each on a 2-core machine shared with other jobs; CPU time "
+        f"{data['cpu'] / 60:.1f} min in all, i.e. ≈ {data['cpu'] / 120:.0f} min on 2 idle cores."
+    )
+
+
 def write_markdown(data: dict, path: Path) -> str:
     results, floors, targets = data["results"], data["floors"], data["targets"]
     lines = [
@@ -616,10 +628,7 @@ def write_markdown(data: dict, path: Path) -> str:
         "Generated by `benchmarks/samplers.py` (run instructions in its docstring). "
         f"{data['samples']:,} samples per cell, float32, every sampler driven by the exact score "
         f"of the mixture (fast path checked against `score_model`: max relative gap "
-        f"{max(data['score_gap'].values()):.1e}). Runtime {data['runtime'] / 60:.1f} min wall "
-        f"with {data['jobs']} worker processes of 1 torch thread each on a 2-core machine shared "
-        f"with other jobs; CPU time {data['cpu'] / 60:.1f} min in all, i.e. ≈ "
-        f"{data['cpu'] / 120:.0f} min on 2 idle cores.",
+        f"{max(data['score_gap'].values()):.1e}). " + _runtime(data),
         "",
         "## What the numbers are",
         "",
@@ -757,7 +766,7 @@ def write_plot(data: dict, path: Path) -> None:
                 marker="s" if family == "diffusers" else "o",
                 ms=3,
                 lw=2.0 if family == "ours (tuned)" else 1.2,
-                color=colors[i % len(colors)],
+                color="k" if family == "ours (tuned)" else colors[i % len(colors)],
                 label=f"{label} [{process}, {grid}]"
                 + (" (diffusers)" if family == "diffusers" else ""),
             )
@@ -784,6 +793,23 @@ def write_plot(data: dict, path: Path) -> None:
     plt.close(fig)
 
 
+def _diffusers_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("diffusers")
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def load_raw(path: Path) -> dict:
+    """A raw JSON written by --save-raw, or the .partial.jsonl of an unfinished run."""
+    if path.suffix == ".jsonl":
+        lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        return {**lines[0], "results": lines[1:], "runtime": None, "cpu": None}
+    return json.loads(path.read_text())
+
+
 # -- main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -807,7 +833,7 @@ def main(argv: list[str] | None = None) -> None:
         print(investigate(20_000 if a.samples == 50_000 else a.samples))
         return
     if a.render is not None:
-        data = json.loads(a.render.read_text())
+        data = load_raw(a.render)
         write_markdown(data, RESULTS / "samplers.md")
         write_plot(data, RESULTS / "samplers.png")
         return
@@ -832,28 +858,43 @@ def main(argv: list[str] | None = None) -> None:
     score_gap = {m: check_exact_score(MIXTURES[m]()) for m in mixes}
     references = {m: exact_floor(MIXTURES[m](), n) for m in mixes}
 
-    def cost(task):  # schedule the long tasks first
-        _, i, adaptive = task
-        if adaptive:
-            return 400
-        r = all_rows[i]
-        return sum(t for t in targets if t <= 100 or r.full_range or a.all_1000)
-
-    tasks = [(m, i, False) for m in mixes for i in chosen]
+    # Tasks (mixture, row, targets, adaptive): first every row up to 100 NFE (the 10-NFE comparison
+    # is complete early), then the adaptive ODE, then the long 1000-NFE cells, longest first.
+    small = [t for t in targets if t <= 100]
+    tasks = [(m, i, tuple(small), False) for m in mixes for i in chosen if small]
+    tasks.sort(key=lambda task: task[0] != "16d")  # the longer ones first
     if not a.no_adaptive and (not wanted or any(w in "ode (adaptive)" for w in wanted)):
-        tasks += [(m, -1, True) for m in mixes]
-    tasks.sort(key=cost, reverse=True)
+        tasks += [(m, -1, (), True) for m in mixes]
+    big = [
+        (m, i, tuple(t for t in targets if t > 100), False)
+        for m in mixes
+        for i in chosen
+        if all_rows[i].full_range or a.all_1000
+    ]
+    tasks += sorted((t for t in big if t[2]), key=lambda task: (task[0] != "16d", -sum(task[2])))
+    header = {
+        "floors": {m: references[m][1] for m in mixes},
+        "targets": list(targets),
+        "samples": n,
+        "jobs": a.jobs,
+        "score_gap": score_gap,
+        "diffusers": _diffusers_version(),
+    }
+    partial = None
+    if a.save_raw is not None:  # results as they arrive, for --render of an unfinished run
+        partial = a.save_raw.with_suffix(".partial.jsonl").open("w")
+        partial.write(json.dumps(header) + "\n")
     results: list[dict] = []
     with ProcessPoolExecutor(
         max_workers=a.jobs, mp_context=get_context("spawn"), initializer=_init_worker
     ) as pool:
-        futures = [
-            pool.submit(run_task, m, i, n, targets, a.all_1000, ad, *references[m])
-            for m, i, ad in tasks
-        ]
-        for fut in futures:
+        futures = [pool.submit(run_task, m, i, n, ts, ad, *references[m]) for m, i, ts, ad in tasks]
+        for fut in as_completed(futures):
             for r in fut.result():
                 results.append(r)
+                if partial is not None:
+                    partial.write(json.dumps(r) + "\n")
+                    partial.flush()
                 print(
                     f"{r['mixture']:>4} {r['label'][:30]:30s} {r['process']:>6} "
                     f"{r['grid'][:22]:>22} NFE {r['nfe']:5d}  total {r['total']:.4f}  "
@@ -861,17 +902,11 @@ def main(argv: list[str] | None = None) -> None:
                     f"{r['seconds']:6.1f}s",
                     flush=True,
                 )
-    try:
-        from importlib.metadata import version
-
-        peer_version = version("diffusers")
-    except Exception:
-        peer_version = "?"
+    if partial is not None:
+        partial.close()
     data = {
+        **header,
         "results": results,
-        "floors": {m: references[m][1] for m in mixes},
-        "targets": list(targets),
-        "samples": n,
         "runtime": time.perf_counter() - start,
         # CPU time of this process and its (reaped) workers: on idle cores, ≈ the wall time × jobs
         "cpu": sum(
@@ -879,9 +914,6 @@ def main(argv: list[str] | None = None) -> None:
             for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
             for field in ("ru_utime", "ru_stime")
         ),
-        "jobs": a.jobs,
-        "score_gap": score_gap,
-        "diffusers": peer_version,
     }
     if a.save_raw is not None:
         a.save_raw.write_text(json.dumps(data, indent=1))

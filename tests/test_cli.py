@@ -253,7 +253,7 @@ def test_image_folder_trains_a_tiny_unet(tmp_path):
     assert config["model"]["name"] == "unet" and config["data"]["levels"] == 255
     invoke("sample", out, "-n", "4", "--out", tmp_path / "s.png", "--steps", "3", "--no-progress")
     assert is_png(tmp_path / "s.png")
-    invoke("evaluate", out, "-n", "4", "--no-progress")
+    invoke("evaluate", out, "-n", "4", "--rtol", "1e-2", "--no-progress")
     saved = json.loads((out / "evaluation.json").read_text())
     assert saved["nll_divergence"] == "hutchinson" and math.isfinite(saved["bits_per_dim"])
     assert "dequantization" in saved["nll_convention"]

@@ -371,6 +371,27 @@ def test_float32_and_training_gradients_reach_parameters():
         assert all(torch.isfinite(g).all() and g.abs().sum() > 0 for g in grads)
 
 
+def test_evaluation_under_no_grad_and_inference_mode():
+    model = MLP(3, seed=14)
+    x = torch.randn(6, 3, generator=gen(28), dtype=F64)
+    losses = {
+        "esm": lambda: esm(model, x, -x),
+        "ism": lambda: ism(model, x),
+        "ssm": lambda: ssm(model, x, n_projections=2, generator=gen(1)),
+        "ssm-vr": lambda: ssm(model, x, variance_reduced=True, generator=gen(1)),
+        "dsm": lambda: dsm(model, x, 0.5, generator=gen(1)),
+    }
+    for name, fn in losses.items():
+        expected = fn().detach()
+        with torch.no_grad():
+            got = fn()
+        assert not got.requires_grad, name
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+        with torch.inference_mode():
+            got = fn()
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
 # ------------------------------------------------------------------------------------------------
 # Bad input
 # ------------------------------------------------------------------------------------------------
@@ -434,13 +455,13 @@ def gaussian_fit_fisher(mix: GaussianMixture, x, true) -> float:
     return fisher(lambda y: -(y - mean) @ prec, x, true)
 
 
-def train(model, loss_fn, steps: int, lr: float, seed: int):
+def train(model, loss_fn, steps: int, lr: float, seed: int, batch: int = 256):
     mix = mixture()
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     g = gen(seed)
     for _ in range(steps):
-        x = mix.sample(256, generator=g)
+        x = mix.sample(batch, generator=g)
         opt.zero_grad(set_to_none=True)
         loss_fn(model, x, g).backward()
         opt.step()
@@ -448,12 +469,14 @@ def train(model, loss_fn, steps: int, lr: float, seed: int):
     return model
 
 
+# name: (loss, batch).  DSM's regression target −ε/σ has variance D/σ², so at σ = 0.1 it needs
+# more samples per step; it is also the cheapest objective per sample.
 TRAINERS = {
-    "esm": lambda m, x, g: esm(m, x, mixture().score),
-    "ism": lambda m, x, g: ism(m, x),
-    "ssm": lambda m, x, g: ssm(m, x, n_projections=2, generator=g),
-    "ssm-vr": lambda m, x, g: ssm(m, x, variance_reduced=True, generator=g),
-    "dsm": lambda m, x, g: dsm(m, x, 0.2, generator=g),
+    "esm": (lambda m, x, g: esm(m, x, mixture().score), 256),
+    "ism": (lambda m, x, g: ism(m, x), 256),
+    "ssm": (lambda m, x, g: ssm(m, x, n_projections=2, generator=g), 256),
+    "ssm-vr": (lambda m, x, g: ssm(m, x, variance_reduced=True, generator=g), 256),
+    "dsm": (lambda m, x, g: dsm(m, x, 0.1, generator=g), 1024),
 }
 
 
@@ -474,23 +497,26 @@ def held_out():
 @pytest.mark.parametrize("name", list(TRAINERS))
 def test_training_each_objective_lowers_fisher_divergence(name, held_out):
     x, true, gauss = held_out
-    model = MLP(2, width=64, seed=30)
-    before = fisher(model, x, true)
-    train(model, TRAINERS[name], steps=400, lr=1e-2, seed=31)
+    model = MLP(2, width=32, seed=30)
+    loss, batch = TRAINERS[name]
+    train(model, loss, steps=250, lr=2e-2, seed=31, batch=batch)
     after = fisher(model, x, true)
-    # Well below the best Gaussian fit (the mixture is strongly non-Gaussian) and the start.
-    assert after < 0.2 * gauss, (name, before, after, gauss)
-    assert after < 0.1 * before
+    # The best Gaussian fit scores 2.9 (the zero score 3.4, the exact score 0): reaching a fifth
+    # of it needs the multimodal shape.  Measured: 0.07 (ESM) to 0.29 (DSM), so a 2× margin.
+    assert after < 0.2 * gauss, (name, after, gauss)
 
 
 class Energy(nn.Module):
-    def __init__(self, seed: int):
+    """A tiny energy network E: R² → R (SiLU, then softplus)."""
+
+    def __init__(self, seed: int, width: int = 32):
         super().__init__()
         with torch.random.fork_rng():
             torch.manual_seed(seed)
             self.net = nn.Sequential(
-                nn.Linear(2, 64), nn.SiLU(), nn.Linear(64, 64), nn.Softplus(), nn.Linear(64, 1)
-            ).to(F64)
+                nn.Linear(2, width), nn.SiLU(), nn.Linear(width, width), nn.Softplus(),
+                nn.Linear(width, 1),
+            ).to(F64)  # fmt: skip
 
     def forward(self, x):
         return self.net(x)
@@ -500,8 +526,7 @@ class Energy(nn.Module):
 def test_training_energy_model_lowers_fisher_divergence(name, held_out):
     x, true, gauss = held_out
     model = EnergyScore(Energy(seed=32))
-    before = fisher(model, x, true)
-    train(model, TRAINERS[name], steps=400, lr=1e-2, seed=33)
+    loss, batch = TRAINERS[name]
+    train(model, loss, steps=250, lr=2e-2, seed=33, batch=batch)
     after = fisher(model, x, true)
-    assert after < 0.2 * gauss, (name, before, after, gauss)
-    assert after < 0.1 * before
+    assert after < 0.2 * gauss, (name, after, gauss)

@@ -43,6 +43,12 @@ def _coef(process, t: float):
     return float(a), float(s), float(process.log_alpha_rate(tt)), float(process.diffusion(tt))
 
 
+def _sigma_hat_min(process) -> float:
+    """The scaled noise level σ/α at t_min (annealed Langevin's smallest default level)."""
+    a, s, _, _ = _coef(process, process.t_min)
+    return s / a
+
+
 MEAN = torch.tensor([1.0, -0.5], dtype=F64)
 COV = torch.tensor([[1.0, 0.6], [0.6, 0.5]], dtype=F64)
 
@@ -80,7 +86,9 @@ def test_single_step_is_the_papers_formula(process_name):
     runs = {
         "em": lambda **k: euler_maruyama(model, process, x, 1, **k),
         "rd": lambda **k: reverse_diffusion(model, process, x, 1, **k),
-        "rd-euler": lambda **k: reverse_diffusion(model, process, x, 1, discretization="euler", **k),
+        "rd-euler": lambda **k: reverse_diffusion(
+            model, process, x, 1, discretization="euler", **k
+        ),
         "anc": lambda **k: ancestral(model, process, x, 1, **k),
         "ddim": lambda **k: ancestral(model, process, x, 1, eta=0.0, **k),
     }
@@ -218,8 +226,15 @@ def test_annealed_langevin_law_equals_recursion():
     sigmas, steps, eps = [4.0, 1.0, 0.25], 4, 0.5 * 0.25**2
     process = sm.EDM(sigma_min=0.25, sigma_max=4.0)
     target = sm.Gaussian(torch.tensor([M1], dtype=F64), torch.tensor([V1], dtype=F64))
-    out = annealed_langevin(target.score_model(process), process, (N_LIN, 1), steps,
-                            levels=sigmas, step_size=eps, generator=_gen(3))
+    out = annealed_langevin(
+        target.score_model(process),
+        process,
+        (N_LIN, 1),
+        steps,
+        levels=sigmas,
+        step_size=eps,
+        generator=_gen(3),
+    )
     assert out.nfe == len(sigmas) * steps + 1
     mean, var = _ald_law(sigmas, steps, eps)
     x = out.x[:, 0]
@@ -236,9 +251,12 @@ def test_annealed_langevin_on_vp_works_on_the_unit_scale():
     vp, edm = sm.VP(), sm.EDM(sigma_min=0.3, sigma_max=3.0)
     a_max = _coef(vp, vp.t_max)[0]
     y0 = torch.linspace(-3, 3, 11, dtype=F64)[:, None]
-    kw = {"levels": sigmas, "step_size": 0.01, "generator": None}
-    out_vp = annealed_langevin(target.score_model(vp), vp, y0 * a_max, 5, **{**kw, "generator": _gen(1)})
-    out_edm = annealed_langevin(target.score_model(edm), edm, y0, 5, **{**kw, "generator": _gen(1)})
+    out_vp = annealed_langevin(
+        target.score_model(vp), vp, y0 * a_max, 5, levels=sigmas, step_size=0.01, generator=_gen(1)
+    )
+    out_edm = annealed_langevin(
+        target.score_model(edm), edm, y0, 5, levels=sigmas, step_size=0.01, generator=_gen(1)
+    )
     torch.testing.assert_close(out_vp.x, out_edm.x, rtol=1e-9, atol=1e-9)
 
 
@@ -282,9 +300,15 @@ def _mixture():
 N_MIX = 2000
 STEPS_MIX = 200
 MIXTURE_SAMPLERS = {
-    "euler_maruyama": lambda m, p, g, grid: euler_maruyama(m, p, (N_MIX, 2), STEPS_MIX, grid=grid, generator=g),
-    "reverse_diffusion": lambda m, p, g, grid: reverse_diffusion(m, p, (N_MIX, 2), STEPS_MIX, grid=grid, generator=g),
-    "ancestral": lambda m, p, g, grid: ancestral(m, p, (N_MIX, 2), STEPS_MIX, grid=grid, generator=g),
+    "euler_maruyama": lambda m, p, g, grid: euler_maruyama(
+        m, p, (N_MIX, 2), STEPS_MIX, grid=grid, generator=g
+    ),
+    "reverse_diffusion": lambda m, p, g, grid: reverse_diffusion(
+        m, p, (N_MIX, 2), STEPS_MIX, grid=grid, generator=g
+    ),
+    "ancestral": lambda m, p, g, grid: ancestral(
+        m, p, (N_MIX, 2), STEPS_MIX, grid=grid, generator=g
+    ),
     # PC: half the predictor steps, one corrector step each — the same 2·100 + 1 NFE budget.
     "predictor_corrector": lambda m, p, g, grid: predictor_corrector(
         m, p, (N_MIX, 2), STEPS_MIX // 2, grid=grid, generator=g
@@ -309,7 +333,7 @@ def test_samplers_reproduce_mixture(process_name, sampler):
     assert err["bures_excess"] < 3 * err["bures_noise"], err
 
 
-ALD_SETTINGS = {"levels": 20, "steps": 50, "ratio": 0.5}  # ε = ratio·σ_L², NFE = 20·50 + 1
+ALD_SETTINGS = {"levels": 20, "steps": 30, "ratio": 0.5}  # ε = ratio·σ_L², NFE = 20·30 + 1
 
 
 @pytest.mark.parametrize("process_name", ["EDM", "VE"])
@@ -318,9 +342,15 @@ def test_annealed_langevin_reproduces_mixture(process_name):
     process = sm.make_process(process_name)
     a, s, _, _ = _coef(process, process.t_min)
     eps = ALD_SETTINGS["ratio"] * (s / a) ** 2
-    out = annealed_langevin(mixture.score_model(process), process, (N_MIX, 2),
-                            ALD_SETTINGS["steps"], levels=ALD_SETTINGS["levels"], step_size=eps,
-                            generator=_gen(12))
+    out = annealed_langevin(
+        mixture.score_model(process),
+        process,
+        (N_MIX, 2),
+        ALD_SETTINGS["steps"],
+        levels=ALD_SETTINGS["levels"],
+        step_size=eps,
+        generator=_gen(12),
+    )
     assert out.nfe == ALD_SETTINGS["levels"] * ALD_SETTINGS["steps"] + 1
     err = mixture_error(out.x, mixture)
     # Unadjusted Langevin at a finite step is biased (measured: weight error 0.02–0.03 at
@@ -328,6 +358,17 @@ def test_annealed_langevin_reproduces_mixture(process_name):
     assert err["nonfinite"] == 0
     assert err["weight_error"] < 0.06, err
     assert err["bures_excess"] < 5 * err["bures_noise"], err
+
+
+def test_annealed_langevin_default_step_size_is_relative_to_the_last_level():
+    # default ε = 0.2 σ_L²: NCSN's 2e-5 at σ_L = 0.01, and a stable step on EDM (σ_L = 0.002)
+    for process in (sm.EDM(), sm.VE()):
+        model = _gaussian().score_model(process)
+        eps = 0.2 * _sigma_hat_min(process) ** 2
+        a = annealed_langevin(model, process, (4, 2), 3, generator=_gen(0)).x
+        b = annealed_langevin(model, process, (4, 2), 3, step_size=eps, generator=_gen(0)).x
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)  # σ_L computed two ways
+    assert 0.2 * _sigma_hat_min(sm.VE()) ** 2 == pytest.approx(2e-5, rel=1e-3)
 
 
 def test_annealed_langevin_uses_noise_ensemble_levels():
@@ -363,9 +404,15 @@ ALL = {
     "pc-em-2": lambda m, p, x, n, **k: predictor_corrector(
         m, p, x, n, predictor="euler_maruyama", corrector_steps=2, **k
     ),
-    "pc-ancestral": lambda m, p, x, n, **k: predictor_corrector(m, p, x, n, predictor="ancestral", **k),
-    "corrector-only": lambda m, p, x, n, **k: predictor_corrector(m, p, x, n, predictor="none", **k),
-    "ald": lambda m, p, x, n, **k: annealed_langevin(m, p, x, n, levels=3, step_size=1e-6, **k),
+    "pc-ancestral": lambda m, p, x, n, **k: predictor_corrector(
+        m, p, x, n, predictor="ancestral", **k
+    ),
+    "corrector-only": lambda m, p, x, n, **k: predictor_corrector(
+        m, p, x, n, predictor="none", **k
+    ),
+    "ald": lambda m, p, x, n, **k: annealed_langevin(
+        m, p, x, n, levels=3, step_size=0.1 * _sigma_hat_min(p) ** 2, **k
+    ),
 }
 
 
@@ -451,8 +498,9 @@ def test_image_shaped_gaussian_law():
     mean = torch.linspace(-1, 1, d, dtype=F64)
     model = _Reshaped(sm.Gaussian(mean, var).score_model(process))
     x = ancestral(model, process, (n, 1, 4, 4), steps, generator=_gen(0)).x.reshape(n, d)
-    m_exact, v_exact = _chain_law("anc", process, _grid(process, steps, "uniform"),
-                                  target=(mean, var))
+    m_exact, v_exact = _chain_law(
+        "anc", process, _grid(process, steps, "uniform"), target=(mean, var)
+    )
     assert ((x.mean(0) - m_exact).abs() / (v_exact / n).sqrt()).max() < 5
     assert ((x.var(0) / v_exact) - 1).abs().max() < 5 * math.sqrt(2 / n)  # 7 %
     assert ((v_exact / var) - 1).abs().min() > 0.05
@@ -465,7 +513,7 @@ def test_float32(name):
     out = ALL[name](g32.score_model(process), process, (2000, 2), 50, generator=_gen(4))
     assert out.x.dtype == torch.float32
     assert torch.isfinite(out.x).all()
-    if name == "ald":  # 3 levels × 50 tiny steps do not reach the target
+    if name in ("ald", "corrector-only"):  # 50 Langevin steps alone do not reach the target
         return
     # the sample mean of 2000 draws of N(MEAN, COV): 5 standard errors ≈ 0.11
     torch.testing.assert_close(out.x.double().mean(0), MEAN, rtol=0, atol=0.12)
@@ -487,12 +535,15 @@ def test_trajectory_and_callback(name):
     model = _gaussian().score_model(process)
     x = process.prior_sample((4, 2), generator=_gen(0), dtype=F64)
     seen = []
-    out = ALL[name](model, process, x, 3, callback=seen.append, return_trajectory=True,
-                    generator=_gen(1))
+    out = ALL[name](
+        model, process, x, 3, callback=seen.append, return_trajectory=True, generator=_gen(1)
+    )
     assert [c["i"] for c in seen] == list(range(len(seen)))
     assert all(c["x"].shape == x.shape and c["score"].shape == x.shape for c in seen)
     assert torch.equal(out.trajectory[-1], out.x)
-    if name == "ald":  # a callback per Langevin step, a trajectory entry per level (+ start, denoise)
+    if (
+        name == "ald"
+    ):  # a callback per Langevin step, a trajectory entry per level (+ start, denoise)
         assert len(seen) == 3 * 3
         assert len(out.trajectory) == 3 + 2
         assert torch.allclose(out.trajectory[0], x / _coef(process, process.t_max)[0])

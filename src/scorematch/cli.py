@@ -420,6 +420,13 @@ def _fmt(v: Any) -> str:
     default=None,
     help="Divergence of the NLL: exact trace (default up to 16 dimensions) or Hutchinson's estimate.",
 )
+@click.option(
+    "--rtol",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(
     run_dir: Path,
@@ -428,6 +435,7 @@ def evaluate(
     seed: int,
     nll: bool,
     exact: bool | None,
+    rtol: float,
     no_progress: bool,
 ) -> None:
     """Compare samples of RUN with its held-out split and compute the held-out NLL.
@@ -442,7 +450,9 @@ def evaluate(
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
     run = runs.load_run(run_dir)
     divergence = None if exact is None else ("exact" if exact else "hutchinson")
-    result = run.evaluate(n, seed=seed, nll=nll, divergence=divergence, progress=not no_progress)
+    result = run.evaluate(
+        n, seed=seed, nll=nll, divergence=divergence, rtol=rtol, progress=not no_progress
+    )
     path = runs.write_evaluation(run, result)
     if json_out is not None:
         runs.write_evaluation(run, result, json_out)
@@ -491,6 +501,13 @@ def evaluate(
     show_default=True,
     help="Seed of the Hutchinson probes / dequantization noise.",
 )
+@click.option(
+    "--rtol",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Relative (and absolute) tolerance of the ODE solver.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
@@ -499,6 +516,7 @@ def likelihood(
     probes: int,
     out: Path | None,
     seed: int,
+    rtol: float,
     no_progress: bool,
 ) -> None:
     """Log-likelihood of the held-out split of RUN (or of FILE's rows), in data units.
@@ -528,6 +546,7 @@ def likelihood(
         divergence="exact" if use_exact else "hutchinson",
         probes=probes,
         seed=seed,
+        rtol=rtol,
         progress=not no_progress,
     )
     from .metrics import heldout_nll

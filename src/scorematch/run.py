@@ -269,14 +269,12 @@ def build_config(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         raise ValueError(f"seed must be >= 0, got {seed}")
     spec = str(options["data"])
     data_path = Path(spec).expanduser()
-    builtin = spec.lower() in list_datasets()
+    if spec.lower() in list_datasets():
+        spec = spec.lower()
+    elif data_path.exists():
+        spec = str(data_path.resolve())  # the run then loads from any working directory
     data_cfg: dict[str, Any] = {
-        # Files are stored by absolute path, so the run loads from any working directory.
-        "spec": spec.lower()
-        if builtin
-        else str(data_path.resolve())
-        if data_path.exists()
-        else spec,
+        "spec": spec,
         "n": _positive_int(options["n"], "n") if "n" in options else None,
         "seed": seed,
         "image_size": (
@@ -866,6 +864,7 @@ class Run:
         nll: bool = True,
         divergence: str | None = None,
         max_nll_points: int = 2000,
+        rtol: float = 1e-5,
         progress: bool = False,
     ) -> dict[str, Any]:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
@@ -899,7 +898,9 @@ class Run:
             pts = ref[:max_nll_points]
             div = divergence or ("exact" if math.prod(self.shape) <= 16 else "hutchinson")
             t1 = time.perf_counter()
-            lp, nfe = self.log_likelihood(pts, divergence=div, seed=seed, progress=progress)
+            lp, nfe = self.log_likelihood(
+                pts, divergence=div, seed=seed, rtol=rtol, progress=progress
+            )
             stats = sm_metrics.heldout_nll(lp, dims=math.prod(self.shape))
             result.update(
                 nll=stats["nll"],
@@ -907,6 +908,7 @@ class Run:
                 bits_per_dim=stats["bits_per_dim"],
                 nll_points=stats["n"],
                 nll_divergence=div,
+                nll_rtol=rtol,
                 nll_nfe=nfe,
                 nll_seconds=round(time.perf_counter() - t1, 3),
                 nll_convention=(

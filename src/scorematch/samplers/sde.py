@@ -54,7 +54,12 @@ def _coefficients(process, t: float) -> tuple[float, float, float, float]:
     """(α_t, σ_t, f(t), g(t)) as float64 Python numbers."""
     tt = torch.tensor(t, dtype=torch.float64)
     alpha, sigma = process.marginal(tt)
-    return float(alpha), float(sigma), float(process.log_alpha_rate(tt)), float(process.diffusion(tt))
+    return (
+        float(alpha),
+        float(sigma),
+        float(process.log_alpha_rate(tt)),
+        float(process.diffusion(tt)),
+    )
 
 
 def _start(model, process, x_init_or_shape, steps, grid, generator):
@@ -157,8 +162,19 @@ def _check_discretization(discretization: str) -> str:
 
 
 def _run(
-    step, model, process, x_init_or_shape, steps, *, grid, denoise, generator, callback,
-    progress, return_trajectory, desc,
+    step,
+    model,
+    process,
+    x_init_or_shape,
+    steps,
+    *,
+    grid,
+    denoise,
+    generator,
+    callback,
+    progress,
+    return_trajectory,
+    desc,
 ) -> Samples:
     """The loop the three samplers share: one ``step`` per grid interval, then optional Tweedie."""
     counted, x, times = _start(model, process, x_init_or_shape, steps, grid, generator)
@@ -166,8 +182,9 @@ def _run(
     with torch.inference_mode():
         for i in tqdm(range(len(times) - 1), disable=not progress, desc=desc):
             last = i == len(times) - 2
-            x, score = step(counted, process, x, times[i], times[i + 1], noise=not last,
-                            generator=generator)
+            x, score = step(
+                counted, process, x, times[i], times[i + 1], noise=not last, generator=generator
+            )
             if trajectory is not None:
                 trajectory.append(x)
             if callback is not None:
@@ -214,9 +231,20 @@ def euler_maruyama(
         denoise: final Tweedie step (default True).
         return_trajectory: keep every state (initial, after each step, after denoising).
     """
-    return _run(_euler_maruyama_step, model, process, x_init_or_shape, steps, grid=grid,
-                denoise=denoise, generator=generator, callback=callback, progress=progress,
-                return_trajectory=return_trajectory, desc="euler_maruyama")
+    return _run(
+        _euler_maruyama_step,
+        model,
+        process,
+        x_init_or_shape,
+        steps,
+        grid=grid,
+        denoise=denoise,
+        generator=generator,
+        callback=callback,
+        progress=progress,
+        return_trajectory=return_trajectory,
+        desc="euler_maruyama",
+    )
 
 
 def reverse_diffusion(
@@ -251,12 +279,24 @@ def reverse_diffusion(
     _check_discretization(discretization)
 
     def step(model, process, x, t, s, *, noise, generator):
-        return _reverse_diffusion_step(model, process, x, t, s, noise=noise, generator=generator,
-                                      discretization=discretization)
+        return _reverse_diffusion_step(
+            model, process, x, t, s, noise=noise, generator=generator, discretization=discretization
+        )
 
-    return _run(step, model, process, x_init_or_shape, steps, grid=grid, denoise=denoise,
-                generator=generator, callback=callback, progress=progress,
-                return_trajectory=return_trajectory, desc="reverse_diffusion")
+    return _run(
+        step,
+        model,
+        process,
+        x_init_or_shape,
+        steps,
+        grid=grid,
+        denoise=denoise,
+        generator=generator,
+        callback=callback,
+        progress=progress,
+        return_trajectory=return_trajectory,
+        desc="reverse_diffusion",
+    )
 
 
 def ancestral(
@@ -295,6 +335,17 @@ def ancestral(
     def step(model, process, x, t, s, *, noise, generator):
         return _ancestral_step(model, process, x, t, s, noise=noise, generator=generator, eta=eta)
 
-    return _run(step, model, process, x_init_or_shape, steps, grid=grid, denoise=denoise,
-                generator=generator, callback=callback, progress=progress,
-                return_trajectory=return_trajectory, desc="ancestral")
+    return _run(
+        step,
+        model,
+        process,
+        x_init_or_shape,
+        steps,
+        grid=grid,
+        denoise=denoise,
+        generator=generator,
+        callback=callback,
+        progress=progress,
+        return_trajectory=return_trajectory,
+        desc="ancestral",
+    )
