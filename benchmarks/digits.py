@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor
 
 from scorematch.data import Standardizer, load_digits_images, train_test_split
@@ -98,6 +99,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--data-png", type=Path, default=ROOT / "docs" / "digits_data.png")
     a("--results", type=Path, default=ROOT / "benchmarks" / "results" / "digits.md")
     a("--no-write", action="store_true", help="print only; write nothing")
+    a("--save-model", type=Path, default=None, help="save the EMA weights (safetensors) here")
     return p.parse_args(argv)
 
 
@@ -200,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
     trainer, wall, cpu, last_loss = train(args, model, process, standardizer, train_levels)
     load_after = os.getloadavg()
     ema = trainer.ema_model.eval()
+    if args.save_model is not None:
+        save_file(ema.state_dict(), str(args.save_model))
 
     gen = torch.Generator().manual_seed(args.seed + 1)
     t0 = time.perf_counter()

@@ -678,7 +678,8 @@ def write_markdown(data: dict, path: Path) -> str:
         "trained continuous-time model, the peers' best case.",
         "- **NFE** = model calls (a counting wrapper for the peers, `Samples.nfe` for ours). "
         "Steps are chosen for the largest NFE ≤ target: heun/HeunDiscrete 2·steps − 1, PC "
-        "2·steps + 1, SDE samplers and the tuned row steps + 1, ALD levels·steps + 1, rk4 "
+        "2·steps + 1, SDE samplers and the tuned row steps + 1, ALD 10 levels (NCSN; fewer "
+        "below 11 NFE) × ⌊(target − 1)/10⌋ steps + 1, rk4 "
         "4·steps, the others steps. `NFE used` lists the actual counts.",
         "- The 1000-NFE column is run for the stochastic samplers, `heun` [EDM, edm_rho] and every "
         "peer (wiring check: each must reach the noise floor); the other deterministic rows are "

@@ -22,7 +22,7 @@ def dsm(
 ) -> Tensor:
     """Denoising score matching, ½‖s_θ(x̃) − (x − x̃)/σ²‖² per sample, x̃ = x + σε, ε ~ N(0, I).
 
-    Vincent (2011), "A Connection Between Score Matching and Denoising Autoencoders", eq. 11:
+    Vincent (2011), "A Connection Between Score Matching and Denoising Autoencoders" (J_DSM):
     (x − x̃)/σ² = ∇ log q_σ(x̃ | x), and its expectation given x̃ is the score of the perturbed
     law q_σ = p * N(0, σ²I), so this loss equals ESM against ∇log q_σ up to a θ-free constant
     and is minimised by the perturbed score.  No σ² weighting here (see ``ncsn``).

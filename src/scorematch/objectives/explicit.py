@@ -39,7 +39,7 @@ def esm(
     """Explicit score matching, ½‖s_θ(x) − ∇ₓ log p(x)‖² per sample.
 
     The regression loss that the other objectives stand in for when the true score is unknown
-    (Hyvärinen 2005, "Estimation of non-normalized statistical models by score matching", eq. 2;
+    (Hyvärinen 2005, "Estimation of non-normalized statistical models by score matching";
     its expectation over p is the Fisher divergence ½ E_p‖s_θ − ∇log p‖²).
 
     Args:

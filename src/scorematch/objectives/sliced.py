@@ -57,7 +57,7 @@ def ssm(
     """Sliced score matching, E_v[vᵀ∇ₓs_θ(x) v + ½(vᵀs_θ(x))²] per sample (SSM-VR: ½‖s_θ(x)‖²).
 
     Song, Garg, Shi & Ermon (2019), "Sliced Score Matching: A Scalable Approach to Density and
-    Score Estimation", eqs. 7–8.  With E[v vᵀ] = I both expectations equal the implicit
+    Score Estimation".  With E[v vᵀ] = I both expectations equal the implicit
     (Hyvärinen) objective tr ∇ₓs + ½‖s‖²; the variance-reduced form integrates the second term
     out analytically.  The expectation over v is estimated with ``n_projections`` directions per
     sample.  Cost: one forward pass and one vector-Jacobian product per projection (the products
@@ -80,12 +80,13 @@ def ssm(
     v = projections(int(n_projections), x, projection, generator=generator)
     s, jtv = _score_and_vjps(score_fn, x, v)
     m, b = v.shape[0], x.shape[0]
-    vjv = (jtv * v).reshape(m, b, -1).sum(-1).mean(0)  # vᵀJᵀv = vᵀJv
+    vjv = (jtv * v).reshape(m, b, -1).sum((0, 2))  # Σ over projections of vᵀJᵀv = vᵀJv
     if variance_reduced:
-        second = 0.5 * sq_norm(s)
+        loss = 0.5 * sq_norm(s) + (vjv / m if m > 1 else vjv)
     else:
-        second = 0.5 * (s.unsqueeze(0) * v).reshape(m, b, -1).sum(-1).square().mean(0)
-    return reduce(vjv + second, reduction)
+        loss = vjv + 0.5 * (s * v).reshape(m, b, -1).sum(-1).square().sum(0)
+        loss = loss / m if m > 1 else loss
+    return reduce(loss, reduction)
 
 
 def _score_and_vjps(score_fn: ScoreFn, x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
