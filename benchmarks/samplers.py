@@ -567,12 +567,22 @@ cell; the benchmark's two mixtures plus two more seeds of each family, `mixture_
    10 NFE the figures also move by up to 2× for small grid changes, so compare grids over
    several mixtures, as above, not one.
 
-**Suggested change** (samplers/grids.py, dpm_solver.py — not made here): give `log_snr` (and
-`edm_rho`) a `sigma_jump` option (first interval from t_max straight to σ̂_jump, the rest of
-the grid on [σ̂_min, σ̂_jump]), and document for `dpm_solver` at ≤ 15 steps: `order=2`,
-`grid=log_snr(..., sigma_jump≈10·σ_data)`, `t_min` at σ̂ ≈ 0.1·σ_data, `denoise=True` — with
-the EDM process's own σ_data = 0.5 that is exactly the tuned row (80 → 5 → 0.05). Keeping 3M as
-default is fine for the plain grid; switch to 2M when the grid has a jump.
+5. **A defect off the 10-NFE path: `dpm_solver` on the VP `uniform` grid with ≥ 15 steps.**
+   `lower_order_final` only acts below 15 steps, and the uniform-t VP grid ends with a huge
+   log-SNR step (σ̂ 0.18 → 0.0105 at 20 steps, 12× the previous one); 3M extrapolates across
+   it and the error *grows* with NFE: `total` 0.886 / 1.20 (2-D / 16-D) at 20 steps and
+   0.079 / 0.308 at 50, against 0.091 / 0.088 and 0.0031 / 0.0086 when the last steps drop
+   order regardless of the step count (scratch monkeypatch of `steps < 15`; log-SNR grids are
+   unaffected). Suggested: lower the order on the final step(s) for any step count, or
+   whenever h_last ≫ h_prev (diffusers always does so when its last σ is 0).
+
+**Suggested changes** (not made here: sampler files belong to their authors).
+(a) `grids.log_snr` (and `edm_rho`) get a `sigma_jump` option: the first interval goes from t_max
+straight to σ̂_jump, the rest of the grid covers [σ̂_min, σ̂_jump]. (b) `dpm_solver` docs for
+≤ 15 steps: `order=2`, that grid with σ̂_jump ≈ 10·σ_data, an end at σ̂ ≈ 0.1·σ_data and
+`denoise=True` — with EDM's own σ_data = 0.5 this is exactly the tuned row (80 → 5 → 0.05);
+3M can stay the default for the plain grid. (c) `dpm_solver`: drop the order on the final
+step(s) for any number of steps (item 5).
 """
 
 

@@ -10,6 +10,7 @@ from torch.func import jacrev, vmap
 from scorematch.distributions import GaussianMixture
 from scorematch.energy import EnergyScore
 from scorematch.objectives import ism, ssm
+from scorematch.objectives.sliced import projections
 
 F64 = torch.float64
 
@@ -72,6 +73,12 @@ def test_quadratic_energy_score_jacobian_and_ism():
     # ISM: tr ∇s = −tr Q exactly.
     expected = -torch.trace(q) + 0.5 * (x @ q).square().sum(1)
     torch.testing.assert_close(ism(model, x, reduction="none"), expected)
+    # SSM: vᵀ∇s v = −vᵀQv for the directions the same seed draws.
+    v = projections(2, x, "gaussian", generator=gen(7))
+    s = -x @ q
+    expected = (-torch.einsum("mbi,ij,mbj->mb", v, q, v) + 0.5 * (v * s).sum(-1).square()).mean(0)
+    got = ssm(model, x, n_projections=2, generator=gen(7), reduction="none")
+    torch.testing.assert_close(got, expected)
 
 
 def test_parameter_gradients_match_plain_autograd_to_third_order():

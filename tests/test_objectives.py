@@ -131,6 +131,30 @@ def test_ism_trace_matches_brute_force_loop():
         torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_ism_vectorize_modes_agree_and_auto_falls_back_to_whole_batch():
+    model = MLP(3, seed=4)
+    x = torch.randn(9, 3, generator=gen(1), dtype=F64)
+    ref = ism(model, x, reduction="none", vectorize="batch")
+    for mode in ("samples", "auto"):
+        got = ism(model, x, reduction="none", vectorize=mode)
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+        g1 = torch.autograd.grad(got.sum(), list(model.parameters()))
+        g2 = torch.autograd.grad(ref.sum(), list(model.parameters()), retain_graph=True)
+        for a, b in zip(g1, g2):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    # A function closing over per-sample values (like a model at per-sample times) only runs on
+    # the whole batch: "samples" fails, "auto" falls back and is exact.
+    t = torch.linspace(0.5, 2.0, 9, dtype=F64)
+    timed = lambda y: model(y) * t[:, None]  # noqa: E731
+    expected = brute_trace(timed, x) + 0.5 * timed(x).square().sum(1)
+    torch.testing.assert_close(ism(timed, x, reduction="none"), expected)
+    with pytest.raises(ValueError, match="one sample"):
+        ism(timed, x, vectorize="samples")
+    # Data-dependent Python control flow cannot run under vmap either.
+    branchy = lambda y: model(y) if bool(y.sum() > -1e9) else -model(y)  # noqa: E731
+    torch.testing.assert_close(ism(branchy, x), ism(model, x))
+
+
 def test_mixture_mlp_esm_minus_ism_constant_in_theta():
     mix = mixture()
     x = mix.sample(20000, generator=gen(2))
@@ -439,6 +463,8 @@ def test_bad_input_raises_clear_value_error():
     for chunk in (0, -1, 2.5):
         with pytest.raises(ValueError, match="chunk_size"):
             ism(model, x, chunk_size=chunk)
+    with pytest.raises(ValueError, match="vectorize must be one of"):
+        ism(model, x, vectorize="loop")
 
 
 # ------------------------------------------------------------------------------------------------

@@ -29,7 +29,9 @@ def projections(
     """
     if kind not in PROJECTIONS:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {kind!r}")
-    shape = (n, *x.shape)
+    if isinstance(n, bool) or int(n) != n or n < 1:
+        raise ValueError(f"n_projections must be a positive integer, got {n}")
+    shape = (int(n), *x.shape)
     # Draw where the generator lives, so a seed gives the same directions on every device.
     where = generator.device if generator is not None else x.device
     if kind == "rademacher":
@@ -38,7 +40,7 @@ def projections(
     else:
         v = torch.randn(shape, generator=generator, dtype=x.dtype, device=where)
         if kind == "sphere":
-            flat = v.reshape(n, x.shape[0], -1)
+            flat = v.reshape(shape[0], x.shape[0], -1)
             radius = math.sqrt(flat.shape[-1])
             v = (flat * (radius / flat.norm(dim=-1, keepdim=True))).reshape(shape)
     return v.to(x.device)
@@ -75,9 +77,7 @@ def ssm(
     """
     check_reduction(reduction)
     check_batch(x, "x")
-    if isinstance(n_projections, bool) or int(n_projections) != n_projections or n_projections < 1:
-        raise ValueError(f"n_projections must be a positive integer, got {n_projections}")
-    v = projections(int(n_projections), x, projection, generator=generator)
+    v = projections(n_projections, x, projection, generator=generator)
     s, jtv = _score_and_vjps(score_fn, x, v)
     m, b = v.shape[0], x.shape[0]
     vjv = (jtv * v).reshape(m, b, -1).sum((0, 2))  # Σ over projections of vᵀJᵀv = vᵀJv
