@@ -38,6 +38,7 @@ import math
 import os
 import platform
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -76,9 +77,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--channel-mult", default="1,2,2")
     a("--res-blocks", type=int, default=1)
     a("--attention", default="2", help="attention level indices, comma-separated ('' = none)")
-    a("--fourier-scale", type=float, default=16.0)
+    a("--fourier-scale", type=float, default=1.0)
     a("--dropout", type=float, default=0.0)
     a("--sigma-data", type=float, default=0.5, help="σ_data of EDM (data space [−1, 1])")
+    a("--p-mean", type=float, default=-1.2, help="EDM loss: mean of ln σ")
+    a("--p-std", type=float, default=1.2, help="EDM loss: std of ln σ")
     # optimisation
     a("--batch", type=int, default=128)
     a("--lr", type=float, default=2e-3)
@@ -144,7 +147,7 @@ def make_loss(args: argparse.Namespace, standardizer: Standardizer, process):
             x01 = dequantize(levels, generator)
         y = standardizer.transform(x01)
         if args.prediction == "edm":
-            return edm(model, y, process, generator=generator)
+            return edm(model, y, process, P_mean=args.p_mean, P_std=args.p_std, generator=generator)
         return diffusion(model, y, process, generator=generator)
 
     return loss_fn
@@ -240,12 +243,15 @@ def main(argv: list[str] | None = None) -> None:
     image_grid(test01[:100], args.data_png, nrow=10, scale=8)
     usage = resource.getrusage(resource.RUSAGE_SELF)
     rows = {
+        "command": "`python benchmarks/digits.py "
+        + " ".join(sys.argv[1:] if argv is None else argv)
+        + "`",
         "model": f"UNet(channels={args.channels}, channel_mult=({args.channel_mult}), "
         f"num_res_blocks={args.res_blocks}, attention_levels=({args.attention}), "
         f"fourier_scale={args.fourier_scale}), {params:,} parameters",
         "parametrization / loss": (
             f"EDMPrecond(σ_data={args.sigma_data}) on EDM(0.002, 80), objectives.edm "
-            "(P_mean −1.2, P_std 1.2)"
+            f"(P_mean {args.p_mean:g}, P_std {args.p_std:g})"
             if args.prediction == "edm"
             else "EpsilonPrediction on VP(0.1, 20), objectives.diffusion (σ² weighting)"
         ),

@@ -103,7 +103,10 @@ def test_train_writes_the_run_directory(toy_run):
     assert config["data"]["spec"] == "moons" and config["data"]["n"] == 250
     assert config["data"]["n_train"] + config["data"]["n_test"] == 250
     assert config["model"]["name"] == "mlp" and config["model"]["width"] == 16
-    assert config["objective"]["name"] == "diffusion" and config["process"]["name"] == "VP"
+    assert config["objective"]["name"] == "edm" and config["process"]["name"] == "EDM"
+    assert (
+        config["parametrization"]["prediction"] == "edm" and config["model"]["fourier_scale"] == 4
+    )
     assert config["standardizer"]["kind"] == "vector" and config["training"]["steps"] == 30
     steps = sorted(p.name for p in (toy_run / "checkpoints").glob("*.safetensors"))
     assert steps[-1] == "step_00000030.safetensors"
@@ -192,6 +195,12 @@ def test_resume_continues_from_the_folder_alone(tmp_path):
     assert after == before
     assert load_run(out).step == 45
     assert (out / "metrics.csv").read_text().splitlines()[-1].startswith("45,")
+    # A run killed before its first checkpoint resumes from step 0.
+    invoke("train", "--data", "8gaussians", "--n", "100", "--out", tmp_path / "k", *TINY)
+    for f in (tmp_path / "k" / "checkpoints").iterdir():
+        f.unlink()
+    invoke("train", "--resume", "--out", tmp_path / "k", "--no-progress")
+    assert load_run(tmp_path / "k").step == 30
     # Options that would change the run are refused; so is resuming a finished run.
     assert_one_line_error(invoke("train", "--resume", "--out", out, "--lr", "1", ok=False), "--lr")
     assert_one_line_error(invoke("train", "--resume", "--out", out, ok=False), "already at step 45")
@@ -351,6 +360,8 @@ def test_user_mistakes_end_with_one_clear_line(toy_run, tmp_path):
         ),
         (["train", "--data", "moons", "--objective", "bogus", "--out", tmp_path / "a"], "bogus"),
         (["train", "--data", "moons", "--out", toy_run], "--resume"),
+        (["train", "--data", "moons", "--out", toy_run / "checkpoints"], "not empty"),
+        (["train", "--resume", "--out", tmp_path / "b"], "no run to resume"),
         (["train", "--data", "moons", "--out", tmp_path / "a", "--steps", "0"], "steps"),
         (["sample", tmp_path, "-n", "5", "--out", tmp_path / "s.npy"], "config.yaml"),
         (["sample", toy_run, "-n", "0", "--out", tmp_path / "s.npy"], "-n"),

@@ -72,7 +72,8 @@ def test_quadratic_energy_score_jacobian_and_ism():
     torch.testing.assert_close(jac, -q.expand(8, 3, 3))
     # ISM: tr ∇s = −tr Q exactly.
     expected = -torch.trace(q) + 0.5 * (x @ q).square().sum(1)
-    torch.testing.assert_close(ism(model, x, reduction="none"), expected)
+    for mode in ("batch", "samples"):
+        torch.testing.assert_close(ism(model, x, reduction="none", vectorize=mode), expected)
     # SSM: vᵀ∇s v = −vᵀQv for the directions the same seed draws.
     v = projections(2, x, "gaussian", generator=gen(7))
     s = -x @ q

@@ -132,8 +132,8 @@ def test_ism_trace_matches_brute_force_loop():
 
 
 def test_ism_vectorize_modes_agree_and_auto_falls_back_to_whole_batch():
-    model = MLP(3, seed=4)
-    x = torch.randn(9, 3, generator=gen(1), dtype=F64)
+    model = MLP(40, seed=4)  # D ≥ 32, where "auto" tries the per-sample path first
+    x = torch.randn(9, 40, generator=gen(1), dtype=F64)
     ref = ism(model, x, reduction="none", vectorize="batch")
     for mode in ("samples", "auto"):
         got = ism(model, x, reduction="none", vectorize=mode)
@@ -337,13 +337,15 @@ def test_image_shaped_inputs_all_objectives():
     s = conv(x)
     expected = trace + 0.5 * s.square().sum((1, 2, 3))
     torch.testing.assert_close(ism(conv, x, reduction="none"), expected.expand(b))
-    torch.testing.assert_close(ism(conv, x, reduction="none", chunk_size=5), expected.expand(b))
+    for mode in ("batch", "samples"):
+        got = ism(conv, x, reduction="none", chunk_size=5, vectorize=mode)
+        torch.testing.assert_close(got, expected.expand(b))
     # A non-linear conv score against the brute-force loop.
     net = net.to(F64)
     s = net(x)
-    torch.testing.assert_close(
-        ism(net, x, reduction="none"), brute_trace(net, x) + 0.5 * s.square().sum((1, 2, 3))
-    )
+    expected = brute_trace(net, x) + 0.5 * s.square().sum((1, 2, 3))
+    for mode in ("batch", "samples"):
+        torch.testing.assert_close(ism(net, x, reduction="none", vectorize=mode), expected)
     # SSM: the exact formula with the drawn directions, in image shape.
     v = projections(2, x, "gaussian", generator=gen(23))
     jtv = torch.stack([torch.autograd.functional.vjp(net, x, vi)[1] for vi in v])

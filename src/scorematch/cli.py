@@ -151,11 +151,12 @@ need a time-conditional objective (diffusion, edm or ncsn).  --model energy-mlp 
 E(x) with s = −∇E) works with dsm, ssm, ssm-vr and ism.
 
 \b
-Defaults by data kind:
-  vectors  mlp, diffusion on vp with importance-sampled likelihood weighting, 4000 steps,
-           batch 512, lr 2e-3 (cosine), EMA half-life 200 steps, heun sampler (50 steps)
-  images   unet, diffusion on vp (sigma2 weighting), 3000 steps, batch 128, lr 1e-3,
-           EMA half-life 300 steps, heun sampler (18 steps)
+Defaults by data kind (EDM: process edm, EDM preconditioning, σ_data 0.5):
+  vectors  mlp + edm, 3000 steps, batch 512, lr 2e-3 (cosine decay), EMA half-life 200 steps,
+           heun sampler (50 steps); --objective diffusion defaults to --process vp with
+           importance-sampled likelihood weighting
+  images   unet + edm, 2000 steps, batch 64, lr 1e-3, EMA half-life 200 steps, heun sampler
+           (18 steps); --objective diffusion defaults to --process vp, sigma2 weighting
 
 --config FILE.yaml gives any of these options (keys as the option names, e.g. `batch_size: 256`
 or `batch-size: 256`); flags on the command line win.  The run directory gets config.yaml
@@ -179,7 +180,7 @@ config.yaml (--steps N sets a new, larger total).
 @click.option(
     "--objective",
     type=click.Choice(runs.OBJECTIVES, case_sensitive=False),
-    help="Training objective (default: diffusion).",
+    help="Training objective (default: edm).",
 )
 @click.option(
     "--process",
@@ -229,7 +230,9 @@ config.yaml (--steps N sets a new, larger total).
     "--checkpoint-every", type=int, help="Save a checkpoint every N steps (default: 4 per run)."
 )
 @click.option(
-    "--sample-every", type=int, help="Write samples/step_N.png every N steps (default: never)."
+    "--sample-every",
+    type=int,
+    help="Write samples/step_N.png every N steps (default: 4 per run; 0: never).",
 )
 @click.option(
     "--config",
@@ -614,9 +617,10 @@ def plot(run_dir: Path, n: int, seed: int) -> None:
 def demo(data: str, out: Path, steps: int | None, quick: bool, no_progress: bool) -> None:
     """Train, sample, evaluate and plot in one go (about 1-2 minutes on 2 CPU cores for moons).
 
-    Trains the default model on --data (vectors: MLP + likelihood-weighted diffusion; digits and
-    image folders: U-Net), draws samples, compares them with the held-out split, computes the
-    held-out NLL with the exact probability-flow likelihood and — for vector data — the NLL of
+    Trains the default model on --data (vectors: MLP + EDM, 3000 steps; digits and image folders:
+    a small U-Net + EDM, 1500 steps), draws samples, compares them with the held-out split, computes the
+    held-out NLL with the probability-flow likelihood (exact divergence for vectors) and — for
+    vector data — the NLL of
     scikit-learn's GaussianMixture with the number of components chosen by BIC (1-20) on the same
     training split, then writes plots into --out/plots/.  If --out already holds a run, the demo
     overwrites it.
