@@ -20,6 +20,8 @@ Budget.  Training runs in chunks of ``--chunk`` optimizer steps until ``--budget
 chosen clock are used (``wall``: elapsed time of the training loop; ``cpu``: CPU time of the
 process, all threads) or ``--max-steps`` is reached; the learning rate is constant after a linear
 warm-up, and samples come from the EMA weights.  Sampling and the likelihood are not counted.
+On a shared, oversubscribed machine use ``--clock cpu --threads 1``: the wall clock then measures
+the other jobs, and several OpenMP threads spin-wait for each other (a step cost ~20× more).
 
 Run (repository root)::
 
@@ -191,6 +193,14 @@ def independent_baseline(train_levels: Tensor, test_levels: Tensor) -> float:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.threads > 1 and os.getloadavg()[0] > (os.cpu_count() or 1):
+        # OpenMP threads busy-wait for each other; on an oversubscribed machine a step then
+        # costs ~20× more CPU and wall time (measured: load 20, 2 threads vs 1).
+        print(
+            f"warning: load average {os.getloadavg()[0]:.1f} exceeds the {os.cpu_count()} CPUs; "
+            "use --threads 1 (or OMP_WAIT_POLICY=PASSIVE) for a fair measurement",
+            flush=True,
+        )
     torch.manual_seed(args.seed)  # nothing should use it; pinned anyway
 
     images = load_digits_images()

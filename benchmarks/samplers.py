@@ -160,6 +160,11 @@ def plan(row: Row, target: int) -> tuple[dict, int]:
     if k in ("sde", "dpm", "dpm-jump", "ode-euler", "peer-dpm", "peer-euler"):
         if k in ("sde", "dpm-jump"):  # steps + 1 (final Tweedie denoise)
             return {"steps": max(target - 1, 1)}, max(target - 1, 1) + 1
+        if k == "peer-dpm":
+            # At 1000 of 1000 train steps diffusers' "linspace" spacing repeats a timestep, the
+            # multistep update divides by a zero log-SNR step and every sample turns NaN; 999 is
+            # the largest step count without a repeat.
+            target = min(target, 999)
         return {"steps": target}, target
     if k in ("heun", "peer-heun"):  # 2·steps − 1 (last step Euler only)
         steps = max((target + 1) // 2, 1)
@@ -690,7 +695,10 @@ def write_markdown(data: dict, path: Path) -> str:
         "Steps are chosen for the largest NFE ≤ target: heun/HeunDiscrete 2·steps − 1, PC "
         "2·steps + 1, SDE samplers and the tuned row steps + 1, ALD 10 levels (NCSN; fewer "
         "below 11 NFE) × ⌊(target − 1)/10⌋ steps + 1, rk4 "
-        "4·steps, the others steps. `NFE used` lists the actual counts.",
+        "4·steps, the others steps. `NFE used` lists the actual counts. DPMSolverMultistep "
+        "with `linspace` spacing runs 999 steps in the 1000 column: at 1000 of 1000 train steps "
+        "its timesteps repeat one value, the multistep update divides by a zero step and every "
+        "sample turns NaN (a diffusers edge case, seen in a first run).",
         "- The 1000-NFE column is run for the stochastic samplers, `heun` [EDM, edm_rho] and every "
         "peer (wiring check: each must reach the noise floor); the other deterministic rows are "
         "converged by 100 NFE and stop there to keep the run within 25 minutes.",

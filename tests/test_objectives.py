@@ -403,6 +403,7 @@ def test_evaluation_under_no_grad_and_inference_mode():
     losses = {
         "esm": lambda: esm(model, x, -x),
         "ism": lambda: ism(model, x),
+        "ism-samples": lambda: ism(model, x, vectorize="samples"),
         "ssm": lambda: ssm(model, x, n_projections=2, generator=gen(1)),
         "ssm-vr": lambda: ssm(model, x, variance_reduced=True, generator=gen(1)),
         "dsm": lambda: dsm(model, x, 0.5, generator=gen(1)),

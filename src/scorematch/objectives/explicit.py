@@ -5,8 +5,9 @@ Also holds the small checks every objective in this package shares.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
+import torch
 from torch import Tensor
 
 from .._checks import check_batch, check_reduction, reduce
@@ -27,6 +28,43 @@ def check_score(s: object, x: Tensor, what: str = "score_fn(x)") -> Tensor:
 def sq_norm(v: Tensor) -> Tensor:
     """Per-sample squared Euclidean norm over the event dimensions, shape ``(B,)``."""
     return v.reshape(v.shape[0], -1).square().sum(1)
+
+
+def score_and_vjps(
+    score_fn: ScoreFn,
+    x: Tensor,
+    cotangents: Iterable[Tensor],
+    reduce_fn: Callable[[Tensor, Tensor], Tensor],
+) -> tuple[Tensor, list[Tensor]]:
+    """s(x) and ``reduce_fn(Jᵀv, v)`` for each block v of cotangents, shape ``(m, B, *event)``.
+
+    Reverse over reverse with plain autograd: one forward pass, then one create-graph backward
+    pass per block, vectorised over the block's m cotangents (``is_grads_batched``).  Blocks are
+    consumed one at a time, so only their reductions stay alive.  Measured on CPU this costs less
+    per training step than ``torch.func.vjp`` (dispatch overhead) and than a forward-mode jvp; the
+    gradient the later backward pass sends to the detached input costs one small matrix product.
+    Works under ``no_grad`` (results detached) and ``inference_mode`` (on ordinary copies).
+    """
+    grad_enabled = torch.is_grad_enabled()
+    reduced = []
+    with torch.inference_mode(False), torch.enable_grad():
+        x = x.clone() if x.is_inference() else x  # inference tensors cannot be saved for backward
+        xr = x if x.requires_grad else x.detach().requires_grad_(True)
+        s = check_score(score_fn(xr), x)
+        for v in cotangents:
+            v = v.clone() if v.is_inference() else v
+            jtv = None
+            if s.requires_grad and v.shape[0] == 1:
+                (jtv,) = torch.autograd.grad(s, xr, v[0], create_graph=True, allow_unused=True)
+                jtv = None if jtv is None else jtv.unsqueeze(0)
+            elif s.requires_grad:
+                (jtv,) = torch.autograd.grad(
+                    s, xr, v, create_graph=True, allow_unused=True, is_grads_batched=True
+                )
+            reduced.append(reduce_fn(torch.zeros_like(v) if jtv is None else jtv, v))
+    if not grad_enabled:
+        s, reduced = s.detach(), [r.detach() for r in reduced]
+    return s, reduced
 
 
 def esm(

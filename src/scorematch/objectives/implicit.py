@@ -7,23 +7,24 @@ from torch import Tensor
 from torch.func import vjp, vmap
 
 from .._checks import check_batch, check_reduction, reduce
-from .explicit import ScoreFn, check_score, sq_norm
+from .explicit import ScoreFn, check_score, score_and_vjps, sq_norm
 
 __all__ = ["VECTORIZE", "exact_trace", "ism"]
 
-# Rows (chunk · B) per vectorised backward pass and a cap on cotangent elements (chunk · B · D):
-# measured on CPU, a few thousand rows keeps the batched products large enough to run at full
-# speed while the per-chunk temporaries stay cache- and allocator-friendly (unchunked is slower).
-_CHUNK_ROWS = 4096
+VECTORIZE = ("auto", "samples", "batch")
+_PER_SAMPLE_FROM = 32  # measured crossover (MLP, width 256, batch 256): batch wins at D ≤ 16
+
+
+# Rows (chunk · B) per vectorised backward pass, and a cap on cotangent elements (chunk · B · D).
+# Measured on CPU (MLP, width 256, batch 256): a few thousand rows keeps the batched matrix
+# products efficient while the per-chunk temporaries stay cache- and allocator-friendly; unchunked
+# is slower.  The whole-batch path prefers 2048 rows, the per-sample path 4096.
+_ROWS = {"batch": 2048, "samples": 4096}
 _CHUNK_ELEMENTS = 1 << 22
 
 
-def _auto_chunk(batch: int, dim: int) -> int:
-    return max(1, min(dim, _CHUNK_ROWS // batch, _CHUNK_ELEMENTS // (batch * dim)))
-
-
-VECTORIZE = ("auto", "samples", "batch")
-_PER_SAMPLE_FROM = 32  # measured crossover (MLP, width 256, batch 256): batch wins at D ≤ 16
+def _auto_chunk(batch: int, dim: int, rows: int) -> int:
+    return max(1, min(dim, rows // batch, _CHUNK_ELEMENTS // (batch * dim)))
 
 
 def exact_trace(
@@ -36,51 +37,57 @@ def exact_trace(
     """(s(x), tr ∇ₓs(x)) per sample, the trace summed exactly over all D = prod(event) dimensions.
 
     tr J = Σ_i e_iᵀ Jᵀ e_i: one forward pass, then the D vector-Jacobian products with the basis
-    cotangents e_i, vectorised with ``torch.func.vmap`` (``chunk_size`` basis vectors at a time)
-    instead of a Python loop.  The result is differentiable (create-graph semantics).
+    cotangents e_i, vectorised (``chunk_size`` basis vectors per batched backward pass) instead
+    of a Python loop over dimensions.  The result is differentiable (create-graph semantics).
 
     ``vectorize="samples"`` maps ``score_fn`` over single samples ``(1, *event)`` with ``vmap``,
     so each cotangent e_i is shared by the whole batch instead of being copied per sample: the
     network's last layer then costs D² rather than B·D² per pass (measured ~10–25% faster for an
     MLP at D ≥ 64).  ``"batch"`` calls ``score_fn`` on the whole batch once (any function whose
-    samples do not interact, e.g. one closing over per-sample times).  ``"auto"`` uses
+    samples do not interact, e.g. one closing over per-sample times) and differentiates it with
+    batched reverse-over-reverse autograd.  ``"auto"`` uses
     ``"batch"`` below D = 32 (where the mapping overhead outweighs the saving) and otherwise tries
     ``"samples"``, falling back to ``"batch"`` when ``score_fn`` cannot run per sample.
     """
+    check_batch(x, "x")
     if vectorize not in VECTORIZE:
         raise ValueError(f"vectorize must be one of {VECTORIZE}, got {vectorize!r}")
-    d = x[0].numel()
-    if chunk_size is None:
-        chunk = _auto_chunk(x.shape[0], d)
-    elif isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1:
+    d, b = x[0].numel(), x.shape[0]
+    if chunk_size is not None and (
+        isinstance(chunk_size, bool) or int(chunk_size) != chunk_size or chunk_size < 1
+    ):
         raise ValueError(f"chunk_size must be a positive integer or None, got {chunk_size}")
-    else:
-        chunk = int(chunk_size)
-    chunk = min(chunk, d)
+
+    def chunk(path: str) -> int:
+        return min(d, int(chunk_size) if chunk_size else _auto_chunk(b, d, _ROWS[path]))
+
     eye = torch.eye(d, dtype=x.dtype, device=x.device)
     if vectorize == "samples" or (vectorize == "auto" and d >= _PER_SAMPLE_FROM):
         try:
-            return _trace_per_sample(score_fn, x, eye, chunk)
+            return _trace_per_sample(score_fn, x, eye, chunk("samples"))
         except Exception:
             if vectorize == "samples":
                 raise
             # Not runnable per sample (closes over batch-sized tensors, data-dependent control
             # flow, ...): the whole-batch path below works for any sample-independent function
             # and reports genuine errors itself.
-    return _trace_batch(score_fn, x, eye, chunk)
+    return _trace_batch(score_fn, x, eye, chunk("batch"))
 
 
 def _trace_batch(score_fn: ScoreFn, x: Tensor, eye: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
-    s, vjp_fn = vjp(score_fn, x)
-    check_score(s, x)
     d, b = eye.shape[0], x.shape[0]
-    basis = eye.reshape(d, 1, *x.shape[1:]).expand(d, *x.shape)  # e_i for every sample
 
-    def diagonal_entry(e: Tensor) -> Tensor:
-        # e_iᵀ Jᵀ e_i for every sample: component i of the i-th vjp row.
-        return (vjp_fn(e)[0] * e).reshape(b, -1).sum(1)
+    def blocks():  # e_i for every sample, ``chunk`` basis vectors per block
+        for start in range(0, d, chunk):
+            e = eye[start : start + chunk]
+            yield e.reshape(e.shape[0], 1, *x.shape[1:]).expand(e.shape[0], *x.shape)
 
-    return s, vmap(diagonal_entry, chunk_size=chunk)(basis).sum(0)
+    def diagonal_entries(jtv: Tensor, e: Tensor) -> Tensor:
+        # Σ over the block of e_iᵀ Jᵀ e_i: component i of the i-th vjp row, every sample.
+        return (jtv * e).reshape(e.shape[0], b, -1).sum((0, 2))
+
+    s, parts = score_and_vjps(score_fn, x, blocks(), diagonal_entries)
+    return s, torch.stack(parts).sum(0)
 
 
 def _trace_per_sample(
@@ -121,10 +128,9 @@ def ism(
         x: batch ``(B, *event)``.
         reduction: ``"mean"`` | ``"sum"`` over the batch, or ``"none"`` for shape ``(B,)``.
         chunk_size: basis vectors per vectorised backward pass (memory versus speed); by
-            default about 4096 rows (chunk · B) at a time.
+            default a few thousand rows (chunk · B) at a time.
         vectorize: ``"auto"``, ``"samples"`` or ``"batch"``, see :func:`exact_trace`.
     """
     check_reduction(reduction)
-    check_batch(x, "x")
     s, trace = exact_trace(score_fn, x, chunk_size=chunk_size, vectorize=vectorize)
     return reduce(trace + 0.5 * sq_norm(s), reduction)
