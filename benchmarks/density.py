@@ -53,7 +53,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-SETS = ("moons", "swissroll", "circles", "8gaussians", "checkerboard", "pinwheel", "2spirals", "rings")
+SETS = (
+    "moons",
+    "swissroll",
+    "circles",
+    "8gaussians",
+    "checkerboard",
+    "pinwheel",
+    "2spirals",
+    "rings",
+)
 N_TRAIN, N_TEST = 20_000, 5_000
 TRAIN_SEED, TEST_SEED = 0, 1
 OUT = Path(__file__).resolve().parent / "results" / "density.md"

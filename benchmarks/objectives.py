@@ -139,8 +139,8 @@ def render(results: dict[int, tuple[dict, list]], args, elapsed: float) -> str:
         ok_ism = m["ISM (exact)"] <= 0.7 * d if d >= 16 else True
         ok_loop = m["ISM (exact)"] < m["ISM loop (reference)"]
         checks.append(
-            f"| {d} | {'yes' if ok_ssm else 'NO'} ({max(m['SSM'], m['SSM-VR']):.2f}×) | "
-            + (f"{'yes' if ok_ism else 'NO'} ({m['ISM (exact)'] / d:.2f}·D)" if d >= 16 else "–")
+            f"| {d} | {'yes' if ok_ssm else 'NO'} ({max(m['SSM'], m['SSM-VR']):.3f}×) | "
+            + (f"{'yes' if ok_ism else 'NO'} ({m['ISM (exact)'] / d:.3f}·D)" if d >= 16 else "–")
             + f" | {'yes' if ok_loop else 'NO'} "
             f"({m['ISM loop (reference)'] / m['ISM (exact)']:.1f}× faster) |"
         )
@@ -164,7 +164,8 @@ def render(results: dict[int, tuple[dict, list]], args, elapsed: float) -> str:
             "",
             f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
             f"torch {torch.__version__}, {torch.get_num_threads()} threads, clock = {args.clock} "
-            f"({'wall time' if args.clock == 'wall' else 'process CPU time'}).  "
+            f"({'wall time' if args.clock == 'wall' else 'process CPU time'}), load average "
+            f"{os.getloadavg()[0]:.1f} at the end (other jobs share the machine).  "
             f"Run {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {elapsed / 60:.1f} min: "
             f"`python benchmarks/objectives.py --dims {' '.join(map(str, args.dims))} "
             f"--repeats {args.repeats} --max-seconds {args.max_seconds:g} --clock {args.clock}"

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,7 +28,19 @@ from scorematch.distributions import GaussianMixture
 from scorematch.processes import VP
 from scorematch.run import Run, load_run
 
-TINY = ["--steps", "30", "--width", "16", "--depth", "1", "--batch-size", "64", "--no-progress"]
+TINY = [
+    "--steps",
+    "30",
+    "--width",
+    "16",
+    "--depth",
+    "1",
+    "--batch-size",
+    "64",
+    "--sample-every",
+    "0",
+    "--no-progress",
+]
 
 
 def invoke(*args: str, ok: bool = True):
@@ -64,7 +79,7 @@ def toy_run(tmp_path_factory):
         "--checkpoint-every",
         "10",
         "--sample-every",
-        "30",
+        "30",  # the last --sample-every wins over TINY's 0
     )
     return out
 
@@ -189,7 +204,7 @@ def test_resume_continues_from_the_folder_alone(tmp_path):
     invoke("train", "--data", "8gaussians", "--n", "200", "--out", out, *TINY)
     before = yaml.safe_load((out / "config.yaml").read_text())
     result = invoke("train", "--resume", "--out", out, "--steps", "45", "--no-progress")
-    assert "step 45" in result.output
+    assert "step 45" in result.output and "different config" not in result.output
     after = yaml.safe_load((out / "config.yaml").read_text())
     assert after["training"].pop("steps") == 45 and before["training"].pop("steps") == 30
     assert after == before
@@ -208,7 +223,7 @@ def test_resume_continues_from_the_folder_alone(tmp_path):
 
 def test_config_file_gives_options_and_flags_win(tmp_path):
     (tmp_path / "c.yaml").write_text(
-        "data: 8gaussians\nn: 120\nwidth: 8\ndepth: 1\nsteps: 10\nbatch-size: 32\nlr: 0.01\n"
+        "data: 8gaussians\nn: 120\nwidth: 8\ndepth: 1\nsteps: 10\nbatch-size: 32\nlr: 0.01\nsample-every: 0\n"
     )
     invoke(
         "train",
@@ -256,6 +271,8 @@ def test_image_folder_trains_a_tiny_unet(tmp_path):
         "8",
         "--batch-size",
         "8",
+        "--sample-every",
+        "0",
         "--no-progress",
     )
     config = yaml.safe_load((out / "config.yaml").read_text())
@@ -271,6 +288,33 @@ def test_image_folder_trains_a_tiny_unet(tmp_path):
         "data.png",
         "loss.png",
     }
+
+
+def test_digits_train_and_sample_in_pixel_units(tmp_path):
+    out = tmp_path / "d"
+    invoke(
+        "train",
+        "--data",
+        "digits",
+        "--n",
+        "40",
+        "--out",
+        out,
+        "--steps",
+        "2",
+        "--channels",
+        "8",
+        "--batch-size",
+        "8",
+        "--sample-every",
+        "0",
+        "--no-progress",
+    )
+    config = yaml.safe_load((out / "config.yaml").read_text())
+    assert config["data"]["levels"] == 16 and config["standardizer"]["kind"] == "image"
+    assert config["sampling"]["steps"] == 18 and config["data"]["shape"] == [1, 8, 8]
+    invoke("sample", out, "-n", "3", "--steps", "2", "--out", tmp_path / "s.npy", "--no-progress")
+    assert np.load(tmp_path / "s.npy").shape == (3, 1, 8, 8)
 
 
 def test_unconditional_objectives_sample_by_langevin_and_have_no_likelihood(tmp_path):
@@ -377,6 +421,20 @@ def test_user_mistakes_end_with_one_clear_line(toy_run, tmp_path):
     assert not (tmp_path / "a").exists()  # nothing half-made by a refused command
 
 
+def test_installed_script_reports_errors_in_one_line(tmp_path):
+    script = Path(sys.executable).with_name("scorematch")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "scorematch.cli"]
+    missing = tmp_path / "none"
+    proc = subprocess.run(
+        [*command, "sample", str(missing), "-n", "3", "--out", str(tmp_path / "s.npy")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert proc.stderr.splitlines() == [f"Error: run directory not found: {missing}"]
+
+
 # ------------------------------------------------------------------------------------------------
 # The pipeline's own conversions, against an exact oracle
 # ------------------------------------------------------------------------------------------------
@@ -416,3 +474,24 @@ def test_samples_are_returned_in_data_units():
     se = (torch.diagonal(cov) / x.shape[0]).sqrt()
     assert ((x.mean(0) - mean).abs() < 4 * se).all(), (x.mean(0), mean)
     torch.testing.assert_close(torch.cov(x.T), cov, rtol=0.08, atol=0.08)
+
+
+def test_demo_quick_runs_end_to_end_and_replaces_an_old_run(tmp_path):
+    out = tmp_path / "demo"
+    out.mkdir()
+    (out / "config.yaml").write_text("old: run\n")  # an earlier run: the demo may replace it
+    (out / "stale.txt").write_text("x")
+    text = invoke("demo", "--quick", "--steps", "20", "--out", out, "--no-progress").output
+    assert "held-out NLL" in text and "GaussianMixture" in text and "paired std. error" in text
+    assert not (out / "stale.txt").exists()
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert math.isfinite(saved["nll"]) and saved["nll_points"] == 400  # the whole held-out split
+    assert all((out / "plots" / f).is_file() for f in ("samples.png", "trajectory.gif"))
+    # A folder that is not a run is never deleted.
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "keep.txt").write_text("x")
+    assert_one_line_error(
+        invoke("demo", "--quick", "--out", other, ok=False), "not a scorematch run"
+    )
+    assert (other / "keep.txt").exists()

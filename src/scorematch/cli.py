@@ -71,12 +71,20 @@ class _Group(click.Group):
         sys.exit(rv or 0)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is at the time of the record (so in-process callers that
+    swap stderr, e.g. click's test runner, see the messages)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def _setup_logging(verbose: int) -> None:
     root = logging.getLogger("scorematch")
-    if not any(getattr(h, "_scorematch_cli", False) for h in root.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+    if not any(isinstance(h, _StderrHandler) for h in root.handlers):
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("scorematch: %(message)s"))
-        handler._scorematch_cli = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 

@@ -26,6 +26,7 @@ itself) — and sample by Langevin dynamics at that level; they have no likeliho
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import shutil
@@ -649,24 +650,48 @@ def train(
         progress=progress,
         config=config,
     )
-    if resume:
-        if latest_checkpoint(out / "checkpoints") is not None:
-            trainer.resume()
-        else:  # killed before its first checkpoint: start again from step 0
-            logger.info("%s holds no checkpoint yet; training from step 0", out)
-        if trainer.step >= tr["steps"]:
-            raise ValueError(
-                f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} to "
-                "train longer"
-            )
     log = logging.getLogger("scorematch.training")
     guard = _DropConfigWarning()
-    log.addFilter(guard)
+    if resume and _only_schedule_changed(out, config):
+        log.addFilter(guard)
     try:
+        if resume:
+            if latest_checkpoint(out / "checkpoints") is not None:
+                trainer.resume()
+            else:  # killed before its first checkpoint: start again from step 0
+                logger.info("%s holds no checkpoint yet; training from step 0", out)
+            if trainer.step >= tr["steps"]:
+                raise ValueError(
+                    f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} "
+                    "to train longer"
+                )
         result = trainer.fit(tr["steps"], resume=resume)
     finally:
         log.removeFilter(guard)
     return result
+
+
+_RESUMABLE = ("steps", "checkpoint_every", "sample_every")  # may change on resume
+
+
+def _only_schedule_changed(out: Path, config: Mapping[str, Any]) -> bool:
+    """True when the newest checkpoint's config differs from ``config`` at most in the training
+    keys a resume may change (then the trainer's "different config" warning is noise)."""
+    latest = latest_checkpoint(out / "checkpoints")
+    if latest is None:
+        return False
+    try:
+        saved = json.loads(latest.with_suffix(".json").read_text(encoding="utf-8"))["config"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+    def strip(c: Any) -> Any:
+        if not isinstance(c, dict) or not isinstance(c.get("training"), dict):
+            return c
+        training = {k: v for k, v in c["training"].items() if k not in _RESUMABLE}
+        return {**c, "training": training}
+
+    return strip(saved) == strip(_jsonable(config))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -1156,8 +1181,6 @@ def demo(
 
 
 def _json_text(obj: Any) -> str:
-    import json
-
     return json.dumps(_jsonable(obj), indent=2) + "\n"
 
 
