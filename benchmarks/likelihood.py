@@ -204,6 +204,47 @@ def summary(problems: dict) -> list[str]:
     return out
 
 
+def equal_accuracy(mixture, process, x, log) -> list[str]:
+    """The recipe at looser tolerances too: NFE against error for both, on the 2-D VP problem."""
+    model = mixture.score_model(process)
+    ref = model.log_prob(x, process.t_min)
+    rows = []
+    for tol in (1e-5, 1e-4, 1e-3):
+        rows.append(
+            measure(
+                f"score-SDE recipe: scipy RK45, t, tol {tol:.0e}",
+                lambda tol=tol: score_sde_recipe(model, process, x, tol, tol),
+                model,
+                process,
+                ref,
+            )
+        )
+        log(fmt_row(rows[-1]))
+    for solver, tol in (("dopri5", 1e-3), ("dopri5", 7e-4), ("bosh3", 2e-3), ("bosh3", 1e-3)):
+        rows.append(
+            measure(
+                f"ours: {solver}, angle, tol {tol:.0e}",
+                ours(model, process, x, solver=solver, rtol=tol, atol=tol),
+                model,
+                process,
+                ref,
+            )
+        )
+        log(fmt_row(rows[-1]))
+    return [
+        "### Equal accuracy: the recipe at looser tolerances too (2-D, VP)",
+        "",
+        HEADER,
+        *map(fmt_row, rows),
+        "",
+        "The issue's reference point (≈ 110 NFE for 0.003 nats) is, on this mixture, the recipe at "
+        "tol 1e-5, which is 3× more accurate than that; the recipe itself reaches ≈ 0.003–0.004 "
+        "nats at tol 1e-3 for about half that NFE. Against the recipe at *equal* accuracy our "
+        "best settings save 0–20 % of the evaluations, not half.",
+        "",
+    ]
+
+
 def main() -> None:
     torch.set_num_threads(1)  # stable timings on a shared machine; all ratios are one-core ratios
     lines: list[str] = []
@@ -253,6 +294,7 @@ def main() -> None:
         lines, "16-D mixture (5 components), VP", mix16, vp, x16, cfg, log
     )
     lines += summary(problems)
+    lines += equal_accuracy(mix, vp, x, log)
 
     # (3) Hutchinson against the exact trace (default solver settings).
     lines += [

@@ -37,7 +37,6 @@ busy shared machine the wall time is several times that (97 min with ``--jobs 6`
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import math
 import os
@@ -159,8 +158,8 @@ class Row:
 def plan(row: Row, target: int) -> tuple[dict, int]:
     """(arguments, actual NFE) giving the largest NFE ≤ target (never more calls than a peer gets)."""
     k = row.kind
-    if k in ("sde", "dpm", "dpm-jump", "ode-euler", "peer-dpm", "peer-euler"):
-        if k in ("sde", "dpm-jump"):  # steps + 1 (final Tweedie denoise)
+    if k in ("sde", "dpm", "ode-euler", "peer-dpm", "peer-euler"):
+        if k == "sde":  # steps + 1 (final Tweedie denoise)
             return {"steps": max(target - 1, 1)}, max(target - 1, 1) + 1
         if k == "peer-dpm":
             # At 1000 of 1000 train steps diffusers' "linspace" spacing repeats a timestep, the
@@ -185,10 +184,6 @@ def plan(row: Row, target: int) -> tuple[dict, int]:
     raise ValueError(f"unknown row kind {k!r}")
 
 
-def _dpm_default_order() -> int:
-    return inspect.signature(get_sampler("dpm_solver")).parameters["order"].default
-
-
 def jump_grid(steps: int, sigma_jump: float = 5.0, sigma_end: float = 0.05) -> Tensor:
     """EDM times (t = σ) of the tuned dpm_solver recipe: one step from σ_max = 80 straight to
     ``sigma_jump``, then equal log-SNR steps down to ``sigma_end`` (the sampler then denoises)."""
@@ -198,7 +193,7 @@ def jump_grid(steps: int, sigma_jump: float = 5.0, sigma_end: float = 0.05) -> T
 
 def rows() -> list[Row]:
     vp, edm = "VP", "EDM"
-    dpm = f"dpm_solver ({_dpm_default_order()}M)"
+    dpm3 = "dpm_solver (3M)"
     return [
         # stochastic samplers of ours (score-SDE setups, uniform time)
         Row("euler_maruyama", "ours", "sde", vp, "uniform"),
@@ -210,10 +205,12 @@ def rows() -> list[Row]:
         # deterministic samplers of ours
         Row("heun", "ours", "heun", edm, "edm_rho"),
         Row("heun", "ours", "heun", edm, "log_snr", full_range=False),
-        Row(dpm, "ours", "dpm", edm, "log_snr", full_range=False),
-        Row(dpm, "ours", "dpm", edm, "edm_rho", full_range=False),
-        Row(dpm, "ours", "dpm", vp, "log_snr", full_range=False),
-        Row(dpm, "ours", "dpm", vp, "uniform", full_range=False),
+        # library defaults: ≤ 12 NFE the few-step recipe (2M, jump grid, x̂₀), else 3M, log-SNR
+        Row("dpm_solver (defaults)", "ours", "dpm", edm, "auto", full_range=False),
+        Row("dpm_solver (defaults)", "ours", "dpm", vp, "auto", full_range=False),
+        Row(dpm3, "ours", "dpm", edm, "log_snr", {"order": 3}, full_range=False),
+        Row(dpm3, "ours", "dpm", edm, "edm_rho", {"order": 3}, full_range=False),
+        Row(dpm3, "ours", "dpm", vp, "uniform", {"order": 3}, full_range=False),
         Row("ode (rk4)", "ours", "ode-rk4", edm, "edm_rho", {"method": "rk4"}, full_range=False),
         Row(
             "ode (euler)",
@@ -222,16 +219,6 @@ def rows() -> list[Row]:
             edm,
             "edm_rho",
             {"method": "euler"},
-            full_range=False,
-        ),
-        # public options only: explicit grid, order 2, final denoise (see "Why" in the report)
-        Row(
-            "dpm_solver (2M) + denoise",
-            "ours (tuned)",
-            "dpm-jump",
-            edm,
-            "80 → 5, log-SNR → 0.05",
-            {"order": 2, "denoise": True},
             full_range=False,
         ),
         # diffusers peers, DDPM linear β schedule (1e-4 … 0.02, 1000 train steps)
@@ -289,8 +276,6 @@ def run_ours(row: Row, mixture: GaussianMixture, n: int, args: dict) -> tuple[Te
         ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
         alpha, sigma = process.marginal(ends)
         options["step_size"] = 0.2 * float(sigma[1] / alpha[1]) ** 2  # NCSN's ε = 0.2 σ_L²
-    elif row.kind == "dpm-jump":
-        options["grid"] = jump_grid(steps)
     elif row.grid != "geometric":
         options["grid"] = row.grid
     name = {
@@ -302,7 +287,6 @@ def run_ours(row: Row, mixture: GaussianMixture, n: int, args: dict) -> tuple[Te
         "ald": "annealed_langevin",
         "heun": "heun",
         "dpm": "dpm_solver",
-        "dpm-jump": "dpm_solver",
     }[row.kind]
     generator = torch.Generator().manual_seed(SEED)
     out = get_sampler(name)(model, process, (n, mixture.dim), steps, generator=generator, **options)
@@ -494,13 +478,11 @@ def investigate(n: int, nfe: int = 10) -> str:
         "diffusers DPM++(2M), linspace (best peer)": lambda m, n, k: run_peer(
             peer, m, n, {"steps": k}
         )[0],
-        f"`dpm_solver` default ({_dpm_default_order()}M, log-SNR grid 80 → 0.002)": _dpm_variant(
-            _dpm_default_order(), "log_snr", False
-        ),
+        "3M, plain log-SNR grid 80 → 0.002 (the default before)": _dpm_variant(3, "log_snr", False),
         "same, order 2": _dpm_variant(2, "log_snr", False),
         "3M, `lower_order_final=False`": _dpm_variant(3, "log_snr", False, False),
         "2M, log-SNR grid 80 → 0.1, + `denoise=True`": _dpm_variant(2, _log_snr_to(0.1), True),
-        "2M, grid 80 → 5, log-SNR → 0.05, + denoise (the *tuned* row)": _dpm_variant(
+        "2M, grid 80 → 5, log-SNR → 0.05, + denoise (now the default ≤ 12 NFE)": _dpm_variant(
             2, lambda process, steps: jump_grid(steps, 5.0, 0.05), True
         ),
         "2M, grid 80 → 10, log-SNR → 0.1, + denoise": _dpm_variant(
@@ -530,20 +512,21 @@ def investigate(n: int, nfe: int = 10) -> str:
 # What the scratch investigation of the 10-NFE gap found (20 000 samples per cell, 3 seeds of each
 # mixture family); kept here so that the generated report carries it.
 FINDINGS = """\
-## Why the defaults miss the target at 10 NFE, and what fixes it
+## How the few-step defaults of `dpm_solver` were chosen
 
-Measured with public options only by `benchmarks/samplers.py --investigate` (20 000 samples per
+Measured with the sampler as it was before (3M on the plain log-SNR grid by default, lower order
+at the end only below 15 steps) by `benchmarks/samplers.py --investigate` (20 000 samples per
 cell; the benchmark's two mixtures plus two more seeds of each family, `mixture_2d(seed)`,
 `mixture_16d(seed)`):
 
 | 10 NFE, `total` for seeds (benchmark's, 1, 2) | 2-D | 16-D |
 |---|---|---|
 | diffusers DPM++(2M), linspace (best peer) | 0.087 0.106 0.080 | 0.517 0.479 0.460 |
-| `dpm_solver` default (3M, log-SNR grid 80 → 0.002) | 0.103 0.107 0.155 | 0.307 0.281 0.235 |
+| 3M, plain log-SNR grid 80 → 0.002 (the default before) | 0.103 0.107 0.155 | 0.307 0.281 0.235 |
 | same, order 2 | 0.253 0.281 0.257 | 0.300 0.310 0.248 |
 | 3M, `lower_order_final=False` | 0.098 0.100 0.153 | 0.168 0.152 0.110 |
 | 2M, log-SNR grid 80 → 0.1, + `denoise=True` | 0.039 0.052 0.054 | 0.131 0.126 0.114 |
-| 2M, grid 80 → 5, log-SNR → 0.05, + denoise (the *tuned* row) | **0.025 0.031 0.034** | **0.067 0.063 0.041** |
+| 2M, grid 80 → 5, log-SNR → 0.05, + denoise (now the default ≤ 12 NFE) | **0.025 0.031 0.034** | **0.067 0.063 0.041** |
 | 2M, grid 80 → 10, log-SNR → 0.1, + denoise | 0.015 0.026 0.026 | 0.068 0.064 0.058 |
 | 3M, grid 80 → 5, log-SNR → 0.05, + denoise | 0.069 0.074 0.063 | 0.167 0.167 0.089 |
 
@@ -562,13 +545,13 @@ cell; the benchmark's two mixtures plus two more seeds of each family, `mixture_
    wasted low-noise intervals. With order 2 this is 2.4–3.5× better than the best peer in 2-D
    and 7.6–11× in 16-D on all six mixtures, i.e. the target holds beyond the two benchmark
    mixtures. It is a few-step recipe only: the single 80 → 5 step leaves an error that does
-   not shrink with NFE, so the tuned row levels off at ≈ 0.05 / 0.08 from 20 NFE on (main
+   not shrink with NFE, so the recipe levels off at ≈ 0.05 / 0.08 from 20 NFE on (main
    table). At 50 NFE (scratch, 20 000 samples) the jump grid scores 0.045 / 0.070, the same
    log-SNR grid to 0.05 + denoise without the jump 0.0031 / 0.0092 (the default grid is at
    the noise floor): the jump should only be taken for ≲ 12 steps.
 3. **Order 3 hurts after a big jump.** The 3M divided differences span the 80 → 5 interval
-   and unequal neighbours; with the jump grid 2M is 1.9–2.8× better (last row vs. the tuned
-   row). On the plain grid 3M beats 2M clearly in 2-D and ties in 16-D.
+   and unequal neighbours; with the jump grid 2M is 1.9–2.8× better (last row vs. the
+   recipe's). On the plain grid 3M beats 2M clearly in 2-D and ties in 16-D.
 4. **t_min and the final step.** Stopping at σ̂ = 0.002 spends 3 NFE below σ̂ = 0.05.
    Stopping at 0.05–0.1 and denoising is better at 10 NFE, but Tweedie shrinks each
    component to Σ²(Σ + σ̂²)⁻¹: an exact-path bias in `total` of ≈ 0.011 / 0.023 (2-D / 16-D)
@@ -587,13 +570,13 @@ cell; the benchmark's two mixtures plus two more seeds of each family, `mixture_
    unaffected). Suggested: lower the order on the final step(s) for any step count, or
    whenever h_last ≫ h_prev (diffusers always does so when its last σ is 0).
 
-**Suggested changes** (not made here: sampler files belong to their authors).
-(a) `grids.log_snr` (and `edm_rho`) get a `sigma_jump` option: the first interval goes from t_max
-straight to σ̂_jump, the rest of the grid covers [σ̂_min, σ̂_jump]. (b) `dpm_solver` docs for
-≲ 12 steps: `order=2`, that grid with σ̂_jump ≈ 10·σ_data, an end at σ̂ ≈ 0.1·σ_data and
-`denoise=True` — with EDM's own σ_data = 0.5 this is exactly the tuned row (80 → 5 → 0.05);
-3M can stay the default for the plain grid. (c) `dpm_solver`: drop the order on the final
-step(s) for any number of steps (item 5).
+**Adopted.** (a) `grids.log_snr(..., sigma_jump=)`: the first interval goes from t_max straight
+to σ̂_jump, the rest is uniform in log-SNR below it. (b) `dpm_solver(grid="auto")`, the default:
+for 3–12 NFE, order 2, that grid with σ̂_jump = 10 σ_data, an end at σ̂ = 0.1 σ_data and a last
+x̂₀ step inside the NFE budget (σ_data = `process.sigma_data`, else 0.5; the `sigma_data=`
+option overrides it) — under EDM exactly the 80 → 5 → 0.05 row above; above 12 NFE, 3M on the
+plain log-SNR grid. (c) `lower_order_final` now drops the order of the last two steps at any
+step count (item 5). The main tables above are measured with these defaults.
 """
 
 
@@ -692,8 +675,9 @@ def write_markdown(data: dict, path: Path) -> str:
         "final Tweedie denoise; `annealed_langevin` (≤ 10 geometric levels, ε = 0.2 σ_L², final "
         "denoise) on VE (σ 0.01…50) and EDM (σ 0.002…80); `heun`, `dpm_solver`, `ode` on EDM "
         "(σ 0.002…80: they stop at σ_min = 0.002, no final denoise), `dpm_solver` also on VP. "
-        "**ours (tuned)**: `dpm_solver(order=2, denoise=True)` with an explicit grid (one step "
-        "80 → 5, then log-SNR-uniform to 0.05) — public options, see the last section.",
+        "`dpm_solver (defaults)` = `grid='auto'`: up to 12 NFE the few-step recipe (order 2, one "
+        "step from σ̂_max to 10 σ_data, log-SNR steps to 0.1 σ_data, then x̂₀; σ_data = 0.5, i.e. "
+        "80 → 5 → 0.05 under EDM), above 12 NFE 3M on the log-SNR grid — see the last section.",
         "- **diffusers** peers (v" + data["diffusers"] + "): discrete DDPM schedule, linear β "
         "1e-4…0.02, 1000 train steps, ε-prediction, default timestep spacing (`linspace`) or "
         "Karras σ's: σ_k = √((1−ᾱ)/ᾱ) spans 0.01…157 and the last step goes to σ = 0 (x̂₀). The "
@@ -702,7 +686,7 @@ def write_markdown(data: dict, path: Path) -> str:
         "trained continuous-time model, the peers' best case.",
         "- **NFE** = model calls (a counting wrapper for the peers, `Samples.nfe` for ours). "
         "Steps are chosen for the largest NFE ≤ target: heun/HeunDiscrete 2·steps − 1, PC "
-        "2·steps + 1, SDE samplers and the tuned row steps + 1, ALD 10 levels (NCSN; fewer "
+        "2·steps + 1, SDE samplers steps + 1, ALD 10 levels (NCSN; fewer "
         "below 11 NFE) × ⌊(target − 1)/10⌋ steps + 1, rk4 "
         "4·steps, the others steps. `NFE used` lists the actual counts. DPMSolverMultistep "
         "with `linspace` spacing runs 999 steps in the 1000 column: at 1000 of 1000 train steps "
@@ -812,7 +796,7 @@ def write_plot(data: dict, path: Path) -> None:
         ax.set_ylim(top=cap * 1.5)
         ax.set_xlabel("NFE (model calls)")
         ax.set_ylabel(f"mixture_error total (clipped at {cap:g})")
-        ax.set_title(f"{mix} mixture — dashed: diffusers, dotted: ours tuned")
+        ax.set_title(f"{mix} mixture — dashed: diffusers")
         ax.grid(True, which="both", lw=0.3)
     axes[0][-1].legend(fontsize=6, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()

@@ -204,8 +204,8 @@ def test_samplers_reproduce_mixture(process_name):
 ALL = {
     "heun": lambda m, p, x, **k: heun(m, p, x, 6, **k),
     "heun-churn": lambda m, p, x, **k: heun(m, p, x, 6, s_churn=3.0, **k),
-    "dpm2": lambda m, p, x, **k: dpm_solver(m, p, x, 6, **k),
-    "dpm3": lambda m, p, x, **k: dpm_solver(m, p, x, 6, order=3, **k),
+    "dpm2": lambda m, p, x, **k: dpm_solver(m, p, x, 6, order=2, grid="log_snr", **k),
+    "dpm3": lambda m, p, x, **k: dpm_solver(m, p, x, 6, order=3, grid="log_snr", **k),
     "ode-rk4": lambda m, p, x, **k: ode(m, p, x, 3, **k),
     "ode-adaptive": lambda m, p, x, **k: ode(
         m, p, x, 3, method="adaptive", rtol=1e-4, atol=1e-4, **k
@@ -303,7 +303,7 @@ def test_denoise_returns_tweedie_mean_at_t_min():
     x = _prior(process, n=8)
     for run in (
         lambda **k: heun(model, process, x, 8, **k),
-        lambda **k: dpm_solver(model, process, x, 8, **k),
+        lambda **k: dpm_solver(model, process, x, 8, grid="log_snr", **k),
         lambda **k: ode(model, process, x, 4, **k),
     ):
         last = run().x
@@ -396,3 +396,77 @@ def test_explicit_grid_tensor_and_callable():
     b = dpm_solver(model, process, x, 6, grid=lambda p, n: grids.edm_rho(p, n)).x
     c = dpm_solver(model, process, x, 6, grid="edm_rho").x
     assert torch.equal(a, b) and torch.equal(a, c)
+
+
+# -- few-step DPM-Solver recipe and the jump grid ---------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["VP", "VE", "EDM"])
+def test_log_snr_grid_with_a_jump(name):
+    process = sm.make_process(name)
+    t = grids.log_snr(process, 6, sigma_jump=2.0)
+    alpha, sigma = process.marginal(t)
+    lam = (alpha / sigma).log()
+    assert t[0] == process.t_max and t[-1] == process.t_min and t.numel() == 7
+    assert float(sigma[1] / alpha[1]) == pytest.approx(2.0, rel=1e-9)
+    gaps = lam[2:] - lam[1:-1]  # the five steps below the jump are equal in log-SNR
+    torch.testing.assert_close(gaps, gaps.mean().expand(5), rtol=1e-8, atol=0)
+    assert torch.equal(grids.log_snr(process, 1, sigma_jump=2.0), grids.log_snr(process, 1))
+    with pytest.raises(ValueError, match="sigma_jump"):
+        grids.log_snr(process, 6, sigma_jump=1e4)
+    assert grids.t_of_sigma(process, 2.0) == pytest.approx(float(t[1]), rel=1e-9)
+
+
+def test_dpm_solver_few_step_default_is_its_documented_recipe():
+    process = sm.EDM()  # σ_data = 0.5: jump to σ̂ = 5, log-SNR steps to 0.05, then x̂₀
+    model = _mixture().score_model(process)
+    x = _prior(process, n=64, seed=4)
+    out = dpm_solver(model, process, x, 10)
+    t_end = grids.t_of_sigma(process, 0.05)
+    explicit = dpm_solver(
+        model,
+        process,
+        x,
+        9,
+        order=2,
+        grid=lambda p, n: grids.log_snr(p, n, t_min=t_end, sigma_jump=5.0),
+        denoise=True,
+    )
+    assert out.nfe == explicit.nfe == 10
+    assert torch.equal(out.x, explicit.x)
+    plain = dpm_solver(model, process, x, 13)  # above 12 steps: the log-SNR grid over the range
+    assert plain.nfe == 13
+    assert torch.equal(plain.x, dpm_solver(model, process, x, 13, grid="log_snr", order=3).x)
+
+
+@pytest.mark.parametrize("name", ["VP", "VE", "EDM"])
+def test_dpm_solver_few_step_default_beats_the_plain_grid(name):
+    # 20 000 samples, exact score; measured totals at 10 NFE (auto / plain 3M):
+    # VP 0.099 / 0.128, VE 0.090 / 0.121, EDM 0.094 / 0.158; exact samples' floor 0.005.
+    mixture, process = _mixture(), sm.make_process(name)
+    model = mixture.score_model(process)
+    errors = [
+        mixture_error(
+            dpm_solver(model, process, (20_000, 2), 10, generator=_gen(0), **options).x,
+            mixture,
+            generator=_gen(1),
+        )["total"]
+        for options in ({}, {"grid": "log_snr"})
+    ]
+    assert errors[0] < 0.85 * errors[1], errors
+
+
+def test_dpm_solver_lowers_the_final_order_at_any_step_count():
+    # VP's uniform grid ends with a long log-SNR step; 3M extrapolating across it made the error
+    # grow (measured at 20 / 50 steps: 0.74 / 0.12 without lowering, 0.078 / 0.0085 with).
+    mixture, process = _mixture(), sm.VP()
+    model = mixture.score_model(process)
+    errors = [
+        mixture_error(
+            dpm_solver(model, process, (20_000, 2), n, generator=_gen(0), grid="uniform").x,
+            mixture,
+            generator=_gen(1),
+        )["total"]
+        for n in (10, 20, 50)
+    ]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.02, errors

@@ -8,12 +8,15 @@ to t through the process's closed-form inverse ``t_of_log_snr``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
 from torch import Tensor
 
-__all__ = ["edm_rho", "log_snr", "make_grid", "uniform"]
+from .._checks import check_positive
+
+__all__ = ["edm_rho", "log_snr", "make_grid", "t_of_sigma", "uniform"]
 
 
 def _ends(process, t_min: float | None, t_max: float | None) -> tuple[float, float]:
@@ -78,18 +81,42 @@ def log_snr(
     *,
     t_min: float | None = None,
     t_max: float | None = None,
+    sigma_jump: float | None = None,
     device=None,
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """Equally spaced in λ = log(α²/σ²) (DPM-Solver's "logSNR" grid, Lu et al. 2022)."""
+    """Equally spaced in λ = log(α²/σ²) (DPM-Solver's "logSNR" grid, Lu et al. 2022).
+
+    With ``sigma_jump`` (a scaled noise level σ̂ = σ/α inside the grid's range) and ``steps ≥ 2``,
+    the first interval goes from t_max straight to σ̂_jump and the other ``steps − 1`` are equally
+    spaced in λ below it: for few-step sampling, where the intervals above ≈ 10 σ_data (x̂₀ is close
+    to the data mean and varies slowly) are better spent where the data have structure.
+    """
     lo, hi = _ends(process, t_min, t_max)
     n = _check(steps)
-    lam = process.log_snr(torch.tensor([hi, lo], dtype=torch.float64))
-    t = process.t_of_log_snr(
-        torch.linspace(float(lam[0]), float(lam[1]), n + 1, dtype=torch.float64)
+    lam = process.log_snr(torch.tensor([hi, lo], dtype=torch.float64)).tolist()
+    first = []
+    if sigma_jump is not None and n >= 2:
+        lam_jump = -2.0 * math.log(check_positive(sigma_jump, "sigma_jump"))
+        if not lam[0] < lam_jump < lam[1]:
+            s_hi, s_lo = (math.exp(-v / 2) for v in lam)
+            raise ValueError(
+                f"sigma_jump {sigma_jump:g} is not inside the grid's noise range ({s_lo:g}, {s_hi:g})"
+            )
+        first, lam[0], n = [lam[0]], lam_jump, n - 1
+    lam_grid = torch.tensor(
+        first + torch.linspace(lam[0], lam[1], n + 1, dtype=torch.float64).tolist(),
+        dtype=torch.float64,
     )
+    t = process.t_of_log_snr(lam_grid)
     t[0], t[-1] = hi, lo
     return t.to(device=device, dtype=dtype)
+
+
+def t_of_sigma(process, sigma: float) -> float:
+    """The time at which the scaled noise level σ_t/α_t equals ``sigma``."""
+    lam = torch.tensor(-2.0 * math.log(check_positive(sigma, "sigma")), dtype=torch.float64)
+    return float(process.t_of_log_snr(lam))
 
 
 GRIDS: dict[str, Callable[..., Tensor]] = {
