@@ -193,9 +193,10 @@ def summary(problems: dict) -> list[str]:
         "- At equal accuracy the angle variable φ = arctan(σ/α) on x/√(α²+σ²) saves 15 % (VP) to "
         "35–40 % (VE, EDM, whose own clocks are log σ and σ) of the evaluations in 2-D; on the 16-D "
         "problem (data std ≈ 1.3) it costs ~15 % more than t. It is the default of `log_likelihood`. "
-        "The target of the issue, the recipe's accuracy at ≤ half its NFE, is **not** reached by any "
+        "The recipe's own accuracy (at its tol 1e-5) at ≤ half its NFE is **not** reached by any "
         "solver, tolerance or integration variable tried (here and in exploration: t, λ, σ̂, σ̂^(1/7), asinh σ̂, the "
-        "angle; dopri5, dopri8, bosh3, LSODA; per-sample error norms).",
+        "angle; dopri5, dopri8, bosh3, LSODA; per-sample error norms); 0.003 nats is, see the "
+        "equal-accuracy section below.",
         "- Why: the mean error is set by ~1 % of tail samples whose paths cross between modes at "
         "small noise, where the divergence has sharp dips (with dopri5 the median error is 10–20× below the mean). "
         "One step size serves the whole batch, so those samples decide the NFE in any variable.",
@@ -208,9 +209,9 @@ def equal_accuracy(mixture, process, x, log) -> list[str]:
     """The recipe at looser tolerances too: NFE against error for both, on the 2-D VP problem."""
     model = mixture.score_model(process)
     ref = model.log_prob(x, process.t_min)
-    rows = []
-    for tol in (1e-5, 1e-4, 1e-3):
-        rows.append(
+    recipe, mine = [], []
+    for tol in (1e-5, 1e-4, 5e-4, 1e-3, 2e-3):
+        recipe.append(
             measure(
                 f"score-SDE recipe: scipy RK45, t, tol {tol:.0e}",
                 lambda tol=tol: score_sde_recipe(model, process, x, tol, tol),
@@ -219,28 +220,57 @@ def equal_accuracy(mixture, process, x, log) -> list[str]:
                 ref,
             )
         )
-        log(fmt_row(rows[-1]))
-    for solver, tol in (("dopri5", 1e-3), ("dopri5", 7e-4), ("bosh3", 2e-3), ("bosh3", 1e-3)):
-        rows.append(
+        log(fmt_row(recipe[-1]))
+    for solver, time_var, tol in (
+        ("dopri5", "angle", 1e-3),
+        ("dopri5", "angle", 7e-4),
+        ("bosh3", "angle", 3e-3),
+        ("bosh3", "t", 3e-3),
+        ("bosh3", "angle", 2e-3),
+    ):
+        mine.append(
             measure(
-                f"ours: {solver}, angle, tol {tol:.0e}",
-                ours(model, process, x, solver=solver, rtol=tol, atol=tol),
+                f"ours: {solver}, {time_var}, tol {tol:.0e}",
+                ours(model, process, x, solver=solver, time=time_var, rtol=tol, atol=tol),
                 model,
                 process,
                 ref,
             )
         )
-        log(fmt_row(rows[-1]))
+        log(fmt_row(mine[-1]))
+
+    def cheapest_within(rows, limit=3e-3):
+        good = [r for r in rows if r["total"] <= limit]
+        return min(good, key=lambda r: r["nfe"]) if good else None
+
+    r_best, o_best = cheapest_within(recipe), cheapest_within(mine)
+    base = recipe[0]["nfe"]
+    verdict = []
+    if o_best is not None:
+        verdict.append(
+            f"Total error ≤ 0.003 nats: ours from {o_best['nfe']} NFE "
+            f"({o_best['name'].removeprefix('ours: ')}; {o_best['nfe'] / base:.2f}× the recipe's "
+            f"{base} NFE at its tol 1e-5)"
+        )
+    if r_best is not None:
+        verdict.append(
+            f"the recipe itself, loosened, from {r_best['nfe']} NFE "
+            f"({r_best['name'].removeprefix('score-SDE recipe: ')})"
+        )
+    ratio = (
+        f"; at equal accuracy ours takes {o_best['nfe'] / r_best['nfe']:.2f}× the recipe's NFE"
+        if o_best is not None and r_best is not None
+        else ""
+    )
     return [
         "### Equal accuracy: the recipe at looser tolerances too (2-D, VP)",
         "",
         HEADER,
-        *map(fmt_row, rows),
+        *map(fmt_row, recipe + mine),
         "",
-        "The issue's reference point (≈ 110 NFE for 0.003 nats) is, on this mixture, the recipe at "
-        "tol 1e-5, which is 3× more accurate than that; the recipe itself reaches ≈ 0.003–0.004 "
-        "nats at tol 1e-3 for about half that NFE. Against the recipe at *equal* accuracy our "
-        "best settings save 0–20 % of the evaluations, not half.",
+        "; ".join(verdict) + ratio + ". The issue's reference point (≈ 110 NFE for 0.003 nats) is "
+        "the recipe at tol 1e-5, which on this mixture is 3× more accurate than 0.003; 0.003 nats "
+        "itself comes from loosening the tolerance, for the recipe as for ours.",
         "",
     ]
 
