@@ -614,3 +614,20 @@ def test_bad_input_raises_value_error():
             pytest.fail(f"case {i} did not raise")
     with pytest.raises(ValueError, match="reverse_diffusion"):  # the message lists the choices
         predictor_corrector(model, process, x, 3, predictor="nope")
+
+
+def test_sde_samplers_default_to_the_process_grid():
+    # grid="auto": uniform in t for VP (score-SDE), ρ = 7 for EDM, whose t = σ makes a uniform grid
+    # spend nearly every step at high noise (measured, 20 000 samples, 200 steps: total 0.017 with
+    # the ρ grid against 0.50 with the uniform one).
+    mixture = _mixture()
+    for process, grid in ((sm.VP(), "uniform"), (sm.EDM(), "edm_rho")):
+        model = mixture.score_model(process)
+        for sampler in (euler_maruyama, reverse_diffusion, ancestral):
+            a = sampler(model, process, (64, 2), 20, generator=_gen(2)).x
+            b = sampler(model, process, (64, 2), 20, generator=_gen(2), grid=grid).x
+            assert torch.equal(a, b)
+    process = sm.EDM()
+    model = mixture.score_model(process)
+    x = euler_maruyama(model, process, (20_000, 2), 200, generator=_gen(0)).x
+    assert mixture_error(x, mixture, generator=_gen(1))["total"] < 0.05

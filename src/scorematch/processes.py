@@ -35,6 +35,9 @@ class Process(ABC):
 
     t_min: float
     t_max: float
+    # The time grid samplers use when asked for grid="auto": uniform in the process's own clock
+    # (score-SDE's discretisation of VP and VE), overridden where that clock is a poor one.
+    default_grid: str = "uniform"
 
     @abstractmethod
     def marginal(self, t: Tensor | float) -> tuple[Tensor, Tensor]:
@@ -219,6 +222,9 @@ class EDM(Process):
     t ∈ [σ_min, σ_max]; σ_data is the data standard deviation its preconditioning assumes;
     prior N(0, σ_max² I).
     """
+
+    # Uniform in σ would spend nearly every step at high noise: Karras et al.'s ρ = 7 grid instead.
+    default_grid = "edm_rho"
 
     def __init__(
         self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5

@@ -129,7 +129,13 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
 def make_grid(
     grid, process, steps: int, *, device=None, dtype: torch.dtype = torch.float64
 ) -> Tensor:
-    """Resolve a grid given by name, as a function ``grid(process, steps)``, or as explicit times."""
+    """Resolve a grid given by name, as a function ``grid(process, steps)``, or as explicit times.
+
+    ``"auto"`` is the process's ``default_grid``: uniform in t for VP, sub-VP and VE (score-SDE's
+    grids; VE's σ is geometric in t), EDM's ρ = 7 grid for EDM (whose t = σ).
+    """
+    if isinstance(grid, str) and grid == "auto":
+        grid = getattr(process, "default_grid", "uniform")
     if isinstance(grid, str):
         if grid not in GRIDS:
             raise ValueError(f"unknown grid {grid!r}; choose one of {', '.join(GRIDS)}")

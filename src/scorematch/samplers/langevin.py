@@ -110,7 +110,7 @@ def predictor_corrector(
     corrector_steps: int = 1,
     snr: float = 0.16,
     norms: str = "batch",
-    grid="uniform",
+    grid="auto",
     denoise: bool = True,
     return_trajectory: bool = False,
 ) -> Samples:

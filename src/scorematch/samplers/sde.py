@@ -206,7 +206,7 @@ def euler_maruyama(
     generator: torch.Generator | None = None,
     callback=None,
     progress: bool = False,
-    grid="uniform",
+    grid="auto",
     denoise: bool = True,
     return_trajectory: bool = False,
 ) -> Samples:
@@ -227,7 +227,8 @@ def euler_maruyama(
         generator: source of all noise (prior and steps).
         callback: called after every step with ``{"i", "t", "x", "score"}``.
         progress: show a progress bar.
-        grid: "uniform" (default, as score-SDE), "edm_rho", "log_snr", a function or explicit times.
+        grid: "auto" (default: the process's ``default_grid`` — uniform in t as score-SDE for
+            VP/VE, ρ = 7 for EDM), "uniform", "edm_rho", "log_snr", a function or explicit times.
         denoise: final Tweedie step (default True).
         return_trajectory: keep every state (initial, after each step, after denoising).
     """
@@ -256,7 +257,7 @@ def reverse_diffusion(
     generator: torch.Generator | None = None,
     callback=None,
     progress: bool = False,
-    grid="uniform",
+    grid="auto",
     denoise: bool = True,
     discretization: str = "exact",
     return_trajectory: bool = False,
@@ -308,7 +309,7 @@ def ancestral(
     generator: torch.Generator | None = None,
     callback=None,
     progress: bool = False,
-    grid="uniform",
+    grid="auto",
     denoise: bool = True,
     eta: float = 1.0,
     return_trajectory: bool = False,
