@@ -82,7 +82,7 @@ RECIPE: dict = {
     "schedule": "cosine",
     "warmup_steps": 100,
     "ema_decay": 0.999,
-    "steps": 2000,
+    "steps": 4000,
     "eval": "dopri5, rtol=atol=1e-4, exact divergence, t_min=0.002",
 }
 

@@ -91,8 +91,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     a("--ema-half-life", type=float, default=300.0, help="EMA half-life in steps")
     a("--no-dequantize-train", action="store_true", help="train on the 17 levels as they are")
     # sampling and evaluation
-    a("--sampler", default="heun")
-    a("--sample-steps", type=int, default=18)
+    a("--sampler", default="heun", help="heun: stochastic (EDM churn) by default")
+    a("--sample-steps", type=int, default=40)
+    a("--s-churn", type=float, default=40.0, help="heun churn (0 = deterministic)")
+    a("--s-tmin", type=float, default=0.05)
+    a("--s-tmax", type=float, default=50.0)
+    a("--s-noise", type=float, default=1.003)
     a("--n-samples", type=int, default=100)
     a("--divergence", choices=("hutchinson", "exact"), default="hutchinson")
     a("--probes", type=int, default=1)
@@ -220,9 +224,14 @@ def main(argv: list[str] | None = None) -> None:
 
     gen = torch.Generator().manual_seed(args.seed + 1)
     t0 = time.perf_counter()
+    churn = (
+        dict(s_churn=args.s_churn, s_tmin=args.s_tmin, s_tmax=args.s_tmax, s_noise=args.s_noise)
+        if args.sampler == "heun" and args.s_churn > 0
+        else {}
+    )
     out = sample(
         ema, process, (args.n_samples, 1, 8, 8), sampler=args.sampler, steps=args.sample_steps,
-        generator=gen,
+        generator=gen, **churn,
     )  # fmt: skip
     sample_seconds = time.perf_counter() - t0
     samples = to_levels(standardizer.inverse(out.x)) / LEVELS
@@ -277,7 +286,9 @@ def main(argv: list[str] | None = None) -> None:
         "training CPU time": f"{cpu:.0f} s ({cpu / 60:.1f} min, all threads)",
         "load average (1 min) before / after training": f"{load_before[0]:.1f} / {load_after[0]:.1f}",
         "final training loss (mean of last 25 steps)": f"{last_loss:.4f}",
-        "sampler": f"{args.sampler}, {args.sample_steps} steps, NFE {out.nfe}, seed {args.seed + 1}, "
+        "sampler": f"{args.sampler}, {args.sample_steps} steps"
+        + "".join(f", {k} {v:g}" for k, v in churn.items())
+        + f", NFE {out.nfe}, seed {args.seed + 1}, "
         f"{args.n_samples} samples in {sample_seconds:.1f} s",
         "bits/dim (held-out, 17-level, dequantised)": f"**{mean:.3f}** ± {sem:.3f} (s.e.m., "
         f"n = {bpd.numel()})",

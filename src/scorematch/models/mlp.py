@@ -18,7 +18,7 @@ import math
 
 from torch import Tensor, nn
 
-from .embedding import TimeEmbedding, make_activation, time_as_batch
+from .embedding import InputFourierFeatures, TimeEmbedding, make_activation, time_as_batch
 
 NORMS = ("layer", "none")
 
@@ -53,6 +53,8 @@ class _ResidualMLP(nn.Module):
         activation: str,
         norm: str,
         seed: int,
+        input_features: int = 0,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         for name, value, low in (("dim", in_dim, 1), ("width", width, 1), ("depth", depth, 0)):
@@ -71,7 +73,13 @@ class _ResidualMLP(nn.Module):
             else None
         )
         self.emb_act = make_activation(activation)
-        self.inp = nn.Linear(in_dim, width)
+        # seed + 1: frequencies independent of the noise embedding's
+        self.features = (
+            InputFourierFeatures(in_dim, input_features, input_scale, seed + 1)
+            if input_features
+            else None
+        )
+        self.inp = nn.Linear(self.features.out_dim if self.features else in_dim, width)
         self.blocks = nn.ModuleList(
             _Block(width, time_embed_dim, activation, norm) for _ in range(depth)
         )
@@ -85,6 +93,8 @@ class _ResidualMLP(nn.Module):
         emb = None
         if t is not None and self.time_embed is not None:
             emb = self.emb_act(self.time_embed(time_as_batch(t, h)))
+        if self.features is not None:
+            h = self.features(h)
         h = self.inp(h)
         for block in self.blocks:
             h = block(h, emb)
@@ -115,6 +125,8 @@ class MLPScore(nn.Module):
         norm: ``"none"`` (default) or ``"layer"`` (pre-norm LayerNorm in every block).  On the
             2-D toys both reach the same denoising loss; "none" is simpler and faster.
         seed: seed of the private generator that draws the Fourier frequencies.
+        input_features, input_scale: m > 0 adds random Fourier features of x with frequencies
+            ~ N(0, input_scale²) (:class:`InputFourierFeatures`; for sharp low-dimensional data).
 
     Call ``model(x, t)`` with t a scalar or ``(B,)`` tensor, or ``model(x)`` / ``t=None`` to use
     it as a plain score function s_θ(x) (the noise embedding is then skipped).
@@ -130,16 +142,20 @@ class MLPScore(nn.Module):
         activation: str = "silu",
         norm: str = "none",
         seed: int = 0,
+        input_features: int = 0,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.dim = int(dim)
         self.config = dict(
             dim=dim, width=width, depth=depth, time_embed_dim=time_embed_dim,
             fourier_scale=fourier_scale, activation=activation, norm=norm, seed=seed,
+            input_features=input_features, input_scale=input_scale,
         )  # fmt: skip
         self.net = _ResidualMLP(
-            dim, dim, width, depth, time_embed_dim, fourier_scale, activation, norm, seed
-        )
+            dim, dim, width, depth, time_embed_dim, fourier_scale, activation, norm, seed,
+            input_features, input_scale,
+        )  # fmt: skip
 
     def forward(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
         return self.net(_flatten(x, self.dim, "MLPScore"), t).reshape(x.shape)
@@ -165,16 +181,20 @@ class MLPEnergy(nn.Module):
         activation: str = "silu",
         norm: str = "none",
         seed: int = 0,
+        input_features: int = 0,
+        input_scale: float = 1.0,
     ) -> None:
         super().__init__()
         self.dim = int(dim)
         self.config = dict(
             dim=dim, width=width, depth=depth, time_embed_dim=time_embed_dim,
             fourier_scale=fourier_scale, activation=activation, norm=norm, seed=seed,
+            input_features=input_features, input_scale=input_scale,
         )  # fmt: skip
         self.net = _ResidualMLP(
-            dim, 1, width, depth, time_embed_dim, fourier_scale, activation, norm, seed
-        )
+            dim, 1, width, depth, time_embed_dim, fourier_scale, activation, norm, seed,
+            input_features, input_scale,
+        )  # fmt: skip
 
     def forward(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
         return self.net(_flatten(x, self.dim, "MLPEnergy"), t)[:, 0]
