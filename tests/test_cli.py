@@ -42,6 +42,8 @@ TINY = [
     "--no-progress",
 ]
 
+TINY_UNET = ["--channels", "8", "--batch-size", "8", "--sample-every", "0", "--no-progress"]
+
 
 def invoke(*args: str, ok: bool = True):
     result = CliRunner().invoke(cli, [str(a) for a in args])
@@ -259,22 +261,7 @@ def test_image_folder_trains_a_tiny_unet(tmp_path):
     for i in range(10):
         Image.fromarray(rng.integers(0, 256, (8, 8), dtype=np.uint8)).save(folder / f"{i}.png")
     out = tmp_path / "r"
-    invoke(
-        "train",
-        "--data",
-        folder,
-        "--out",
-        out,
-        "--steps",
-        "4",
-        "--channels",
-        "8",
-        "--batch-size",
-        "8",
-        "--sample-every",
-        "0",
-        "--no-progress",
-    )
+    invoke("train", "--data", folder, "--out", out, "--steps", "4", *TINY_UNET)
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["model"]["name"] == "unet" and config["data"]["levels"] == 255
     invoke("sample", out, "-n", "4", "--out", tmp_path / "s.png", "--steps", "3", "--no-progress")
@@ -292,24 +279,7 @@ def test_image_folder_trains_a_tiny_unet(tmp_path):
 
 def test_digits_train_and_sample_in_pixel_units(tmp_path):
     out = tmp_path / "d"
-    invoke(
-        "train",
-        "--data",
-        "digits",
-        "--n",
-        "40",
-        "--out",
-        out,
-        "--steps",
-        "2",
-        "--channels",
-        "8",
-        "--batch-size",
-        "8",
-        "--sample-every",
-        "0",
-        "--no-progress",
-    )
+    invoke("train", "--data", "digits", "--n", "40", "--out", out, "--steps", "2", *TINY_UNET)
     config = yaml.safe_load((out / "config.yaml").read_text())
     assert config["data"]["levels"] == 16 and config["standardizer"]["kind"] == "image"
     assert config["sampling"]["steps"] == 18 and config["data"]["shape"] == [1, 8, 8]
