@@ -180,7 +180,12 @@ def fit_kde(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, float]:
 # Ours
 # ------------------------------------------------------------------------------------------------
 def fit_ours(
-    train: torch.Tensor, test: torch.Tensor, steps: int, seed: int = 0
+    train: torch.Tensor,
+    test: torch.Tensor,
+    steps: int,
+    seed: int = 0,
+    input_features: int = 0,
+    input_scale: float = 0.5,
 ) -> tuple[np.ndarray, dict]:
     """Train the diffusion recipe on standardised data; per-point test NLL in data units."""
     from scorematch import objectives
@@ -201,6 +206,8 @@ def fit_ours(
         width=RECIPE["width"],
         depth=RECIPE["depth"],
         fourier_scale=RECIPE["fourier_scale"],
+        input_features=input_features,
+        input_scale=input_scale,
     )
     model = wrap(net, process, "edm", sigma_data=1.0)
 
@@ -238,7 +245,7 @@ def fit_ours(
 # ------------------------------------------------------------------------------------------------
 # One set, end to end (runs in a worker process)
 # ------------------------------------------------------------------------------------------------
-def run_set(name: str, steps: int, n_test: int) -> Result:
+def run_set(name: str, steps: int, n_test: int, features: tuple[int, float] = (0, 0.5)) -> Result:
     torch.set_num_threads(1)
     from threadpoolctl import threadpool_limits
 
@@ -252,7 +259,9 @@ def run_set(name: str, steps: int, n_test: int) -> Result:
         t0 = time.perf_counter()
         kde_nll, res.bandwidth = fit_kde(train_np, test_np)
         res.seconds["kde"] = time.perf_counter() - t0
-    ours_nll, info = fit_ours(train, test, steps)
+    ours_nll, info = fit_ours(
+        train, test, steps, input_features=features[0], input_scale=features[1]
+    )
     res.seconds["train"], res.seconds["eval"] = info["train"], info["eval"]
     res.train_cpu, res.nfe, res.final_loss = info["train_cpu"], info["nfe"], info["final_loss"]
     res.ours, res.gmm, res.kde = (float(v.mean()) for v in (ours_nll, gmm_nll, kde_nll))
@@ -299,7 +308,15 @@ def render(results: list[Result], args: argparse.Namespace, wall: float) -> str:
         f"**Wins: {wins} of {len(results)}** (target: ≥ 6 of 8).",
         "",
         "Settings of ours (one recipe for every set): "
-        + ", ".join(f"{k} = {v}" for k, v in {**RECIPE, "steps": args.steps}.items())
+        + ", ".join(
+            f"{k} = {v}"
+            for k, v in {
+                **RECIPE,
+                "steps": args.steps,
+                "input_features": args.input_features,
+                "input_scale": args.input_scale,
+            }.items()
+        )
         + ".",
         "",
     ]
@@ -311,6 +328,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated set names")
     parser.add_argument("--steps", type=int, default=None, help="training steps of ours")
     parser.add_argument("--quick", action="store_true", help="600 steps, 1000 test points")
+    parser.add_argument(
+        "--input-features", type=int, default=0, help="MLPScore input Fourier features (0 = none)"
+    )
+    parser.add_argument("--input-scale", type=float, default=0.5, help="their frequency scale")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one set each)")
     parser.add_argument("--out", type=Path, default=None, help=f"report path (default {OUT})")
     raw = sys.argv[1:] if argv is None else argv
@@ -328,7 +349,12 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     results: dict[str, Result] = {}
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
-        futures = {pool.submit(run_set, s, args.steps, args.n_test): s for s in sets}
+        futures = {
+            pool.submit(
+                run_set, s, args.steps, args.n_test, (args.input_features, args.input_scale)
+            ): s
+            for s in sets
+        }
         for fut in as_completed(futures):
             r = fut.result()
             results[r.name] = r

@@ -185,7 +185,7 @@ def plan(row: Row, target: int) -> tuple[dict, int]:
 
 
 def jump_grid(steps: int, sigma_jump: float = 5.0, sigma_end: float = 0.05) -> Tensor:
-    """EDM times (t = σ) of the tuned dpm_solver recipe: one step from σ_max = 80 straight to
+    """EDM times (t = σ) of the few-step dpm_solver recipe (as the investigation built it): one step from σ_max = 80 straight to
     ``sigma_jump``, then equal log-SNR steps down to ``sigma_end`` (the sampler then denoises)."""
     inner = torch.linspace(math.log(sigma_jump), math.log(sigma_end), steps, dtype=torch.float64)
     return torch.cat([torch.tensor([EDM().t_max], dtype=torch.float64), inner.exp()])
@@ -701,8 +701,8 @@ def write_markdown(data: dict, path: Path) -> str:
     for mix in floors:
         res = [r for r in results if r["mixture"] == mix and r["target"] is not None]
         best_peer = _best(res, "diffusers", 10)
-        best_ours, tuned = _best(res, "ours", 10), _best(res, "ours (tuned)", 10)
-        marked = [r for r in (best_peer, best_ours, tuned) if r is not None]
+        best_ours = _best(res, "ours", 10)
+        marked = [r for r in (best_peer, best_ours) if r is not None]
         lines += [f"## {mix} mixture", ""]
         lines += [
             "| sampler | family | process | grid | NFE used | "
@@ -735,8 +735,6 @@ def write_markdown(data: dict, path: Path) -> str:
             ]
             if best_ours is not None:
                 lines.append(f"- ours with library defaults: {_verdict(best_ours, best_peer)}.")
-            if tuned is not None:
-                lines.append(f"- ours, tuned through public options: {_verdict(tuned, best_peer)}.")
         peers_1000 = [r for r in res if r["family"] == "diffusers" and r["target"] == 1000]
         if peers_1000:
             lines += [
@@ -771,15 +769,15 @@ def write_plot(data: dict, path: Path) -> None:
         for i, (row, label, family, process) in enumerate(keys):
             mine = [r for r in res if r["row"] == row]
             pts = sorted((r["nfe"], min(max(r["total"], 1e-4), cap)) for r in mine)
-            style = {"diffusers": "--", "ours (tuned)": ":"}.get(family, "-")
+            style = "--" if family == "diffusers" else "-"
             grid = mine[0]["grid"] if row != -1 else "rtol 1e-2…1e-4"
             ax.plot(
                 *zip(*pts),
                 style,
                 marker="s" if family == "diffusers" else "o",
                 ms=3,
-                lw=2.0 if family == "ours (tuned)" else 1.2,
-                color="k" if family == "ours (tuned)" else colors[i % len(colors)],
+                lw=1.2,
+                color=colors[i % len(colors)],
                 label=f"{label} [{process}, {grid}]"
                 + (" (diffusers)" if family == "diffusers" else ""),
             )

@@ -14,8 +14,8 @@ import math
 
 import pytest
 import torch
+from _shared import mixture
 
-from scorematch.distributions import GaussianMixture
 from scorematch.objectives import dsm
 from scorematch.objectives.noise_conditional import (
     _importance_density,
@@ -31,15 +31,6 @@ F64 = torch.float64
 N = 10000
 PROCESSES = {"VE": VE(), "VP": VP(), "SubVP": SubVP(), "EDM": EDM()}
 W = torch.tensor([[1.3, -0.4], [0.7, 0.9]], dtype=F64)
-
-
-def mixture() -> GaussianMixture:
-    return GaussianMixture(
-        means=[[-2.0, 0.0], [2.0, 1.0], [0.0, -2.0]],
-        covs=[[[0.5, 0.2], [0.2, 0.3]], [[0.2, 0.0], [0.0, 0.6]], [[0.3, -0.1], [-0.1, 0.3]]],
-        weights=[0.5, 0.3, 0.2],
-        dtype=F64,
-    )
 
 
 def data(n: int = N, seed: int = 0):

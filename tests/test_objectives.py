@@ -18,6 +18,7 @@ import math
 
 import pytest
 import torch
+from _shared import mixture
 from torch import nn
 from torch.func import jacrev, vmap
 
@@ -32,15 +33,6 @@ Z = 4.5  # Monte Carlo tolerance in standard errors
 
 def gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def mixture() -> GaussianMixture:
-    return GaussianMixture(
-        means=[[-2.0, 0.0], [2.0, 1.0], [0.0, -2.0]],
-        covs=[[[0.5, 0.2], [0.2, 0.3]], [[0.2, 0.0], [0.0, 0.6]], [[0.3, -0.1], [-0.1, 0.3]]],
-        weights=[0.5, 0.3, 0.2],
-        dtype=F64,
-    )
 
 
 class MLP(nn.Module):

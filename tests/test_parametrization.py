@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 import torch
+from _shared import mixture
 
-from scorematch.distributions import GaussianMixture
 from scorematch.objectives import ism
 from scorematch.parametrization import (
     DataPrediction,
@@ -36,15 +36,6 @@ PROCESSES = {
     "EDM": EDM(),
     "NCSN": NoiseEnsemble.geometric(),
 }
-
-
-def mixture() -> GaussianMixture:
-    return GaussianMixture(
-        means=[[-2.0, 0.0], [2.0, 1.0], [0.0, -2.0]],
-        covs=[[[0.5, 0.2], [0.2, 0.3]], [[0.2, 0.0], [0.0, 0.6]], [[0.3, -0.1], [-0.1, 0.3]]],
-        weights=[0.5, 0.3, 0.2],
-        dtype=F64,
-    )
 
 
 def noisy_batch(process, n: int = 64, seed: int = 0):

@@ -11,10 +11,11 @@ Ground truths:
 from __future__ import annotations
 
 import itertools
-import math
 
 import pytest
 import torch
+from _shared import Reshaped as _Reshaped
+from _shared import rotated as _rotated
 
 import scorematch as sm
 from scorematch.metrics import mixture_error
@@ -149,12 +150,6 @@ def test_nfe_formulas(steps):
 # -- 2-D mixture -------------------------------------------------------------------------------
 
 
-def _rotated(angle, s1, s2):
-    c, s = math.cos(angle), math.sin(angle)
-    r = torch.tensor([[c, -s], [s, c]], dtype=F64)
-    return r @ torch.diag(torch.tensor([s1, s2], dtype=F64)) @ r.T
-
-
 def _mixture():
     means = torch.tensor([[-2.5, 0.0], [2.0, 1.0], [0.0, 3.0], [0.5, -2.5]], dtype=F64)
     covs = torch.stack(
@@ -226,17 +221,6 @@ def test_same_seed_same_samples(name):
     if name != "heun-churn":  # deterministic map: the same start gives the same output
         x = _prior(process, n=8)
         assert torch.equal(run(model, process, x).x, run(model, process, x.clone()).x)
-
-
-class _Reshaped(torch.nn.Module):
-    """A flat-vector score model seen as one on (B, 1, 4, 4) images."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x, t):
-        return self.inner(x.reshape(x.shape[0], -1), t).reshape(x.shape)
 
 
 @pytest.mark.parametrize("name", list(ALL))

@@ -18,6 +18,8 @@ import math
 
 import pytest
 import torch
+from _shared import Reshaped as _Reshaped
+from _shared import rotated as _rotated
 
 import scorematch as sm
 from scorematch.metrics import mixture_error
@@ -282,12 +284,6 @@ def test_langevin_corrector_step(norms):
 # -- 2-D mixture ------------------------------------------------------------------------------
 
 
-def _rotated(angle, s1, s2):
-    c, s = math.cos(angle), math.sin(angle)
-    r = torch.tensor([[c, -s], [s, c]], dtype=F64)
-    return r @ torch.diag(torch.tensor([s1, s2], dtype=F64)) @ r.T
-
-
 def _mixture():
     means = torch.tensor([[-2.0, 0.0], [2.0, 0.5], [0.0, 2.5], [0.5, -2.5]], dtype=F64)
     covs = torch.stack(
@@ -461,17 +457,6 @@ def test_seeds_and_starting_points(name):
     x = process.prior_sample((8, 2), generator=g, dtype=F64)
     torch.testing.assert_close(run(model, process, x, 4, generator=g).x, a, rtol=0, atol=0)
     assert a.dtype == F64  # the model's dtype
-
-
-class _Reshaped(torch.nn.Module):
-    """A flat-vector score model seen as one on (B, 1, 4, 4) images."""
-
-    def __init__(self, inner):
-        super().__init__()
-        self.inner = inner
-
-    def forward(self, x, t):
-        return self.inner(x.reshape(x.shape[0], -1), t).reshape(x.shape)
 
 
 @pytest.mark.parametrize("name", list(ALL))

@@ -525,3 +525,22 @@ def test_two_process_ddp_matches_single_process(tmp_path):
     assert sorted(p.name for p in (tmp_path / "full" / "checkpoints").iterdir()) == [
         f"step_{s:08d}.{e}" for s in (3, 6) for e in ("json", "safetensors")
     ]
+
+
+def test_resume_names_the_config_keys_that_changed(tmp_path, caplog):
+    config = {"model": {"width": 16}, "training": {"steps": 8}}
+    Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, config=config, **_kw()).fit(8)
+    changed = {"model": {"width": 32}, "training": {"steps": 12}}
+    with caplog.at_level("WARNING", logger="scorematch.training"):
+        Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, config=changed, **_kw()).resume()
+    assert "different config: model.width, training.steps" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scorematch.training"):
+        trainer = Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, config=changed, **_kw())
+        trainer.resume(expected_changes={"training.steps"})
+    assert "different config: model.width" in caplog.text and "training.steps" not in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="scorematch.training"):
+        trainer = Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, config=config, **_kw())
+        trainer.resume()
+    assert "different config" not in caplog.text

@@ -460,15 +460,20 @@ def build_config(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
     return _jsonable(config), DataBundle(train_x, test_x, standardizer, kind, levels)
 
 
+def _read_yaml(path: Path) -> Any:
+    """A YAML file's content; a one-line ValueError naming the file when it does not parse."""
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML options file (for ``train --config``): a mapping of option names to values."""
     p = Path(path).expanduser()
     if not p.is_file():
         raise FileNotFoundError(f"config file not found: {p}")
-    try:
-        loaded = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
+    loaded = _read_yaml(p)
     if loaded is None:
         return {}
     if not isinstance(loaded, dict):
@@ -547,13 +552,6 @@ def _loss_fn(config: Mapping[str, Any], process: Process | None):
 # ------------------------------------------------------------------------------------------------
 # Training
 # ------------------------------------------------------------------------------------------------
-class _DropConfigWarning(logging.Filter):
-    """Hide the trainer's "different config" warning when only the step target changed."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "with a different config" not in record.getMessage()
-
-
 def _sample_plotter(config: Mapping[str, Any], bundle: DataBundle, process: Process | None):
     """Trainer callback: a sample plot at ``RUN/samples/step_XXXXXXXX.png``."""
     n = 64 if bundle.kind == "image" else 1000
@@ -650,48 +648,21 @@ def train(
         progress=progress,
         config=config,
     )
-    log = logging.getLogger("scorematch.training")
-    guard = _DropConfigWarning()
-    if resume and _only_schedule_changed(out, config):
-        log.addFilter(guard)
-    try:
-        if resume:
-            if latest_checkpoint(out / "checkpoints") is not None:
-                trainer.resume()
-            else:  # killed before its first checkpoint: start again from step 0
-                logger.info("%s holds no checkpoint yet; training from step 0", out)
-            if trainer.step >= tr["steps"]:
-                raise ValueError(
-                    f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} "
-                    "to train longer"
-                )
-        result = trainer.fit(tr["steps"], resume=resume)
-    finally:
-        log.removeFilter(guard)
-    return result
+    if resume:
+        if latest_checkpoint(out / "checkpoints") is not None:
+            trainer.resume(expected_changes=_RESUMABLE)
+        else:  # killed before its first checkpoint: start again from step 0
+            logger.info("%s holds no checkpoint yet; training from step 0", out)
+        if trainer.step >= tr["steps"]:
+            raise ValueError(
+                f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} to "
+                "train longer"
+            )
+    return trainer.fit(tr["steps"], resume=resume)
 
 
-_RESUMABLE = ("steps", "checkpoint_every", "sample_every")  # may change on resume
-
-
-def _only_schedule_changed(out: Path, config: Mapping[str, Any]) -> bool:
-    """True when the newest checkpoint's config differs from ``config`` at most in the training
-    keys a resume may change (then the trainer's "different config" warning is noise)."""
-    latest = latest_checkpoint(out / "checkpoints")
-    if latest is None:
-        return False
-    try:
-        saved = json.loads(latest.with_suffix(".json").read_text(encoding="utf-8"))["config"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-
-    def strip(c: Any) -> Any:
-        if not isinstance(c, dict) or not isinstance(c.get("training"), dict):
-            return c
-        training = {k: v for k, v in c["training"].items() if k not in _RESUMABLE}
-        return {**c, "training": training}
-
-    return strip(saved) == strip(_jsonable(config))
+# Config keys that ``train --resume`` may change (the trainer also reports them as settings).
+_RESUMABLE = ("training.steps", "training.checkpoint_every", "training.sample_every")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -701,10 +672,7 @@ def _read_run_config(run_dir: Path) -> dict[str, Any]:
     path = run_dir / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} is not a run directory (no config.yaml)")
-    try:
-        config = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
-        raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    config = _read_yaml(path)
     needed = ("data", "standardizer", "model", "objective", "training", "sampling")
     if not isinstance(config, dict) or any(k not in config for k in needed):
         raise ValueError(f"{path} is not a scorematch run config (needs keys {', '.join(needed)})")

@@ -29,7 +29,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -133,6 +133,17 @@ def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:
     min(decay, (1 + step)/(10 + step)) so early averages do not remember the random init
     (the schedule of TensorFlow's ExponentialMovingAverage, used by Song et al. 2021)."""
     return min(decay, (1.0 + step) / (10.0 + step)) if warmup else decay
+
+
+def _config_changes(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """Dotted keys at which two JSON-like configs differ (``""`` stands for the whole config)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [
+            key
+            for k in sorted(set(saved) | set(now), key=str)
+            for key in _config_changes(saved.get(k), now.get(k), f"{prefix}{k}.")
+        ]
+    return [] if saved == now else [prefix.rstrip(".")]
 
 
 def config_hash(config: dict[str, Any] | None) -> str | None:
@@ -709,10 +720,16 @@ class Trainer:
             dist.barrier()
         return path
 
-    def resume(self, path: str | os.PathLike | None = None) -> int:
+    def resume(
+        self, path: str | os.PathLike | None = None, *, expected_changes: Collection[str] = ()
+    ) -> int:
         """Load a checkpoint (default: the newest complete one in ``out_dir``) into the model,
         EMA, optimizer, RNGs, step counter and metrics window; returns the step.  Raises
-        ``FileNotFoundError`` if there is none, ``ValueError`` if it does not fit this model."""
+        ``FileNotFoundError`` if there is none, ``ValueError`` if it does not fit this model.
+
+        A warning names the config keys (dotted, e.g. ``model.width``) that differ from the
+        checkpoint's, except those in ``expected_changes`` (e.g. ``training.steps`` when a run
+        is extended on purpose)."""
         if path is None:
             if self.out_dir is None:
                 raise ValueError("resume() needs a checkpoint path or an out_dir")
@@ -720,12 +737,12 @@ class Trainer:
             if path is None:
                 raise FileNotFoundError(f"no complete checkpoint in {str(self.checkpoint_dir)!r}")
         ckpt = read_checkpoint(path)
-        self._load(ckpt)
+        self._load(ckpt, set(expected_changes))
         if self.is_main:
             logger.info("resumed from %s (step %d)", ckpt.path, self.step)
         return self.step
 
-    def _load(self, ckpt: Checkpoint) -> None:
+    def _load(self, ckpt: Checkpoint, expected_changes: Collection[str] = ()) -> None:
         meta, where = ckpt.metadata, str(ckpt.path)
         for key in ("rng", "optimizer", "metrics_window", "elapsed_seconds"):
             if key not in meta:
@@ -770,7 +787,13 @@ class Trainer:
                 "resuming %s with changed settings (checkpoint, now): %s", where, changed
             )
         if meta.get("config_hash") != config_hash(self.config) and self.is_main:
-            logger.warning("resuming %s with a different config (hash differs)", where)
+            keys = [
+                k
+                for k in _config_changes(meta.get("config"), self.config)
+                if k not in expected_changes
+            ]
+            if keys:
+                logger.warning("resuming %s with a different config: %s", where, ", ".join(keys))
         if self._loader is not None and self.is_main:
             logger.warning("data is an iterable: its order restarts on resume (not exact)")
         self.step = int(meta["step"])
