@@ -13,26 +13,33 @@ negative log-likelihood (nats per sample, in data units) on a held-out sample:
   neighbours.  The test points are then scored exactly (``rtol=0``).
 * **ours** — a diffusion model trained with scorematch on the standardised data
   (``Standardizer``), scored by the exact probability-flow-ODE likelihood
-  (``log_likelihood(divergence="exact")``, dopri5, rtol = atol = 1e-4) of the density it defines at
-  the process's smallest noise level.  In data units
+  (``log_likelihood(divergence="exact")``, dopri5, rtol = atol = 1e-4) of p_{t_min}, the density
+  the model defines at noise level t_min.  In data units
   log p_X(x) = log p_Z(T(x)) + log|det ∂T/∂x| (``Standardizer.log_abs_det``), so
   NLL_X = NLL_Z − log_abs_det.
 
-The recipe of "ours" (found on moons / checkerboard / pinwheel, one recipe for every set, see
-``RECIPE``): EDM process (σ 0.002 … 80), EDM preconditioning with σ_d = 1 (the data are
-standardised), the EDM loss (ln σ ~ N(−1.2, 1.2²)), ``MLPScore`` width 256, depth 4, Fourier scale 1
-for the noise embedding, AdamW lr 2e-3 with cosine decay, batch 512, EMA 0.999.
+The recipe of "ours" (``RECIPE``, found on moons / checkerboard / pinwheel): EDM process
+(σ 0.002 … 80), EDM preconditioning with σ_d = 1 (the data are standardised), the EDM loss
+(ln σ ~ N(−1.2, 1.2²)), ``MLPScore`` width 256, depth 4, Fourier scale 1 for the noise embedding,
+AdamW lr 2e-3 with cosine decay, batch 512, EMA 0.999.  Like the baselines, it makes its choices
+on the training points only: the last ``N_VALID`` of them are held out, every network of
+``CANDIDATES`` trains on the rest (the plain MLP for 4000 steps; the MLP with 32 input Fourier
+features of scale 0.5 for 6000), and the pair (candidate, t_min ∈ ``T_MIN_GRID``) with the lowest
+validation NLL scores the test points.  A larger t_min is a wider blur — the model's counterpart
+of a KDE bandwidth; at 0.002 it is the process's own σ_min.
 
 A set counts as a win when ours has a lower held-out NLL than both baselines; target ≥ 6 of 8.
-The table also gives the paired standard error of (ours − best baseline) over the test points.
+The table also gives the paired standard error of (ours − best baseline) over the test points and
+the exact NLL of the true density where it is known.
 
 Run from the repository root::
 
     .venv/bin/python benchmarks/density.py                       # all 8 sets → results/density.md
-    .venv/bin/python benchmarks/density.py --sets moons,rings --steps 1000
+    .venv/bin/python benchmarks/density.py --sets rings --candidates fourier
     .venv/bin/python benchmarks/density.py --quick                # smaller budget, no file written
 
-Options: ``--sets`` comma-separated names, ``--steps`` training steps, ``--quick`` (fewer steps,
+Options: ``--sets`` comma-separated names, ``--candidates`` the networks to choose from,
+``--steps`` training steps of every candidate, ``--quick`` (fewer steps,
 smaller test set, for a smoke test; does not overwrite the results file unless ``--out`` is given),
 ``--jobs`` worker processes (default 2: each handles whole sets with one thread), ``--out`` path.
 """
@@ -64,6 +71,8 @@ SETS = (
     "rings",
 )
 N_TRAIN, N_TEST = 20_000, 5_000
+N_VALID = 2_000  # held out of the training points to choose t_min
+T_MIN_GRID = (0.002, 0.005, 0.01, 0.02, 0.04)  # first entry: the process's σ_min
 TRAIN_SEED, TEST_SEED = 0, 1
 OUT = Path(__file__).resolve().parent / "results" / "density.md"
 
@@ -77,13 +86,22 @@ RECIPE: dict = {
     "width": 256,
     "depth": 4,
     "fourier_scale": 1.0,
+    "input_features": 0,
+    "input_scale": 0.5,
     "batch_size": 512,
     "lr": 2e-3,
     "schedule": "cosine",
     "warmup_steps": 100,
     "ema_decay": 0.999,
     "steps": 4000,
-    "eval": "dopri5, rtol=atol=1e-4, exact divergence, t_min=0.002",
+    "eval": "dopri5, rtol=atol=1e-4, exact divergence",
+}
+# Candidate networks, each trained in full; the validation split picks one per set.  Input
+# Fourier features let the MLP follow thin rings (spectral bias) but cost 0.01–0.03 nats on the
+# smooth sets, hence a choice rather than one setting.
+CANDIDATES: dict[str, dict] = {
+    "mlp": {},
+    "fourier": {"input_features": 32, "input_scale": 0.5, "steps": 6000},
 }
 
 
@@ -100,7 +118,10 @@ class Result:
     seconds: dict = field(default_factory=dict)
     train_cpu: float = math.nan
     nfe: int = 0
-    final_loss: float = math.nan
+    candidate: str = ""  # chosen on the validation split
+    valid: dict = field(default_factory=dict)  # (candidate, t_min) → validation NLL
+    t_min: float = math.nan  # chosen on the validation split
+    ours_sigma_min: float = math.nan  # ours at the process's σ_min, for comparison
 
     @property
     def win(self) -> bool:
@@ -131,7 +152,26 @@ def reference_nll(name: str, test: np.ndarray) -> float | None:
         m = log_comp.max(1, keepdims=True)
         log_p = (m[:, 0] + np.log(np.exp(log_comp - m).mean(1))).astype(np.float64)
         return float(-log_p.mean())
+    if name == "rings":  # 4 equal rings of radii 0.75 k, Gaussian noise 0.08
+        return _rings_nll(test, 0.75 * np.arange(1, 5), 0.08)
+    if name == "circles":  # 2 equal rings of radii 3 and 1.5, Gaussian noise 3 · 0.08
+        return _rings_nll(test, np.array([3.0, 1.5]), 0.24)
     return None
+
+
+def _rings_nll(x: np.ndarray, radii: np.ndarray, s: float) -> float:
+    """Mean NLL under an equal mixture of rings blurred by N(0, s² I).
+
+    Averaged over the angle, one ring of radius r has density
+    exp(−(ρ² + r²)/2s²) · I₀(ρ r/s²) / (2π s²) at distance ρ from the centre; with the scaled
+    Bessel function i0e(z) = e^{−z} I₀(z) its logarithm is −(ρ − r)²/2s² + log i0e(ρ r/s²) − log 2πs².
+    """
+    from scipy.special import i0e, logsumexp
+
+    rho = np.linalg.norm(x, axis=1)[:, None]
+    log_ring = -((rho - radii) ** 2) / (2 * s * s) + np.log(i0e(rho * radii / (s * s)))
+    log_p = logsumexp(log_ring, axis=1) - math.log(len(radii)) - math.log(2 * math.pi * s * s)
+    return float(-log_p.mean())
 
 
 # ------------------------------------------------------------------------------------------------
@@ -179,35 +219,22 @@ def fit_kde(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, float]:
 # ------------------------------------------------------------------------------------------------
 # Ours
 # ------------------------------------------------------------------------------------------------
-def fit_ours(
-    train: torch.Tensor,
-    test: torch.Tensor,
-    steps: int,
-    seed: int = 0,
-    input_features: int = 0,
-    input_scale: float = 0.5,
-) -> tuple[np.ndarray, dict]:
-    """Train the diffusion recipe on standardised data; per-point test NLL in data units."""
+def train_candidate(z_fit: torch.Tensor, recipe: dict, process, seed: int = 0):
+    """Train one candidate network (EDM loss, EMA weights) on standardised points."""
     from scorematch import objectives
-    from scorematch.data import Standardizer
-    from scorematch.likelihood import log_likelihood
     from scorematch.models import build_model
     from scorematch.parametrization import wrap
-    from scorematch.processes import EDM
     from scorematch.training import Trainer
 
-    standardizer = Standardizer.fit(train)
-    z_train, z_test = standardizer(train), standardizer(test)
-    process = EDM(sigma_min=0.002, sigma_max=80.0, sigma_data=1.0)
     net = build_model(
         "mlp",
         (2,),
         seed=seed,
-        width=RECIPE["width"],
-        depth=RECIPE["depth"],
-        fourier_scale=RECIPE["fourier_scale"],
-        input_features=input_features,
-        input_scale=input_scale,
+        width=recipe["width"],
+        depth=recipe["depth"],
+        fourier_scale=recipe["fourier_scale"],
+        input_features=recipe["input_features"],
+        input_scale=recipe["input_scale"],
     )
     model = wrap(net, process, "edm", sigma_data=1.0)
 
@@ -217,35 +244,72 @@ def fit_ours(
     trainer = Trainer(
         model,
         loss_fn,
-        z_train,
-        batch_size=RECIPE["batch_size"],
-        lr=RECIPE["lr"],
-        schedule=RECIPE["schedule"],
-        warmup_steps=RECIPE["warmup_steps"],
-        ema_decay=RECIPE["ema_decay"],
+        z_fit,
+        batch_size=recipe["batch_size"],
+        lr=recipe["lr"],
+        schedule=recipe["schedule"],
+        warmup_steps=recipe["warmup_steps"],
+        ema_decay=recipe["ema_decay"],
         seed=seed,
         checkpoint_every=None,
         log_every=100,
         progress=False,
     )
-    t0, c0 = time.perf_counter(), time.process_time()
-    result = trainer.fit(steps)
-    info = {"train": time.perf_counter() - t0, "train_cpu": time.process_time() - c0}
-    info["final_loss"] = result.loss
+    trainer.fit(recipe["steps"])
+    return trainer.ema_model
+
+
+def fit_ours(train: torch.Tensor, test: torch.Tensor, recipe: dict, candidates: dict) -> dict:
+    """Train every candidate on standardised data; pick (candidate, t_min) on a validation split.
+
+    The last ``N_VALID`` training points are held out; the candidates train on the rest.  The
+    density a model reports is p_{t_min}, its data density blurred by noise σ = t_min
+    (standardised units).  The candidate and the t_min of ``T_MIN_GRID`` with the best validation
+    NLL are chosen — the way KDE picks its bandwidth by cross-validation and the GMM its K by BIC.
+    Returns per-point test NLLs (data units) of the choice, at its t_min and at the process's
+    σ_min, the choice and timings.
+    """
+    from scorematch.data import Standardizer
+    from scorematch.likelihood import log_likelihood
+    from scorematch.processes import EDM
+
+    fit, valid = train[:-N_VALID], train[-N_VALID:]
+    standardizer = Standardizer.fit(fit)
+    z_fit, z_valid, z_test = standardizer(fit), standardizer(valid), standardizer(test)
+    process = EDM(sigma_min=T_MIN_GRID[0], sigma_max=80.0, sigma_data=1.0)
+
+    def nll(model, z: torch.Tensor, t_min: float) -> tuple[np.ndarray, int]:
+        log_p, nfe = log_likelihood(
+            model, process, z, divergence="exact", rtol=1e-4, atol=1e-4, t_min=t_min
+        )
+        return (-(log_p.double() + standardizer.log_abs_det())).numpy(), nfe
+
+    info: dict = {"train": 0.0, "train_cpu": 0.0, "select": 0.0, "valid": {}}
+    models = {}
+    for name, overrides in candidates.items():
+        t0, c0 = time.perf_counter(), time.process_time()
+        models[name] = train_candidate(z_fit, {**recipe, **overrides}, process)
+        info["train"] += time.perf_counter() - t0
+        info["train_cpu"] += time.process_time() - c0
+        t0 = time.perf_counter()
+        for t in T_MIN_GRID:
+            info["valid"][name, t] = float(nll(models[name], z_valid, t)[0].mean())
+        info["select"] += time.perf_counter() - t0
+    info["candidate"], info["t_min"] = min(info["valid"], key=info["valid"].get)
+    best = models[info["candidate"]]
     t0 = time.perf_counter()
-    log_p, nfe = log_likelihood(
-        trainer.ema_model, process, z_test, divergence="exact", rtol=1e-4, atol=1e-4
-    )
+    info["test"], info["nfe"] = nll(best, z_test, info["t_min"])
     info["eval"] = time.perf_counter() - t0
-    info["nfe"] = nfe
-    nll = -(log_p.double() + standardizer.log_abs_det())
-    return nll.numpy(), info
+    info["test_sigma_min"] = (
+        info["test"] if info["t_min"] == T_MIN_GRID[0] else nll(best, z_test, T_MIN_GRID[0])[0]
+    )
+    return info
 
 
 # ------------------------------------------------------------------------------------------------
 # One set, end to end (runs in a worker process)
 # ------------------------------------------------------------------------------------------------
-def run_set(name: str, steps: int, n_test: int, features: tuple[int, float] = (0, 0.5)) -> Result:
+def run_set(name: str, n_test: int, recipe: dict, candidates: dict) -> Result:
     torch.set_num_threads(1)
     from threadpoolctl import threadpool_limits
 
@@ -259,11 +323,13 @@ def run_set(name: str, steps: int, n_test: int, features: tuple[int, float] = (0
         t0 = time.perf_counter()
         kde_nll, res.bandwidth = fit_kde(train_np, test_np)
         res.seconds["kde"] = time.perf_counter() - t0
-    ours_nll, info = fit_ours(
-        train, test, steps, input_features=features[0], input_scale=features[1]
-    )
-    res.seconds["train"], res.seconds["eval"] = info["train"], info["eval"]
-    res.train_cpu, res.nfe, res.final_loss = info["train_cpu"], info["nfe"], info["final_loss"]
+    info = fit_ours(train, test, recipe, candidates)
+    for key in ("train", "select", "eval"):
+        res.seconds[key] = info[key]
+    res.train_cpu, res.nfe, res.candidate = info["train_cpu"], info["nfe"], info["candidate"]
+    res.valid = info["valid"]
+    res.t_min, res.ours_sigma_min = info["t_min"], float(info["test_sigma_min"].mean())
+    ours_nll = info["test"]
     res.ours, res.gmm, res.kde = (float(v.mean()) for v in (ours_nll, gmm_nll, kde_nll))
     best = gmm_nll if res.gmm <= res.kde else kde_nll
     diff = ours_nll - best
@@ -288,38 +354,53 @@ def render(results: list[Result], args: argparse.Namespace, wall: float) -> str:
         "(lower is better). *wins* = ours below both baselines. *Δ ± s.e.* = mean of "
         "(ours − best baseline) over the test points with its paired standard error. *ref* = "
         "exact NLL of the true density where it is known (checkerboard: log 32; 8gaussians: the "
-        "exact mixture).",
+        "exact mixture; rings and circles: rings blurred by Gaussian noise, through the Bessel "
+        "function I₀). *ours* is the model's density p_{t_min}, t_min chosen on a validation "
+        f"split of {N_VALID} training points among {', '.join(map(str, T_MIN_GRID))} "
+        "(standardised units); *ours at σ_min* is the same model at t_min = "
+        f"{T_MIN_GRID[0]}.",
         "",
-        "| set | ours NLL | GMM (BIC) NLL (K) | KDE (CV) NLL (bandwidth) | win | Δ ± s.e. | ref "
-        "| train s (CPU s) | eval s (NFE) | GMM s | KDE s |",
-        "|---|---:|---:|---:|:-:|---:|---:|---:|---:|---:|---:|",
+        "| set | ours NLL (candidate, t_min) | GMM (BIC) NLL (K) | KDE (CV) NLL (bandwidth) | win | "
+        "Δ ± s.e. | ours at σ_min | ref | train s (CPU s) | select s | eval s (NFE) | GMM s | "
+        "KDE s |",
+        "|---|---:|---:|---:|:-:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         best = min(r.gmm, r.kde)
         ref = "—" if r.reference is None else f"{r.reference:.3f}"
         lines.append(
-            f"| {r.name} | **{r.ours:.3f}** | {r.gmm:.3f} ({r.k}) | {r.kde:.3f} "
+            f"| {r.name} | **{r.ours:.3f}** ({r.candidate}, {r.t_min:g}) | {r.gmm:.3f} ({r.k}) | {r.kde:.3f} "
             f"({r.bandwidth:.3g}) | {'✓' if r.win else '✗'} | {r.ours - best:+.3f} ± "
-            f"{r.se_diff:.3f} | {ref} | {r.seconds['train']:.0f} ({r.train_cpu:.0f}) | "
-            f"{r.seconds['eval']:.0f} ({r.nfe}) | {r.seconds['gmm']:.0f} | {r.seconds['kde']:.0f} |"
+            f"{r.se_diff:.3f} | {r.ours_sigma_min:.3f} | {ref} | {r.seconds['train']:.0f} "
+            f"({r.train_cpu:.0f}) | {r.seconds['select']:.0f} | {r.seconds['eval']:.0f} ({r.nfe}) "
+            f"| {r.seconds['gmm']:.0f} | {r.seconds['kde']:.0f} |"
         )
     lines += [
         "",
         f"**Wins: {wins} of {len(results)}** (target: ≥ 6 of 8).",
         "",
-        "Settings of ours (one recipe for every set): "
-        + ", ".join(
-            f"{k} = {v}"
-            for k, v in {
-                **RECIPE,
-                "steps": args.steps,
-                "input_features": args.input_features,
-                "input_scale": args.input_scale,
-            }.items()
+        "Settings of ours (shared by the candidates): "
+        + ", ".join(f"{k} = {v}" for k, v in args.recipe.items())
+        + ". Candidates: "
+        + "; ".join(
+            f"*{c}* = {', '.join(f'{k} {v}' for k, v in o.items()) or 'the shared settings'}"
+            for c, o in args.candidates.items()
         )
         + ".",
         "",
+        "Validation NLL (data units, the held-out training points) of each candidate at its best "
+        "t_min; the lowest is chosen:",
+        "",
+        "| set | " + " | ".join(args.candidates) + " |",
+        "|---|" + "---:|" * len(args.candidates),
     ]
+    for r in results:
+        cells = []
+        for c in args.candidates:
+            t = min(T_MIN_GRID, key=lambda t: r.valid[c, t])
+            cells.append(f"{r.valid[c, t]:.4f} ({t:g})")
+        lines.append(f"| {r.name} | " + " | ".join(cells) + " |")
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -329,9 +410,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=None, help="training steps of ours")
     parser.add_argument("--quick", action="store_true", help="600 steps, 1000 test points")
     parser.add_argument(
-        "--input-features", type=int, default=0, help="MLPScore input Fourier features (0 = none)"
+        "--candidates",
+        default=",".join(CANDIDATES),
+        help=f"comma-separated candidate networks of ours ({', '.join(CANDIDATES)})",
     )
-    parser.add_argument("--input-scale", type=float, default=0.5, help="their frequency scale")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one set each)")
     parser.add_argument("--out", type=Path, default=None, help=f"report path (default {OUT})")
     raw = sys.argv[1:] if argv is None else argv
@@ -341,8 +423,15 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [s for s in sets if s not in SETS]
     if unknown:
         parser.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(SETS)}")
-    if args.steps is None:
-        args.steps = 600 if args.quick else RECIPE["steps"]
+    if args.steps is None and args.quick:
+        args.steps = 600
+    names = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    if not names or any(c not in CANDIDATES for c in names):
+        parser.error(f"--candidates: choose from {', '.join(CANDIDATES)}")
+    args.candidates = {
+        c: {**CANDIDATES[c], **({"steps": args.steps} if args.steps else {})} for c in names
+    }
+    args.recipe = RECIPE
     args.n_test = 1000 if args.quick else N_TEST
     out = args.out if args.out is not None else (None if args.quick else OUT)
 
@@ -350,17 +439,15 @@ def main(argv: list[str] | None = None) -> None:
     results: dict[str, Result] = {}
     with ProcessPoolExecutor(max_workers=args.jobs, mp_context=get_context("spawn")) as pool:
         futures = {
-            pool.submit(
-                run_set, s, args.steps, args.n_test, (args.input_features, args.input_scale)
-            ): s
-            for s in sets
+            pool.submit(run_set, s, args.n_test, args.recipe, args.candidates): s for s in sets
         }
         for fut in as_completed(futures):
             r = fut.result()
             results[r.name] = r
             print(
                 f"{r.name:>12}: ours {r.ours:.3f}  gmm {r.gmm:.3f} (K={r.k})  kde {r.kde:.3f} "
-                f"(bw={r.bandwidth:.3g})  {'WIN' if r.win else 'loss'}  "
+                f"(bw={r.bandwidth:.3g})  {'WIN' if r.win else 'loss'}  {r.candidate} t_min {r.t_min:g} "
+                f"(at σ_min {r.ours_sigma_min:.3f})  "
                 f"[train {r.seconds['train']:.0f}s, eval {r.seconds['eval']:.0f}s]",
                 flush=True,
             )

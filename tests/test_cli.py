@@ -149,6 +149,38 @@ def test_sample_writes_npy_csv_png_and_gif_in_data_units(toy_run, tmp_path):
         assert im.format == "GIF" and im.n_frames > 2
 
 
+def test_sample_churn_makes_heun_stochastic(toy_run, tmp_path):
+    def draw(name: str, *extra: str) -> np.ndarray:
+        invoke("sample", toy_run, "-n", "64", "--out", tmp_path / name, "--no-progress", *extra)
+        return np.load(tmp_path / name)
+
+    plain = draw("a.npy", "--sampler", "heun", "--steps", "8")
+    np.testing.assert_array_equal(
+        draw("b.npy", "--sampler", "heun", "--steps", "8", "--churn", "0"), plain
+    )
+    churned = draw("c.npy", "--sampler", "heun", "--steps", "8", "--churn", "10")
+    assert np.isfinite(churned).all() and not np.allclose(churned, plain)
+    # The same seed gives the same churned samples.
+    np.testing.assert_array_equal(
+        draw("d.npy", "--sampler", "heun", "--steps", "8", "--churn", "10"), churned
+    )
+    result = invoke(
+        "sample",
+        toy_run,
+        "-n",
+        "4",
+        "--out",
+        tmp_path / "e.npy",
+        "--sampler",
+        "ode",
+        "--churn",
+        "5",
+        ok=False,
+    )
+    assert_one_line_error(result, "churn applies to the heun sampler only")
+    assert not (tmp_path / "e.npy").exists()
+
+
 def test_evaluate_and_likelihood_agree(toy_run, tmp_path):
     result = invoke(
         "evaluate", toy_run, "-n", "100", "--json", tmp_path / "e.json", "--no-progress"

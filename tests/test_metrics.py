@@ -329,6 +329,22 @@ def test_mixture_error_weight_error_on_a_hand_example():
     assert out_bad["bures"] == pytest.approx(out["bures"], rel=1e-12)
 
 
+def test_mixture_error_of_a_mode_left_with_one_sample_is_finite():
+    # Mode 1 (at +5) keeps one sample, exactly at its mean: its covariance cannot be estimated
+    # without bias, so it is the point mass's, and its Bures term is BW(δ_5, N(5, 1)) = √tr Σ = 1.
+    # Mode 0's four samples have mean −5 and unbiased variance 1: its term is 0.
+    mix = GaussianMixture(
+        torch.tensor([[-5.0], [5.0]], dtype=F64),
+        torch.ones(2, 1, 1, dtype=F64),
+        torch.tensor([0.5, 0.5], dtype=F64),
+    )
+    a = math.sqrt(3) / 2
+    x = torch.tensor([[-5 - a], [-5 + a], [-5 - a], [-5 + a], [5.0]], dtype=F64)
+    out = mixture_error(x, mix, reference_draws=2)
+    assert out["bures"] == pytest.approx(0.5 * 0.0 + 0.5 * 1.0, abs=1e-6)
+    assert math.isfinite(out["total"])
+
+
 def test_mixture_error_of_exact_samples_is_noise_only():
     mix = _overlapping_mixture()
     n = 2000

@@ -344,6 +344,13 @@ def _check_out(path: Path, suffixes: tuple[str, ...]) -> Path:
 @click.option("--steps", type=int, help="Sampler steps (default: the run's).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler's noise.")
 @click.option(
+    "--churn",
+    type=float,
+    default=0.0,
+    show_default=True,
+    help="heun only: EDM's S_churn, noise added back at each step (0 = deterministic).",
+)
+@click.option(
     "--trajectory",
     is_flag=True,
     help="2-D data: also write the sampling trajectory as a GIF next to --out.",
@@ -356,6 +363,7 @@ def sample(
     sampler: str | None,
     steps: int | None,
     seed: int,
+    churn: float,
     trajectory: bool,
     no_progress: bool,
 ) -> None:
@@ -374,7 +382,13 @@ def sample(
     if trajectory and not two_d:
         raise click.UsageError("--trajectory needs 2-D data (it draws the points moving)")
     drawn = run.sample(
-        n, sampler=sampler, steps=steps, seed=seed, trajectory=trajectory, progress=not no_progress
+        n,
+        sampler=sampler,
+        steps=steps,
+        seed=seed,
+        churn=churn,
+        trajectory=trajectory,
+        progress=not no_progress,
     )
     x = drawn.x.cpu()
     if out.suffix.lower() == ".png":

@@ -345,7 +345,13 @@ def _mixture_figures(x: Tensor, mix, n_bad: int = 0) -> tuple[float, float]:
         m_k = (rk @ x) / mass[k]
         xc = x - m_k
         # Reliability-weights normaliser V1 − V2/V1 removes the small-sample bias of the covariance.
-        norm = (mass[k] - rk.square().sum() / mass[k]).clamp_min(torch.finfo(x.dtype).tiny)
+        # With fewer than D + 1 effective samples (n_eff = V1²/V2) it nears 0 and the covariance
+        # explodes, so such a mode keeps the plain weighted covariance (normaliser V1).
+        v2 = rk.square().sum()
+        if mass[k] ** 2 / v2 >= x.shape[1] + 1:
+            norm = mass[k] - v2 / mass[k]
+        else:
+            norm = mass[k]
         c_k = (xc * rk[:, None]).T @ xc / norm
         terms.append(_frechet_sq(m_k, c_k, mix.means[k], mix.covs[k]).sqrt())
     bures = float((mix.weights * torch.stack(terms)).sum())
@@ -383,6 +389,10 @@ def mixture_error(
     reference sample would instead give the n → ∞ value ≈ 0 and leave the noise floor in the
     excess); ``bures_noise``, the references' standard deviation, is the sampling noise of
     ``bures`` at this n — the yardstick to judge ``bures_excess`` by.
+
+    A mode with fewer than D + 1 effective samples (n_eff = (Σ r_k)² / Σ r_k²) has no unbiased
+    covariance estimate; its moments use the plain r_k-weighted covariance instead, so a mode that
+    kept a single sample scores about √(‖x − μ_k‖² + tr Σ_k), not an overflow.
 
     Non-finite rows are counted (``nonfinite``), left out of the moments, and enter ``weight_error``
     as an extra mode with true weight 0: weight_error = ½(Σ_k |Σ_i r_ik / n − w_k| + n_bad / n),

@@ -759,13 +759,22 @@ class Run:
         sampler: str | None = None,
         steps: int | None = None,
         seed: int = 0,
+        churn: float = 0.0,
         trajectory: bool = False,
         progress: bool = False,
     ) -> SampleResult:
-        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``."""
+        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``.
+
+        ``churn`` > 0 makes ``heun`` stochastic: EDM's S_churn (Karras et al. 2022, Alg. 2), noise
+        added back at every step; the digits grid in the README uses 40.
+        """
         n = _positive_int(n, "n")
         cfg = self.config["sampling"]
         name = _choice(sampler or cfg["sampler"], "sampler", tuple(SAMPLERS))
+        if not (isinstance(churn, (int, float)) and math.isfinite(churn) and churn >= 0):
+            raise ValueError(f"churn must be a number >= 0, got {churn!r}")
+        if churn and name != "heun":
+            raise ValueError(f"churn applies to the heun sampler only, not {name!r}")
         if not self.time_conditional and name != "annealed_langevin":
             raise ValueError(
                 f"this run learned one score s(x) ({self.objective}); only annealed_langevin "
@@ -776,7 +785,7 @@ class Run:
         steps = _positive_int(steps, "steps")
         device, dtype = self._device_dtype()
         gen = torch.Generator(device=device).manual_seed(int(seed))
-        options: dict[str, Any] = {}
+        options: dict[str, Any] = {"s_churn": float(churn)} if churn else {}
         shape_or_x: Any = (n, *self.shape)
         if not self.time_conditional:
             # Langevin at the learned level, started from the standardised data's scale.
