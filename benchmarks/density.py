@@ -276,6 +276,7 @@ def fit_ours(train: torch.Tensor, test: torch.Tensor, recipe: dict, candidates: 
     from scorematch.processes import EDM
 
     process = EDM(sigma_min=T_MIN_GRID[0], sigma_max=80.0, sigma_data=1.0)
+    info: dict = {"train": 0.0, "train_cpu": 0.0, "select": 0.0, "valid": {}}  # seconds: summed
 
     def nll(model, standardizer, x: torch.Tensor, t_min: float) -> tuple[np.ndarray, int]:
         log_p, nfe = log_likelihood(
@@ -291,7 +292,6 @@ def fit_ours(train: torch.Tensor, test: torch.Tensor, recipe: dict, candidates: 
         info["train_cpu"] += time.process_time() - c0
         return model, standardizer
 
-    info: dict = {"train": 0.0, "train_cpu": 0.0, "select": 0.0, "valid": {}}
     fit, valid = train[:-N_VALID], train[-N_VALID:]
     for name in candidates:
         model, standardizer = timed_training(fit, name)

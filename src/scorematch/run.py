@@ -766,7 +766,8 @@ class Run:
         """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``.
 
         ``churn`` > 0 makes ``heun`` stochastic: EDM's S_churn (Karras et al. 2022, Alg. 2), noise
-        added back at every step; the digits grid in the README uses 40.
+        added back at every step and at every σ (the README's digits grid used 40, within EDM's σ window
+        0.05–50: ``benchmarks/digits.py``).
         """
         n = _positive_int(n, "n")
         cfg = self.config["sampling"]
