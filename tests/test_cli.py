@@ -204,6 +204,23 @@ def test_evaluate_and_likelihood_agree(toy_run, tmp_path):
     # Both use the exact divergence on the same held-out points: the same numbers.
     assert -lp.mean() == pytest.approx(saved["nll"], rel=1e-6)
     assert saved["bits_per_dim"] == pytest.approx(saved["nll"] / (2 * math.log(2)))
+    # --t-min scores the blurred density p_{t_min}: both commands again agree, and it differs.
+    invoke(
+        "evaluate",
+        toy_run,
+        "-n",
+        "100",
+        "--t-min",
+        "0.05",
+        "--json",
+        tmp_path / "b.json",
+        "--no-progress",
+    )
+    at = json.loads((tmp_path / "b.json").read_text())
+    assert at["nll_t_min"] == 0.05 and saved["nll_t_min"] < 0.05
+    invoke("likelihood", toy_run, "--t-min", "0.05", "--out", tmp_path / "b.npy", "--no-progress")
+    assert -np.load(tmp_path / "b.npy")[:, 0].mean() == pytest.approx(at["nll"], rel=1e-6)
+    assert abs(at["nll"] - saved["nll"]) > 1e-4
 
 
 def test_likelihood_of_a_file(toy_run, tmp_path):
@@ -417,6 +434,8 @@ def test_user_mistakes_end_with_one_clear_line(toy_run, tmp_path):
         (["evaluate", tmp_path / "nowhere"], "not found"),
         (["evaluate", toy_run, "-n", "0"], "-n"),
         (["likelihood", toy_run, tmp_path / "missing.csv"], "not found"),
+        (["likelihood", toy_run, "--t-min", "1e-9"], "t_min"),
+        (["evaluate", toy_run, "--t-min", "1e9"], "t_min"),
     ]
     for args, fragment in cases:
         assert_one_line_error(invoke(*args, ok=False), fragment)
@@ -466,6 +485,13 @@ def test_log_likelihood_in_data_units_is_exact():
     exact = run.model.log_prob(z, run.process.t_min) - torch.log(run.standardizer.std).sum()
     torch.testing.assert_close(lp, exact.double(), rtol=0, atol=2e-3)  # ODE tolerance 1e-5
     assert nfe > 0
+    # A larger t_min scores the more blurred density p_{t_min}, again exactly.
+    lp, _ = run.log_likelihood(pts, t_min=0.1)
+    exact = run.model.log_prob(z, 0.1) - torch.log(run.standardizer.std).sum()
+    torch.testing.assert_close(lp, exact.double(), rtol=0, atol=2e-3)
+    for bad in (0.0, run.process.t_max, "0.1"):
+        with pytest.raises(ValueError, match="t_min must lie in"):
+            run.log_likelihood(pts, t_min=bad)
 
 
 def test_samples_are_returned_in_data_units():

@@ -462,6 +462,12 @@ def _fmt(v: Any) -> str:
     show_default=True,
     help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
 )
+@click.option(
+    "--t-min",
+    type=float,
+    help="Score p_{t_min}, the density blurred by the process up to t_min (process clock; EDM: "
+    "σ in standardised units). Default: the process's smallest t.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(
     run_dir: Path,
@@ -471,6 +477,7 @@ def evaluate(
     nll: bool,
     exact: bool | None,
     rtol: float,
+    t_min: float | None,
     no_progress: bool,
 ) -> None:
     """Compare samples of RUN with its held-out split and compute the held-out NLL.
@@ -486,7 +493,13 @@ def evaluate(
     run = runs.load_run(run_dir)
     divergence = None if exact is None else ("exact" if exact else "hutchinson")
     result = run.evaluate(
-        n, seed=seed, nll=nll, divergence=divergence, rtol=rtol, progress=not no_progress
+        n,
+        seed=seed,
+        nll=nll,
+        divergence=divergence,
+        rtol=rtol,
+        t_min=t_min,
+        progress=not no_progress,
     )
     path = runs.write_evaluation(run, result)
     if json_out is not None:
@@ -500,6 +513,7 @@ def evaluate(
         ("held-out NLL (nats/sample)", result["nll"]),
         ("  ± std. error", result["nll_stderr"]),
         ("bits/dim", result["bits_per_dim"]),
+        ("  density at t_min", result.get("nll_t_min")),
     ]
     for name, value in rows:
         click.echo(f"{name:<28}{_fmt(value)}")
@@ -543,6 +557,12 @@ def evaluate(
     show_default=True,
     help="Relative (and absolute) tolerance of the ODE solver.",
 )
+@click.option(
+    "--t-min",
+    type=float,
+    help="Score p_{t_min}, the density blurred by the process up to t_min (process clock; EDM: "
+    "σ in standardised units). Default: the process's smallest t.",
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
@@ -552,6 +572,7 @@ def likelihood(
     out: Path | None,
     seed: int,
     rtol: float,
+    t_min: float | None,
     no_progress: bool,
 ) -> None:
     """Log-likelihood of the held-out split of RUN (or of FILE's rows), in data units.
@@ -582,6 +603,7 @@ def likelihood(
         probes=probes,
         seed=seed,
         rtol=rtol,
+        t_min=t_min,
         progress=not no_progress,
     )
     from .metrics import heldout_nll

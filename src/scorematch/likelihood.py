@@ -134,6 +134,7 @@ def log_likelihood(
     generator: torch.Generator | None = None,
     return_latent: bool = False,
     progress: bool = False,
+    create_graph: bool = False,
 ) -> LogLikelihood:
     """log p_{t_min}(x) per sample by the probability-flow ODE and the instantaneous change of variables.
 
@@ -145,7 +146,8 @@ def log_likelihood(
     Args:
         model: score model ``model(x, t) -> ∇ₓ log p_t(x)`` with x ``(B, *event)`` and t ``(B,)``.
             It must treat samples independently (no batch norm in training mode): the divergence
-            uses per-sample Jacobians of the batched call.  Parameters get no gradient graph.
+            uses per-sample Jacobians of the batched call.  Parameters get no gradient graph
+            unless ``create_graph``.
         process: the forward process (``VE``, ``VP``, ``SubVP``, ``EDM`` …).
         x: points ``(B, *event)`` in the model's space; any event shape, float32 or float64.
         divergence: ``"exact"`` (trace of the Jacobian, D vmapped backward passes per evaluation)
@@ -167,12 +169,17 @@ def log_likelihood(
         generator: source of the Hutchinson probes (unused by the exact divergence).
         return_latent: keep the end point x_T (on the process's scale) in ``.latent``.
         progress: show a progress bar over the integration range.
+        create_graph: keep the autograd graph through the solver's steps, so that the result
+            can be differentiated with respect to the model's parameters (and x): maximum
+            likelihood through the ODE, as in FFJORD (Grathwohl et al. 2019), by direct
+            back-propagation rather than the adjoint.  Memory grows with the number of steps.
 
     Returns:
-        ``LogLikelihood(log_prob, nfe)`` (unpacks as a pair): detached log-densities ``(B,)`` in
-        nats and ``nfe`` = the number of ODE right-hand-side evaluations; each evaluates the model
-        exactly once (the divergence reuses that forward pass through ``torch.func.vjp``), so this
-        is also the number of batched model forward passes.  dopri5 costs 6 per step plus 2 to start.
+        ``LogLikelihood(log_prob, nfe)`` (unpacks as a pair): log-densities ``(B,)`` in nats
+        (detached unless ``create_graph``) and ``nfe`` = the number of ODE right-hand-side
+        evaluations; each evaluates the model exactly once (the divergence reuses that forward
+        pass through ``torch.func.vjp``), so this is also the number of batched model forward
+        passes.  dopri5 costs 6 per step plus 2 to start.
     """
     check_batch(x, "x")
     if divergence not in ("exact", "hutchinson"):
@@ -263,10 +270,10 @@ def log_likelihood(
         # torchdiffeq otherwise steps past the end and interpolates back, querying the model
         # outside the range it was trained on.
         opts["step_t"] = span[1:]
-    # Gradients are taken by torch.func inside rhs only; nothing outside needs a graph, and the
-    # caller may be in inference mode.
-    with torch.inference_mode(False), torch.no_grad():
-        z0 = x.detach().clone().reshape(batch, dim) / c0
+    # Unless create_graph, gradients are taken by torch.func inside rhs only: nothing outside
+    # needs a graph, and the caller may be in inference mode.
+    with torch.inference_mode(False), torch.set_grad_enabled(create_graph):
+        z0 = (x if create_graph else x.detach().clone()).reshape(batch, dim) / c0
         delta0 = torch.zeros(batch, dtype=x.dtype, device=x.device)
         try:
             zs, deltas = odeint(
@@ -283,7 +290,9 @@ def log_likelihood(
         x_end = (cT * zs[-1]).reshape(x.shape)
         # log p_x(x) = log p_z(z) − D log c at both ends of the flow.
         log_prob = prior(x_end) + dim * torch.log(cT) + deltas[-1] - dim * torch.log(c0)
-    return LogLikelihood(log_prob.detach(), nfe, x_end.detach() if return_latent else None)
+    if not create_graph:
+        log_prob, x_end = log_prob.detach(), x_end.detach()
+    return LogLikelihood(log_prob, nfe, x_end if return_latent else None)
 
 
 def bits_per_dim(

@@ -824,6 +824,16 @@ class Run:
                 f"was trained with {self.objective!r}, which learns one score s(x) without a density"
             )
 
+    def _check_t_min(self, t_min: float | None) -> None:
+        if t_min is None:
+            return
+        lo, hi = self.process.t_min, self.process.t_max
+        if isinstance(t_min, bool) or not (isinstance(t_min, int | float) and lo <= t_min < hi):
+            raise ValueError(
+                f"t_min must lie in [{lo:g}, {hi:g}), the range the model was trained on; "
+                f"got {t_min}"
+            )
+
     def log_likelihood(
         self,
         x: Tensor,
@@ -833,6 +843,7 @@ class Run:
         seed: int = 0,
         batch_size: int = 1000,
         rtol: float = 1e-5,
+        t_min: float | None = None,
         progress: bool = False,
     ) -> tuple[Tensor, int]:
         """log-density of data-unit rows ``x`` (float64, shape ``(N,)``) and the total NFE.
@@ -842,8 +853,14 @@ class Run:
         images (levels known): the discrete log-probability bound of uniform dequantization,
         log P(x) ≥ log p_Z(2(k + u − ½)/L − 1) + D log(2/L) with k = L·x the grey level
         (see :func:`scorematch.bits_per_dim`).
+
+        ``t_min`` (process clock, default the process's own) sets the density scored: p_{t_min},
+        the model's density blurred by the forward process up to t_min — for the EDM process
+        Gaussian noise of σ = t_min in standardised units, a bandwidth that can be chosen on
+        validation data (docs/api.md).  It must lie in [process.t_min, process.t_max).
         """
         self._require_likelihood()
+        self._check_t_min(t_min)
         if not isinstance(x, Tensor):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
         if tuple(x.shape[1:]) != self.shape:
@@ -859,7 +876,14 @@ class Run:
         out, nfe = [], 0
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(device=device, dtype=dtype)
-            kw = dict(divergence=divergence, probes=probes, rtol=rtol, atol=rtol, progress=progress)
+            kw = dict(
+                divergence=divergence,
+                probes=probes,
+                rtol=rtol,
+                atol=rtol,
+                t_min=t_min,
+                progress=progress,
+            )
             if levels:
                 k = (xb * levels).round().clamp(0, levels)
                 # Bins of width 1 in level units, centred on the training values 2k/L − 1.
@@ -892,14 +916,16 @@ class Run:
         divergence: str | None = None,
         max_nll_points: int = 2000,
         rtol: float = 1e-5,
+        t_min: float | None = None,
         keep_log_prob: bool = False,
         progress: bool = False,
     ) -> dict[str, Any]:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
-        NLL (nats/sample and bits/dim).  Returns a JSON-able dict; with ``keep_log_prob`` it also
+        NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`).  Returns a JSON-able dict; with ``keep_log_prob`` it also
         holds the per-sample log-likelihoods as a tensor under ``"_log_prob"`` (keys starting with
         "_" are not written by :func:`write_evaluation`)."""
         n = _positive_int(n, "n")
+        self._check_t_min(t_min)
         test = self.data.test
         t0 = time.perf_counter()
         drawn = self.sample(n, seed=seed, progress=progress)
@@ -929,7 +955,7 @@ class Run:
             div = divergence or ("exact" if math.prod(self.shape) <= 16 else "hutchinson")
             t1 = time.perf_counter()
             lp, nfe = self.log_likelihood(
-                pts, divergence=div, seed=seed, rtol=rtol, progress=progress
+                pts, divergence=div, seed=seed, rtol=rtol, t_min=t_min, progress=progress
             )
             stats = sm_metrics.heldout_nll(lp, dims=math.prod(self.shape))
             if keep_log_prob:
@@ -941,6 +967,7 @@ class Run:
                 nll_points=stats["n"],
                 nll_divergence=div,
                 nll_rtol=rtol,
+                nll_t_min=self.process.t_min if t_min is None else t_min,
                 nll_nfe=nfe,
                 nll_seconds=round(time.perf_counter() - t1, 3),
                 nll_convention=(
