@@ -411,3 +411,11 @@ def test_create_graph_gives_the_gradient_of_the_solved_log_likelihood():
         assert (up - down) / (2 * h) == pytest.approx(gflat[i].item(), rel=1e-5, abs=1e-9)
         checked += 1
     assert checked == len(params)
+    # d(mean log p)/dx₀ = ∇log p(x₀)/B, the model density's own score, by central differences too.
+    old, h = x.data[0, 0].item(), 1e-5
+    x.data[0, 0] = old + h
+    up = mean_log_prob(False).item()
+    x.data[0, 0] = old - h
+    down = mean_log_prob(False).item()
+    x.data[0, 0] = old
+    assert (up - down) / (2 * h) == pytest.approx(grads[-1][0, 0].item(), rel=1e-5, abs=1e-9)

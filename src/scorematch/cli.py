@@ -420,6 +420,15 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+# Shared by `evaluate` and `likelihood`.
+_t_min_option = click.option(
+    "--t-min",
+    type=float,
+    help="Score p_{t_min}, the density blurred by the process up to t_min (process clock; EDM: "
+    "σ in standardised units). Default: the process's smallest t.",
+)
+
+
 @cli.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.option(
@@ -462,12 +471,7 @@ def _fmt(v: Any) -> str:
     show_default=True,
     help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
 )
-@click.option(
-    "--t-min",
-    type=float,
-    help="Score p_{t_min}, the density blurred by the process up to t_min (process clock; EDM: "
-    "σ in standardised units). Default: the process's smallest t.",
-)
+@_t_min_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(
     run_dir: Path,
@@ -557,12 +561,7 @@ def evaluate(
     show_default=True,
     help="Relative (and absolute) tolerance of the ODE solver.",
 )
-@click.option(
-    "--t-min",
-    type=float,
-    help="Score p_{t_min}, the density blurred by the process up to t_min (process clock; EDM: "
-    "σ in standardised units). Default: the process's smallest t.",
-)
+@_t_min_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
