@@ -112,8 +112,9 @@ CANDIDATES: dict[str, dict] = {
 # chosen t_min (FFJORD-style, ``log_likelihood(create_graph=True)``): Adam, gradients clipped
 # to norm 1.  lr 2e-4 made things worse; with lr 3e-5 the 5000-point test NLL of the chosen
 # circles network went 3.3057 → 3.2992 (40 steps) → 3.2983 (80) → 3.2970 (160), that of rings
-# 2.6830 → 2.6792 (40) and no further by 120.  40 steps keeps the whole run near an hour.
-FINETUNE: dict = {"steps": 40, "lr": 3e-5, "batch_size": 256, "rtol": 1e-3}
+# 2.6830 → 2.6792 (40) and no further by 120.  160 steps take 7–9 min per set on one thread
+# (the whole run ≈ 76 min with --jobs 2); 40 steps (≈ 58 min) left circles 0.0006 short of the KDE.
+FINETUNE: dict = {"steps": 160, "lr": 3e-5, "batch_size": 256, "rtol": 1e-3}
 
 
 @dataclass
