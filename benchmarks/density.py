@@ -44,9 +44,10 @@ Run from the repository root::
     .venv/bin/python benchmarks/density.py --quick                # smaller budget, no file written
 
 Options: ``--sets`` comma-separated names, ``--candidates`` the networks to choose from,
-``--steps`` training steps of every candidate, ``--finetune-steps`` (0: no fine-tuning), ``--quick`` (fewer steps,
-smaller test set, for a smoke test; does not overwrite the results file unless ``--out`` is given),
-``--jobs`` worker processes (default 2: each handles whole sets with one thread), ``--out`` path.
+``--steps`` training steps of every candidate, ``--finetune-steps`` (0: no fine-tuning),
+``--quick`` (fewer training and fine-tuning steps, smaller test set, for a smoke test; does not
+overwrite the results file unless ``--out`` is given), ``--jobs`` worker processes (default 2:
+each handles whole sets with one thread), ``--out`` path.
 """
 
 from __future__ import annotations
@@ -456,7 +457,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sets", default=",".join(SETS), help="comma-separated set names")
     parser.add_argument("--steps", type=int, default=None, help="training steps of ours")
-    parser.add_argument("--quick", action="store_true", help="600 steps, 1000 test points")
+    parser.add_argument(
+        "--quick", action="store_true", help="600 steps, 10 fine-tuning steps, 1000 test points"
+    )
     parser.add_argument(
         "--candidates",
         default=",".join(CANDIDATES),
@@ -465,8 +468,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--finetune-steps",
         type=int,
-        default=FINETUNE["steps"],
-        help="maximum-likelihood fine-tuning steps (0: none)",
+        default=None,
+        help=f"maximum-likelihood fine-tuning steps (0: none; default {FINETUNE['steps']})",
     )
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (one set each)")
     parser.add_argument("--out", type=Path, default=None, help=f"report path (default {OUT})")
@@ -479,6 +482,10 @@ def main(argv: list[str] | None = None) -> None:
         parser.error(f"unknown set(s) {', '.join(unknown)}; choose from {', '.join(SETS)}")
     if args.steps is None and args.quick:
         args.steps = 600
+    if args.finetune_steps is None:
+        args.finetune_steps = 10 if args.quick else FINETUNE["steps"]
+    if args.finetune_steps < 0:
+        parser.error("--finetune-steps must be 0 or more")
     names = [c.strip() for c in args.candidates.split(",") if c.strip()]
     if not names or any(c not in CANDIDATES for c in names):
         parser.error(f"--candidates: choose from {', '.join(CANDIDATES)}")
