@@ -766,8 +766,8 @@ class Run:
         """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``.
 
         ``churn`` > 0 makes ``heun`` stochastic: EDM's S_churn (Karras et al. 2022, Alg. 2), noise
-        added back at every step and at every σ (the README's digits grid used 40, within EDM's σ window
-        0.05–50: ``benchmarks/digits.py``).
+        added back at every step, whatever σ.  (The README's digits grid used 40 only within EDM's
+        σ window 0.05–50: ``benchmarks/digits.py``.)
         """
         n = _positive_int(n, "n")
         cfg = self.config["sampling"]
@@ -921,11 +921,12 @@ class Run:
         progress: bool = False,
     ) -> dict[str, Any]:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
-        NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`).  Returns a JSON-able dict; with ``keep_log_prob`` it also
-        holds the per-sample log-likelihoods as a tensor under ``"_log_prob"`` (keys starting with
-        "_" are not written by :func:`write_evaluation`)."""
+        NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`).  Returns a
+        JSON-able dict; with ``keep_log_prob`` it also holds the per-sample log-likelihoods as a
+        tensor under ``"_log_prob"`` (keys starting with "_" are not written by
+        :func:`write_evaluation`)."""
         n = _positive_int(n, "n")
-        self._check_t_min(t_min)
+        self._check_t_min(t_min)  # here too, so that a bad t_min fails before the sampling
         test = self.data.test
         t0 = time.perf_counter()
         drawn = self.sample(n, seed=seed, progress=progress)
