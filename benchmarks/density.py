@@ -252,7 +252,7 @@ def train_candidate(z_fit: torch.Tensor, recipe: dict, process, seed: int = 0):
     model = wrap(net, process, "edm", sigma_data=1.0)
 
     def loss_fn(m, batch, generator):
-        return objectives.edm(m, batch, process, generator=generator)
+        return objectives.edm(m, process, batch, generator=generator)
 
     trainer = Trainer(
         model,

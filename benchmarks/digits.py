@@ -153,8 +153,8 @@ def make_loss(args: argparse.Namespace, standardizer: Standardizer, process):
             x01 = dequantize(levels, generator)
         y = standardizer.transform(x01)
         if args.prediction == "edm":
-            return edm(model, y, process, P_mean=args.p_mean, P_std=args.p_std, generator=generator)
-        return diffusion(model, y, process, generator=generator)
+            return edm(model, process, y, P_mean=args.p_mean, P_std=args.p_std, generator=generator)
+        return diffusion(model, process, y, generator=generator)
 
     return loss_fn
 

@@ -24,7 +24,8 @@ from scorematch.objectives.noise_conditional import (
     edm,
     ncsn,
 )
-from scorematch.parametrization import EDMPrecond, NoiseEnsemble, at_time
+from scorematch.parametrization import EDMPrecond, at_time
+from scorematch.processes import NoiseLevels
 from scorematch.processes import EDM, VE, VP, SubVP
 
 F64 = torch.float64
@@ -78,10 +79,10 @@ def seeded(seed=7):
 # -- minimisers -----------------------------------------------------------------------------------
 @pytest.mark.parametrize("delta", [1.5, -1.5])
 def test_ncsn_minimiser_is_perturbed_score(delta):
-    x, ens = data(), NoiseEnsemble.geometric(0.05, 5.0, 6)
-    loss0 = ncsn(ncsn_exact, x, ens, generator=seeded(), reduction="none")
+    x, ens = data(), NoiseLevels.geometric(0.05, 5.0, 6)
+    loss0 = ncsn(ncsn_exact, ens, x, generator=seeded(), reduction="none")
     model = Perturbed(ncsn_exact, None, delta)
-    loss1 = ncsn(model, x, ens, generator=seeded(), reduction="none")
+    loss1 = ncsn(model, ens, x, generator=seeded(), reduction="none")
     assert set(model.t.tolist()) <= set(ens.sigmas.tolist())
     # λ(σ) ½‖δh/σ‖² with λ = σ²
     check_gap(loss0, loss1, 0.5 * delta**2 * h(model.x).square().sum(1))
@@ -103,11 +104,11 @@ def diffusion_weight(process, t, weighting):
 def test_diffusion_minimiser_is_perturbed_score(name, weighting):
     process, x = PROCESSES[name], data()
     exact = mixture().score_model(process)
-    loss0 = diffusion(exact, x, process, weighting=weighting, generator=seeded(), reduction="none")
+    loss0 = diffusion(exact, process, x, weighting=weighting, generator=seeded(), reduction="none")
     for delta in (1.5, -1.5):
         model = Perturbed(exact, process, delta)
         loss1 = diffusion(
-            model, x, process, weighting=weighting, generator=seeded(), reduction="none"
+            model, process, x, weighting=weighting, generator=seeded(), reduction="none"
         )
         w = diffusion_weight(process, model.t, weighting)
         check_gap(loss0, loss1, w * 0.5 * delta**2 * h(model.x).square().sum(1))
@@ -117,10 +118,10 @@ def test_diffusion_minimiser_is_perturbed_score(name, weighting):
 def test_edm_minimiser_is_perturbed_score(name):
     process, x = PROCESSES[name], data()
     exact = mixture().score_model(process)
-    loss0 = edm(exact, x, process, generator=seeded(), reduction="none")
+    loss0 = edm(exact, process, x, generator=seeded(), reduction="none")
     for delta in (1.5, -1.5):
         model = Perturbed(exact, process, delta)
-        loss1 = edm(model, x, process, generator=seeded(), reduction="none")
+        loss1 = edm(model, process, x, generator=seeded(), reduction="none")
         alpha, sigma = process.marginal(model.t)
         sh = sigma / alpha
         lam = (sh**2 + 0.5**2) / (sh * 0.5) ** 2
@@ -133,9 +134,9 @@ def test_gap_check_rejects_a_non_minimiser():
     process, x = VP(), data()
     exact = mixture().score_model(process)
     wrong = lambda z, t: 0.9 * exact(z, t)  # noqa: E731
-    loss0 = diffusion(wrong, x, process, generator=seeded(), reduction="none")
+    loss0 = diffusion(wrong, process, x, generator=seeded(), reduction="none")
     model = Perturbed(wrong, process, -1.5)
-    loss1 = diffusion(model, x, process, generator=seeded(), reduction="none")
+    loss1 = diffusion(model, process, x, generator=seeded(), reduction="none")
     with pytest.raises(AssertionError):
         check_gap(loss0, loss1, 0.5 * 1.5**2 * h(model.x).square().sum(1))
 
@@ -153,10 +154,10 @@ def test_importance_and_likelihood_have_the_same_expectation(name):
         return 0.8 * exact(z, t) + 0.3 * h(z) / process.marginal(t)[1][:, None]
 
     lik = diffusion(
-        model, x, process, weighting="likelihood", generator=seeded(1), reduction="none"
+        model, process, x, weighting="likelihood", generator=seeded(1), reduction="none"
     )
     imp = diffusion(
-        model, x, process, weighting="importance", generator=seeded(2), reduction="none"
+        model, process, x, weighting="importance", generator=seeded(2), reduction="none"
     )
     se = math.sqrt(lik.var() / lik.numel() + imp.var() / imp.numel())
     assert abs(float(lik.mean() - imp.mean())) < 4 * se
@@ -167,8 +168,8 @@ def test_importance_is_likelihood_on_ve():
     """On VE g²/σ² is constant, so q is uniform and both weightings draw the same t: equal per sample."""
     process, x = VE(), data(500)
     exact = mixture().score_model(process)
-    lik = diffusion(exact, x, process, weighting="likelihood", generator=seeded(), reduction="none")
-    imp = diffusion(exact, x, process, weighting="importance", generator=seeded(), reduction="none")
+    lik = diffusion(exact, process, x, weighting="likelihood", generator=seeded(), reduction="none")
+    imp = diffusion(exact, process, x, weighting="importance", generator=seeded(), reduction="none")
     torch.testing.assert_close(imp, lik, rtol=1e-9, atol=0)
 
 
@@ -182,7 +183,7 @@ def test_importance_density_matches_edm_closed_form():
     torch.testing.assert_close(dens, 1 / (mid * math.log(t1 / t0)), rtol=1e-5, atol=0)
     # The sampler's draws follow the CDF (Kolmogorov–Smirnov at the 1% level).
     model = Perturbed(mixture().score_model(process), process, 0.0)
-    diffusion(model, data(), process, weighting="importance", generator=seeded())
+    diffusion(model, process, data(), weighting="importance", generator=seeded())
     t = model.t.sort().values
     assert t.min() >= t0 and t.max() <= t1
     ecdf = torch.arange(1, N + 1, dtype=F64) / N
@@ -197,7 +198,7 @@ def test_ncsn_equals_weighted_dsm_at_fixed_levels():
     eps = torch.randn(x.shape, generator=g, dtype=F64)
     sigma = torch.tensor([0.1, 1.0, 3.0], dtype=F64)[torch.arange(50) % 3]
     model = lambda z, s: 0.9 * ncsn_exact(z, s) + h(z)  # noqa: E731
-    got = ncsn(model, x, [3.0, 1.0, 0.1], sigma=sigma, noise=eps, reduction="none")
+    got = ncsn(model, [3.0, 1.0, 0.1], x, sigma=sigma, noise=eps, reduction="none")
     x_tilde = x + sigma[:, None] * eps
     target = (x - x_tilde) / sigma[:, None] ** 2
     want = sigma**2 * 0.5 * (model(x_tilde, sigma) - target).square().sum(1)
@@ -222,7 +223,7 @@ def test_diffusion_at_fixed_t_is_weighted_dsm(name):
         "importance": g2 / (q * (process.t_max - process.t_min)),
     }
     for weighting, lam in weights.items():
-        got = diffusion(model, x, process, weighting=weighting, t=t, noise=eps, reduction="none")
+        got = diffusion(model, process, x, weighting=weighting, t=t, noise=eps, reduction="none")
         torch.testing.assert_close(got, lam * dsm, rtol=1e-10, atol=1e-12)
 
 
@@ -235,12 +236,12 @@ def test_sigma2_and_ncsn_are_sigma2_times_dsm_of_the_bound_model(name):
     model = lambda z, t: 0.9 * exact(z, t) + h(z)  # noqa: E731
     t = torch.linspace(process.t_min, process.t_max, 50, dtype=F64)
     alpha, sigma = process.marginal(t)
-    got = diffusion(model, x, process, t=t, noise=eps, reduction="none")
+    got = diffusion(model, process, x, t=t, noise=eps, reduction="none")
     # dsm(score_fn, x', σ) draws x̃ = x' + σε; with x' = α x it is the kernel of x_t given x.
     want = sigma**2 * dsm(at_time(model, t), alpha[:, None] * x, sigma, noise=eps, reduction="none")
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     levels = torch.tensor([3.0, 1.0, 0.1], dtype=F64)[torch.arange(50) % 3]
-    got = ncsn(model, x, [3.0, 1.0, 0.1], sigma=levels, noise=eps, reduction="none")
+    got = ncsn(model, [3.0, 1.0, 0.1], x, sigma=levels, noise=eps, reduction="none")
     want = levels**2 * dsm(at_time(model, levels), x, levels, noise=eps, reduction="none")
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
 
@@ -257,7 +258,7 @@ def test_edm_at_fixed_sigma_is_weighted_denoiser_error(name):
     x_t = alpha * (x + sh * eps)
     d = (x_t + (alpha * sh) ** 2 * model(x_t, t.expand(50))) / alpha  # Tweedie
     want = (sh**2 + sd**2) / (sh * sd) ** 2 * (d - x).square().sum(1)
-    got = edm(model, x, process, sigma=sh, noise=eps, sigma_data=sd, reduction="none")
+    got = edm(model, process, x, sigma=sh, noise=eps, sigma_data=sd, reduction="none")
     torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
 
 
@@ -265,7 +266,7 @@ def test_edm_clamps_levels_to_the_process_range():
     process, x = EDM(), data(4)
     eps = torch.randn(x.shape, generator=seeded(), dtype=F64)
     model = Perturbed(mixture().score_model(process), process, 0.0)
-    got = edm(model, x, process, sigma=torch.tensor([1e-5, 0.3, 80.0, 1e4], dtype=F64), noise=eps,
+    got = edm(model, process, x, sigma=torch.tensor([1e-5, 0.3, 80.0, 1e4], dtype=F64), noise=eps,
               reduction="none")  # fmt: skip
     sh = torch.tensor([0.002, 0.3, 80.0, 80.0], dtype=F64)
     torch.testing.assert_close(model.t, sh, rtol=1e-14, atol=0)
@@ -279,21 +280,21 @@ def test_edm_loss_of_untrained_precond_is_one_per_dimension():
     g = seeded(3)
     x = 0.5 * torch.randn(N, 3, 2, generator=g, dtype=F64)  # event shape (3, 2), D = 6
     model = EDMPrecond(lambda z, c: torch.zeros_like(z), EDM())
-    loss = edm(model, x, EDM(), generator=g, reduction="none")
+    loss = edm(model, EDM(), x, generator=g, reduction="none")
     assert abs(float(loss.mean()) - 6.0) < 4 * float(loss.std()) / math.sqrt(N)
 
 
 # -- plumbing -------------------------------------------------------------------------------------
 def all_losses(x, generator):
-    vp, ens = VP(), NoiseEnsemble.geometric()
+    vp, ens = VP(), NoiseLevels.geometric()
     model = lambda z, t: -z  # noqa: E731
     return [
-        ncsn(model, x, ens, generator=generator, reduction="none"),
+        ncsn(model, ens, x, generator=generator, reduction="none"),
         *(
-            diffusion(model, x, vp, weighting=w, generator=generator, reduction="none")
+            diffusion(model, vp, x, weighting=w, generator=generator, reduction="none")
             for w in ("sigma2", "likelihood", "importance")
         ),
-        edm(model, x, vp, generator=generator, reduction="none"),
+        edm(model, vp, x, generator=generator, reduction="none"),
     ]
 
 
@@ -304,13 +305,13 @@ def test_same_seed_same_loss_and_reductions():
         assert la.shape == (64,) and torch.equal(la, lb) and not torch.equal(la, lc)
     vp = VP()
     model = lambda z, t: -z  # noqa: E731
-    per = diffusion(model, x, vp, generator=seeded())
+    per = diffusion(model, vp, x, generator=seeded())
     assert per.ndim == 0
     torch.testing.assert_close(
-        per, diffusion(model, x, vp, generator=seeded(), reduction="none").mean()
+        per, diffusion(model, vp, x, generator=seeded(), reduction="none").mean()
     )
-    total = edm(model, x, vp, generator=seeded(), reduction="sum")
-    torch.testing.assert_close(total, edm(model, x, vp, generator=seeded(), reduction="none").sum())
+    total = edm(model, vp, x, generator=seeded(), reduction="sum")
+    torch.testing.assert_close(total, edm(model, vp, x, generator=seeded(), reduction="none").sum())
 
 
 def test_float32_and_time_dtype():
@@ -323,8 +324,8 @@ def test_float32_and_time_dtype():
         seen["t"] = t
         return -z
 
-    for fn in (lambda: ncsn(spy, x, [1.0, 0.1]), lambda: diffusion(spy, x, VP()),
-               lambda: diffusion(spy, x, VP(), weighting="importance"), lambda: edm(spy, x, VP())):  # fmt: skip
+    for fn in (lambda: ncsn(spy, [1.0, 0.1], x), lambda: diffusion(spy, VP(), x),
+               lambda: diffusion(spy, VP(), x, weighting="importance"), lambda: edm(spy, VP(), x)):  # fmt: skip
         fn()
         assert seen["t"].dtype == torch.float32 and seen["t"].shape == (32,)
 
@@ -335,32 +336,32 @@ def test_validation():
     bad_x = x.clone()
     bad_x[0, 0] = float("nan")
     with pytest.raises(ValueError, match="NaN"):
-        diffusion(model, bad_x, vp)
+        diffusion(model, vp, bad_x)
     with pytest.raises(ValueError, match="shape"):
-        ncsn(model, x[:, 0], [1.0])
+        ncsn(model, [1.0], x[:, 0])
     with pytest.raises(ValueError, match="weighting"):
-        diffusion(model, x, vp, weighting="uniform")
+        diffusion(model, vp, x, weighting="uniform")
     with pytest.raises(ValueError, match="sigmas"):
-        ncsn(model, x, [])
+        ncsn(model, [], x)
     with pytest.raises(ValueError, match="sigmas"):
-        ncsn(model, x, torch.tensor([1.0, -1.0]))
-    with pytest.raises(ValueError, match="NoiseEnsemble"):
-        ncsn(model, x, vp)
+        ncsn(model, torch.tensor([1.0, -1.0]), x)
+    with pytest.raises(ValueError, match="NoiseLevels"):
+        ncsn(model, vp, x)
     with pytest.raises(ValueError, match="score of x's shape"):
-        edm(lambda z, t: z[:, :1], x, vp)
+        edm(lambda z, t: z[:, :1], vp, x)
     with pytest.raises(ValueError, match="noise"):
-        diffusion(model, x, vp, noise=torch.zeros(8, 3, dtype=F64))
+        diffusion(model, vp, x, noise=torch.zeros(8, 3, dtype=F64))
     with pytest.raises(ValueError, match="t must"):
-        diffusion(model, x, vp, t=torch.ones(3, dtype=F64))
+        diffusion(model, vp, x, t=torch.ones(3, dtype=F64))
     with pytest.raises(ValueError, match="t must lie"):
-        diffusion(model, x, vp, t=2.0, weighting="importance")
+        diffusion(model, vp, x, t=2.0, weighting="importance")
     with pytest.raises(ValueError, match="sigma must"):
-        ncsn(model, x, [1.0], sigma=-1.0)
+        ncsn(model, [1.0], x, sigma=-1.0)
     with pytest.raises(ValueError, match="P_std"):
-        edm(model, x, vp, P_std=0.0)
+        edm(model, vp, x, P_std=0.0)
     with pytest.raises(ValueError, match="reduction"):
-        edm(model, x, vp, reduction="max")
+        edm(model, vp, x, reduction="max")
     with pytest.raises(ValueError, match="Process"):
-        diffusion(model, x, "vp")
+        diffusion(model, "vp", x)
     with pytest.raises(ValueError, match="empty time range"):
-        diffusion(model, x, NoiseEnsemble([0.5]))
+        diffusion(model, NoiseLevels([0.5]), x)

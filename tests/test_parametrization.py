@@ -1,4 +1,4 @@
-"""Parametrization wrappers, at_time and NoiseEnsemble against the exact mixture oracle (float64).
+"""Parametrization wrappers, at_time and NoiseLevels against the exact mixture oracle (float64).
 
 Each wrapper is fed the network that a perfect model of its kind would be (built from the exact
 mixture score), so it must give back the exact score and posterior mean up to rounding: every
@@ -20,13 +20,12 @@ from scorematch.parametrization import (
     DataPrediction,
     EDMPrecond,
     EpsilonPrediction,
-    NoiseEnsemble,
     ScorePrediction,
     at_time,
     default_noise_input,
     wrap,
 )
-from scorematch.processes import EDM, VE, VP, SubVP
+from scorematch.processes import EDM, VE, VP, NoiseLevels, SubVP
 
 F64 = torch.float64
 PROCESSES = {
@@ -34,7 +33,7 @@ PROCESSES = {
     "VP": VP(),
     "SubVP": SubVP(),
     "EDM": EDM(),
-    "NCSN": NoiseEnsemble.geometric(),
+    "NCSN": NoiseLevels.geometric(),
 }
 
 
@@ -169,7 +168,7 @@ def test_wrappers_pass_the_documented_noise_input():
     assert_close(seen["c"], 0.25 * t.log())
     assert default_noise_input(VE()) == "t" and default_noise_input(SubVP()) == "t"
     assert default_noise_input(EDM()) == "log_sigma"
-    assert default_noise_input(NoiseEnsemble([0.5, 0.1])) == "log_sigma"
+    assert default_noise_input(NoiseLevels([0.5, 0.1])) == "log_sigma"
 
 
 def test_event_shape_and_float32():
@@ -248,26 +247,26 @@ def test_at_time_scalar_and_per_sample():
         at_time(exact, float("nan"))
 
 
-# -- NoiseEnsemble --------------------------------------------------------------------------------
+# -- NoiseLevels --------------------------------------------------------------------------------
 def test_noise_ensemble_geometric_levels_exact():
-    ens = NoiseEnsemble.geometric(0.01, 10.0, 10)
+    ens = NoiseLevels.geometric(0.01, 10.0, 10)
     assert ens.sigmas.dtype == F64 and ens.sigmas.shape == (10,)
     np.testing.assert_allclose(ens.sigmas.numpy(), np.geomspace(10.0, 0.01, 10), rtol=1e-14)
     assert ens.sigmas[0].item() == 10.0 and ens.sigmas[-1].item() == 0.01
     ratios = ens.sigmas[1:] / ens.sigmas[:-1]
     np.testing.assert_allclose(ratios.numpy(), 10 ** (-1 / 3), rtol=1e-14)
     assert (ens.t_min, ens.t_max, ens.prior_std, len(ens)) == (0.01, 10.0, 10.0, 10)
-    default = NoiseEnsemble.geometric()
+    default = NoiseLevels.geometric()
     assert torch.equal(default.sigmas, ens.sigmas)
     # Any order in, descending out.
-    assert NoiseEnsemble([0.1, 1.0, 0.5]).sigmas.tolist() == [1.0, 0.5, 0.1]
+    assert NoiseLevels([0.1, 1.0, 0.5]).sigmas.tolist() == [1.0, 0.5, 0.1]
     cfg = ens.config()
-    assert cfg["name"] == "NoiseEnsemble"
-    assert torch.equal(NoiseEnsemble(cfg["sigmas"]).sigmas, ens.sigmas)
+    assert cfg["name"] == "NoiseLevels"
+    assert torch.equal(NoiseLevels(cfg["sigmas"]).sigmas, ens.sigmas)
 
 
 def test_noise_ensemble_is_an_edm_like_process():
-    ens = NoiseEnsemble.geometric(0.01, 10.0, 5)
+    ens = NoiseLevels.geometric(0.01, 10.0, 5)
     t = torch.tensor([0.01, 0.3, 2.0, 10.0], dtype=F64)
     alpha, sigma = ens.marginal(t)
     assert torch.equal(alpha, torch.ones_like(t)) and torch.equal(sigma, t)
@@ -280,7 +279,7 @@ def test_noise_ensemble_is_an_edm_like_process():
 
 
 def test_noise_ensemble_sample_reproducible_and_uniform():
-    ens = NoiseEnsemble.geometric(0.01, 10.0, 10)
+    ens = NoiseLevels.geometric(0.01, 10.0, 10)
     a = ens.sample(20000, generator=torch.Generator().manual_seed(1), dtype=F64)
     b = ens.sample(20000, generator=torch.Generator().manual_seed(1), dtype=F64)
     c = ens.sample(20000, generator=torch.Generator().manual_seed(2), dtype=F64)
@@ -300,17 +299,17 @@ def test_noise_ensemble_sample_reproducible_and_uniform():
 )
 def test_noise_ensemble_validation(bad):
     with pytest.raises(ValueError, match="sigmas"):
-        NoiseEnsemble(bad)
+        NoiseLevels(bad)
 
 
 def test_noise_ensemble_geometric_validation():
     with pytest.raises(ValueError, match="sigma_min < sigma_max"):
-        NoiseEnsemble.geometric(1.0, 0.1, 5)
+        NoiseLevels.geometric(1.0, 0.1, 5)
     with pytest.raises(ValueError, match="n must be"):
-        NoiseEnsemble.geometric(0.1, 1.0, 1)
+        NoiseLevels.geometric(0.1, 1.0, 1)
     with pytest.raises(ValueError, match="sigma_min"):
-        NoiseEnsemble.geometric(-0.1, 1.0, 3)
+        NoiseLevels.geometric(-0.1, 1.0, 3)
     with pytest.raises(ValueError, match="batch"):
-        NoiseEnsemble.geometric().sample(0)
-    single = NoiseEnsemble([0.3])
+        NoiseLevels.geometric().sample(0)
+    single = NoiseLevels([0.3])
     assert single.t_min == single.t_max == 0.3

@@ -21,7 +21,7 @@ import scorematch as sm
 from scorematch.metrics import mixture_error
 from scorematch.samplers import api, grids
 from scorematch.samplers.dpm_solver import dpm_solver
-from scorematch.samplers.edm import heun
+from scorematch.samplers.heun import heun
 from scorematch.samplers.ode import ode
 
 F64 = torch.float64
@@ -56,15 +56,18 @@ def _prior(process, n=16, d=2, seed=0, dtype=F64):
 
 
 # (name, run(model, process, x, steps), order, coarse steps N; the error is measured at N and 2N)
+# (denoise=False: the exact map is the ODE's own end point at t_min.)
 SOLVERS = {
-    "ode-euler": (lambda m, p, x, n: ode(m, p, x, n, method="euler"), 1, 40),
-    "ode-heun": (lambda m, p, x, n: ode(m, p, x, n, method="heun"), 2, 20),
-    "ode-rk4": (lambda m, p, x, n: ode(m, p, x, n, method="rk4"), 4, 10),
-    "heun": (lambda m, p, x, n: heun(m, p, x, n), 2, 20),
-    "dpm1": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=1), 1, 40),
-    "dpm2": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=2), 2, 40),
+    "ode-euler": (lambda m, p, x, n: ode(m, p, x, n, method="euler", denoise=False), 1, 40),
+    "ode-heun": (lambda m, p, x, n: ode(m, p, x, n, method="heun", denoise=False), 2, 20),
+    "ode-rk4": (lambda m, p, x, n: ode(m, p, x, n, method="rk4", denoise=False), 4, 10),
+    "heun": (lambda m, p, x, n: heun(m, p, x, n, denoise=False), 2, 20),
+    "dpm1": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=1, denoise=False), 1, 40),
+    "dpm2": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=2, denoise=False), 2, 40),
     # On the uniform log-SNR grid 3M converges faster than h³ on this target; EDM's grid shows h³.
-    "dpm3": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=3, grid="edm_rho"), 3, 40),
+    "dpm3": (
+        lambda m, p, x, n: dpm_solver(m, p, x, n, order=3, grid="edm_rho", denoise=False), 3, 40
+    ),
 }
 # Every solver on VP and EDM; the cheap high-order ones on all four processes.
 CONVERGENCE_CASES = [
@@ -108,7 +111,7 @@ def test_adaptive_ode_matches_exact_map_and_counts_calls():
         model = Counting(_gaussian().score_model(process))
         x_T = _prior(process)
         calls.clear()
-        out = ode(model, process, x_T, 4, method="adaptive", rtol=1e-7, atol=1e-7)
+        out = ode(model, process, x_T, 4, method="adaptive", rtol=1e-7, atol=1e-7, denoise=False)
         assert out.nfe == len(calls) > 10
         # Tolerances 1e-7 on a smooth linear ODE: the endpoint is exact to ~1e-5 absolute
         # (the state starts at |x| ≈ 80 under EDM, so atol dominates there).
@@ -136,14 +139,15 @@ def test_nfe_formulas(steps):
     process = sm.VP()
     model = _gaussian().score_model(process)
     x = _prior(process, n=4)
-    assert heun(model, process, x, steps).nfe == 2 * steps - 1
-    assert heun(model, process, x, steps, s_churn=5.0, generator=_gen(1)).nfe == 2 * steps - 1
+    assert heun(model, process, x, steps, denoise=False).nfe == 2 * steps - 1
+    churned = heun(model, process, x, steps, s_churn=5.0, generator=_gen(1), denoise=False)
+    assert churned.nfe == 2 * steps - 1
     assert heun(model, process, x, steps, denoise=True).nfe == 2 * steps
     for order in (1, 2, 3):
-        assert dpm_solver(model, process, x, steps, order=order).nfe == steps
+        assert dpm_solver(model, process, x, steps, order=order, denoise=False).nfe == steps
     assert dpm_solver(model, process, x, steps, denoise=True).nfe == steps + 1
     for method, per_step in (("euler", 1), ("heun", 2), ("rk4", 4)):
-        assert ode(model, process, x, steps, method=method).nfe == per_step * steps
+        assert ode(model, process, x, steps, method=method, denoise=False).nfe == per_step * steps
     assert ode(model, process, x, steps, method="rk4", denoise=True).nfe == 4 * steps + 1
 
 
@@ -266,7 +270,9 @@ def test_trajectory_and_callback(name):
     model = _gaussian().score_model(process)
     x = _prior(process, n=4)
     seen = []
-    out = ALL[name](model, process, x, callback=seen.append, return_trajectory=True)
+    out = ALL[name](
+        model, process, x, callback=seen.append, return_trajectory=True, denoise=False
+    )
     steps = len(seen)
     assert [c["i"] for c in seen] == list(range(steps))
     assert len(out.trajectory) == steps + 1
@@ -274,8 +280,8 @@ def test_trajectory_and_callback(name):
     assert torch.equal(out.trajectory[-1], out.x)
     times = [c["t"] for c in seen]
     assert all(a > b for a, b in itertools.pairwise(times))
-    assert times[-1] == pytest.approx(process.t_min)
-    for c, state in zip(seen, out.trajectory[1:]):
+    assert times[0] == pytest.approx(process.t_max)
+    for c, state in zip(seen, out.trajectory[:-1]):  # each step reports the state it starts from
         assert torch.equal(c["x"], state)
     if name in ("heun", "dpm2"):
         assert all(c["denoised"].shape == x.shape for c in seen)
@@ -290,7 +296,7 @@ def test_denoise_returns_tweedie_mean_at_t_min():
         lambda **k: dpm_solver(model, process, x, 8, grid="log_snr", **k),
         lambda **k: ode(model, process, x, 4, **k),
     ):
-        last = run().x
+        last = run(denoise=False).x
         t_min = torch.full((8,), process.t_min, dtype=F64)
         torch.testing.assert_close(run(denoise=True).x, model.denoise(last, t_min))
 
@@ -311,14 +317,14 @@ def test_churn_is_clamped_at_the_prior_level():
 def test_sample_by_name():
     process = sm.EDM()
     model = _gaussian().score_model(process)
-    out = api.sample(model, process, (6, 2), generator=_gen(0))  # default: heun, 18 steps
-    assert out.x.shape == (6, 2) and out.nfe == 2 * api.DEFAULT_STEPS["heun"] - 1
+    out = api.sample(model, process, (6, 2), generator=_gen(0))  # default: heun, 18 steps, x̂₀
+    assert out.x.shape == (6, 2) and out.nfe == 2 * api.DEFAULT_STEPS["heun"]
     direct = heun(model, process, (6, 2), api.DEFAULT_STEPS["heun"], generator=_gen(0))
     assert torch.equal(out.x, direct.x)
     out = api.sample(model, process, (6, 2), sampler="dpm_solver", steps=9, order=3)
-    assert out.nfe == 9
+    assert out.nfe == 10
     out = api.sample(model, process, (6, 2), sampler="ode", steps=5, method="euler")
-    assert out.nfe == 5
+    assert out.nfe == 6
     seen = []
     api.sample(model, process, (6, 2), sampler="heun", steps=3, callback=seen.append)
     assert len(seen) == 3
@@ -359,7 +365,7 @@ def test_bad_input_raises_value_error():
         lambda: heun(model, process, x, 3, s_noise=0.0),
         lambda: heun(model, process, x, 3, s_tmin=2.0, s_tmax=1.0),
         lambda: heun(model, process, torch.zeros(3), 3),
-        lambda: dpm_solver(model, process, x, 3, grid=torch.tensor([0.9, 0.5])),  # 2 ≠ steps + 1
+        lambda: dpm_solver(model, process, x, 3, grid=torch.tensor([0.9, 0.5])),  # implies 1 ≠ 3
         lambda: heun(model, process, x, 3, grid=torch.tensor([0.9, 0.5, 0.1])),
         lambda: ode(model, process, x, 3, grid=torch.tensor([0.5, 0.9, 0.95, 0.99])),
     ]
@@ -405,7 +411,7 @@ def test_dpm_solver_few_step_default_is_its_documented_recipe():
     process = sm.EDM()  # σ_data = 0.5: jump to σ̂ = 5, log-SNR steps to 0.05, then x̂₀
     model = _mixture().score_model(process)
     x = _prior(process, n=64, seed=4)
-    out = dpm_solver(model, process, x, 10)
+    out = dpm_solver(model, process, x, 9)
     t_end = grids.t_of_sigma(process, 0.05)
     explicit = dpm_solver(
         model,
@@ -418,9 +424,10 @@ def test_dpm_solver_few_step_default_is_its_documented_recipe():
     )
     assert out.nfe == explicit.nfe == 10
     assert torch.equal(out.x, explicit.x)
-    plain = dpm_solver(model, process, x, 13)  # above 12 steps: the log-SNR grid over the range
+    assert torch.equal(out.x, dpm_solver(model, process, x, 9, grid="few_step").x)
+    plain = dpm_solver(model, process, x, 12)  # above 11 steps: the log-SNR grid over the range
     assert plain.nfe == 13
-    assert torch.equal(plain.x, dpm_solver(model, process, x, 13, grid="log_snr", order=3).x)
+    assert torch.equal(plain.x, dpm_solver(model, process, x, 12, grid="log_snr", order=3).x)
 
 
 @pytest.mark.parametrize("name", ["VP", "VE", "EDM"])

@@ -23,7 +23,7 @@ from _shared import rotated as _rotated
 
 import scorematch as sm
 from scorematch.metrics import mixture_error
-from scorematch.parametrization import NoiseEnsemble
+from scorematch.processes import NoiseLevels
 from scorematch.samplers.langevin import (
     annealed_langevin,
     langevin_corrector,
@@ -232,8 +232,8 @@ def test_annealed_langevin_law_equals_recursion():
         target.score_model(process),
         process,
         (N_LIN, 1),
-        steps,
-        levels=sigmas,
+        grid=torch.tensor(sigmas, dtype=F64),  # EDM: t = σ
+        langevin_steps=steps,
         step_size=eps,
         generator=_gen(3),
     )
@@ -253,12 +253,12 @@ def test_annealed_langevin_on_vp_works_on_the_unit_scale():
     vp, edm = sm.VP(), sm.EDM(sigma_min=0.3, sigma_max=3.0)
     a_max = _coef(vp, vp.t_max)[0]
     y0 = torch.linspace(-3, 3, 11, dtype=F64)[:, None]
-    out_vp = annealed_langevin(
-        target.score_model(vp), vp, y0 * a_max, 5, levels=sigmas, step_size=0.01, generator=_gen(1)
-    )
-    out_edm = annealed_langevin(
-        target.score_model(edm), edm, y0, 5, levels=sigmas, step_size=0.01, generator=_gen(1)
-    )
+    levels = torch.tensor(sigmas, dtype=F64)
+    t_vp = vp.t_of_log_snr(-2 * levels.log())  # the VP times whose σ_t/α_t are the levels
+    kw = {"langevin_steps": 5, "step_size": 0.01, "generator": _gen(1)}
+    out_vp = annealed_langevin(target.score_model(vp), vp, y0 * a_max, grid=t_vp, **kw)
+    kw["generator"] = _gen(1)
+    out_edm = annealed_langevin(target.score_model(edm), edm, y0, grid=levels, **kw)
     torch.testing.assert_close(out_vp.x, out_edm.x, rtol=1e-9, atol=1e-9)
 
 
@@ -330,6 +330,7 @@ def test_samplers_reproduce_mixture(process_name, sampler):
 
 
 ALD_SETTINGS = {"levels": 20, "steps": 30, "ratio": 0.5}  # ε = ratio·σ_L², NFE = 20·30 + 1
+# (levels geometric in σ: grid="auto", i.e. log-SNR, with levels − 1 intervals)
 
 
 @pytest.mark.parametrize("process_name", ["EDM", "VE"])
@@ -342,8 +343,8 @@ def test_annealed_langevin_reproduces_mixture(process_name):
         mixture.score_model(process),
         process,
         (N_MIX, 2),
-        ALD_SETTINGS["steps"],
-        levels=ALD_SETTINGS["levels"],
+        ALD_SETTINGS["levels"] - 1,
+        langevin_steps=ALD_SETTINGS["steps"],
         step_size=eps,
         generator=_gen(12),
     )
@@ -368,7 +369,7 @@ def test_annealed_langevin_default_step_size_is_relative_to_the_last_level():
 
 
 def test_annealed_langevin_uses_noise_ensemble_levels():
-    ens = NoiseEnsemble.geometric(0.05, 5.0, 4)
+    ens = NoiseLevels.geometric(0.05, 5.0, 4)
     seen = []
 
     class Recording(torch.nn.Module):
@@ -381,7 +382,9 @@ def test_annealed_langevin_uses_noise_ensemble_levels():
             return self.inner(x, t)
 
     model = Recording(_gaussian().score_model(ens))
-    out = annealed_langevin(model, ens, (3, 2), 2, step_size=0.1 * 0.05**2, generator=_gen(0))
+    out = annealed_langevin(
+        model, ens, (3, 2), langevin_steps=2, step_size=0.1 * 0.05**2, generator=_gen(0)
+    )
     assert out.nfe == 4 * 2 + 1 == len(seen)
     called = [float(t[0]) for t in seen]
     levels = ens.sigmas.tolist()
@@ -406,8 +409,8 @@ ALL = {
     "corrector-only": lambda m, p, x, n, **k: predictor_corrector(
         m, p, x, n, predictor="none", **k
     ),
-    "ald": lambda m, p, x, n, **k: annealed_langevin(
-        m, p, x, n, levels=3, step_size=0.1 * _sigma_hat_min(p) ** 2, **k
+    "ald": lambda m, p, x, n, **k: annealed_langevin(  # 3 levels of n Langevin steps
+        m, p, x, 2, langevin_steps=n, step_size=0.1 * _sigma_hat_min(p) ** 2, **k
     ),
 }
 
@@ -524,23 +527,28 @@ def test_trajectory_and_callback(name):
         model, process, x, 3, callback=seen.append, return_trajectory=True, generator=_gen(1)
     )
     assert [c["i"] for c in seen] == list(range(len(seen)))
-    assert all(c["x"].shape == x.shape and c["score"].shape == x.shape for c in seen)
-    assert torch.equal(out.trajectory[-1], out.x)
-    if (
-        name == "ald"
-    ):  # a callback per Langevin step, a trajectory entry per level (+ start, denoise)
-        assert len(seen) == 3 * 3
-        assert len(out.trajectory) == 3 + 2
-        assert torch.allclose(out.trajectory[0], x / _coef(process, process.t_max)[0])
+    assert all(set(c) == {"i", "t", "sigma", "x", "denoised"} for c in seen)
+    assert all(c["x"].shape == x.shape and c["denoised"].shape == x.shape for c in seen)
+    times = [c["t"] for c in seen]
+    assert times[0] == pytest.approx(process.t_max)
+    assert times == sorted(times, reverse=True)
+    if name == "ald":  # a callback per level (3 levels), the state after each level
+        assert len(seen) == 3
+        assert len(out.trajectory) == 3
+        a_last = _coef(process, times[-1])[0]
+        final = ALL[name](model, process, x, 3, return_trajectory=True, generator=_gen(1),
+                          denoise=False)  # fmt: skip
+        torch.testing.assert_close(final.x, a_last * final.trajectory[-1], rtol=0, atol=0)
         return
     assert len(seen) == 3
-    assert len(out.trajectory) == 3 + 2  # start, after each step, after denoising
+    assert len(out.trajectory) == 3 + 1  # the states at the grid times
     assert torch.equal(out.trajectory[0], x)
-    for c, state in zip(seen, out.trajectory[1:]):
+    for c, state in zip(seen, out.trajectory[:-1]):  # each step reports the state it starts from
         assert torch.equal(c["x"], state)
-    times = [c["t"] for c in seen]
-    assert times[-1] == pytest.approx(process.t_min)
-    assert times == sorted(times, reverse=True)
+    final = ALL[name](
+        model, process, x, 3, return_trajectory=True, generator=_gen(1), denoise=False
+    )
+    assert torch.equal(final.trajectory[-1], final.x)
     # no trajectory unless asked
     assert ALL[name](model, process, x, 2, generator=_gen(1)).trajectory is None
 
@@ -586,9 +594,9 @@ def test_bad_input_raises_value_error():
         lambda: euler_maruyama(model, process, x, 3, grid=torch.tensor([0.9, 0.5])),
         lambda: annealed_langevin(model, process, x, 3, step_size=0.0),
         lambda: annealed_langevin(model, process, x, 3, step_size=1.0),  # ≥ 2σ_L²: diverges
-        lambda: annealed_langevin(model, process, x, 3, levels=0),
-        lambda: annealed_langevin(model, process, x, 3, levels=[0.1, 1.0]),
-        lambda: annealed_langevin(model, process, x, 3, levels="many"),
+        lambda: annealed_langevin(model, process, x, 3, langevin_steps=0),
+        lambda: annealed_langevin(model, process, x, grid=[0.1, 1.0]),
+        lambda: annealed_langevin(model, process, x, 3, grid="many"),
         lambda: euler_maruyama(model, process, torch.zeros(3), 3),
         lambda: euler_maruyama(lambda x, t: x[:, :1], process, x, 3),  # wrong score shape
         lambda: predictor_corrector(lambda x, t: x[:, :1], process, x, 3, predictor="none"),

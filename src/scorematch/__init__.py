@@ -10,19 +10,19 @@ from . import data, metrics, models, objectives, samplers
 from .data import Standardizer, load_dataset, toy_dataset
 from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
-from .likelihood import BitsPerDim, LogLikelihood, bits_per_dim, log_likelihood
+from .likelihood import bits_per_dim, log_likelihood
 from .models import MLPEnergy, MLPScore, UNet, build_model
 from .parametrization import (
     DataPrediction,
     EDMPrecond,
     EpsilonPrediction,
-    NoiseEnsemble,
     ScorePrediction,
     at_time,
     wrap,
 )
-from .processes import EDM, VE, VP, Process, SubVP, make_process
-from .samplers import Samples, sample
+from .processes import EDM, VE, VP, NoiseLevels, Process, SigmaClock, SubVP, make_process
+from .results import BitsPerDim, LogLikelihood, Samples
+from .samplers import sample
 from .training import Trainer, TrainingDiverged, TrainResult, load_checkpoint
 
 __version__ = "0.1.0"
@@ -42,10 +42,11 @@ __all__ = [
     "MLPEnergy",
     "MLPScore",
     "MixtureScoreModel",
-    "NoiseEnsemble",
+    "NoiseLevels",
     "Process",
     "Samples",
     "ScorePrediction",
+    "SigmaClock",
     "Standardizer",
     "SubVP",
     "TrainResult",

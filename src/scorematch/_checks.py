@@ -64,3 +64,91 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+def check_positive_int(value: object, name: str) -> int:
+    """An integer ≥ 1 (bools and non-integral floats refused)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if int(value) < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def as_time(t: Tensor | float, like: Tensor | None = None) -> Tensor:
+    """t as a floating-point tensor: kept if it is one, else in ``like``'s dtype and device (or the
+    default dtype)."""
+    if isinstance(t, Tensor):
+        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
+    if like is not None:
+        return torch.as_tensor(t, dtype=like.dtype, device=like.device)
+    return torch.as_tensor(t, dtype=torch.get_default_dtype())
+
+
+def model_device(model: object, generator: torch.Generator | None = None):
+    """(device, dtype) of a model's first parameter or buffer; for a model without tensors (a plain
+    function), the generator's device (else the CPU) and the default dtype."""
+    if isinstance(model, torch.nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            dtype = tensor.dtype if tensor.is_floating_point() else torch.get_default_dtype()
+            return tensor.device, dtype
+    device = generator.device if generator is not None else torch.device("cpu")
+    return device, torch.get_default_dtype()
+
+
+# -- random numbers ---------------------------------------------------------------------------------
+# Every draw happens on the generator's device and is then moved, so that one seed gives the same
+# numbers whatever device the data are on.
+def draw_device(generator: torch.Generator | None, device) -> torch.device | str | None:
+    """Where to draw: the generator's device if there is a generator, else ``device``."""
+    return generator.device if generator is not None else device
+
+
+def randn(shape, generator: torch.Generator | None, *, device=None, dtype=None) -> Tensor:
+    """Standard normal numbers of ``shape``, drawn with ``generator`` and placed on ``device``."""
+    z = torch.randn(
+        tuple(shape), generator=generator, device=draw_device(generator, device), dtype=dtype
+    )
+    return z if device is None else z.to(device)
+
+
+def rand(shape, generator: torch.Generator | None, *, device=None, dtype=None) -> Tensor:
+    """Uniform numbers in [0, 1) of ``shape``, drawn with ``generator`` and placed on ``device``."""
+    u = torch.rand(
+        tuple(shape), generator=generator, device=draw_device(generator, device), dtype=dtype
+    )
+    return u if device is None else u.to(device)
+
+
+def randint(high: int, shape, generator: torch.Generator | None, *, device=None) -> Tensor:
+    """Integers uniform in {0, …, high − 1} of ``shape``, drawn with ``generator``."""
+    k = torch.randint(
+        int(high), tuple(shape), generator=generator, device=draw_device(generator, device)
+    )
+    return k if device is None else k.to(device)
+
+
+def rademacher(shape, generator: torch.Generator | None, *, device=None, dtype=None) -> Tensor:
+    """Independent ±1 signs of ``shape`` (E[vvᵀ] = I), drawn with ``generator``."""
+    return (
+        randint(2, shape, generator, device=device).to(dtype or torch.get_default_dtype()) * 2 - 1
+    )
+
+
+def noise_like(x: Tensor, generator: torch.Generator | None) -> Tensor:
+    """Standard normal noise of x's shape, dtype and device."""
+    return randn(x.shape, generator, device=x.device, dtype=x.dtype)
+
+
+# torchdiffeq's methods: the adaptive ones choose their own steps; the others need a step size.
+ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
+FIXED_SOLVERS = ("euler", "midpoint", "heun2", "heun3", "rk4", "explicit_adams", "implicit_adams")
+
+
+def check_solver(solver: str, *, adaptive: bool = False) -> str:
+    """A torchdiffeq method name (only the adaptive ones when ``adaptive``)."""
+    names = ADAPTIVE_SOLVERS if adaptive else ADAPTIVE_SOLVERS + FIXED_SOLVERS
+    if solver not in names:
+        kind = "adaptive solver" if adaptive else "solver"
+        raise ValueError(f"unknown {kind} {solver!r}; choose one of {', '.join(names)}")
+    return solver

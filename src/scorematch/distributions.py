@@ -15,7 +15,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ._checks import broadcast_time, check_batch
+from ._checks import broadcast_time, check_batch, draw_device, randn
 
 
 def _as_tensor(value, dtype: torch.dtype | None, device=None) -> Tensor:
@@ -109,10 +109,13 @@ class GaussianMixture:
             setattr(new, name, getattr(other, name).to(device=device, dtype=dtype))
         return new
 
-    def perturbed(self, alpha: float | Tensor, sigma: float | Tensor) -> GaussianMixture:
-        """Exact law of α·x₀ + σ·ε with x₀ ~ self and ε ~ N(0, I): components N(αμ_k, α²Σ_k + σ²I)."""
-        alpha = float(alpha)
-        sigma = float(sigma)
+    def perturbed(self, alpha: float, sigma: float) -> GaussianMixture:
+        """Exact law of α·x₀ + σ·ε with x₀ ~ self and ε ~ N(0, I): components N(αμ_k, α²Σ_k + σ²I).
+
+        α and σ are numbers (or one-element tensors): one law.  For one time per sample use
+        ``score_model(process)``, which evaluates the perturbed score per sample.
+        """
+        alpha, sigma = _number(alpha, "alpha"), _number(sigma, "sigma")
         if not math.isfinite(alpha) or not math.isfinite(sigma) or sigma < 0:
             raise ValueError(f"need finite alpha and sigma >= 0, got alpha={alpha}, sigma={sigma}")
         new = type(self).__new__(type(self))
@@ -132,10 +135,10 @@ class GaussianMixture:
             raise ValueError(f"n must be a positive integer, got {n}")
         n = int(n)
         # Draw where the generator lives, then move: the same seed gives the same samples anywhere.
-        where = generator.device if generator is not None else self.device
+        where = draw_device(generator, self.device)
         k = torch.multinomial(self.weights.to(where), n, replacement=True, generator=generator)
-        eps = torch.randn(n, self.dim, generator=generator, dtype=self.dtype, device=where)
-        k, eps = k.to(self.device), eps.to(self.device)
+        k = k.to(self.device)
+        eps = randn((n, self.dim), generator, device=self.device, dtype=self.dtype)
         root = self._eigvecs * self._eigvals.sqrt()[:, None, :]  # U diag(√λ): a square root of Σ
         return self.means[k] + torch.einsum("nij,nj->ni", root[k], eps)
 
@@ -260,3 +263,12 @@ class MixtureScoreModel(nn.Module):
         alpha, sigma = self.process.marginal(t)
         s = self.mixture.noised_score(x, alpha, sigma)
         return (x + sigma[:, None] ** 2 * s) / alpha[:, None]
+
+
+def _number(value: float | Tensor, name: str) -> float:
+    if isinstance(value, Tensor) and value.numel() != 1:
+        raise ValueError(
+            f"{name} must be a number (one law), got a tensor of shape {tuple(value.shape)}; "
+            "use score_model(process) for per-sample times"
+        )
+    return float(value)

@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -39,54 +38,18 @@ from torch.func import vjp, vmap
 from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
-from ._checks import check_batch, check_positive
+from ._checks import (
+    ADAPTIVE_SOLVERS,
+    check_batch,
+    check_positive,
+    check_solver,
+    rademacher,
+    rand,
+    randn,
+)
+from .results import BitsPerDim, LogLikelihood
 
 __all__ = ["BitsPerDim", "LogLikelihood", "bits_per_dim", "log_likelihood"]
-
-_SOLVERS = (
-    "dopri5",
-    "dopri8",
-    "bosh3",
-    "fehlberg2",
-    "adaptive_heun",
-    "euler",
-    "midpoint",
-    "heun2",
-    "heun3",
-    "rk4",
-    "explicit_adams",
-    "implicit_adams",
-)
-
-
-_ADAPTIVE = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-
-
-class _LogLikelihoodFields(NamedTuple):
-    log_prob: Tensor
-    nfe: int
-
-
-class LogLikelihood(_LogLikelihoodFields):
-    """``(log_prob, nfe)``: log-density per sample ``(B,)`` and the number of ODE evaluations.
-
-    Unpacks as a pair; ``.latent`` holds the end point x_T of the flow when ``return_latent=True``
-    (``None`` otherwise).
-    """
-
-    latent: Tensor | None
-
-    def __new__(cls, log_prob: Tensor, nfe: int, latent: Tensor | None = None):
-        self = super().__new__(cls, log_prob, nfe)
-        self.latent = latent
-        return self
-
-
-class BitsPerDim(NamedTuple):
-    """``(bpd, nfe)``: bits per dimension per sample ``(B,)`` and the number of ODE evaluations."""
-
-    bpd: Tensor
-    nfe: int
 
 
 def _divergence_fn(divergence: str, probe_vectors: Tensor | None):
@@ -175,7 +138,7 @@ def log_likelihood(
             back-propagation rather than the adjoint.  Memory grows with the number of steps.
 
     Returns:
-        ``LogLikelihood(log_prob, nfe)`` (unpacks as a pair): log-densities ``(B,)`` in nats
+        ``LogLikelihood(log_prob, nfe, latent)`` (unpacks as ``log_prob, nfe``): log-densities ``(B,)`` in nats
         (detached unless ``create_graph``) and ``nfe`` = the number of ODE right-hand-side
         evaluations; each evaluates the model exactly once (the divergence reuses that forward
         pass through ``torch.func.vjp``), so this is also the number of batched model forward
@@ -188,8 +151,7 @@ def log_likelihood(
         raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")
     if isinstance(probes, bool) or int(probes) != probes or int(probes) < 1:
         raise ValueError(f"probes must be a positive integer, got {probes}")
-    if solver not in _SOLVERS:
-        raise ValueError(f"unknown solver {solver!r}; choose one of {', '.join(_SOLVERS)}")
+    check_solver(solver)
     if time not in ("angle", "t"):
         raise ValueError(f"time must be 'angle' or 't', got {time!r}")
     rtol = check_positive(rtol, "rtol")
@@ -205,14 +167,9 @@ def log_likelihood(
     probe_vectors = None
     if divergence == "hutchinson":
         # Fixed noise for the whole solve: the integrand is then a smooth function of time.
-        where = generator.device if generator is not None else x.device
         shape = (int(probes), batch, dim)
-        if probe == "gaussian":
-            eps = torch.randn(shape, generator=generator, device=where, dtype=x.dtype)
-        else:
-            bits = torch.randint(0, 2, shape, generator=generator, device=where)
-            eps = bits.to(x.dtype) * 2 - 1
-        probe_vectors = eps.to(x.device)
+        draw = randn if probe == "gaussian" else rademacher
+        probe_vectors = draw(shape, generator, device=x.device, dtype=x.dtype)
     div_fn = _divergence_fn(divergence, probe_vectors)
 
     def score(x_flat: Tensor, t: Tensor) -> Tensor:
@@ -244,8 +201,7 @@ def log_likelihood(
             return torch.tensor(t, dtype=x.dtype)
 
         def rhs(t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-            f, g2 = process.log_alpha_rate(t), process.diffusion(t).square()
-            return div_fn(lambda zz: f * zz - 0.5 * g2 * score(zz, t), z)
+            return div_fn(lambda zz: process.reverse_drift(zz, t, score(zz, t), eta=0.0), z)
 
         c0 = cT = torch.ones((), dtype=x.dtype)
 
@@ -266,7 +222,7 @@ def log_likelihood(
         return rhs(s, state[0])
 
     opts = dict(options or {})
-    if solver in _ADAPTIVE and "step_t" not in opts:
+    if solver in ADAPTIVE_SOLVERS and "step_t" not in opts:
         # torchdiffeq otherwise steps past the end and interpolates back, querying the model
         # outside the range it was trained on.
         opts["step_t"] = span[1:]
@@ -332,7 +288,8 @@ def bits_per_dim(
     −Σ_d log s_d for the standardisation x = (r − m)/s.
 
     ``likelihood_kwargs`` go to :func:`log_likelihood` (``divergence``, ``rtol``, ``t_min`` …).
-    Returns ``BitsPerDim(bpd, nfe)`` with bpd of shape ``(B,)``.
+    Returns ``BitsPerDim(bpd, nfe, latent)`` (unpacks as ``bpd, nfe``), bpd of shape ``(B,)``;
+    ``latent`` is the flow's end point when ``return_latent=True`` is passed on.
     """
     if not isinstance(x, Tensor):
         raise ValueError(f"x must be a torch.Tensor, got {type(x).__name__}")
@@ -375,15 +332,13 @@ def bits_per_dim(
             b = 0.0 if shift is None else float(shift)
         v = x
         if dequantize == "uniform":
-            where = generator.device if generator is not None else x.device
-            u = torch.rand(x.shape, generator=generator, device=where, dtype=x.dtype)
-            v = x + u.to(x.device)
+            v = x + rand(x.shape, generator, device=x.device, dtype=x.dtype)
         y, log_abs_a = a * v + b, math.log(abs(a))
     log_det = torch.as_tensor(log_det, dtype=x.dtype, device=x.device)
     if log_det.ndim > 1 or (log_det.ndim == 1 and log_det.shape[0] not in (1, x.shape[0])):
         raise ValueError(
             f"log_det must be a number or have shape ({x.shape[0]},), got {tuple(log_det.shape)}"
         )
-    log_prob, nfe = log_likelihood(model, process, y, generator=generator, **likelihood_kwargs)
-    total = log_prob + dim * log_abs_a + log_det
-    return BitsPerDim(-total / (dim * math.log(2.0)), nfe)
+    out = log_likelihood(model, process, y, generator=generator, **likelihood_kwargs)
+    total = out.log_prob + dim * log_abs_a + log_det
+    return BitsPerDim(-total / (dim * math.log(2.0)), out.nfe, out.latent)

@@ -10,30 +10,27 @@ E[x₀ | x_t] = (x_t + σ_t² ∇log p_t(x_t)) / α_t.
 Noise input of the ε/x₀/score wrappers (``noise_input``):
   * ``"t"`` — the process time itself (score-SDE convention; default for VE, VP, SubVP);
   * ``"log_sigma"`` — ¼ log σ̂ with σ̂ = σ_t/α_t (EDM convention; default for processes whose time is
-    a noise level spanning beyond [0, 1], such as EDM (0.002…80) and ``NoiseEnsemble``).
+    a noise level spanning beyond [0, 1], such as EDM (0.002…80) and ``NoiseLevels``).
 ``EDMPrecond`` always passes ¼ log σ̂ (Karras et al. 2022, Table 1).
-
-``NoiseEnsemble`` is the discrete set of noise levels of NCSN (Song & Ermon 2019) as a process.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from ._checks import broadcast_time, check_batch, check_positive, expand_like
-from .processes import EDM, Process
+from ._checks import as_time, broadcast_time, check_batch, check_positive, expand_like
+from .processes import Process, SigmaClock, check_process
 
 __all__ = [
     "DataPrediction",
     "EDMCoefficients",
     "EDMPrecond",
     "EpsilonPrediction",
-    "NoiseEnsemble",
     "ScorePrediction",
     "at_time",
     "default_noise_input",
@@ -45,121 +42,14 @@ NOISE_INPUTS = ("t", "log_sigma")
 
 
 # ------------------------------------------------------------------------------------------------
-# NCSN noise levels as a process
-# ------------------------------------------------------------------------------------------------
-class NoiseEnsemble(Process):
-    """The noise levels σ_1 > … > σ_L of NCSN (Song & Ermon 2019) as a process.
-
-    Like ``EDM``: α_t = 1, σ_t = t, drift 0, g(t) = √(2t) (so dσ²/dt = g²), λ(t) = −2 log t,
-    prior N(0, σ_max² I).  The marginal is defined for every t > 0, but training
-    (``objectives.ncsn``) and annealed Langevin sampling only visit the levels, t ∈ {σ_i}.
-
-    Args:
-        sigmas: the levels, any order (stored descending as a float64 tensor ``.sigmas``); positive,
-            finite, distinct, at least one.
-    """
-
-    def __init__(self, sigmas: Sequence[float] | Tensor) -> None:
-        levels = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
-        if levels.ndim != 1 or levels.numel() == 0:
-            raise ValueError(
-                f"sigmas must be a non-empty 1-D sequence of noise levels, "
-                f"got shape {tuple(levels.shape)}"
-            )
-        if not bool(torch.isfinite(levels).all()) or bool((levels <= 0).any()):
-            raise ValueError(f"sigmas must be positive and finite, got {levels.tolist()}")
-        levels = torch.sort(levels, descending=True).values
-        if levels.numel() > 1 and bool((levels[1:] == levels[:-1]).any()):
-            raise ValueError(f"sigmas must be distinct, got {levels.tolist()}")
-        self.sigmas = levels
-        self.t_min = float(levels[-1])
-        self.t_max = float(levels[0])
-
-    @classmethod
-    def geometric(
-        cls, sigma_min: float = 0.01, sigma_max: float = 10.0, n: int = 10
-    ) -> NoiseEnsemble:
-        """n levels σ_i = σ_max (σ_min/σ_max)^{i/(n−1)}, i = 0…n−1 (Song & Ermon 2019, §4.2)."""
-        sigma_min = check_positive(sigma_min, "sigma_min")
-        sigma_max = check_positive(sigma_max, "sigma_max")
-        if not sigma_min < sigma_max:
-            raise ValueError(f"need sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
-        if int(n) != n or n < 2:
-            raise ValueError(f"n must be an integer >= 2, got {n}")
-        n = int(n)
-        i = torch.arange(n, dtype=torch.float64)
-        levels = sigma_max * (sigma_min / sigma_max) ** (i / (n - 1))
-        levels[0], levels[-1] = sigma_max, sigma_min  # exact ends, whatever the rounding
-        return cls(levels)
-
-    def __len__(self) -> int:
-        return self.sigmas.numel()
-
-    def sample(
-        self,
-        batch: int,
-        *,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-        dtype: torch.dtype | None = None,
-    ) -> Tensor:
-        """One level per sample, uniform over the levels: shape ``(batch,)``, dtype ``dtype``
-        (default: torch's default dtype)."""
-        if int(batch) != batch or batch < 1:
-            raise ValueError(f"batch must be a positive integer, got {batch}")
-        # Draw where the generator lives, so a seed gives the same levels on every device.
-        where = generator.device if generator is not None else device
-        idx = torch.randint(len(self), (int(batch),), generator=generator, device=where)
-        dtype = dtype or torch.get_default_dtype()
-        return self.sigmas.to(device=idx.device, dtype=dtype)[idx].to(device)
-
-    def marginal(self, t):
-        t = _as_time(t)
-        return torch.ones_like(t), t
-
-    def log_alpha_rate(self, t):
-        return torch.zeros_like(_as_time(t))
-
-    def diffusion(self, t):
-        return torch.sqrt(2 * _as_time(t))
-
-    def t_of_log_snr(self, log_snr):
-        return torch.exp(-0.5 * _as_time(log_snr))
-
-    @property
-    def prior_std(self) -> float:
-        return self.t_max
-
-    def _args(self) -> dict:
-        return {"sigmas": self.sigmas.tolist()}
-
-    def __repr__(self) -> str:
-        return (
-            f"NoiseEnsemble(n={len(self)}, sigma_max={self.t_max:.4g}, sigma_min={self.t_min:.4g})"
-        )
-
-
-def _as_time(t) -> Tensor:
-    if isinstance(t, Tensor):
-        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
-    return torch.as_tensor(t, dtype=torch.get_default_dtype())
-
-
-# ------------------------------------------------------------------------------------------------
 # Wrappers
 # ------------------------------------------------------------------------------------------------
 def default_noise_input(process: Process) -> str:
-    """``"log_sigma"`` for processes whose time is a noise level beyond [0, 1] (EDM, NoiseEnsemble,
+    """``"log_sigma"`` for processes whose time is a noise level beyond [0, 1] (EDM, NoiseLevels,
     any process with t_max > 1), else ``"t"``."""
-    if isinstance(process, (EDM, NoiseEnsemble)) or process.t_max > 1:
+    if isinstance(process, SigmaClock) or process.t_max > 1:
         return "log_sigma"
     return "t"
-
-
-def _check_process(process) -> Process:
-    if not isinstance(process, Process):
-        raise ValueError(f"process must be a scorematch Process, got {type(process).__name__}")
-    return process
 
 
 class _Wrapper(nn.Module):
@@ -170,7 +60,7 @@ class _Wrapper(nn.Module):
         if not callable(net):
             raise ValueError(f"net must be callable as net(x, c_noise), got {type(net).__name__}")
         self.net = net
-        self.process = _check_process(process)
+        self.process = check_process(process)
         noise_input = default_noise_input(process) if noise_input is None else noise_input
         if noise_input not in NOISE_INPUTS:
             raise ValueError(f"noise_input must be 't' or 'log_sigma', got {noise_input!r}")
@@ -272,8 +162,7 @@ class ScorePrediction(_Wrapper):
         return self._score(x, t)[0]
 
     def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
-        score, alpha, sigma = self._score(x, t)
-        return (x + expand_like(sigma, x) ** 2 * score) / expand_like(alpha, x)
+        return self.process.denoise(x, broadcast_time(t, x), self._score(x, t)[0])
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", scale_by_sigma={self.scale_by_sigma}"
@@ -302,19 +191,19 @@ class EDMPrecond(_Wrapper):
     Args:
         net: the raw network F.
         process: any process (for EDM, α = 1 and σ̂ = t).
-        sigma_data: data standard deviation σ_d; default ``process.sigma_data`` if the process has
-            one, else 0.5.
+        sigma_data: data standard deviation σ_d; default ``process.sigma_data`` if the process
+            states one (EDM), else 0.5.
     """
 
     def __init__(self, net: Net, process: Process, *, sigma_data: float | None = None) -> None:
         super().__init__(net, process, "log_sigma")
         if sigma_data is None:
-            sigma_data = getattr(process, "sigma_data", 0.5)
+            sigma_data = process.sigma_data if process.sigma_data is not None else 0.5
         self.sigma_data = check_positive(sigma_data, "sigma_data")
 
     def coefficients(self, sigma: Tensor | float) -> EDMCoefficients:
         """(c_skip, c_out, c_in, c_noise) at scaled noise level(s) σ̂, each of σ̂'s shape."""
-        sigma = _as_time(sigma)
+        sigma = as_time(sigma)
         sd2 = self.sigma_data**2
         total = sigma**2 + sd2
         return EDMCoefficients(

@@ -7,27 +7,41 @@ Samplers and the likelihood use only this interface, so a new process is one sma
 
 The log signal-to-noise ratio λ(t) = log(α_t² / σ_t²) decreases in t; every process also gives its
 inverse ``t_of_log_snr`` in closed form, which exponential-integrator solvers (DPM-Solver) need.
+
+The reverse dynamics are derived here once, for every process (as score-SDE's ``SDE.reverse``):
+``reverse_drift`` is the drift of the family of reverse-time SDEs with the forward marginals
+(η = 1 Anderson's reverse SDE, η = 0 the probability-flow ODE), and ``denoise`` is Tweedie's
+posterior mean of x₀.  ``SigmaClock`` is the base of the processes whose time is their noise
+level (α = 1, σ = t): ``EDM`` and NCSN's discrete ``NoiseLevels``.
 """
 
 from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
-from ._checks import check_positive, expand_like
+from ._checks import as_time, check_positive, check_positive_int, expand_like, randint, randn
 
-__all__ = ["EDM", "VE", "VP", "Process", "SubVP", "make_process"]
+__all__ = [
+    "EDM",
+    "VE",
+    "VP",
+    "NoiseLevels",
+    "Process",
+    "SigmaClock",
+    "SubVP",
+    "check_process",
+    "make_process",
+]
 
 
-def _t(t: Tensor | float, like: Tensor | None = None) -> Tensor:
-    if isinstance(t, Tensor):
-        return t if t.is_floating_point() else t.to(torch.get_default_dtype())
-    if like is not None:
-        return torch.as_tensor(t, dtype=like.dtype, device=like.device)
-    return torch.as_tensor(t, dtype=torch.get_default_dtype())
+def _time(t: Tensor | float) -> Tensor:
+    """A tensor t as it is; a Python number in float64 (coefficients exact, then cast to x's dtype)."""
+    return as_time(t) if isinstance(t, Tensor) else torch.tensor(float(t), dtype=torch.float64)
 
 
 class Process(ABC):
@@ -38,6 +52,9 @@ class Process(ABC):
     # The time grid samplers use when asked for grid="auto": uniform in the process's own clock
     # (score-SDE's discretisation of VP and VE), overridden where that clock is a poor one.
     default_grid: str = "uniform"
+    # The data standard deviation the process assumes (EDM's preconditioning and DPM-Solver's
+    # few-step grid read it); None when the process states none.
+    sigma_data: float | None = None
 
     @abstractmethod
     def marginal(self, t: Tensor | float) -> tuple[Tensor, Tensor]:
@@ -62,7 +79,34 @@ class Process(ABC):
 
     def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
         """f(t) x, with t a scalar or of shape ``(batch,)``."""
-        return expand_like(self.log_alpha_rate(_t(t, x)), x) * x
+        return expand_like(self.log_alpha_rate(as_time(t, x)), x) * x
+
+    def reverse_drift(
+        self, x: Tensor, t: Tensor | float, score: Tensor, eta: float = 1.0
+    ) -> Tensor:
+        """f(t) x − ½(1 + η²) g(t)² s: the drift of dx = [f x − ½(1 + η²) g² ∇log p_t] dt + η g dW̄.
+
+        For every η ≥ 0 this reverse-time SDE has the forward process's marginals p_t (the
+        Fokker–Planck equations agree: the extra ½η²g²∇log p_t drift cancels the extra diffusion);
+        η = 1 is Anderson's (1982) reverse SDE, η = 0 the probability-flow ODE (Song et al. 2021,
+        eq. 6 and 13).  ``score`` = ∇ₓ log p_t(x), x's shape; t a scalar or ``(batch,)``.
+        """
+        t = _time(t)
+        g2 = self.diffusion(t).square()
+        return (
+            expand_like(self.log_alpha_rate(t), x) * x
+            - expand_like(0.5 * (1.0 + eta * eta) * g2, x) * score
+        )
+
+    def denoise(self, x: Tensor, t: Tensor | float, score: Tensor) -> Tensor:
+        """Tweedie's formula E[x₀ | x_t = x] = (x + σ_t² ∇log p_t(x)) / α_t (Efron 2011)."""
+        alpha, sigma = self.marginal(_time(t))
+        return (x + expand_like(sigma * sigma, x) * score) / expand_like(alpha, x)
+
+    def sigma_hat(self, t: Tensor | float) -> Tensor:
+        """σ_t / α_t: the noise level of the rescaled state x_t / α_t = x₀ + (σ_t/α_t) ε."""
+        alpha, sigma = self.marginal(t)
+        return sigma / alpha
 
     def log_snr(self, t: Tensor | float) -> Tensor:
         """λ(t) = log(α_t² / σ_t²)."""
@@ -82,10 +126,7 @@ class Process(ABC):
             raise ValueError(
                 f"shape must be (batch, *event_shape) with positive sizes, got {tuple(shape)}"
             )
-        # Draw on the generator's device so a seed means the same numbers everywhere.
-        where = generator.device if generator is not None else device
-        z = torch.randn(tuple(shape), generator=generator, device=where, dtype=dtype)
-        return self.prior_std * z.to(device) if device is not None else self.prior_std * z
+        return self.prior_std * randn(shape, generator, device=device, dtype=dtype)
 
     def prior_log_prob(self, z: Tensor) -> Tensor:
         """log N(z; 0, prior_std² I) summed over the event, shape ``(batch,)``."""
@@ -123,18 +164,18 @@ class VE(Process):
         self._log_ratio = math.log(self.sigma_max / self.sigma_min)
 
     def marginal(self, t):
-        t = _t(t)
+        t = as_time(t)
         sigma = self.sigma_min * torch.exp(t * self._log_ratio)
         return torch.ones_like(sigma), sigma
 
     def log_alpha_rate(self, t):
-        return torch.zeros_like(_t(t))
+        return torch.zeros_like(as_time(t))
 
     def diffusion(self, t):
         return self.marginal(t)[1] * math.sqrt(2 * self._log_ratio)
 
     def t_of_log_snr(self, log_snr):
-        log_sigma = -0.5 * _t(log_snr)
+        log_sigma = -0.5 * as_time(log_snr)
         return (log_sigma - math.log(self.sigma_min)) / self._log_ratio
 
     @property
@@ -161,10 +202,10 @@ class VP(Process):
         self.t_min, self.t_max = _check_range(t_min, 1.0)
 
     def beta(self, t):
-        return self.beta_min + _t(t) * (self.beta_max - self.beta_min)
+        return self.beta_min + as_time(t) * (self.beta_max - self.beta_min)
 
     def integrated_beta(self, t):
-        t = _t(t)
+        t = as_time(t)
         return self.beta_min * t + 0.5 * (self.beta_max - self.beta_min) * t * t
 
     def marginal(self, t):
@@ -186,7 +227,7 @@ class VP(Process):
 
     def t_of_log_snr(self, log_snr):
         # λ = −log(e^B − 1)  ⇒  B = log(1 + e^{−λ}) = softplus(−λ)
-        return self._t_of_integrated_beta(torch.nn.functional.softplus(-_t(log_snr)))
+        return self._t_of_integrated_beta(torch.nn.functional.softplus(-as_time(log_snr)))
 
     @property
     def prior_std(self) -> float:
@@ -212,19 +253,41 @@ class SubVP(VP):
     def t_of_log_snr(self, log_snr):
         # With a = α² = e^{−B}: e^λ (1 − a)² = a.  Writing u = e^{−λ/2}, the root in (0, 1) gives
         # e^B − 1 = ½u(u + √(u² + 4)), so B = log1p(·) stays exact at large λ (no log of a ≈ 1).
-        u = torch.exp(-0.5 * _t(log_snr))
+        u = torch.exp(-0.5 * as_time(log_snr))
         return self._t_of_integrated_beta(torch.log1p(0.5 * u * (u + torch.sqrt(u * u + 4))))
 
 
-class EDM(Process):
+class SigmaClock(Process):
+    """A process whose clock is its noise level: α_t = 1, σ_t = t, drift 0, g(t) = √(2t)
+    (so dσ²/dt = g²), λ(t) = −2 log t, prior N(0, t_max² I).  Subclasses set t_min and t_max."""
+
+    default_grid = "edm_rho"
+
+    def marginal(self, t):
+        t = as_time(t)
+        return torch.ones_like(t), t
+
+    def log_alpha_rate(self, t):
+        return torch.zeros_like(as_time(t))
+
+    def diffusion(self, t):
+        return torch.sqrt(2 * as_time(t))
+
+    def t_of_log_snr(self, log_snr):
+        return torch.exp(-0.5 * as_time(log_snr))
+
+    @property
+    def prior_std(self) -> float:
+        return self.t_max
+
+
+class EDM(SigmaClock):
     """Karras et al. 2022 ("Elucidating the Design Space…"): α_t = 1, σ_t = t, g(t) = √(2t).
 
     t ∈ [σ_min, σ_max]; σ_data is the data standard deviation its preconditioning assumes;
-    prior N(0, σ_max² I).
+    prior N(0, σ_max² I).  Its default grid is Karras et al.'s ρ = 7 grid (uniform in σ would
+    spend nearly every step at high noise).
     """
-
-    # Uniform in σ would spend nearly every step at high noise: Karras et al.'s ρ = 7 grid instead.
-    default_grid = "edm_rho"
 
     def __init__(
         self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5
@@ -236,29 +299,83 @@ class EDM(Process):
             raise ValueError(f"need sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
         self.t_min, self.t_max = self.sigma_min, self.sigma_max
 
-    def marginal(self, t):
-        t = _t(t)
-        return torch.ones_like(t), t
-
-    def log_alpha_rate(self, t):
-        return torch.zeros_like(_t(t))
-
-    def diffusion(self, t):
-        return torch.sqrt(2 * _t(t))
-
-    def t_of_log_snr(self, log_snr):
-        return torch.exp(-0.5 * _t(log_snr))
-
-    @property
-    def prior_std(self) -> float:
-        return self.sigma_max
-
     def _args(self):
         return {
             "sigma_min": self.sigma_min,
             "sigma_max": self.sigma_max,
             "sigma_data": self.sigma_data,
         }
+
+
+class NoiseLevels(SigmaClock):
+    """The noise levels σ_1 > … > σ_L of NCSN (Song & Ermon 2019) as a process.
+
+    Like ``EDM`` (α_t = 1, σ_t = t), but training (``objectives.ncsn``) and annealed Langevin
+    sampling only visit the levels, t ∈ {σ_i}; the marginal is defined for every t > 0.  Its
+    default sampling grid (``grid="auto"``) is the levels themselves.
+
+    Args:
+        sigmas: the levels, any order (stored descending as a float64 tensor ``.sigmas``); positive,
+            finite, distinct, at least one.
+    """
+
+    default_grid = "levels"
+
+    def __init__(self, sigmas: Sequence[float] | Tensor) -> None:
+        levels = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
+        if levels.ndim != 1 or levels.numel() == 0:
+            raise ValueError(
+                f"sigmas must be a non-empty 1-D sequence of noise levels, "
+                f"got shape {tuple(levels.shape)}"
+            )
+        if not bool(torch.isfinite(levels).all()) or bool((levels <= 0).any()):
+            raise ValueError(f"sigmas must be positive and finite, got {levels.tolist()}")
+        levels = torch.sort(levels, descending=True).values
+        if levels.numel() > 1 and bool((levels[1:] == levels[:-1]).any()):
+            raise ValueError(f"sigmas must be distinct, got {levels.tolist()}")
+        self.sigmas = levels
+        self.t_min = float(levels[-1])
+        self.t_max = float(levels[0])
+
+    @classmethod
+    def geometric(
+        cls, sigma_min: float = 0.01, sigma_max: float = 10.0, n: int = 10
+    ) -> NoiseLevels:
+        """n levels σ_i = σ_max (σ_min/σ_max)^{i/(n−1)}, i = 0…n−1 (Song & Ermon 2019, §4.2)."""
+        sigma_min = check_positive(sigma_min, "sigma_min")
+        sigma_max = check_positive(sigma_max, "sigma_max")
+        if not sigma_min < sigma_max:
+            raise ValueError(f"need sigma_min < sigma_max, got {sigma_min} and {sigma_max}")
+        if check_positive_int(n, "n") < 2:
+            raise ValueError(f"n must be an integer >= 2, got {n}")
+        i = torch.arange(int(n), dtype=torch.float64)
+        levels = sigma_max * (sigma_min / sigma_max) ** (i / (int(n) - 1))
+        levels[0], levels[-1] = sigma_max, sigma_min  # exact ends, whatever the rounding
+        return cls(levels)
+
+    def __len__(self) -> int:
+        return self.sigmas.numel()
+
+    def sample(
+        self,
+        batch: int,
+        *,
+        generator: torch.Generator | None = None,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> Tensor:
+        """One level per sample, uniform over the levels: shape ``(batch,)``, dtype ``dtype``
+        (default: torch's default dtype)."""
+        batch = check_positive_int(batch, "batch")
+        idx = randint(len(self), (batch,), generator, device=device)
+        dtype = dtype or torch.get_default_dtype()
+        return self.sigmas.to(device=idx.device, dtype=dtype)[idx].to(device)
+
+    def _args(self) -> dict:
+        return {"sigmas": self.sigmas.tolist()}
+
+    def __repr__(self) -> str:
+        return f"NoiseLevels(n={len(self)}, sigma_max={self.t_max:.4g}, sigma_min={self.t_min:.4g})"
 
 
 def _check_range(t_min: float, t_max: float) -> tuple[float, float]:
@@ -268,16 +385,23 @@ def _check_range(t_min: float, t_max: float) -> tuple[float, float]:
     return t_min, float(t_max)
 
 
-PROCESSES = {"VE": VE, "VP": VP, "SubVP": SubVP, "EDM": EDM}
+PROCESSES = {"VE": VE, "VP": VP, "SubVP": SubVP, "EDM": EDM, "NoiseLevels": NoiseLevels}
+_ALIASES = {"noiseensemble": "noiselevels"}  # the name runs saved before NoiseLevels was renamed
 
 
 def make_process(name: str, **kwargs) -> Process:
-    """Build a process by name (case-insensitive: ve, vp, subvp, edm, noiseensemble) with its
+    """Build a process by name (case-insensitive: ve, vp, subvp, edm, noiselevels) with its
     constructor arguments; ``make_process(**process.config())`` rebuilds a process."""
-    from .parametrization import NoiseEnsemble  # a Process subclass defined one floor up
-
-    lookup = {k.lower(): v for k, v in {**PROCESSES, "NoiseEnsemble": NoiseEnsemble}.items()}
-    key = name.lower().replace("-", "").replace("_", "")
+    lookup = {k.lower(): v for k, v in PROCESSES.items()}
+    key = str(name).lower().replace("-", "").replace("_", "")
+    key = _ALIASES.get(key, key)
     if key not in lookup:
         raise ValueError(f"unknown process {name!r}; choose one of {', '.join(lookup)}")
     return lookup[key](**kwargs)
+
+
+def check_process(process: object) -> Process:
+    """Require a scorematch ``Process``: one clear error instead of an AttributeError deep inside."""
+    if not isinstance(process, Process):
+        raise ValueError(f"process must be a scorematch Process, got {type(process).__name__}")
+    return process

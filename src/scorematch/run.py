@@ -58,8 +58,8 @@ from .likelihood import bits_per_dim, log_likelihood
 from .models import MODEL_NAMES, build_model, model_config
 from .objectives import diffusion, dsm, edm, ism, ncsn, ssm
 from .objectives.noise_conditional import WEIGHTINGS
-from .parametrization import NoiseEnsemble, at_time, default_noise_input, wrap
-from .processes import Process, make_process
+from .parametrization import at_time, default_noise_input, wrap
+from .processes import NoiseLevels, Process, make_process
 from .samplers.api import DEFAULT_STEPS, SAMPLERS, sample
 from .training import Trainer, TrainResult
 
@@ -367,7 +367,7 @@ def build_config(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
             param_cfg["sigma_data"] = sigma_data
     elif objective == "ncsn":
         sigma_max = max(_max_pairwise_distance(z_train), 0.02)
-        ens = NoiseEnsemble.geometric(0.01, sigma_max, 10)
+        ens = NoiseLevels.geometric(0.01, sigma_max, 10)
         process_cfg = ens.config()
         param_cfg = {"prediction": "score"}
     else:
@@ -498,8 +498,8 @@ class _Unconditional(nn.Module):
 def _process_of(cfg: Mapping[str, Any]) -> Process:
     cfg = dict(cfg)
     name = cfg.pop("name")
-    if name == "NoiseEnsemble":
-        return NoiseEnsemble(cfg["sigmas"])
+    if name == "NoiseLevels":
+        return NoiseLevels(cfg["sigmas"])
     return make_process(name, **cfg)
 
 
@@ -508,7 +508,7 @@ def _process(config: Mapping[str, Any]) -> Process | None:
     if cfg is None:
         if config["objective"]["name"] in UNCONDITIONAL:
             # One-level "process" for Langevin sampling at the learned noise level.
-            return NoiseEnsemble([config["sampling"]["level"]])
+            return NoiseLevels([config["sampling"]["level"]])
         return None
     return _process_of(cfg)
 
@@ -527,11 +527,11 @@ def _loss_fn(config: Mapping[str, Any], process: Process | None):
     name = obj.pop("name")
     if name == "diffusion":
         weighting = obj["weighting"]
-        return lambda m, b, g: diffusion(m, b, process, weighting=weighting, generator=g)
+        return lambda m, b, g: diffusion(m, process, b, weighting=weighting, generator=g)
     if name == "edm":
-        return lambda m, b, g: edm(m, b, process, generator=g, **obj)
+        return lambda m, b, g: edm(m, process, b, generator=g, **obj)
     if name == "ncsn":
-        return lambda m, b, g: ncsn(m, b, process, generator=g)
+        return lambda m, b, g: ncsn(m, process, b, generator=g)
     sigma = float(obj.pop("sigma"))
     if name == "dsm":
         return lambda m, b, g: dsm(m, b, sigma, generator=g)
@@ -788,6 +788,9 @@ class Run:
         gen = torch.Generator(device=device).manual_seed(int(seed))
         options: dict[str, Any] = {"s_churn": float(churn)} if churn else {}
         shape_or_x: Any = (n, *self.shape)
+        if name == "annealed_langevin":
+            # the run's steps count Langevin steps per level; the levels are the process's own
+            options["langevin_steps"], steps = steps, None
         if not self.time_conditional:
             # Langevin at the learned level, started from the standardised data's scale.
             options.update(

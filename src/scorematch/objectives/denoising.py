@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._checks import broadcast_time, check_batch, check_reduction, expand_like, reduce
-from .explicit import ScoreFn, check_score, sq_norm
+from .._checks import check_batch, check_reduction, expand_like, reduce
+from ._common import ScoreFn, check_score, given_or_drawn_noise, per_sample, sq_norm
 
 __all__ = ["dsm"]
 
@@ -37,27 +37,10 @@ def dsm(
     """
     check_reduction(reduction)
     check_batch(x, "x")
-    sig = broadcast_time(sigma, x, "sigma")
-    if not bool(torch.isfinite(sig).all()) or bool((sig <= 0).any()):
-        raise ValueError(f"sigma must be positive and finite, got {_show(sigma)}")
-    if noise is None:
-        where = generator.device if generator is not None else x.device
-        noise = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=where).to(x.device)
-    else:
-        if not isinstance(noise, Tensor) or noise.shape != x.shape:
-            got = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
-            raise ValueError(f"noise must have x's shape {tuple(x.shape)}, got {got}")
-        if not bool(torch.isfinite(noise).all()):
-            raise ValueError("noise contains NaN or infinite values")
-        noise = noise.to(dtype=x.dtype, device=x.device)
+    sig = per_sample(sigma, x, "sigma", positive=True)
+    noise = given_or_drawn_noise(x, noise, generator)
     sig = expand_like(sig, x)
     x_noisy = x + sig * noise
     s = check_score(score_fn(x_noisy), x)
     # (x − x̃)/σ² = −ε/σ exactly; written this way to avoid cancellation at small σ.
     return reduce(0.5 * sq_norm(s + noise / sig), reduction)
-
-
-def _show(sigma: float | Tensor) -> str:
-    if isinstance(sigma, Tensor):
-        return str(sigma.tolist()) if sigma.numel() <= 8 else f"a tensor with min {sigma.min()}"
-    return repr(sigma)

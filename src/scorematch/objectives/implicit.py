@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor
 from torch.func import vjp, vmap
 
 from .._checks import check_batch, check_reduction, reduce
-from .explicit import ScoreFn, check_score, score_and_vjps, sq_norm
+from ._common import ScoreFn, check_score, score_and_vjps, sq_norm
 
-__all__ = ["VECTORIZE", "exact_trace", "ism"]
+__all__ = ["VECTORIZE", "NotPerSample", "exact_trace", "ism"]
 
 VECTORIZE = ("auto", "samples", "batch")
 _PER_SAMPLE_FROM = 32  # measured crossover (MLP, width 256, batch 256): batch wins at D ≤ 16
@@ -65,13 +67,28 @@ def exact_trace(
     if vectorize == "samples" or (vectorize == "auto" and d >= _PER_SAMPLE_FROM):
         try:
             return _trace_per_sample(score_fn, x, eye, chunk("samples"))
-        except Exception:
-            if vectorize == "samples":
+        except (NotPerSample, RuntimeError) as err:
+            # Only vmap's own refusals (data-dependent control flow, .item(), ...) and a function
+            # that does not act per sample (it closes over batch-sized tensors) fall back; any
+            # other error is the caller's and propagates.
+            if vectorize == "samples" or not (
+                isinstance(err, NotPerSample) or str(err).startswith("vmap")
+            ):
                 raise
-            # Not runnable per sample (closes over batch-sized tensors, data-dependent control
-            # flow, ...): the whole-batch path below works for any sample-independent function
-            # and reports genuine errors itself.
+            warnings.warn(
+                f"exact_trace: score_fn cannot run per sample under vmap ({_first_line(err)}); "
+                "using the whole-batch path (pass vectorize='batch' to skip the attempt)",
+                stacklevel=3,
+            )
     return _trace_batch(score_fn, x, eye, chunk("batch"))
+
+
+class NotPerSample(ValueError):
+    """score_fn, called on one sample under vmap, did not return one sample's score."""
+
+
+def _first_line(err: BaseException) -> str:
+    return str(err).strip().splitlines()[0][:120] if str(err).strip() else type(err).__name__
 
 
 def _trace_batch(score_fn: ScoreFn, x: Tensor, eye: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
@@ -99,7 +116,10 @@ def _trace_per_sample(
     def one_sample(xb: Tensor) -> tuple[Tensor, Tensor]:
         xb = xb.unsqueeze(0)
         s, vjp_fn = vjp(score_fn, xb)
-        check_score(s, xb, "score_fn(x) called on one sample (vectorize='samples')")
+        try:
+            check_score(s, xb, "score_fn(x) called on one sample (vectorize='samples')")
+        except ValueError as err:
+            raise NotPerSample(str(err)) from None
         entries = vmap(lambda e: (vjp_fn(e)[0] * e).sum(), chunk_size=chunk)(basis)
         return s.squeeze(0), entries.sum()
 

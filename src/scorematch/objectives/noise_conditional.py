@@ -21,63 +21,24 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from .._checks import broadcast_time, check_batch, check_positive, check_reduction, expand_like
+from .._checks import (
+    check_batch,
+    check_positive,
+    check_reduction,
+    expand_like,
+    rand,
+    randint,
+    randn,
+)
 from .._checks import reduce as _reduce
-from ..parametrization import NoiseEnsemble
-from ..processes import Process
+from ..processes import NoiseLevels, Process, check_process
+from ._common import call_model, given_or_drawn_noise, per_sample, sq_norm
 
 __all__ = ["WEIGHTINGS", "diffusion", "edm", "ncsn"]
 
 ScoreModel = Callable[[Tensor, Tensor], Tensor]
 WEIGHTINGS = ("sigma2", "likelihood", "importance")
 _GRID_POINTS = 4096  # per half of the importance-sampling table (uniform + log-uniform nodes)
-
-
-# ------------------------------------------------------------------------------------------------
-# Small shared pieces
-# ------------------------------------------------------------------------------------------------
-def _where(generator: torch.Generator | None, x: Tensor) -> torch.device:
-    # Draw where the generator lives, so a seed gives the same numbers on every device.
-    return generator.device if generator is not None else x.device
-
-
-def _noise(x: Tensor, noise: Tensor | None, generator: torch.Generator | None) -> Tensor:
-    if noise is None:
-        eps = torch.randn(x.shape, generator=generator, dtype=x.dtype, device=_where(generator, x))
-        return eps.to(x.device)
-    if not isinstance(noise, Tensor) or noise.shape != x.shape:
-        shape = tuple(noise.shape) if isinstance(noise, Tensor) else type(noise).__name__
-        raise ValueError(f"noise must have x's shape {tuple(x.shape)}, got {shape}")
-    if not bool(torch.isfinite(noise).all()):
-        raise ValueError("noise contains NaN or infinite values")
-    return noise.to(dtype=x.dtype, device=x.device)
-
-
-def _per_sample(v: Tensor, x: Tensor, name: str, *, positive: bool) -> Tensor:
-    """A user-given scalar or ``(B,)`` level/time as a ``(B,)`` tensor in x's dtype, checked."""
-    v = broadcast_time(v, x, name)
-    if not bool(torch.isfinite(v).all()) or (positive and bool((v <= 0).any())):
-        what = "positive and finite" if positive else "finite"
-        raise ValueError(f"{name} must be {what}, got {v.tolist()}")
-    return v
-
-
-def _call(model: ScoreModel, x: Tensor, t: Tensor) -> Tensor:
-    out = model(x, t)
-    if not isinstance(out, Tensor) or out.shape != x.shape:
-        shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
-        raise ValueError(f"model must return a score of x's shape {tuple(x.shape)}, got {shape}")
-    return out
-
-
-def _sq_norm(v: Tensor) -> Tensor:
-    return v.reshape(v.shape[0], -1).square().sum(1)
-
-
-def _check_process(process) -> Process:
-    if not isinstance(process, Process):
-        raise ValueError(f"process must be a scorematch Process, got {type(process).__name__}")
-    return process
 
 
 def _marginal(process: Process, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -89,19 +50,19 @@ def _marginal(process: Process, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
 # NCSN
 # ------------------------------------------------------------------------------------------------
 def _levels(sigmas) -> Tensor:
-    if isinstance(sigmas, NoiseEnsemble):
+    if isinstance(sigmas, NoiseLevels):
         return sigmas.sigmas
     if isinstance(sigmas, Process):
         raise ValueError(
-            f"sigmas must be a NoiseEnsemble or a 1-D tensor of levels, got {type(sigmas).__name__}"
+            f"sigmas must be a NoiseLevels or a 1-D tensor of levels, got {type(sigmas).__name__}"
         )
-    return NoiseEnsemble(sigmas).sigmas  # validates: non-empty, positive, finite, distinct
+    return NoiseLevels(sigmas).sigmas  # validates: non-empty, positive, finite, distinct
 
 
 def ncsn(
     model: ScoreModel,
+    sigmas: NoiseLevels | Tensor | Sequence[float],
     x: Tensor,
-    sigmas: NoiseEnsemble | Tensor | Sequence[float],
     *,
     generator: torch.Generator | None = None,
     reduction: str = "mean",
@@ -120,8 +81,9 @@ def ncsn(
 
     Args:
         model: noise-conditional score model.
+        sigmas: the process — a ``NoiseLevels`` — or a 1-D tensor/sequence of distinct positive
+            levels.
         x: clean data ``(B, *event)``.
-        sigmas: a ``NoiseEnsemble`` or a 1-D tensor/sequence of distinct positive levels.
         generator: source of the level and noise draws.
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-sample, shape ``(B,)``).
         sigma: levels to use instead of drawing them (scalar or ``(B,)``).
@@ -131,15 +93,14 @@ def ncsn(
     check_reduction(reduction)
     levels = _levels(sigmas)
     if sigma is None:
-        where = _where(generator, x)
-        idx = torch.randint(len(levels), (x.shape[0],), generator=generator, device=where)
-        sigma = levels.to(device=where, dtype=x.dtype)[idx].to(x.device)
+        idx = randint(len(levels), (x.shape[0],), generator, device=x.device)
+        sigma = levels.to(device=x.device, dtype=x.dtype)[idx]
     else:
-        sigma = _per_sample(sigma, x, "sigma", positive=True)
-    eps = _noise(x, noise, generator)
+        sigma = per_sample(sigma, x, "sigma", positive=True)
+    eps = given_or_drawn_noise(x, noise, generator)
     sig = expand_like(sigma, x)
-    score = _call(model, x + sig * eps, sigma)
-    return _reduce(0.5 * _sq_norm(sig * score + eps), reduction)
+    score = call_model(model, x + sig * eps, sigma)
+    return _reduce(0.5 * sq_norm(sig * score + eps), reduction)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -183,8 +144,7 @@ def _importance_time(
     process: Process, x: Tensor, generator: torch.Generator | None
 ) -> tuple[Tensor, Tensor]:
     """t ~ q̃ (the tabulated q ∝ g²/σ²) by inverse CDF, and q̃(t), both ``(B,)`` in x's dtype."""
-    where = _where(generator, x)
-    u = torch.rand(x.shape[0], generator=generator, dtype=torch.float64, device=where).to(x.device)
+    u = rand((x.shape[0],), generator, device=x.device, dtype=torch.float64)
     nodes, cdf, density = _importance_table(process, x.device)
     i = _cell(cdf, u)
     t = nodes[i] + (u - cdf[i]) / density[i]
@@ -206,8 +166,8 @@ def _importance_density(process: Process, t: Tensor, table=None) -> Tensor:
 
 def diffusion(
     model: ScoreModel,
-    x: Tensor,
     process: Process,
+    x: Tensor,
     *,
     weighting: str = "sigma2",
     generator: torch.Generator | None = None,
@@ -226,7 +186,9 @@ def diffusion(
     * ``"sigma2"`` — λ = σ_t² (Song et al. 2021's default): ℓ = ½‖σ_t s_θ + ε‖², O(1) at every t.
     * ``"likelihood"`` — λ = g(t)² (Song, Durkan, Murray & Ermon 2021, "Maximum Likelihood Training
       of Score-Based Diffusion Models", Thm. 1): then (t_max − t_min) · E[ℓ] + const, with the
-      constant free of θ, bounds the negative log-likelihood of the probability-flow/SDE model.
+      constant free of θ, bounds the negative log-likelihood of the SDE model (the reverse SDE
+      driven by s_θ).  It does not bound the probability-flow ODE's likelihood (what
+      ``log_likelihood`` computes); the two coincide only when s_θ is the exact score.
     * ``"importance"`` — the same expectation as ``"likelihood"`` with lower variance (ibid., §5):
       t is drawn from q(t) ∝ g(t)²/σ_t² and ℓ is weighted by g(t)²/(q(t)(t_max − t_min)).  q is
       tabulated and inverted numerically, so this works for any process; the weight uses the
@@ -237,8 +199,8 @@ def diffusion(
 
     Args:
         model: time-conditional score model.
-        x: clean data ``(B, *event)``.
         process: the forward process.
+        x: clean data ``(B, *event)``.
         weighting: ``"sigma2"``, ``"likelihood"`` or ``"importance"``.
         generator: source of the time and noise draws.
         t: times to use instead of drawing them (scalar or ``(B,)``); the weights stay as above.
@@ -247,7 +209,7 @@ def diffusion(
     """
     check_batch(x, "x")
     check_reduction(reduction)
-    _check_process(process)
+    check_process(process)
     if weighting not in WEIGHTINGS:
         raise ValueError(
             f"unknown weighting {weighting!r}; choose one of {', '.join(map(repr, WEIGHTINGS))}"
@@ -260,22 +222,21 @@ def diffusion(
         if weighting == "importance":
             t, q = _importance_time(process, x, generator)
         else:
-            where = _where(generator, x)
-            u = torch.rand(x.shape[0], generator=generator, dtype=x.dtype, device=where)
-            t = (t0 + (t1 - t0) * u).to(x.device)
+            u = rand((x.shape[0],), generator, device=x.device, dtype=x.dtype)
+            t = t0 + (t1 - t0) * u
     else:
-        t = _per_sample(t, x, "t", positive=False)
+        t = per_sample(t, x, "t", positive=False)
         if weighting == "importance":
             if bool((t < t0).any()) or bool((t > t1).any()):
                 raise ValueError(
                     f"with weighting='importance', t must lie in [{t0}, {t1}], got {t.tolist()}"
                 )
             q = _importance_density(process, t)
-    eps = _noise(x, noise, generator)
+    eps = given_or_drawn_noise(x, noise, generator)
     alpha, sigma = _marginal(process, t, x)
     sig = expand_like(sigma, x)
-    score = _call(model, expand_like(alpha, x) * x + sig * eps, t)
-    half_sq = 0.5 * _sq_norm(sig * score + eps)  # = σ² · ½‖s + ε/σ‖²
+    score = call_model(model, expand_like(alpha, x) * x + sig * eps, t)
+    half_sq = 0.5 * sq_norm(sig * score + eps)  # = σ² · ½‖s + ε/σ‖²
     if weighting == "sigma2":
         loss = half_sq
     else:
@@ -291,8 +252,8 @@ def diffusion(
 # ------------------------------------------------------------------------------------------------
 def edm(
     model: ScoreModel,
-    x: Tensor,
     process: Process,
+    x: Tensor,
     *,
     P_mean: float = -1.2,
     P_std: float = 1.2,
@@ -308,8 +269,9 @@ def edm(
 
         ℓ = λ(σ̂) ‖D(x̃, σ̂) − x‖²,  λ(σ̂) = (σ̂² + σ_d²)/(σ̂ σ_d)²,
 
-    where D is the denoiser implied by any score model through Tweedie's formula,
-    D = x̃ + σ̂² s.  No ½ factor, as in the paper and its code: with EDM preconditioning
+    where D is the denoiser implied by any score model through Tweedie's formula: on the rescaled
+    state y = x_t/α_t = x + σ̂ ε, D = y + σ̂² ∇_y log p(y) = x_t/α_t + σ̂² α_t s(x_t, t) (x̃ + σ̂² s
+    when α = 1).  No ½ factor, as in the paper and its code: with EDM preconditioning
     λ = 1/c_out², so ℓ = ‖F_θ − F_target‖² with a unit-variance target per dimension.  (ℓ equals
     2 λ σ̂⁴ α_t² times the ½-convention DSM loss at the same level.)
 
@@ -322,10 +284,10 @@ def edm(
 
     Args:
         model: time-conditional score model.
-        x: clean data ``(B, *event)``.
         process: the forward process.
+        x: clean data ``(B, *event)``.
         P_mean, P_std: log-normal law of the level (paper defaults −1.2, 1.2).
-        sigma_data: σ_d; default ``process.sigma_data`` if the process has one, else 0.5.
+        sigma_data: σ_d; default ``process.sigma_data`` if the process states one, else 0.5.
         generator: source of the level and noise draws.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         sigma: scaled levels σ̂ to use instead of drawing them (scalar or ``(B,)``).
@@ -333,25 +295,24 @@ def edm(
     """
     check_batch(x, "x")
     check_reduction(reduction)
-    _check_process(process)
+    check_process(process)
     if not math.isfinite(float(P_mean)):
         raise ValueError(f"P_mean must be finite, got {P_mean}")
     P_std = check_positive(P_std, "P_std")
     if sigma_data is None:
-        sigma_data = getattr(process, "sigma_data", 0.5)
+        sigma_data = process.sigma_data if process.sigma_data is not None else 0.5
     sigma_data = check_positive(sigma_data, "sigma_data")
     if sigma is None:
-        where = _where(generator, x)
-        z = torch.randn(x.shape[0], generator=generator, dtype=x.dtype, device=where)
-        log_sigma = (float(P_mean) + P_std * z).to(x.device)
+        z = randn((x.shape[0],), generator, device=x.device, dtype=x.dtype)
+        log_sigma = float(P_mean) + P_std * z
     else:
-        log_sigma = _per_sample(sigma, x, "sigma", positive=True).log()
-    eps = _noise(x, noise, generator)
+        log_sigma = per_sample(sigma, x, "sigma", positive=True).log()
+    eps = given_or_drawn_noise(x, noise, generator)
     t = process.t_of_log_snr(-2 * log_sigma).to(x.dtype).clamp(process.t_min, process.t_max)
     alpha, sig_t = _marginal(process, t, x)
     sigma_hat = sig_t / alpha
     sig = expand_like(sig_t, x)
-    score = _call(model, expand_like(alpha, x) * x + sig * eps, t)
+    score = call_model(model, expand_like(alpha, x) * x + sig * eps, t)
     weight = (sigma_hat**2 + sigma_data**2) / (sigma_hat * sigma_data) ** 2
-    loss = weight * sigma_hat**2 * _sq_norm(eps + sig * score)  # ‖D − x‖² = σ̂²‖ε + σ_t s‖²
+    loss = weight * sigma_hat**2 * sq_norm(eps + sig * score)  # ‖D − x‖² = σ̂²‖ε + σ_t s‖²
     return _reduce(loss, reduction)

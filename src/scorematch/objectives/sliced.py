@@ -7,8 +7,8 @@ import math
 import torch
 from torch import Tensor
 
-from .._checks import check_batch, check_reduction, reduce
-from .explicit import ScoreFn, score_and_vjps, sq_norm
+from .._checks import check_batch, check_positive_int, check_reduction, rademacher, randn, reduce
+from ._common import ScoreFn, score_and_vjps, sq_norm
 
 __all__ = ["PROJECTIONS", "projections", "ssm"]
 
@@ -29,21 +29,15 @@ def projections(
     """
     if kind not in PROJECTIONS:
         raise ValueError(f"projection must be one of {PROJECTIONS}, got {kind!r}")
-    if isinstance(n, bool) or int(n) != n or n < 1:
-        raise ValueError(f"n_projections must be a positive integer, got {n}")
-    shape = (int(n), *x.shape)
-    # Draw where the generator lives, so a seed gives the same directions on every device.
-    where = generator.device if generator is not None else x.device
+    shape = (check_positive_int(n, "n_projections"), *x.shape)
     if kind == "rademacher":
-        bits = torch.randint(0, 2, shape, generator=generator, device=where)
-        v = (2 * bits - 1).to(x.dtype)
-    else:
-        v = torch.randn(shape, generator=generator, dtype=x.dtype, device=where)
-        if kind == "sphere":
-            flat = v.reshape(shape[0], x.shape[0], -1)
-            radius = math.sqrt(flat.shape[-1])
-            v = (flat * (radius / flat.norm(dim=-1, keepdim=True))).reshape(shape)
-    return v.to(x.device)
+        return rademacher(shape, generator, device=x.device, dtype=x.dtype)
+    v = randn(shape, generator, device=x.device, dtype=x.dtype)
+    if kind == "sphere":
+        flat = v.reshape(shape[0], x.shape[0], -1)
+        radius = math.sqrt(flat.shape[-1])
+        v = (flat * (radius / flat.norm(dim=-1, keepdim=True))).reshape(shape)
+    return v
 
 
 def ssm(

@@ -1,34 +1,39 @@
-"""Samplers: every one is ``sampler(model, process, x_init_or_shape, steps, *, generator=None,
-callback=None, progress=False, **options) -> Samples(x, nfe, trajectory)``.
+"""Samplers: every one is ``sampler(model, process, x_init_or_shape, steps=None, *, grid="auto",
+generator=None, callback=None, progress=False, denoise=True, **options) -> Samples(x, nfe,
+trajectory)`` — the contract is written down in :mod:`scorematch.samplers.base`.
 
-Stochastic: ``euler_maruyama``, ``reverse_diffusion``, ``ancestral`` (``eta=0`` gives DDIM),
-``predictor_corrector``, ``annealed_langevin``.  Deterministic: ``ode`` (probability flow, fixed step
-or adaptive), ``heun`` (EDM, optional churn), ``dpm_solver`` (DPM-Solver++ multistep).
+Stochastic: ``euler_maruyama`` (any η ≥ 0), ``reverse_diffusion``, ``ancestral`` (``eta=0`` gives
+DDIM), ``predictor_corrector``, ``annealed_langevin``.  Deterministic: ``ode`` (probability flow,
+fixed step or adaptive), ``heun`` (EDM, optional churn), ``dpm_solver`` (DPM-Solver++ multistep).
 Time grids live in :mod:`scorematch.samplers.grids`; ``sample`` picks a sampler by name.
 """
 
 from . import grids
-from .api import SAMPLERS, get_sampler, sample
+from .api import DEFAULT_STEPS, SAMPLERS, get_sampler, sample
 from .base import Samples
-from .dpm_solver import dpm_solver
-from .edm import heun
-from .grids import edm_rho, log_snr, make_grid, uniform
+from .dpm_solver import dpm_solver, dpm_solver_defaults
+from .grids import edm_rho, few_step, levels, log_snr, make_grid, uniform
+from .heun import heun
 from .langevin import annealed_langevin, langevin_corrector, predictor_corrector
 from .ode import ode
 from .sde import ancestral, euler_maruyama, reverse_diffusion
 
 __all__ = [
+    "DEFAULT_STEPS",
     "SAMPLERS",
     "Samples",
     "ancestral",
     "annealed_langevin",
     "dpm_solver",
+    "dpm_solver_defaults",
     "edm_rho",
     "euler_maruyama",
+    "few_step",
     "get_sampler",
     "grids",
     "heun",
     "langevin_corrector",
+    "levels",
     "log_snr",
     "make_grid",
     "ode",

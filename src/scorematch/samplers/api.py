@@ -11,8 +11,7 @@ from .base import Samples
 
 __all__ = ["DEFAULT_STEPS", "SAMPLERS", "get_sampler", "sample"]
 
-# name -> (module in scorematch.samplers, function); imported on first use, so one sampler family's
-# module never needs another's.
+# name -> (module in scorematch.samplers, function)
 SAMPLERS: dict[str, tuple[str, str]] = {
     "euler_maruyama": ("sde", "euler_maruyama"),
     "reverse_diffusion": ("sde", "reverse_diffusion"),
@@ -20,23 +19,24 @@ SAMPLERS: dict[str, tuple[str, str]] = {
     "predictor_corrector": ("langevin", "predictor_corrector"),
     "annealed_langevin": ("langevin", "annealed_langevin"),
     "ode": ("ode", "ode"),
-    "heun": ("edm", "heun"),
+    "heun": ("heun", "heun"),
     "dpm_solver": ("dpm_solver", "dpm_solver"),
 }
 
-# Steps used when the caller gives none: the values of the papers each sampler comes from
-# (score-SDE: 1000 steps; NCSN: 100 Langevin steps per level; EDM: 18 steps = 35 NFE;
-# DPM-Solver: 20 steps).  ode: 25 RK4 steps = 100 NFE.
-DEFAULT_STEPS: dict[str, int] = {
-    "euler_maruyama": 1000,
-    "reverse_diffusion": 1000,
-    "ancestral": 1000,
-    "predictor_corrector": 1000,
-    "annealed_langevin": 100,
-    "ode": 25,
-    "heun": 18,
-    "dpm_solver": 20,
-}
+
+def _default_steps() -> dict[str, int]:
+    """Each sampler's own default number of grid intervals (its module's ``DEFAULT_STEPS``)."""
+    out = {}
+    for name, (module, _) in SAMPLERS.items():
+        value = import_module(f"{__package__}.{module}").DEFAULT_STEPS
+        out[name] = value[name] if isinstance(value, dict) else value
+    return out
+
+
+# Steps when the caller gives none, from the papers each sampler comes from (score-SDE: 1000;
+# NCSN: 10 levels, i.e. 9 intervals, of 100 Langevin steps; EDM: 18; DPM-Solver: 20); ode: 25 RK4
+# steps = 100 model calls.
+DEFAULT_STEPS: dict[str, int] = _default_steps()
 
 
 def get_sampler(name: str) -> Callable[..., Samples]:
@@ -63,15 +63,14 @@ def sample(
     ``sample(model, process, (64, 2))`` draws 64 two-dimensional samples with EDM's Heun sampler
     (Karras et al. 2022).  ``shape_or_x`` is a ``(batch, *event)`` shape (start from the prior,
     drawn with ``generator``) or the starting tensor at t_max.  ``sampler`` is one of ``SAMPLERS``;
-    ``steps`` defaults to ``DEFAULT_STEPS[sampler]``; every other keyword (``callback``, ``grid``,
-    ``denoise``, ``order``, ``method``, …) goes to the sampler.  The model's state (train/eval
+    ``steps`` (grid intervals) defaults to ``DEFAULT_STEPS[sampler]``; every other keyword
+    (``grid``, ``callback``, ``denoise``, ``order``, ``method``, …) goes to the sampler, whose
+    common contract is described in :mod:`scorematch.samplers.base`.  The model's state (train/eval
     mode) is left as it is; sampling runs under ``torch.inference_mode()``.
 
     Returns ``Samples(x, nfe, trajectory)``.
     """
     function = get_sampler(sampler)
-    if steps is None:
-        steps = DEFAULT_STEPS[sampler]
     with torch.inference_mode():
         return function(
             model, process, shape_or_x, steps, generator=generator, progress=progress, **options

@@ -1,40 +1,40 @@
-"""What every sampler shares: the result type, the starting point and the model-call counter."""
+"""The sampler contract, written once: every sampler in this package has this shape.
+
+    sampler(model, process, x_init_or_shape, steps=None, *, grid="auto", generator=None,
+            callback=None, progress=False, denoise=True, return_trajectory=False,
+            **method_options) -> Samples(x, nfe, trajectory)
+
+* ``model(x, t) -> ∇ₓ log p_t(x)``, t of shape ``(batch,)``; ``process`` the forward SDE.
+* ``x_init_or_shape``: the state at t_max, or a ``(batch, *event)`` shape drawn from the prior.
+* ``grid``: a name (``"auto"`` = the process's ``default_grid``; see :mod:`.grids`), a function
+  ``grid(process, steps)``, or an explicit decreasing tensor of times; explicit times imply
+  ``steps``.
+* ``steps``: the number of grid intervals t_0 = t_max > … > t_N, N = steps, for every sampler
+  (default: the sampler's ``DEFAULT_STEPS``).  How many model calls a step costs is the sampler's
+  own (see each docstring); ``Samples.nfe`` counts them exactly.
+* ``denoise=True`` (every sampler): end with Tweedie's x̂₀ = E[x₀ | x_{t_N}] = (x + σ² s)/α at the
+  last grid time, one more model call.
+* ``callback``: called once per step i = 0 … N − 1 with one dict ``{"i", "t", "sigma", "x",
+  "denoised"}`` describing the state the step starts from: x at time t = t_i, σ = σ_t/α_t, and
+  the model's x̂₀ at (x, t) from the step's first model call (annealed Langevin: once per level).
+* ``generator``: the source of all randomness (prior draw and noise); same seed, same samples.
+* Sampling runs under ``torch.inference_mode()``; non-finite states stop with a named error.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .._checks import check_batch
+from .._checks import check_batch, model_device
+from ..results import Samples
+
+__all__ = ["Callback", "CountingModel", "Samples", "ScoreModel", "initial_state"]
 
 ScoreModel = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[dict], None]
-
-
-@dataclass
-class Samples:
-    """A sampler's output: final samples ``x``, the number of model evaluations ``nfe``, and the
-    states visited (``trajectory``, a list of tensors from x_T to x_0) when asked for."""
-
-    x: Tensor
-    nfe: int
-    trajectory: list[Tensor] | None = field(default=None, repr=False)
-
-
-def model_device(
-    model, generator: torch.Generator | None = None
-) -> tuple[torch.device, torch.dtype]:
-    """Device and dtype of a model's parameters or buffers (the generator's device if it has none)."""
-    if isinstance(model, nn.Module):
-        for tensor in (*model.parameters(), *model.buffers()):
-            return tensor.device, (
-                tensor.dtype if tensor.is_floating_point() else torch.get_default_dtype()
-            )
-    device = generator.device if generator is not None else torch.device("cpu")
-    return device, torch.get_default_dtype()
 
 
 def initial_state(
@@ -60,9 +60,3 @@ class CountingModel:
         if t.ndim == 0:
             t = t.expand(x.shape[0])
         return self.model(x, t)
-
-
-def check_steps(steps: int) -> int:
-    if int(steps) != steps or int(steps) < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
-    return int(steps)

@@ -25,32 +25,38 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_positive
-from .base import Callback, CountingModel, Samples, check_steps, initial_state
-from .grids import log_snr, t_of_sigma
-from .ode import _time_grid
+from ._common import check_finite, report, time_grid
+from .base import Callback, CountingModel, Samples, initial_state
+from .grids import few_step_range
 
-__all__ = ["dpm_solver"]
+__all__ = ["DEFAULT_STEPS", "FEW_STEPS", "dpm_solver", "dpm_solver_defaults"]
+
+DEFAULT_STEPS = 20  # Lu et al.'s 20 steps (21 model calls with the final x̂₀)
+FEW_STEPS = 11  # grid="auto" is the few-step grid up to this many intervals (12 NFE with x̂₀)
 
 
-FEW_STEPS = 12  # the few-step recipe below is used for at most this many model calls
-JUMP, END = 10.0, 0.1  # its first stop and its end, in units of σ_data
+def dpm_solver_defaults(process, steps: int, denoise: bool = True) -> tuple[str, int]:
+    """The (grid, order) that ``grid="auto"`` and ``order=None`` give: the few-step grid with 2M
+    for 2 ≤ steps ≤ ``FEW_STEPS`` when it fits the process and ``denoise`` is on, else the
+    log-SNR grid with 3M."""
+    if denoise and 2 <= steps <= FEW_STEPS and few_step_range(process)[0] is not None:
+        return "few_step", 2
+    return "log_snr", 3
 
 
 def dpm_solver(
     model,
     process,
     x_init_or_shape,
-    steps: int,
+    steps: int | None = None,
     *,
+    grid="auto",
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
+    denoise: bool = True,
     order: int | None = None,
-    grid="auto",
     lower_order_final: bool = True,
-    denoise: bool | None = None,
-    sigma_data: float | None = None,
     return_trajectory: bool = False,
 ) -> Samples:
     """DPM-Solver++(kM): multistep exponential integrator in log-SNR time (Lu et al. 2022, Alg. 2).
@@ -67,57 +73,45 @@ def dpm_solver(
     below 15 steps; we do it at any step count, since a grid may end with a long log-SNR step
     (VP's uniform grid: higher orders extrapolating across it made the error grow with steps).
 
-    ``grid="auto"`` (default) is the log-SNR grid from t_max to t_min, except for few steps
-    (3 ≤ steps ≤ 12) where it is a recipe measured on Gaussian mixtures (benchmarks/samplers.py,
-    10 NFE: 5× / 4.5× lower error than the plain grid on the 2-D / 16-D mixture, 4× / 7.5× lower
-    than diffusers' DPM-Solver++): one step
-    from t_max to σ̂ = σ/α = 10 σ_data, log-SNR steps down to σ̂ = 0.1 σ_data, then the data
-    prediction x̂₀ there (Tweedie, a last order-1 step to σ = 0), order 2.  NFE stays ``steps``.
-    Tweedie shrinks each mode's covariance Σ to Σ(Σ + σ̂²I)⁻¹Σ, i.e. by ~(0.1 σ_data)²: a bias
-    below few-step discretisation error, but the reason the recipe stops at 12 steps.
+    Defaults, in full (``dpm_solver_defaults``): ``grid="auto"`` is ``"few_step"`` for
+    2 ≤ steps ≤ 11 (``grids.few_step``: one interval from t_max to σ̂ = 10 σ_data, log-SNR steps to
+    0.1 σ_data, then the final x̂₀ — measured 5× / 4.5× lower error at 10 NFE than the plain grid on
+    the 2-D / 16-D benchmark mixtures), else ``"log_snr"`` (uniform in λ from t_max to t_min);
+    ``order=None`` is 2 on the few-step grid (3M's divided differences would span its jump), else 3
+    (Lu et al.'s choice for unconditional sampling; it halves 2M's error at 10–20 steps on the
+    log-SNR grid).  The few-step grid is used only with ``denoise=True``, which it relies on.
 
     Args:
-        steps: NFE.  Grid intervals N = steps, or steps − 1 under the few-step recipe (its last
-            call is the x̂₀ step); +1 call with an explicit ``denoise=True``.
-        order: 1, 2 (DPM-Solver++(2M)) or 3 (DPM-Solver++(3M); Lu et al. recommend it for
-            unconditional sampling, and it halves 2M's error at 10–20 steps on the plain grid).
-            Default: 2 under the few-step recipe (3M's divided differences span its first jump),
-            otherwise 3.
-        grid: ``"auto"``, ``"log_snr"`` (uniform in λ), ``"edm_rho"``, ``"uniform"``, callable or
+        steps: grid intervals N (default 20).  **NFE = steps (+1 with denoise)**.
+        grid: ``"auto"``, ``"few_step"``, ``"log_snr"``, ``"edm_rho"``, ``"uniform"``, callable or
             tensor of times.
-        denoise: return x̂₀(x_N, t_N) instead of the ODE state x_N (+1 model call).  Default: only
-            under the few-step recipe, where it is part of the step count.
-        sigma_data: the data's standard deviation for the few-step recipe; default
-            ``process.sigma_data`` if the process has one (EDM), else 0.5 (EDM's value for data in
-            [−1, 1]; standardised data have 1).
-        return_trajectory: keep x at every grid time (N + 1 tensors, x_T first).
-
-    callback receives ``{"i", "t", "x", "denoised"}`` after each step (x at t = t_{i+1},
-    ``denoised`` = the step's data prediction x̂₀).
+        order: 1, 2 (DPM-Solver++(2M)) or 3 (DPM-Solver++(3M)); None: see above.
+        callback, progress, denoise, return_trajectory: see :mod:`scorematch.samplers.base`; the
+            callback's ``denoised`` is the step's data prediction x̂₀.
     """
-    steps = check_steps(steps)
     if order is not None and order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    intervals = steps
-    grid, few = _resolve_grid(grid, process, steps, denoise, sigma_data)
-    if few:
-        intervals = steps - 1 if denoise is None else steps
-        denoise = True if denoise is None else denoise
-    order = order if order is not None else 2 if few else 3
-    denoise = bool(denoise)
+    if isinstance(grid, str) and grid == "auto":
+        n = steps if steps is not None else DEFAULT_STEPS
+        grid, auto_order = dpm_solver_defaults(process, int(n), bool(denoise))
+    else:
+        auto_order = 2 if isinstance(grid, str) and grid == "few_step" else 3
+    order = auto_order if order is None else order
+    t_grid = time_grid(grid, process, steps, DEFAULT_STEPS)
+    intervals = len(t_grid) - 1
     counted = CountingModel(model)
 
     with torch.inference_mode():
         x = initial_state(model, process, x_init_or_shape, generator)
-        t_grid = _time_grid(grid, process, intervals)
-        alphas, sigmas = process.marginal(t_grid)
+        t64 = torch.tensor(t_grid, dtype=torch.float64)
+        alphas, sigmas = process.marginal(t64)
         lam = (alphas.log() - sigmas.log()).tolist()  # Lu et al.'s λ: half of process.log_snr
-        t_grid, alphas, sigmas = t_grid.tolist(), alphas.tolist(), sigmas.tolist()
+        alphas, sigmas = alphas.tolist(), sigmas.tolist()
 
         def data_prediction(x: Tensor, i: int) -> Tensor:
             """x̂₀ = (x + σ² s(x, t)) / α at grid time t_i (Tweedie)."""
             tt = torch.full((x.shape[0],), t_grid[i], dtype=x.dtype, device=x.device)
-            return (x + sigmas[i] ** 2 * counted(x, tt)) / alphas[i]
+            return process.denoise(x, t_grid[i], counted(x, tt))
 
         trajectory = [x] if return_trajectory else None
         history: list[Tensor] = []  # data predictions of the previous steps, newest first
@@ -141,38 +135,12 @@ def dpm_solver(
                     f12 = (history[0] - history[1]) / h1
                     f012 = (f01 - f12) / (h0 + h1)  # second divided difference: x̂₀'' ≈ 2 f012
                     update = update + c1 * (f01 + h0 * f012) + c2 * 2 * f012
+            report(callback, i, t_grid[i], process, x, m0)
             x = (sigmas[i + 1] / sigmas[i]) * x + alphas[i + 1] * update
+            x = check_finite(x, "dpm_solver", i, t_grid[i + 1])
             history = [m0, *history][: order - 1]
             if trajectory is not None:
                 trajectory.append(x)
-            if callback is not None:
-                callback({"i": i, "t": t_grid[i + 1], "x": x, "denoised": m0})
         if denoise:
             x = data_prediction(x, intervals)
     return Samples(x, counted.nfe, trajectory)
-
-
-def _resolve_grid(grid, process, steps: int, denoise: bool | None, sigma_data: float | None):
-    """(grid, few-step recipe?) for ``grid="auto"``; other grids pass through unchanged."""
-    if not (isinstance(grid, str) and grid == "auto"):
-        return grid, False
-    if not 3 <= steps <= FEW_STEPS:
-        return "log_snr", False
-    if sigma_data is None:
-        sigma_data = getattr(process, "sigma_data", 0.5)
-    sigma_data = check_positive(sigma_data, "sigma_data")
-    alpha, sigma = process.marginal(
-        torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
-    )
-    s_max, s_min = (sigma / alpha).tolist()
-    # Stop early only when the final x̂₀ step (denoise) makes up for the rest of the path.
-    end = max(END * sigma_data, s_min) if denoise is not False else s_min
-    jump = JUMP * sigma_data
-    if not end < jump < s_max:
-        return "log_snr", False
-    t_end = process.t_min if end == s_min else t_of_sigma(process, end)
-
-    def few_step(process, n: int) -> Tensor:
-        return log_snr(process, n, t_min=t_end, sigma_jump=jump)
-
-    return few_step, True

@@ -4,6 +4,9 @@ Each grid is a function ``grid(process, steps) -> Tensor (steps + 1,)`` on the p
 so one sampler runs on any process with any grid.  Non-uniform grids are laid out in the scaled
 noise level σ̂ = σ_t/α_t (the noise level of x_t/α_t) or in the log-SNR λ = −2 log σ̂ and mapped back
 to t through the process's closed-form inverse ``t_of_log_snr``.
+
+Named grids: ``uniform``, ``edm_rho``, ``log_snr``, ``few_step`` (DPM-Solver's few-step recipe) and
+``levels`` (a ``NoiseLevels`` process's own levels).  ``"auto"`` is the process's ``default_grid``.
 """
 
 from __future__ import annotations
@@ -14,9 +17,13 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from .._checks import check_positive
+from .._checks import check_positive, check_positive_int
+from ..processes import NoiseLevels
 
-__all__ = ["edm_rho", "log_snr", "make_grid", "t_of_sigma", "uniform"]
+__all__ = ["edm_rho", "few_step", "levels", "log_snr", "make_grid", "t_of_sigma", "uniform"]
+
+# DPM-Solver's few-step recipe, in units of σ_data: its first stop and its end (benchmarks/samplers.py)
+FEW_STEP_JUMP, FEW_STEP_END = 10.0, 0.1
 
 
 def _ends(process, t_min: float | None, t_max: float | None) -> tuple[float, float]:
@@ -25,12 +32,6 @@ def _ends(process, t_min: float | None, t_max: float | None) -> tuple[float, flo
     if not lo < hi:
         raise ValueError(f"need t_min < t_max, got {lo} and {hi}")
     return lo, hi
-
-
-def _check(steps: int) -> int:
-    if int(steps) != steps or int(steps) < 1:
-        raise ValueError(f"steps must be a positive integer, got {steps}")
-    return int(steps)
 
 
 def uniform(
@@ -44,7 +45,9 @@ def uniform(
 ) -> Tensor:
     """Equally spaced times from t_max down to t_min (the score-SDE samplers' grid)."""
     lo, hi = _ends(process, t_min, t_max)
-    return torch.linspace(hi, lo, _check(steps) + 1, device=device, dtype=dtype)
+    return torch.linspace(
+        hi, lo, check_positive_int(steps, "steps") + 1, device=device, dtype=dtype
+    )
 
 
 def edm_rho(
@@ -64,7 +67,7 @@ def edm_rho(
     if not rho > 0:
         raise ValueError(f"rho must be positive, got {rho}")
     lo, hi = _ends(process, t_min, t_max)
-    n = _check(steps)
+    n = check_positive_int(steps, "steps")
     ends = torch.tensor([hi, lo], dtype=torch.float64)
     alpha, sigma = process.marginal(ends)
     s_hi, s_lo = (sigma / alpha).tolist()
@@ -93,7 +96,7 @@ def log_snr(
     to the data mean and varies slowly) are better spent where the data have structure.
     """
     lo, hi = _ends(process, t_min, t_max)
-    n = _check(steps)
+    n = check_positive_int(steps, "steps")
     lam = process.log_snr(torch.tensor([hi, lo], dtype=torch.float64)).tolist()
     first = []
     if sigma_jump is not None and n >= 2:
@@ -113,6 +116,62 @@ def log_snr(
     return t.to(device=device, dtype=dtype)
 
 
+def few_step(
+    process,
+    steps: int,
+    *,
+    sigma_data: float | None = None,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+) -> Tensor:
+    """DPM-Solver's few-step grid: one interval from t_max straight to σ̂ = 10 σ_data, then
+    ``steps − 1`` intervals equally spaced in log-SNR down to σ̂ = 0.1 σ_data — a grid meant to be
+    followed by the final x̂₀ (Tweedie) step, which removes the remaining noise.
+
+    Measured on Gaussian mixtures (benchmarks/samplers.py, 10 NFE with ``dpm_solver``): 5× / 4.5×
+    lower error than the plain log-SNR grid in 2-D / 16-D.  Few steps are better spent where the
+    data have structure: above ≈ 10 σ_data x̂₀ is close to the data mean and varies slowly.  The
+    final x̂₀ at 0.1 σ_data shrinks each mode's covariance Σ to Σ(Σ + σ̂²I)⁻¹Σ, a bias below the
+    discretisation error of few steps only.  ``sigma_data`` defaults to ``process.sigma_data``,
+    else 0.5.  Needs steps ≥ 2 and 0.1 σ_data < 10 σ_data < σ̂(t_max).
+    """
+    steps = check_positive_int(steps, "steps")
+    if steps < 2:
+        raise ValueError("the few_step grid needs steps >= 2 (a jump, then log-SNR steps)")
+    jump, end = few_step_range(process, sigma_data)
+    if jump is None:
+        raise ValueError(f"the few_step grid does not fit {process!r}: see grids.few_step_range")
+    t_end = process.t_min if end is None else t_of_sigma(process, end)
+    return log_snr(process, steps, t_min=t_end, sigma_jump=jump, device=device, dtype=dtype)
+
+
+def few_step_range(process, sigma_data: float | None = None) -> tuple[float | None, float | None]:
+    """(σ̂ of the jump, σ̂ of the end) of the few-step grid on ``process``; (None, None) when the
+    process's noise range cannot hold it, and end None when it ends at the process's t_min."""
+    if sigma_data is None:
+        sigma_data = process.sigma_data if process.sigma_data is not None else 0.5
+    sigma_data = check_positive(sigma_data, "sigma_data")
+    ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
+    s_max, s_min = process.sigma_hat(ends).tolist()
+    jump, end = FEW_STEP_JUMP * sigma_data, FEW_STEP_END * sigma_data
+    if not max(end, s_min) < jump < s_max:
+        return None, None
+    return jump, (end if end > s_min else None)
+
+
+def levels(process, steps: int | None = None, *, device=None, dtype=torch.float64) -> Tensor:
+    """A ``NoiseLevels`` process's own levels σ_1 > … > σ_L as times (t = σ): the only times its
+    models were trained at.  ``steps`` (intervals), if given, must be L − 1."""
+    if not isinstance(process, NoiseLevels):
+        raise ValueError(f"the levels grid needs a NoiseLevels process, got {process!r}")
+    if steps is not None and steps != len(process) - 1:
+        raise ValueError(
+            f"{process!r} has {len(process)} levels, so its levels grid has steps = "
+            f"{len(process) - 1}, not {steps}"
+        )
+    return process.sigmas.to(device=device, dtype=dtype)
+
+
 def t_of_sigma(process, sigma: float) -> float:
     """The time at which the scaled noise level σ_t/α_t equals ``sigma``."""
     lam = torch.tensor(-2.0 * math.log(check_positive(sigma, "sigma")), dtype=torch.float64)
@@ -123,28 +182,58 @@ GRIDS: dict[str, Callable[..., Tensor]] = {
     "uniform": uniform,
     "edm_rho": edm_rho,
     "log_snr": log_snr,
+    "few_step": few_step,
+    "levels": levels,
 }
+IMPLIED = ("levels",)  # grids whose number of points is fixed by the process
 
 
 def make_grid(
-    grid, process, steps: int, *, device=None, dtype: torch.dtype = torch.float64
+    grid,
+    process,
+    steps: int | None = None,
+    *,
+    device=None,
+    dtype: torch.dtype = torch.float64,
+    min_points: int = 2,
 ) -> Tensor:
     """Resolve a grid given by name, as a function ``grid(process, steps)``, or as explicit times.
 
     ``"auto"`` is the process's ``default_grid``: uniform in t for VP, sub-VP and VE (score-SDE's
-    grids; VE's σ is geometric in t), EDM's ρ = 7 grid for EDM (whose t = σ).
+    grids; VE's σ is geometric in t), EDM's ρ = 7 grid for EDM (whose t = σ), the levels for
+    ``NoiseLevels``.  Explicit times and ``"levels"`` imply the number of intervals: ``steps`` may
+    be None there; everywhere else it is required.
     """
     if isinstance(grid, str) and grid == "auto":
-        grid = getattr(process, "default_grid", "uniform")
+        grid = process.default_grid
     if isinstance(grid, str):
         if grid not in GRIDS:
-            raise ValueError(f"unknown grid {grid!r}; choose one of {', '.join(GRIDS)}")
-        return GRIDS[grid](process, steps, device=device, dtype=dtype)
-    if callable(grid):
-        times = grid(process, steps)
+            raise ValueError(f"unknown grid {grid!r}; choose one of auto, {', '.join(GRIDS)}")
+        if steps is None and grid not in IMPLIED:
+            raise ValueError(f"the {grid!r} grid needs steps")
+        times = GRIDS[grid](process, steps, device=device, dtype=dtype)
+    elif callable(grid):
+        if steps is None:
+            raise ValueError("a grid function needs steps")
+        times = torch.as_tensor(grid(process, steps))
     else:
         times = torch.as_tensor(grid)
     times = times.to(device=device, dtype=dtype)
-    if times.ndim != 1 or times.numel() < 2 or not bool((times[1:] < times[:-1]).all()):
-        raise ValueError("an explicit time grid must be 1-D, have ≥ 2 points and strictly decrease")
+    if (
+        times.ndim != 1
+        or times.numel() < min_points
+        or not bool(torch.isfinite(times).all())
+        or not bool((times[1:] < times[:-1]).all())
+    ):
+        raise ValueError(
+            f"a time grid must be 1-D, finite, have >= {min_points} points and strictly decrease"
+        )
+    lo, hi = float(times[-1]), float(times[0])
+    # Tolerance: the grids' own end points pass through t_of_log_snr and back.
+    slack = 1e-9 * max(1.0, abs(process.t_max))
+    if lo < process.t_min - slack or hi > process.t_max + slack:
+        raise ValueError(
+            f"the time grid spans [{lo:g}, {hi:g}], outside the process's range "
+            f"[{process.t_min:g}, {process.t_max:g}]"
+        )
     return times

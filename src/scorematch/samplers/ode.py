@@ -1,6 +1,6 @@
 """Probability-flow ODE sampler (Song et al. 2021, "Score-Based Generative Modeling through SDEs", eq. 13).
 
-    dx/dt = f(t) x − ½ g(t)² ∇ₓ log p_t(x),
+    dx/dt = f(t) x − ½ g(t)² ∇ₓ log p_t(x)        (``Process.reverse_drift`` with η = 0),
 
 integrated from t_max down to t_min, either with a fixed-step Runge–Kutta method on a time grid or
 with an adaptive solver from torchdiffeq.  The map from prior noise to sample is deterministic.
@@ -12,47 +12,32 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import check_positive, expand_like
-from .base import Callback, CountingModel, Samples, check_steps, initial_state
-from .grids import make_grid
+from .._checks import check_positive, check_solver
+from ._common import check_finite, report, score_at, time_grid
+from .base import Callback, CountingModel, Samples, initial_state
 
-__all__ = ["ode"]
+__all__ = ["DEFAULT_STEPS", "ode"]
 
+DEFAULT_STEPS = 25  # 25 RK4 steps = 100 NFE
 METHODS = ("euler", "heun", "rk4", "adaptive")
-ADAPTIVE_SOLVERS = ("dopri5", "dopri8", "bosh3", "fehlberg2", "adaptive_heun")
-
-
-def _time_grid(grid, process, steps: int) -> Tensor:
-    """The grid's times t_0 = t_max > … > t_N in float64 on the CPU (exact step arithmetic)."""
-    times = make_grid(grid, process, steps)
-    if times.numel() != steps + 1:
-        raise ValueError(
-            f"the time grid has {times.numel()} points but steps = {steps} needs {steps + 1}"
-        )
-    return times
-
-
-def _times(x: Tensor, t: float | Tensor) -> Tensor:
-    """A model's time argument: t for every sample, on x's device and dtype."""
-    return torch.as_tensor(t, dtype=x.dtype, device=x.device).expand(x.shape[0])
 
 
 def ode(
     model,
     process,
     x_init_or_shape,
-    steps: int,
+    steps: int | None = None,
     *,
+    grid="edm_rho",
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
+    denoise: bool = True,
     method: str = "rk4",
-    grid="edm_rho",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     solver: str = "dopri5",
     solver_options: dict | None = None,
-    denoise: bool = False,
     return_trajectory: bool = False,
 ) -> Samples:
     """Integrate the probability-flow ODE dx/dt = f(t)x − ½g(t)² s(x, t) from t_max to t_min.
@@ -65,66 +50,63 @@ def ode(
         process: the forward process (gives f, g, t_min, t_max and the prior).
         x_init_or_shape: starting points at t_max, or a ``(batch, *event)`` shape to draw them from
             the prior with ``generator``.
-        steps: number of grid intervals.  For the fixed-step methods this is the number of steps;
-            for ``method="adaptive"`` the solver chooses its own steps and ``steps`` only sets the
-            grid times at which the trajectory is recorded and ``callback`` is called.
+        steps: number of grid intervals (default 25).  For the fixed-step methods this is the
+            number of steps; for ``method="adaptive"`` the solver chooses its own steps and
+            ``steps`` only sets the grid times at which the trajectory is recorded.
+        grid: time grid name (default ``"edm_rho"``: ρ = 7), callable or tensor.
         method: ``"euler"`` (1 model call per step), ``"heun"`` (explicit trapezoid, 2), ``"rk4"``
             (classical Runge–Kutta, 4), or ``"adaptive"`` (torchdiffeq ``odeint`` with ``solver``).
-        grid: time grid name (``"uniform"``, ``"edm_rho"``, ``"log_snr"``), callable or tensor.
         rtol, atol: tolerances of the adaptive solver.
-        solver: the adaptive torchdiffeq method, one of ``ADAPTIVE_SOLVERS`` (default dopri5).
+        solver: the adaptive torchdiffeq method (default dopri5).
         solver_options: extra ``options`` passed to ``odeint`` (e.g. ``{"first_step": 0.01}``).
-        denoise: return the Tweedie estimate E[x₀ | x_{t_min}] = (x + σ² s)/α (+1 model call).
-        return_trajectory: keep the state at every grid time (steps + 1 tensors, x_T first).
-
-    callback receives ``{"i", "t", "x"}`` after each interval (for the adaptive method: after the
-    solve, once per grid time).
+        callback, progress, denoise, return_trajectory: see :mod:`scorematch.samplers.base`.  For
+            the adaptive method the callback is called after the solve, once per grid time, with
+            ``denoised=None`` (the solver's own evaluations are not at the grid times).
 
     Returns:
         ``Samples(x, nfe, trajectory)``.  NFE = steps (euler), 2·steps (heun), 4·steps (rk4);
         for the adaptive method the exact count of the solver's model calls; +1 with ``denoise``.
     """
-    steps = check_steps(steps)
     if method not in METHODS:
         raise ValueError(f"unknown ODE method {method!r}; choose one of {', '.join(METHODS)}")
-    if method == "adaptive" and solver not in ADAPTIVE_SOLVERS:
-        raise ValueError(
-            f"unknown adaptive solver {solver!r}; choose one of {', '.join(ADAPTIVE_SOLVERS)}"
-        )
     if method == "adaptive":
+        check_solver(solver, adaptive=True)
         check_positive(rtol, "rtol")
         check_positive(atol, "atol")
+    times = time_grid(grid, process, steps, DEFAULT_STEPS)
     counted = CountingModel(model)
+    first_score: list[Tensor] = []  # the score of each step's first stage, for the callback
 
     def velocity(x: Tensor, t: float | Tensor) -> Tensor:
-        tt = _times(x, t)
-        g = process.diffusion(tt)
-        return process.drift(x, tt) - 0.5 * expand_like(g * g, x) * counted(x, tt)
+        score = score_at(counted, x, float(t))
+        if not first_score:
+            first_score.append(score)
+        return process.reverse_drift(x, float(t), score, eta=0.0)
 
     with torch.inference_mode():
         x = initial_state(model, process, x_init_or_shape, generator)
-        times = _time_grid(grid, process, steps)
         trajectory = [x] if return_trajectory else None
+        n = len(times) - 1
         if method == "adaptive":
             path = _adaptive(velocity, x, times, rtol, atol, solver, solver_options, progress)
-            for i in range(steps):  # the solver has run: report the states at the grid times
+            for i in range(n):  # the solver has run: report the states at the grid times
+                report(callback, i, times[i], process, path[i], None)
                 if trajectory is not None:
                     trajectory.append(path[i + 1])
-                if callback is not None:
-                    callback({"i": i, "t": float(times[i + 1]), "x": path[i + 1]})
-            x = path[-1]
+            x = check_finite(path[-1], "ode", n - 1, times[-1])
         else:
-            for i in tqdm(range(steps), disable=not progress, desc=f"ode-{method}"):
-                t, t_next = float(times[i]), float(times[i + 1])
-                x = _step(method, velocity, x, t, t_next - t)
+            for i in tqdm(range(n), disable=not progress, desc=f"ode-{method}"):
+                first_score.clear()
+                x_next = _step(method, velocity, x, times[i], times[i + 1] - times[i])
+                if callback is not None:
+                    report(callback, i, times[i], process, x,
+                           process.denoise(x, times[i], first_score[0]))  # fmt: skip
+                x = check_finite(x_next, "ode", i, times[i + 1])
                 if trajectory is not None:
                     trajectory.append(x)
-                if callback is not None:
-                    callback({"i": i, "t": t_next, "x": x})
+        first_score.clear()
         if denoise:
-            tt = _times(x, times[-1])
-            alpha, sigma = process.marginal(tt)
-            x = (x + expand_like(sigma * sigma, x) * counted(x, tt)) / expand_like(alpha, x)
+            x = process.denoise(x, times[-1], score_at(counted, x, times[-1]))
     return Samples(x, counted.nfe, trajectory)
 
 
@@ -152,7 +134,7 @@ def _adaptive(velocity, x, times, rtol, atol, solver, solver_options, progress) 
         bar.update(1)
         return velocity(y, t)
 
-    t_out = times.to(device=x.device, dtype=x.dtype)
+    t_out = torch.tensor(times, dtype=x.dtype, device=x.device)
     # Adaptive Runge–Kutta steps overshoot the last time and interpolate back; make the solver
     # land on t_min exactly instead, since a process need not be defined beyond it (VP at t < 0).
     options = {"step_t": t_out[-1:], **(solver_options or {})}

@@ -1,0 +1,93 @@
+"""Plumbing every sampler shares: the time grid and step count, process coefficients as float64
+numbers, the checked model call, and the callback's one dict."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from .._checks import check_positive_int
+from .base import Callback
+from .grids import IMPLIED, make_grid
+
+__all__ = ["coefficients", "report", "score_at", "time_grid", "transition"]
+
+
+def time_grid(
+    grid, process, steps: int | None, default_steps: int, *, min_points: int = 2
+) -> list[float]:
+    """The sampler's times t_0 = t_max > … > t_N as float64 Python numbers (exact step arithmetic).
+
+    ``grid`` is a name (``"auto"`` = the process's ``default_grid``), a function
+    ``grid(process, steps)`` or explicit times.  Explicit times (and a process's own ``"levels"``)
+    imply the number of intervals: ``steps`` may then be None or must agree.  Otherwise ``steps``
+    (default ``default_steps``) is the number of intervals N.
+    """
+    if steps is not None:
+        steps = check_positive_int(steps, "steps")
+    if isinstance(grid, str) and grid == "auto":
+        grid = process.default_grid
+    implied = (isinstance(grid, str) and grid in IMPLIED) or not (
+        isinstance(grid, str) or callable(grid)
+    )
+    n = steps if (steps is not None or implied) else default_steps
+    times = make_grid(grid, process, n, min_points=min_points)
+    if steps is not None and times.numel() != steps + 1:
+        raise ValueError(
+            f"steps = {steps} disagrees with the time grid's {times.numel()} points, which imply "
+            f"steps = {times.numel() - 1}; give one or the other"
+        )
+    return times.tolist()
+
+
+def coefficients(process, t: float) -> tuple[float, float, float, float]:
+    """(α_t, σ_t, f(t), g(t)) as float64 Python numbers."""
+    tt = torch.tensor(t, dtype=torch.float64)
+    alpha, sigma = process.marginal(tt)
+    return (
+        float(alpha),
+        float(sigma),
+        float(process.log_alpha_rate(tt)),
+        float(process.diffusion(tt)),
+    )
+
+
+def transition(process, t: float, s: float) -> tuple[float, float]:
+    """Forward transition x_t = a x_s + G z between times s < t: (a = α_t/α_s, G² = σ_t² − a² σ_s²)."""
+    alpha_t, sigma_t, _, _ = coefficients(process, t)
+    alpha_s, sigma_s, _, _ = coefficients(process, s)
+    a = alpha_t / alpha_s
+    return a, max(sigma_t**2 - a**2 * sigma_s**2, 0.0)
+
+
+def score_at(model, x: Tensor, t: float) -> Tensor:
+    """model(x, t) at one time for the whole batch, required to return x's shape."""
+    s = model(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
+    if not isinstance(s, Tensor) or s.shape != x.shape:
+        got = tuple(s.shape) if isinstance(s, Tensor) else type(s).__name__
+        raise ValueError(f"the score model returned shape {got} for input shape {tuple(x.shape)}")
+    return s
+
+
+def report(callback: Callback | None, i: int, t: float, process, x: Tensor, denoised) -> None:
+    """Call ``callback`` with the contract's one dict {i, t, sigma, x, denoised} (σ = σ_t/α_t)."""
+    if callback is None:
+        return
+    alpha, sigma, _, _ = coefficients(process, t)
+    callback({"i": i, "t": t, "sigma": sigma / alpha, "x": x, "denoised": denoised})
+
+
+def check_finite(x: Tensor, sampler: str, i: int, t: float) -> Tensor:
+    """Stop with a named error instead of returning NaN samples."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError(
+            f"{sampler}: non-finite values in the samples after step {i} (t = {t:.6g}); "
+            "the model or the step sizes diverged"
+        )
+    return x
+
+
+def sqrt(v: float) -> float:
+    return math.sqrt(max(v, 0.0))
