@@ -25,8 +25,7 @@ from scorematch.objectives.noise_conditional import (
     ncsn,
 )
 from scorematch.parametrization import EDMPrecond, at_time
-from scorematch.processes import NoiseLevels
-from scorematch.processes import EDM, VE, VP, SubVP
+from scorematch.processes import EDM, VE, VP, NoiseLevels, SubVP
 
 F64 = torch.float64
 N = 10000

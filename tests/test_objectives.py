@@ -139,12 +139,21 @@ def test_ism_vectorize_modes_agree_and_auto_falls_back_to_whole_batch():
     t = torch.linspace(0.5, 2.0, 9, dtype=F64)
     timed = lambda y: model(y) * t[:, None]  # noqa: E731
     expected = brute_trace(timed, x) + 0.5 * timed(x).square().sum(1)
-    torch.testing.assert_close(ism(timed, x, reduction="none"), expected)
+    with pytest.warns(UserWarning, match="cannot run per sample"):  # said, not silent
+        got = ism(timed, x, reduction="none")
+    torch.testing.assert_close(got, expected)
     with pytest.raises(ValueError, match="one sample"):
         ism(timed, x, vectorize="samples")
     # Data-dependent Python control flow cannot run under vmap either.
     branchy = lambda y: model(y) if bool(y.sum() > -1e9) else -model(y)  # noqa: E731
-    torch.testing.assert_close(ism(branchy, x), ism(model, x))
+    with pytest.warns(UserWarning, match="vmap"):
+        torch.testing.assert_close(ism(branchy, x), ism(model, x))
+    # Other errors are the caller's: they propagate instead of silently switching paths.
+    def broken(y):
+        raise KeyError("not a vmap error")
+
+    with pytest.raises(KeyError):
+        ism(broken, x)
 
 
 def test_mixture_mlp_esm_minus_ism_constant_in_theta():
