@@ -17,13 +17,15 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from scorematch.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from scorematch.io import atomic_save, atomic_write_bytes, atomic_write_text
 from scorematch.training import (
     Trainer,
     TrainingDiverged,
     ema_decay_at,
+    latest_checkpoint,
     learning_rate,
+    list_checkpoints,
+    load_checkpoint,
 )
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 
 def check_batch(x: Tensor, name: str = "x", *, finite: bool = True) -> Tensor:
@@ -64,3 +64,25 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
     if reduction == "sum":
         return loss.sum()
     return loss
+
+
+def model_device(
+    model, generator: torch.Generator | None = None
+) -> tuple[torch.device, torch.dtype]:
+    """Device and dtype of a model's parameters or buffers (the generator's device if it has none)."""
+    if isinstance(model, nn.Module):
+        for tensor in (*model.parameters(), *model.buffers()):
+            return tensor.device, (
+                tensor.dtype if tensor.is_floating_point() else torch.get_default_dtype()
+            )
+    device = generator.device if generator is not None else torch.device("cpu")
+    return device, torch.get_default_dtype()
+
+
+def randn(
+    shape, generator: torch.Generator | None, *, device: torch.device, dtype: torch.dtype
+) -> Tensor:
+    """Standard normal noise drawn on the generator's device, then moved to ``device``: the same
+    seed gives the same numbers whatever device the data lives on."""
+    where = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=where, dtype=dtype).to(device)
