@@ -1,15 +1,18 @@
-"""The run's ``metrics.csv`` and progress bar: one row of window means every ``log_every`` steps.
+"""The run's ``metrics.csv`` (and ``config.yaml``) and the progress bar.
 
-A row holds the means of the loss and gradient norm over the steps since the last row (the
-"window"), the learning rate, the run's training seconds and the window's speed.  The window is
-part of the train state, so a resumed run writes the same rows as an uninterrupted one.
+``metrics.csv`` gets one row every ``log_every`` steps: the means of the loss and gradient norm
+over the steps since the last row (the "window"), the learning rate, the run's training seconds
+and the window's speed.  The window is part of the train state, so a resumed run writes the same
+rows as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
+import yaml
 from tqdm.auto import tqdm
 
 from ..io import atomic_write_text
@@ -20,6 +23,7 @@ __all__ = [
     "add_to_window",
     "format_row",
     "new_window",
+    "prepare_run_dir",
     "trim_metrics_file",
     "window_row",
 ]
@@ -81,6 +85,17 @@ def trim_metrics_file(path: Path, step: int, log_every: int) -> None:
             if row_step < step or (row_step == step and row_step % log_every == 0):
                 kept.append(line + "\n")
     atomic_write_text(path, ",".join(METRIC_COLUMNS) + "\n" + "".join(kept))
+
+
+def prepare_run_dir(
+    out_dir: Path, config: dict[str, Any] | None, step: int, log_every: int
+) -> None:
+    """Create ``out_dir``, write ``config.yaml`` (if there is a config) and trim ``metrics.csv``
+    to the rows up to ``step`` (see ``trim_metrics_file``)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if config is not None:
+        atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    trim_metrics_file(out_dir / "metrics.csv", step, log_every)
 
 
 class MetricsLog:

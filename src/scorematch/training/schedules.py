@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["DEFAULT_EMA_DECAY", "SCHEDULES", "ema_decay_at", "ema_decay_from", "learning_rate"]
+__all__ = [
+    "DEFAULT_EMA_DECAY",
+    "SCHEDULES",
+    "check_lr_schedule",
+    "ema_decay_at",
+    "ema_decay_from",
+    "learning_rate",
+]
 
 SCHEDULES = ("constant", "cosine")
 DEFAULT_EMA_DECAY = 0.999
@@ -35,6 +42,16 @@ def learning_rate(
         raise ValueError("schedule='cosine' needs total_steps")
     progress = min(1.0, (step - warmup_steps) / max(total_steps - warmup_steps, 1))
     return min_lr + (lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def check_lr_schedule(lr: float, schedule: str, min_lr: float) -> None:
+    """A ``ValueError`` unless lr > 0 is finite, ``schedule`` is known and 0 ≤ min_lr ≤ lr."""
+    if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if not (0.0 <= min_lr <= lr):
+        raise ValueError(f"min_lr must be in [0, lr={lr}], got {min_lr!r}")
 
 
 def ema_decay_at(step: int, decay: float, warmup: bool = True) -> float:

@@ -28,11 +28,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor, nn
 
-from ..io import atomic_write_text
-from .checkpoint import Checkpoint, config_hash, latest_checkpoint, read_checkpoint
+from .checkpoint import config_hash, latest_checkpoint, read_checkpoint
 from .data_order import batch_source
 from .distributed import (
     average_gradients,
@@ -41,8 +39,8 @@ from .distributed import (
     mean_over_ranks,
     rank_seed,
 )
-from .metrics_log import MetricsLog, add_to_window, new_window, trim_metrics_file, window_row
-from .schedules import SCHEDULES, ema_decay_at, ema_decay_from, learning_rate
+from .metrics_log import MetricsLog, add_to_window, new_window, prepare_run_dir, window_row
+from .schedules import check_lr_schedule, ema_decay_at, ema_decay_from, learning_rate
 from .train_state import restore_train_state, save_train_state, warn_on_changes
 
 __all__ = ["TrainResult", "Trainer", "TrainingDiverged"]
@@ -95,9 +93,10 @@ class Trainer:
         loss_fn: returns the scalar mean loss of a batch; it must draw all its noise from the
             ``torch.Generator`` it is given (the trainer's, checkpointed → exact resume).
         data: a tensor ``(N, *event)`` — global batches of ``batch_size`` rows are read from a
-            random permutation per epoch, a fixed function of (seed, step) — or any iterable of
-            batches (a DataLoader; exact resume of its order is not possible: it restarts;
-            under torchrun it must shard itself, e.g. with a DistributedSampler).
+            random permutation per epoch, a pure function of (seed, step, rank), see
+            ``data_order`` — or any iterable of batches (a DataLoader; exact resume of its order
+            is not possible: it restarts; under torchrun it must shard itself, e.g. with a
+            DistributedSampler).
         out_dir: run directory for ``metrics.csv``, ``config.yaml`` and ``checkpoints/``; None
             keeps everything in memory.
         batch_size: global batch size (split evenly across ranks under torchrun).
@@ -156,17 +155,12 @@ class Trainer:
         if not callable(loss_fn):
             raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
         self.batch_size = _check_int(batch_size, "batch_size", 1)
-        if not (isinstance(lr, (int, float)) and math.isfinite(lr) and lr > 0):
-            raise ValueError(f"lr must be a positive finite number, got {lr!r}")
+        check_lr_schedule(lr, schedule, min_lr)
         if not (math.isfinite(weight_decay) and weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         self.warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
-        if schedule not in SCHEDULES:
-            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
-        if not (0.0 <= min_lr <= lr):
-            raise ValueError(f"min_lr must be in [0, lr={lr}], got {min_lr!r}")
         self.total_steps = _optional_int(total_steps, "total_steps", 1)
         if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
             raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
@@ -283,7 +277,7 @@ class Trainer:
         if self.step == 0 and not self._restored:  # a fresh run
             torch.manual_seed(rank_seed(self.seed, "global", self.rank))
         if self.out_dir is not None and self.is_main:
-            self._prepare_run_dir()
+            prepare_run_dir(self.out_dir, self.config, self.step, self.log_every)
 
         start_elapsed, t0 = self._elapsed, time.perf_counter()
         with MetricsLog(
@@ -371,14 +365,6 @@ class Trainer:
             e.copy_(b)
 
     # ------------------------------------------------------------------ files
-    def _prepare_run_dir(self) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        if self.config is not None:
-            atomic_write_text(
-                self.out_dir / "config.yaml", yaml.safe_dump(self.config, sort_keys=False)
-            )
-        trim_metrics_file(self.metrics_path, self.step, self.log_every)
-
     def _call_sample_fn(self, s: int) -> None:
         if not self.is_main:
             return
@@ -438,12 +424,6 @@ class Trainer:
             if path is None:
                 raise FileNotFoundError(f"no complete checkpoint in {str(self.checkpoint_dir)!r}")
         ckpt = read_checkpoint(path)
-        self._load(ckpt, set(expected_changes))
-        if self.is_main:
-            logger.info("resumed from %s (step %d)", ckpt.path, self.step)
-        return self.step
-
-    def _load(self, ckpt: Checkpoint, expected_changes: Collection[str] = ()) -> None:
         restore_train_state(
             ckpt,
             model=self.model,
@@ -456,12 +436,14 @@ class Trainer:
             seed=self.seed,
         )
         if self.is_main:
-            warn_on_changes(ckpt, self.settings, self.config, expected_changes)
+            warn_on_changes(ckpt, self.settings, self.config, set(expected_changes))
         if not self._batches.exact_resume and self.is_main:
             logger.warning("data is an iterable: its order restarts on resume (not exact)")
         self._batches.restart()
-        meta = ckpt.metadata
-        self.step = int(meta["step"])
+        self.step = int(ckpt.metadata["step"])
         self._restored = True
-        self._elapsed = float(meta["elapsed_seconds"])
-        self._window = dict(meta["metrics_window"])
+        self._elapsed = float(ckpt.metadata["elapsed_seconds"])
+        self._window = dict(ckpt.metadata["metrics_window"])
+        if self.is_main:
+            logger.info("resumed from %s (step %d)", ckpt.path, self.step)
+        return self.step
