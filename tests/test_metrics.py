@@ -12,7 +12,7 @@ import scipy.spatial.distance
 import scipy.stats
 import torch
 
-import scorematch.metrics as metrics
+import scorematch.metrics.distances as distances
 from scorematch import GaussianMixture
 from scorematch.metrics import (
     bures_wasserstein,
@@ -23,6 +23,7 @@ from scorematch.metrics import (
     mmd,
     sliced_wasserstein,
 )
+from scorematch.metrics.mixture import mixture_figures
 
 F64 = torch.float64
 
@@ -165,7 +166,7 @@ def _brute_mmd(x, y, h, kernel, unbiased):
 @pytest.mark.parametrize("kernel", ["rbf", "laplace", "imq"])
 @pytest.mark.parametrize("unbiased", [True, False])
 def test_mmd_equals_brute_force_with_small_blocks(monkeypatch, kernel, unbiased):
-    monkeypatch.setattr(metrics, "_BLOCK", 100)  # several row blocks of 1-3 rows each
+    monkeypatch.setattr(distances, "BLOCK", 100)  # several row blocks of 1-3 rows each
     x, y = randn(40, 3, seed=0), 0.3 + randn(57, 3, seed=1)
     got = mmd(x, y, kernel=kernel, bandwidth=0.8, unbiased=unbiased)
     ref = _brute_mmd(x.numpy(), y.numpy(), 0.8, kernel, unbiased)
@@ -196,7 +197,7 @@ def test_mmd_median_heuristic_and_multiscale():
 
 
 def test_energy_distance_v_statistic_equals_scipy_in_1d(monkeypatch):
-    monkeypatch.setattr(metrics, "_BLOCK", 64)
+    monkeypatch.setattr(distances, "BLOCK", 64)
     x, y = randn(45, 1, seed=0), 0.4 + 1.5 * randn(70, 1, seed=1)
     # scipy returns sqrt(2∫(F−G)²), which for empirical laws is the square root of the V-statistic.
     ref = scipy.stats.energy_distance(x[:, 0].numpy(), y[:, 0].numpy()) ** 2
@@ -371,8 +372,8 @@ def test_responsibility_weighted_moments_are_consistent_despite_overlap():
         torch.eye(2, dtype=F64).expand(2, 2, 2),
         torch.tensor([0.6, 0.4], dtype=F64),
     )
-    small = metrics._mixture_figures(mix.sample(2000, generator=gen(0)), mix)[1]
-    large = metrics._mixture_figures(mix.sample(200_000, generator=gen(0)), mix)[1]
+    small = mixture_figures(mix.sample(2000, generator=gen(0)), mix)[1]
+    large = mixture_figures(mix.sample(200_000, generator=gen(0)), mix)[1]
     # Measured: 0.066 at n=2000, 0.0027 at n=200000.
     assert large < 0.01 < small / 3
 

@@ -17,14 +17,18 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from scorematch.checkpoint import latest_checkpoint, list_checkpoints, load_checkpoint
 from scorematch.io import atomic_save, atomic_write_bytes, atomic_write_text
 from scorematch.training import (
     Trainer,
     TrainingDiverged,
+    batch_indices,
     ema_decay_at,
+    latest_checkpoint,
     learning_rate,
+    list_checkpoints,
+    load_checkpoint,
 )
+from scorematch.training.data_order import DataOrder, epoch_permutation
 
 
 @pytest.fixture(autouse=True)
@@ -226,6 +230,40 @@ def test_iterable_data_restarts_each_epoch():
     loader = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(x), batch_size=16)
     trainer = Trainer(Linear(), dsm_loss(), loader, **_kw(progress=True))
     assert trainer.fit(7).step == 7  # 3 batches per pass: the loader was restarted twice
+
+
+def test_data_order_is_a_pure_function_of_seed_step_and_rank():
+    # Batch s is positions [(s−1)B, sB) of perm_0 ‖ perm_1 ‖ …; rank r takes the r-th of W slices.
+    n, size, world, seed = 50, 16, 2, 3
+    stream = torch.cat([epoch_permutation(seed, e, n) for e in range(6)])
+    for e in range(6):
+        assert sorted(stream[e * n : (e + 1) * n].tolist()) == list(range(n))
+    walked = DataOrder(seed, n, size, world)  # keeps a cache of epochs; must not matter
+    for step in range(1, 15):
+        batch = stream[(step - 1) * size : step * size]
+        assert torch.equal(batch_indices(seed, step, num_examples=n, batch_size=size), batch)
+        for rank in range(world):
+            part = batch[rank * size // world : (rank + 1) * size // world]
+            assert torch.equal(walked.indices(step, rank), part)
+            fresh = batch_indices(
+                seed, step, rank, num_examples=n, batch_size=size, world_size=world
+            )
+            assert torch.equal(fresh, part)
+    assert not torch.equal(epoch_permutation(seed + 1, 0, n), epoch_permutation(seed, 0, n))
+
+    # The Trainer reads exactly these rows.
+    seen = []
+
+    def loss(model, batch, generator):
+        seen.append(batch[:, 0].long())
+        return model(batch).pow(2).mean()
+
+    rows = torch.arange(n, dtype=torch.float32)[:, None].expand(n, 2).contiguous()
+    Trainer(Linear(), loss, rows, **_kw(batch_size=size, seed=seed)).fit(7)
+    for step, got in enumerate(seen, 1):
+        assert torch.equal(got, stream[(step - 1) * size : step * size])
+    with pytest.raises(ValueError, match="divisible by the world size"):
+        DataOrder(seed, n, 15, 2)
 
 
 # ---------------------------------------------------------------- checkpoints and resume

@@ -43,7 +43,6 @@ from torch import Tensor, nn
 
 from . import metrics as sm_metrics
 from . import plots
-from .checkpoint import latest_checkpoint, load_checkpoint
 from .data import (
     DEFAULT_TOY_SIZE,
     TOY_DATASETS,
@@ -61,7 +60,7 @@ from .objectives.noise_conditional import WEIGHTINGS
 from .parametrization import at_time, default_noise_input, wrap
 from .processes import NoiseLevels, Process, make_process
 from .samplers.api import DEFAULT_STEPS, SAMPLERS, sample
-from .training import Trainer, TrainResult
+from .training import Trainer, TrainResult, latest_checkpoint, load_checkpoint
 
 __all__ = [
     "OBJECTIVES",

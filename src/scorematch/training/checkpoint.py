@@ -9,6 +9,11 @@ The tensor file is written first and the JSON last, each atomically (``scorematc
 JSON records the tensor file's SHA-256.  A checkpoint *exists* only when its JSON exists, so a
 process killed mid-save never leaves a half-written "latest" checkpoint; a tensor file damaged
 later is caught by the checksum and reported as a ``ValueError`` naming the file.
+
+Besides the format (write, read, list, latest, rotate) this module converts what is not a plain
+tensor or JSON value: the optimizer's state dict (tensors apart from JSON scalars), and the config
+(its hash, and the keys at which two configs differ).  What a ``Trainer`` stores is in
+``train_state``.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +32,13 @@ from safetensors.torch import load as _st_load
 from safetensors.torch import save as _st_save
 from torch import Tensor, nn
 
-from .io import atomic_write_bytes, atomic_write_text
+from ..io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "Checkpoint",
     "checkpoint_paths",
+    "config_changes",
+    "config_hash",
     "flatten_optimizer_state",
     "latest_checkpoint",
     "list_checkpoints",
@@ -38,6 +46,7 @@ __all__ = [
     "load_module_state",
     "read_checkpoint",
     "rotate_checkpoints",
+    "scorematch_version",
     "unflatten_optimizer_state",
     "write_checkpoint",
 ]
@@ -323,3 +332,30 @@ def unflatten_optimizer_state(
     for index, entries in meta.get("state", {}).items():
         state.setdefault(int(index), {}).update(entries)
     return state
+
+
+def config_hash(config: dict[str, Any] | None) -> str | None:
+    """SHA-256 of the config's canonical JSON (sorted keys), or None without a config."""
+    if config is None:
+        return None
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def config_changes(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """Dotted keys at which two JSON-like configs differ (``""`` stands for the whole config)."""
+    if isinstance(saved, dict) and isinstance(now, dict):
+        return [
+            key
+            for k in sorted(set(saved) | set(now), key=str)
+            for key in config_changes(saved.get(k), now.get(k), f"{prefix}{k}.")
+        ]
+    return [] if saved == now else [prefix.rstrip(".")]
+
+
+def scorematch_version() -> str:
+    """The installed package's version (stored in checkpoints), or ``"unknown"``."""
+    try:
+        return version("scorematch")
+    except PackageNotFoundError:
+        return "unknown"

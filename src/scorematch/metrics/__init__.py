@@ -1,0 +1,28 @@
+"""How good a model's samples and likelihoods are.
+
+- ``distances``: between two sample sets — ``sliced_wasserstein`` (SW_p), ``mmd`` (squared MMD),
+  ``energy_distance``.
+- ``gaussian``: the 2-Wasserstein distance between Gaussians — ``bures_wasserstein``, and
+  ``frechet_distance`` of fitted feature sets (FID's formula).
+- ``mixture``: ``mixture_error``, samples against a known ``GaussianMixture`` (mode weights and
+  per-mode Bures–Wasserstein error, against exact samples' figures).
+- ``heldout``: ``heldout_nll``, the held-out negative log-likelihood summary.
+
+Sample sets have shape ``(batch, *event_shape)`` (events are flattened); the distances return 0-d
+tensors, ``mixture_error`` and ``heldout_nll`` dicts of floats.
+"""
+
+from .distances import energy_distance, mmd, sliced_wasserstein
+from .gaussian import bures_wasserstein, frechet_distance
+from .heldout import heldout_nll
+from .mixture import mixture_error
+
+__all__ = [
+    "bures_wasserstein",
+    "energy_distance",
+    "frechet_distance",
+    "heldout_nll",
+    "mixture_error",
+    "mmd",
+    "sliced_wasserstein",
+]

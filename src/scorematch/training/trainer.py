@@ -1,0 +1,449 @@
+"""The training loop: ``Trainer`` (fit, one optimizer step, the EMA update), alone or under ``torchrun``.
+
+``Trainer`` runs AdamW (Loshchilov & Hutter 2019) with a linear learning-rate warm-up (Goyal et al.
+2017) and optional cosine decay (Loshchilov & Hutter 2017, see ``schedules``), global-norm gradient
+clipping (Pascanu et al. 2013), and an exponential moving average of the weights (Polyak & Juditsky
+1992), which is what score-based samplers use (Song & Ermon 2020, "Improved techniques").  It writes
+a ``metrics.csv`` (``metrics_log``), periodic checkpoints (safetensors + JSON, ``checkpoint``) and
+resumes from them exactly: on CPU a run interrupted at step k and resumed ends with bit-identical
+weights.
+
+Everything random in a step — the data order and the objective's noise — comes from state the
+trainer owns and checkpoints: the data order is a pure function of (seed, step, rank)
+(``data_order``), and the loss function receives the trainer's ``torch.Generator``.  Under
+``torchrun`` the gradients are averaged over ranks before clipping (``distributed``).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .checkpoint import config_hash, latest_checkpoint, read_checkpoint
+from .data_order import batch_source
+from .distributed import (
+    average_gradients,
+    broadcast_module,
+    init_distributed,
+    mean_over_ranks,
+    rank_seed,
+)
+from .metrics_log import MetricsLog, add_to_window, new_window, prepare_run_dir, window_row
+from .schedules import check_lr_schedule, ema_decay_at, ema_decay_from, learning_rate
+from .train_state import restore_train_state, save_train_state, warn_on_changes
+
+__all__ = ["TrainResult", "Trainer", "TrainingDiverged"]
+
+logger = logging.getLogger(__name__)
+
+LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
+SampleFn = Callable[[nn.Module, int, "Path | None"], object]
+
+
+class TrainingDiverged(ValueError):
+    """The loss or the gradient norm became NaN/inf.  The bad update is not applied and nothing is
+    saved after it: ``step`` is the failing step, ``checkpoint`` the newest good one on disk."""
+
+    def __init__(self, step: int, what: str, checkpoint: Path | None) -> None:
+        self.step = step
+        self.checkpoint = checkpoint
+        where = str(checkpoint) if checkpoint is not None else "none (no checkpoint written)"
+        super().__init__(f"{what} became NaN/inf at step {step}; last good checkpoint: {where}")
+
+
+@dataclass
+class TrainResult:
+    """What ``Trainer.fit`` returns: the global step reached, the last logged mean loss, the rows
+    logged during this call (``METRIC_COLUMNS``), the newest checkpoint and the run's total
+    training time in seconds (summed over resumed segments)."""
+
+    step: int
+    loss: float
+    history: list[dict[str, float]] = field(repr=False)
+    checkpoint: Path | None
+    seconds: float
+
+
+def _check_int(value: object, name: str, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def _optional_int(value: object, name: str, low: int) -> int | None:
+    return None if value is None else _check_int(value, name, low)
+
+
+class Trainer:
+    """Train ``model`` by minimising ``loss_fn(model, batch, generator)`` over ``data``.
+
+    Args:
+        model: the network; moved to ``device`` (default: where its parameters are).
+        loss_fn: returns the scalar mean loss of a batch; it must draw all its noise from the
+            ``torch.Generator`` it is given (the trainer's, checkpointed → exact resume).
+        data: a tensor ``(N, *event)`` — global batches of ``batch_size`` rows are read from a
+            random permutation per epoch, a pure function of (seed, step, rank), see
+            ``data_order`` — or any iterable of batches (a DataLoader; exact resume of its order
+            is not possible: it restarts; under torchrun it must shard itself, e.g. with a
+            DistributedSampler).
+        out_dir: run directory for ``metrics.csv``, ``config.yaml`` and ``checkpoints/``; None
+            keeps everything in memory.
+        batch_size: global batch size (split evenly across ranks under torchrun).
+        lr, weight_decay, betas: AdamW hyperparameters.
+        warmup_steps, schedule, min_lr, total_steps: see ``learning_rate``; cosine decays to
+            ``total_steps`` (default: the ``steps`` given to ``fit``).
+        grad_clip: maximal global gradient norm (None: no clipping; the norm is still logged).
+        ema_decay / ema_half_life: EMA decay per step, or its half-life in steps
+            (decay = 0.5**(1/half_life)); default decay 0.999.  ``ema_warmup`` see ``ema_decay_at``.
+        seed: seeds the data order, the loss generator and, at the start of a fresh run, the
+            global torch RNG (for layers such as dropout); all three are checkpointed.
+        checkpoint_every: save every this many steps (and always at the end of ``fit``);
+            None: only at the end.  ``keep_checkpoints``: how many to keep (None: all).
+        log_every: write a ``metrics.csv`` row (means over the window) every this many steps.
+        sample_every, sample_fn: call ``sample_fn(ema_model, step, out_dir)`` on rank 0 every
+            ``sample_every`` steps, with the global RNG forked so sampling leaves training unchanged.
+        progress: tqdm bar (loss, steps/s) on rank 0.
+        config: a JSON-able dict describing the run; stored in every checkpoint (with its hash)
+            and as ``out_dir/config.yaml``.
+        device: where to train.
+
+    Attributes ``model``, ``ema_model`` (sample from this), ``optimizer``, ``generator``, ``step``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        loss_fn: LossFn,
+        data: Tensor | Iterable,
+        *,
+        out_dir: str | os.PathLike | None = None,
+        batch_size: int = 256,
+        lr: float = 2e-3,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        warmup_steps: int = 100,
+        schedule: str = "constant",
+        min_lr: float = 0.0,
+        total_steps: int | None = None,
+        grad_clip: float | None = 1.0,
+        ema_decay: float | None = None,
+        ema_half_life: float | None = None,
+        ema_warmup: bool = True,
+        seed: int = 0,
+        checkpoint_every: int | None = 1000,
+        keep_checkpoints: int | None = 3,
+        log_every: int = 25,
+        sample_every: int | None = None,
+        sample_fn: SampleFn | None = None,
+        progress: bool = True,
+        config: dict[str, Any] | None = None,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if not isinstance(model, nn.Module):
+            raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+        if not callable(loss_fn):
+            raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
+        self.batch_size = _check_int(batch_size, "batch_size", 1)
+        check_lr_schedule(lr, schedule, min_lr)
+        if not (math.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
+        if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
+            raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
+        self.total_steps = _optional_int(total_steps, "total_steps", 1)
+        if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
+            raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
+        self.ema_decay = ema_decay_from(ema_decay, ema_half_life)
+        self.seed = _check_int(seed, "seed", 0)
+        self.checkpoint_every = _optional_int(checkpoint_every, "checkpoint_every", 1)
+        self.keep_checkpoints = _optional_int(keep_checkpoints, "keep_checkpoints", 1)
+        self.log_every = _check_int(log_every, "log_every", 1)
+        self.sample_every = _optional_int(sample_every, "sample_every", 1)
+        if self.sample_every is not None and not callable(sample_fn):
+            raise ValueError("sample_every needs a callable sample_fn(ema_model, step, out_dir)")
+        if config is not None and not isinstance(config, dict):
+            raise ValueError(f"config must be a dict or None, got {type(config).__name__}")
+
+        self.loss_fn = loss_fn
+        self.lr, self.weight_decay, self.betas = float(lr), float(weight_decay), tuple(betas)
+        self.schedule, self.min_lr = schedule, float(min_lr)
+        self.grad_clip = None if grad_clip is None else float(grad_clip)
+        self.ema_warmup = bool(ema_warmup)
+        self.sample_fn = sample_fn
+        self.progress = bool(progress)
+        # JSON round trip: tuples → lists, paths → str, so the stored config is what reloads.
+        self.config = None if config is None else json.loads(json.dumps(config, default=str))
+        self.out_dir = None if out_dir is None else Path(out_dir)
+
+        self.device, self.world_size, self.rank = init_distributed(model, device)
+        self.model = model.to(self.device)
+        self._params = [p for p in self.model.parameters() if p.requires_grad]
+        if not self._params:
+            raise ValueError("model has no trainable parameters")
+        broadcast_module(self.model, self.world_size)  # every rank starts from rank 0's weights
+        self.ema_model = copy.deepcopy(self.model).requires_grad_(False).eval()
+        self.optimizer = torch.optim.AdamW(
+            self._params, lr=self.lr, betas=self.betas, weight_decay=self.weight_decay
+        )
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(rank_seed(self.seed, "noise", self.rank))
+
+        self._batches = batch_source(data, self.seed, self.batch_size, self.world_size)
+
+        self.step = 0
+        self._restored = False
+        self._elapsed = 0.0
+        self._fit_target: int | None = None
+        self._window = new_window(self._elapsed)
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / "checkpoints"
+
+    @property
+    def metrics_path(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / "metrics.csv"
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        """The trainer's hyperparameters (stored in checkpoints, compared on resume)."""
+        return {
+            "batch_size": self.batch_size,
+            "lr": self.lr,
+            "weight_decay": self.weight_decay,
+            "betas": list(self.betas),
+            "warmup_steps": self.warmup_steps,
+            "schedule": self.schedule,
+            "min_lr": self.min_lr,
+            "total_steps": self.total_steps,
+            "grad_clip": self.grad_clip,
+            "ema_decay": self.ema_decay,
+            "ema_warmup": self.ema_warmup,
+            "seed": self.seed,
+            "world_size": self.world_size,
+        }
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of update number ``step`` (see ``learning_rate``)."""
+        return learning_rate(
+            step,
+            lr=self.lr,
+            warmup_steps=self.warmup_steps,
+            schedule=self.schedule,
+            total_steps=self.total_steps or self._fit_target,
+            min_lr=self.min_lr,
+        )
+
+    # ------------------------------------------------------------------ training
+    def fit(self, steps: int, *, resume: bool = False) -> TrainResult:
+        """Train until the global step equals ``steps`` (continuing from the current step).
+
+        ``resume=True`` first loads the newest complete checkpoint in ``out_dir`` if there is one.
+        Starting a fresh run (step 0, ``resume=False``) in a directory that already holds
+        checkpoints is refused.  Raises ``TrainingDiverged`` on a NaN/inf loss or gradient.
+        """
+        steps = _check_int(steps, "steps", 1)
+        if self.step == 0 and self.out_dir is not None:
+            latest = latest_checkpoint(self.checkpoint_dir)
+            if latest is not None and not resume:
+                raise ValueError(
+                    f"{str(self.out_dir)!r} already holds checkpoints (newest {latest.name}); "
+                    "pass resume=True to continue that run or choose another out_dir"
+                )
+            if latest is not None:
+                self.resume(latest)
+            elif resume and self.is_main:
+                logger.info("no checkpoint in %s; starting from step 0", self.checkpoint_dir)
+        elif resume and self.out_dir is None:
+            raise ValueError("resume=True needs an out_dir holding checkpoints")
+        if steps < self.step:
+            raise ValueError(f"steps={steps} is below the current step {self.step}")
+        self._fit_target = steps
+        if self.step == 0 and not self._restored:  # a fresh run
+            torch.manual_seed(rank_seed(self.seed, "global", self.rank))
+        if self.out_dir is not None and self.is_main:
+            prepare_run_dir(self.out_dir, self.config, self.step, self.log_every)
+
+        start_elapsed, t0 = self._elapsed, time.perf_counter()
+        with MetricsLog(
+            self.metrics_path,
+            total=steps,
+            initial=self.step,
+            progress=self.progress,
+            report=self.is_main,
+        ) as log:
+            while self.step < steps:
+                s = self.step + 1
+                loss, grad_norm, lr = self._train_step(s)
+                self._elapsed = start_elapsed + (time.perf_counter() - t0)
+                add_to_window(self._window, loss, grad_norm)
+                log.tick()
+                on_grid = s % self.log_every == 0
+                if on_grid or s == steps:
+                    # An end-of-fit row off the log grid does not reset the window; the next fit
+                    # (or a resume) drops it, so the CSV matches an uninterrupted run's.
+                    log.write(window_row(self._window, s, lr, self._elapsed))
+                    if on_grid:
+                        self._window = new_window(self._elapsed)
+                if self.out_dir is not None and (
+                    s == steps or (self.checkpoint_every and s % self.checkpoint_every == 0)
+                ):
+                    self.save_checkpoint()
+                if self.sample_every and s % self.sample_every == 0:
+                    self._call_sample_fn(s)
+        last = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
+        loss = log.history[-1]["loss"] if log.history else float("nan")
+        return TrainResult(self.step, loss, log.history, last, self._elapsed)
+
+    def _train_step(self, s: int) -> tuple[float, float, float]:
+        batch = self._batches.batch(s, self.rank).to(self.device)
+        lr = self.lr_at(s)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = self.loss_fn(self.model, batch, self.generator)
+        if not isinstance(loss, Tensor) or loss.numel() != 1:
+            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
+            raise ValueError(
+                f"loss_fn must return a scalar tensor (use reduction='mean'), got {shape}"
+            )
+        loss = loss.reshape(())
+        loss_value = mean_over_ranks(loss.detach(), self.world_size)
+        if not math.isfinite(loss_value):
+            raise self._diverged(s, "loss")
+        if not loss.requires_grad:
+            raise ValueError(
+                "the loss returned by loss_fn does not depend on the model's trainable parameters"
+            )
+        loss.backward()
+        average_gradients(self._params, self.world_size)
+        if self.grad_clip is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip)
+        else:
+            norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in self._params if p.grad is not None]
+            )
+        grad_norm = float(norm)
+        if not math.isfinite(grad_norm):  # identical on every rank: gradients are synchronised
+            raise self._diverged(s, "gradient norm")
+        self.optimizer.step()
+        self._update_ema(s)
+        self.step = s
+        return loss_value, grad_norm, lr
+
+    def _diverged(self, s: int, what: str) -> TrainingDiverged:
+        last = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
+        if self.is_main:
+            logger.error(
+                "%s became NaN/inf at step %d; stopping (last good checkpoint: %s)", what, s, last
+            )
+        return TrainingDiverged(s, what, last)
+
+    @torch.no_grad()
+    def _update_ema(self, s: int) -> None:
+        # ema ← decay·ema + (1 − decay)·θ, written as a lerp towards θ.
+        weight = 1.0 - ema_decay_at(s, self.ema_decay, self.ema_warmup)
+        for e, p in zip(self.ema_model.parameters(), self.model.parameters()):
+            e.lerp_(p.detach(), weight)
+        for e, b in zip(self.ema_model.buffers(), self.model.buffers()):
+            e.copy_(b)
+
+    # ------------------------------------------------------------------ files
+    def _call_sample_fn(self, s: int) -> None:
+        if not self.is_main:
+            return
+        devices = [self.device.index or 0] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            self.sample_fn(self.ema_model, s, self.out_dir)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self) -> Path:
+        """Save the current state as ``out_dir/checkpoints/step_{step:08d}.safetensors`` + ``.json``
+        (rank 0 writes; a collective call under torchrun) and delete the oldest beyond
+        ``keep_checkpoints``.  Returns the tensor file's path."""
+        if self.out_dir is None:
+            raise ValueError("save_checkpoint needs an out_dir")
+        metadata = {
+            "config": self.config,
+            "config_hash": config_hash(self.config),
+            "trainer": self.settings,
+            "schedule": {
+                "name": self.schedule,
+                "warmup_steps": self.warmup_steps,
+                "total_steps": self.total_steps or self._fit_target,
+                "lr": self.lr_at(self.step) if self.step else 0.0,
+            },
+            "sampler": self._batches.state(self.step),
+            "metrics_window": dict(self._window),
+            "elapsed_seconds": self._elapsed,
+        }
+        return save_train_state(
+            self.checkpoint_dir,
+            self.step,
+            metadata,
+            model=self.model,
+            ema_model=self.ema_model,
+            optimizer=self.optimizer,
+            generator=self.generator,
+            world_size=self.world_size,
+            rank=self.rank,
+            keep=self.keep_checkpoints,
+        )
+
+    def resume(
+        self, path: str | os.PathLike | None = None, *, expected_changes: Collection[str] = ()
+    ) -> int:
+        """Load a checkpoint (default: the newest complete one in ``out_dir``) into the model,
+        EMA, optimizer, RNGs, step counter and metrics window; returns the step.  Raises
+        ``FileNotFoundError`` if there is none, ``ValueError`` if it does not fit this model.
+
+        A warning names the config keys (dotted, e.g. ``model.width``) that differ from the
+        checkpoint's, except those in ``expected_changes`` (e.g. ``training.steps`` when a run
+        is extended on purpose).  The data order needs nothing from the checkpoint: it is
+        recomputed from the step (the ``"sampler"`` field is a record only)."""
+        if path is None:
+            if self.out_dir is None:
+                raise ValueError("resume() needs a checkpoint path or an out_dir")
+            path = latest_checkpoint(self.checkpoint_dir)
+            if path is None:
+                raise FileNotFoundError(f"no complete checkpoint in {str(self.checkpoint_dir)!r}")
+        ckpt = read_checkpoint(path)
+        restore_train_state(
+            ckpt,
+            model=self.model,
+            ema_model=self.ema_model,
+            optimizer=self.optimizer,
+            params=self._params,
+            generator=self.generator,
+            world_size=self.world_size,
+            rank=self.rank,
+            seed=self.seed,
+        )
+        if self.is_main:
+            warn_on_changes(ckpt, self.settings, self.config, set(expected_changes))
+        if not self._batches.exact_resume and self.is_main:
+            logger.warning("data is an iterable: its order restarts on resume (not exact)")
+        self._batches.restart()
+        self.step = int(ckpt.metadata["step"])
+        self._restored = True
+        self._elapsed = float(ckpt.metadata["elapsed_seconds"])
+        self._window = dict(ckpt.metadata["metrics_window"])
+        if self.is_main:
+            logger.info("resumed from %s (step %d)", ckpt.path, self.step)
+        return self.step
