@@ -158,6 +158,8 @@ class Row:
 def plan(row: Row, target: int) -> tuple[dict, int]:
     """(arguments, actual NFE) giving the largest NFE ≤ target (never more calls than a peer gets)."""
     k = row.kind
+    if k == "dpm" and row.grid == "auto":  # the library default: steps + 1 (final x̂₀)
+        return {"steps": max(target - 1, 1)}, max(target - 1, 1) + 1
     if k in ("sde", "dpm", "ode-euler", "peer-dpm", "peer-euler"):
         if k == "sde":  # steps + 1 (final Tweedie denoise)
             return {"steps": max(target - 1, 1)}, max(target - 1, 1) + 1
@@ -180,7 +182,7 @@ def plan(row: Row, target: int) -> tuple[dict, int]:
         budget = max(target - 1, 1)
         levels = min(10, budget)
         steps = budget // levels
-        return {"steps": steps, "levels": levels}, levels * steps + 1
+        return {"steps": levels - 1, "langevin_steps": steps}, levels * steps + 1
     raise ValueError(f"unknown row kind {k!r}")
 
 
@@ -271,8 +273,12 @@ def run_ours(row: Row, mixture: GaussianMixture, n: int, args: dict) -> tuple[Te
     model = ExactScore(mixture, process)
     options = dict(row.options)
     steps = args["steps"]
+    if row.kind in ("heun", "ode-rk4", "ode-euler", "ode-adaptive") or (
+        row.kind == "dpm" and row.grid != "auto"
+    ):
+        options["denoise"] = False  # these rows stop at σ_min = 0.002: NFE as in the report
     if row.kind == "ald":
-        options["levels"] = args["levels"]
+        options["langevin_steps"] = args["langevin_steps"]  # levels geometric in σ ("auto")
         ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
         alpha, sigma = process.marginal(ends)
         options["step_size"] = 0.2 * float(sigma[1] / alpha[1]) ** 2  # NCSN's ε = 0.2 σ_L²
