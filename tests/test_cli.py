@@ -26,7 +26,7 @@ from scorematch.cli import cli
 from scorematch.data import Standardizer, list_datasets, toy_mixture_params
 from scorematch.distributions import GaussianMixture
 from scorematch.processes import VP
-from scorematch.run import Run, load_run
+from scorematch.runs import Run, load_run
 
 TINY = [
     "--steps",
