@@ -22,7 +22,7 @@ likelihood through the probability-flow ODE.  Unconditional ones (``dsm``, ``ssm
 ``ism``) learn one score s(z) — of the data perturbed at one noise level σ (σ = 0: the data
 itself) — and sample by Langevin dynamics at that level; they have no likelihood.
 
-The modules follow the pipeline: :mod:`.config` (options, defaults, ``build_config``),
+The modules follow the pipeline: :mod:`.config` (options, defaults, ``build_config``; values checked by :mod:`.checks`),
 :mod:`.data` (loading and splitting), :mod:`.build` (process, score model and loss from a
 config), :mod:`.train`, :mod:`.run` (``Run``, ``load_run``), :mod:`.evaluation` (``Evaluation``)
 and :mod:`.report` (plots, the Gaussian-mixture baseline, ``demo``).

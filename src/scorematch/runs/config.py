@@ -25,6 +25,7 @@ from ..objectives.noise_conditional import WEIGHTINGS
 from ..parametrization import NoiseEnsemble, default_noise_input
 from ..processes import make_process
 from ..samplers import SAMPLERS
+from .checks import choice, count, positive_float, positive_int
 from .data import DataBundle, load_split
 
 __all__ = [
@@ -36,13 +37,9 @@ __all__ = [
     "TIME_CONDITIONAL",
     "UNCONDITIONAL",
     "build_config",
-    "choice",
-    "count",
     "is_run_dir",
     "jsonable",
     "load_config",
-    "positive_float",
-    "positive_int",
     "read_run_config",
 ]
 
@@ -124,42 +121,6 @@ OPTION_NAMES = (
     "sampler",
     "sample_steps",
 )
-
-
-# ------------------------------------------------------------------------------------------------
-# Value checks: one-line ValueErrors naming the option
-# ------------------------------------------------------------------------------------------------
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int ≥ 1, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def count(value: Any, name: str) -> int:
-    """``value`` as an int ≥ 0, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
-
-
-def positive_float(value: Any, name: str) -> float:
-    """``value`` as a finite float > 0, else a ValueError naming ``name``."""
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
-    if not (v > 0 and math.isfinite(v)):
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return v
-
-
-def choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
-    """``value`` lower-cased when it is one of ``choices``, else a ValueError listing them."""
-    key = str(value).lower()
-    if key not in choices:
-        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
-    return key
 
 
 def jsonable(obj: Any) -> Any:

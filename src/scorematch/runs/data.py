@@ -19,7 +19,7 @@ from ..data import (
     train_test_split,
 )
 
-__all__ = ["DataBundle", "data_kind", "dataset_table", "load_split", "load_run_data"]
+__all__ = ["DataBundle", "data_kind", "dataset_table", "load_run_data", "load_split"]
 
 
 @dataclass

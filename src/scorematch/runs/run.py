@@ -21,7 +21,8 @@ from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
 from ..training import load_checkpoint
 from .build import build_process, build_score_model
-from .config import TIME_CONDITIONAL, choice, positive_int, read_run_config
+from .checks import choice, positive_int
+from .config import TIME_CONDITIONAL, read_run_config
 from .data import DataBundle, load_run_data
 from .evaluation import Evaluation
 

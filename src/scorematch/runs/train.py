@@ -15,7 +15,8 @@ from ..plots import image_grid, samples_vs_data
 from ..processes import Process
 from ..training import Trainer, TrainResult
 from .build import build_loss, build_process, build_score_model
-from .config import build_config, count, is_run_dir, positive_int, read_run_config
+from .checks import count, positive_int
+from .config import build_config, is_run_dir, read_run_config
 from .data import DataBundle, load_run_data
 from .run import Run
 
