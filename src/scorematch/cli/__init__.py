@@ -125,7 +125,7 @@ def cli(ctx: click.Context, debug: bool, verbose: int, threads: int | None) -> N
         torch.set_num_threads(threads)
 
 
-# In the order `scorematch --help` has always listed them (click sorts by name).
+# Each command lives in its own module; `scorematch --help` lists them by name.
 for command in (datasets, train, sample, evaluate, likelihood, plot, demo):
     cli.add_command(command)
 
