@@ -90,9 +90,9 @@ def evaluate(
         t_min=t_min,
         progress=not no_progress,
     )
-    path = write_evaluation(run, result)
+    path = write_evaluation(result)
     if json_out is not None:
-        write_evaluation(run, result, json_out)
+        write_evaluation(result, json_out)
     rows = [
         ("step", result.step),
         ("samples / held-out", f"{result.n_samples} / {result.n_test}"),

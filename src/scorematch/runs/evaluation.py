@@ -7,15 +7,12 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from torch import Tensor
 
 from ..io import atomic_write_text
 from .config import jsonable
-
-if TYPE_CHECKING:
-    from .run import Run
 
 __all__ = ["Evaluation", "write_evaluation"]
 
@@ -66,10 +63,11 @@ class Evaluation:
         }
 
 
-def write_evaluation(run: Run, evaluation: Evaluation, path: str | Path | None = None) -> Path:
-    """Write an evaluation as JSON atomically (default ``RUN/evaluation.json``)."""
+def write_evaluation(evaluation: Evaluation, path: str | Path | None = None) -> Path:
+    """Write an evaluation as JSON atomically (default ``RUN/evaluation.json`` of the run it
+    evaluated)."""
     if path is None:
-        if run.run_dir is None:
+        if evaluation.run is None:
             raise ValueError("write_evaluation needs a path for a run without a directory")
-        path = run.run_dir / "evaluation.json"
+        path = Path(evaluation.run) / "evaluation.json"
     return atomic_write_text(Path(path), json.dumps(evaluation.to_dict(), indent=2) + "\n")

@@ -205,7 +205,7 @@ def demo(
     else:
         n, nll_points = (16, 16) if quick else (256, 200)
     evaluation = run.evaluate(n, max_nll_points=nll_points, rtol=1e-4, progress=progress)
-    write_evaluation(run, evaluation)
+    write_evaluation(evaluation)
     timings["evaluate"] = time.perf_counter() - t1
     baseline = None
     if kind == "vector":
