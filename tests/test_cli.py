@@ -110,6 +110,19 @@ def test_every_command_is_registered_and_runs_as_a_module():
         assert proc.returncode == 0 and proc.stdout == f"scorematch, version {__version__}\n"
 
 
+def test_load_run_is_public_at_top_level_and_imported_on_first_use():
+    import scorematch as sm
+
+    assert sm.load_run is load_run and "load_run" in sm.__all__
+    # `import scorematch` alone leaves the run pipeline (and its plotting library) unloaded.
+    code = (
+        "import sys, scorematch; "
+        "print(sorted(m for m in ('scorematch.runs', 'matplotlib') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0 and proc.stdout == "[]\n", proc.stderr
+
+
 def _help(*command: str) -> str:
     """A command's help with whitespace runs made one space (click wraps the option texts)."""
     return " ".join(invoke(*command, "--help").output.split())
