@@ -329,6 +329,23 @@ def test_standardizer_image_and_json_roundtrip():
     assert vec.transform(torch.randn(2, 2, dtype=torch.float64)).dtype == torch.float64
 
 
+def test_standardizer_affine_is_its_map():
+    """``affine()`` gives T as a·x + b for every kind: exactly the transform, and the image map is
+    the fixed z = 2x − 1 whatever the data."""
+    vec_x = torch.randn(50, 3, generator=_gen(1), dtype=torch.float64) * 3 + 2
+    img_x = torch.rand(6, 1, 2, 3, generator=_gen(2), dtype=torch.float64)
+    for std, x in (
+        (Standardizer.fit(vec_x), vec_x),
+        (Standardizer.fit(img_x), img_x),
+        (Standardizer.fit(vec_x, "identity"), vec_x),
+    ):
+        a, b = std.affine()
+        torch.testing.assert_close(a * x + b, std.transform(x), rtol=0, atol=1e-12)
+        assert std.log_abs_det() == pytest.approx(float(a.abs().log().expand(x.shape[1:]).sum()))
+    a, b = Standardizer.fit(img_x).affine()
+    assert (float(a), float(b)) == (2.0, -1.0)
+
+
 # -- split -------------------------------------------------------------------------------------
 def test_train_test_split():
     x = torch.arange(100.0)[:, None]

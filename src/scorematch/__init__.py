@@ -3,8 +3,11 @@
 Objectives (``sm.objectives``), noising processes (``sm.VE``, ``sm.VP``, ``sm.SubVP``, ``sm.EDM``),
 samplers (``sm.samplers``, ``sm.sample``), exact likelihood (``sm.log_likelihood``,
 ``sm.bits_per_dim``), analytic oracles (``sm.Gaussian``, ``sm.GaussianMixture``), metrics,
-score networks (``sm.models``), data loading (``sm.data``) and the ``Trainer``.
+score networks (``sm.models``), data loading (``sm.data``), the ``Trainer``, and ``sm.load_run``
+(a trained run directory: :mod:`scorematch.runs`).
 """
+
+from typing import Any
 
 from . import data, metrics, models, objectives, samplers
 from .data import Standardizer, load_dataset, toy_dataset
@@ -26,6 +29,17 @@ from .samplers import sample
 from .training import Trainer, TrainingDiverged, TrainResult, load_checkpoint
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    """``sm.load_run``, imported on first use: the run pipeline (plots, YAML, the CLI's defaults)
+    is not needed to use the library, and importing it lazily keeps ``import scorematch`` light."""
+    if name == "load_run":
+        from .runs import load_run
+
+        return load_run
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "EDM",
@@ -59,6 +73,7 @@ __all__ = [
     "data",
     "load_checkpoint",
     "load_dataset",
+    "load_run",
     "log_likelihood",
     "make_process",
     "metrics",

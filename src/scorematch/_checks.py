@@ -86,12 +86,16 @@ def as_time(t: Tensor | float, like: Tensor | None = None) -> Tensor:
 
 
 def model_device(model: object, generator: torch.Generator | None = None):
-    """(device, dtype) of a model's first parameter or buffer; for a model without tensors (a plain
-    function), the generator's device (else the CPU) and the default dtype."""
+    """(device, dtype) of a model: those of its first floating-point parameter or buffer; for a
+    model without tensors (a plain function), the generator's device (else the CPU) and the
+    default dtype."""
     if isinstance(model, torch.nn.Module):
-        for tensor in (*model.parameters(), *model.buffers()):
-            dtype = tensor.dtype if tensor.is_floating_point() else torch.get_default_dtype()
-            return tensor.device, dtype
+        tensors = (*model.parameters(), *model.buffers())
+        for tensor in tensors:
+            if tensor.is_floating_point():
+                return tensor.device, tensor.dtype
+        if tensors:
+            return tensors[0].device, torch.get_default_dtype()
     device = generator.device if generator is not None else torch.device("cpu")
     return device, torch.get_default_dtype()
 

@@ -116,6 +116,19 @@ class Standardizer:
 
     __call__ = transform
 
+    def affine(self) -> tuple[Tensor, Tensor]:
+        """The map as T(x) = a·x + b element-wise, ``(a, b)`` in float64: (1/s, −μ/s) shaped like
+        an event (vector), or 0-d tensors (2, −1) (image) and (1, 0) (identity).
+
+        Code that moves data through T by other routes (e.g. dequantised grey levels in
+        :meth:`scorematch.runs.Run.log_likelihood`) takes the map from here.
+        """
+        if self.kind == "vector":
+            return 1.0 / self.std, -self.mean / self.std
+        if self.kind == "image":
+            return torch.tensor(2.0, dtype=torch.float64), torch.tensor(-1.0, dtype=torch.float64)
+        return torch.tensor(1.0, dtype=torch.float64), torch.tensor(0.0, dtype=torch.float64)
+
     def log_abs_det(self, event_shape: tuple[int, ...] | None = None) -> float:
         """log|det ∂T/∂x| for one sample: −Σ log s (vector), d·log 2 (image), 0 (identity).
 

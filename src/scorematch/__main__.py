@@ -1,0 +1,5 @@
+"""``python -m scorematch``: the ``scorematch`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,5 @@
+"""``python -m scorematch.cli``: the ``scorematch`` command."""
+
+from . import main
+
+main()

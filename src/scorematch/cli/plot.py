@@ -1,0 +1,28 @@
+"""``scorematch plot``: the pictures of a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..runs import load_run, make_plots
+
+
+@click.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.option(
+    "-n", "n", type=int, default=2000, show_default=True, help="Samples to draw for the pictures."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler's noise.")
+def plot(run_dir: Path, n: int, seed: int) -> None:
+    """Write pictures of RUN into RUN/plots/ and print their paths.
+
+    Samples beside the held-out data (2-D scatter, or image grids), the learned score field as
+    arrows over the data density (2-D), the sampling trajectories as a GIF (2-D) and the loss curve.
+    """
+    if n <= 0:
+        raise click.UsageError(f"-n must be positive, got {n}")
+    run = load_run(run_dir)
+    for path in make_plots(run, n=n, seed=seed):
+        click.echo(str(path))

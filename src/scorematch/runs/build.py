@@ -1,0 +1,83 @@
+"""What a run config builds: the process, the score model (network + parametrization) and the
+training loss.  ``train`` and ``load_run`` both build through here, so a run rebuilds exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import noise_like
+from ..energy import EnergyScore
+from ..models import build_model
+from ..objectives import diffusion, dsm, edm, ism, ncsn, ssm
+from ..parametrization import wrap
+from ..processes import NoiseLevels, Process, make_process
+from .config import UNCONDITIONAL
+
+__all__ = ["Unconditional", "build_loss", "build_process", "build_score_model"]
+
+LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
+
+
+class Unconditional(nn.Module):
+    """An unconditional score network used as a score model: ``model(x, t)`` ignores t."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
+        return self.net(x)
+
+
+def build_process(config: Mapping[str, Any]) -> Process | None:
+    """The run's process.  An unconditional objective has none in its config; it gets the one
+    noise level it learned, for Langevin sampling at that level."""
+    if config.get("process") is not None:
+        return make_process(**config["process"])
+    if config["objective"]["name"] in UNCONDITIONAL:
+        return NoiseLevels([config["sampling"]["level"]])
+    return None
+
+
+def build_score_model(config: Mapping[str, Any], process: Process | None) -> nn.Module:
+    """The score model ``model(z, t)`` on standardised data, freshly initialised from the config."""
+    spec = dict(config["model"])
+    name = spec.pop("name")
+    net = build_model(name, tuple(spec.pop("shape")), **spec)
+    if config["objective"]["name"] in UNCONDITIONAL:
+        return EnergyScore(net) if name == "energy-mlp" else Unconditional(net)
+    options = dict(config["parametrization"])
+    return wrap(net, process, options.pop("prediction"), **options)
+
+
+def build_loss(config: Mapping[str, Any], process: Process | None) -> LossFn:
+    """The training loss ``loss(model, batch, generator)`` the ``Trainer`` calls."""
+    options = dict(config["objective"])
+    name = options.pop("name")
+    if name == "diffusion":
+        weighting = options["weighting"]
+        return lambda m, b, g: diffusion(m, process, b, weighting=weighting, generator=g)
+    if name == "edm":
+        return lambda m, b, g: edm(m, process, b, generator=g, **options)
+    if name == "ncsn":
+        return lambda m, b, g: ncsn(m, process, b, generator=g)
+    sigma = float(options.pop("sigma"))
+    if name == "dsm":
+        return lambda m, b, g: dsm(m, b, sigma, generator=g)
+
+    def perturbed(b: Tensor, g: torch.Generator) -> Tensor:
+        """ISM/SSM on the data perturbed at level σ (σ = 0: the clean data)."""
+        if sigma == 0:
+            return b
+        return b + sigma * noise_like(b, g)
+
+    if name == "ism":
+        return lambda m, b, g: ism(m, perturbed(b, g))
+    variance_reduced = name == "ssm-vr"
+    return lambda m, b, g: ssm(
+        m, perturbed(b, g), variance_reduced=variance_reduced, generator=g, **options
+    )

@@ -1,0 +1,44 @@
+"""Checks of option values: each returns the value in its type or raises a one-line ValueError
+that names the option."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+__all__ = ["choice", "count", "positive_float", "positive_int"]
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` as an int ≥ 1, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def count(value: Any, name: str) -> int:
+    """``value`` as an int ≥ 0, else a ValueError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
+def positive_float(value: Any, name: str) -> float:
+    """``value`` as a finite float > 0, else a ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a positive number, got {value!r}") from None
+    if not (v > 0 and math.isfinite(v)):
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return v
+
+
+def choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
+    """``value`` lower-cased when it is one of ``choices``, else a ValueError listing them."""
+    key = str(value).lower()
+    if key not in choices:
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
+    return key

@@ -1,0 +1,371 @@
+"""A trained run: :func:`load_run` rebuilds it from its directory, and :class:`Run` samples it,
+computes log-likelihoods and evaluates it against the held-out split — all in data units."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from .._checks import model_device
+from ..data import Standardizer
+from ..likelihood import bits_per_dim, log_likelihood
+from ..metrics import energy_distance, heldout_nll, mmd, sliced_wasserstein
+from ..processes import Process
+from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
+from ..training import latest_checkpoint, load_checkpoint
+from .build import build_process, build_score_model
+from .checks import choice, positive_int
+from .config import TIME_CONDITIONAL, read_run_config
+from .data import DataBundle, load_run_data
+from .evaluation import Evaluation
+
+__all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult", "load_run"]
+
+# Up to this many dimensions the likelihood's divergence is exact by default (D backward passes
+# per ODE step are cheap there); above it, Hutchinson's estimate.
+EXACT_DIVERGENCE_MAX_DIM = 16
+LANGEVIN_STEPS = 100  # annealed Langevin steps per level when a run samples with it unasked (NCSN)
+
+
+@dataclass
+class SampleResult:
+    """Samples in data units, the NFE, and (when asked) the trajectory in data units."""
+
+    x: Tensor
+    nfe: int
+    trajectory: list[Tensor] | None = field(default=None, repr=False)
+    seconds: float = 0.0
+
+
+class Run:
+    """A trained run: the EMA score model in standardised space, its process and standardisation.
+
+    Build it with :func:`load_run`.  ``model(z, t)`` is the score of the standardised data
+    z = T(x); ``sample``, ``log_likelihood`` and ``evaluate`` work in data units.
+    """
+
+    def __init__(
+        self,
+        config: Mapping[str, Any],
+        model: nn.Module,
+        process: Process | None,
+        standardizer: Standardizer,
+        *,
+        step: int = 0,
+        run_dir: Path | None = None,
+        data: DataBundle | None = None,
+    ) -> None:
+        self.config = config
+        self.model = model
+        self.process = process
+        self.standardizer = standardizer
+        self.step = step
+        self.run_dir = run_dir
+        self._data = data
+
+    # -- basic facts
+    @property
+    def objective(self) -> str:
+        return self.config["objective"]["name"]
+
+    @property
+    def time_conditional(self) -> bool:
+        """True when the model learned s(z, t) at every noise level (and so has a likelihood)."""
+        return self.objective in TIME_CONDITIONAL
+
+    @property
+    def kind(self) -> str:
+        return self.config["data"]["kind"]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.config["data"]["shape"])
+
+    @property
+    def data(self) -> DataBundle:
+        """Train and test splits in data units (loaded on first use)."""
+        if self._data is None:
+            self._data = load_run_data(self.config)
+        return self._data
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model's weights live (CPU for a model without any)."""
+        return model_device(self.model)[0]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The model's floating-point dtype (torch's default for a model without weights)."""
+        return model_device(self.model)[1]
+
+    @property
+    def default_divergence(self) -> str:
+        """The likelihood's divergence unless told: ``"exact"`` up to 16 dimensions, else
+        ``"hutchinson"``."""
+        return "exact" if math.prod(self.shape) <= EXACT_DIVERGENCE_MAX_DIM else "hutchinson"
+
+    # -- sampling
+    def sample(
+        self,
+        n: int,
+        *,
+        sampler: str | None = None,
+        steps: int | None = None,
+        seed: int = 0,
+        churn: float = 0.0,
+        trajectory: bool = False,
+        progress: bool = False,
+    ) -> SampleResult:
+        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``.
+
+        ``churn`` > 0 makes ``heun`` stochastic: EDM's S_churn (Karras et al. 2022, Alg. 2), noise
+        added back at every step, whatever σ.  (The README's digits grid used 40 only within EDM's
+        σ window 0.05–50: ``benchmarks/digits.py``.)
+        """
+        n = positive_int(n, "n")
+        cfg = self.config["sampling"]
+        name = choice(sampler or cfg["sampler"], "sampler", tuple(SAMPLERS))
+        if not (isinstance(churn, (int, float)) and math.isfinite(churn) and churn >= 0):
+            raise ValueError(f"churn must be a number >= 0, got {churn!r}")
+        if churn and name != "heun":
+            raise ValueError(f"churn applies to the heun sampler only, not {name!r}")
+        if not self.time_conditional and name != "annealed_langevin":
+            raise ValueError(
+                f"this run learned one score s(x) ({self.objective}); only annealed_langevin "
+                f"applies, not {name!r}"
+            )
+        if steps is None:
+            steps = cfg["steps"] if name == cfg["sampler"] else None
+        if steps is None:  # another sampler than the run's: its own default
+            steps = LANGEVIN_STEPS if name == "annealed_langevin" else DEFAULT_STEPS[name]
+        steps = positive_int(steps, "steps")
+        device, dtype = model_device(self.model)
+        gen = torch.Generator(device=device).manual_seed(int(seed))
+        options: dict[str, Any] = {"s_churn": float(churn)} if churn else {}
+        if name == "annealed_langevin":
+            # A run's steps count Langevin steps per level (NCSN's T); the levels are the
+            # process's own (NCSN, unconditional runs) or 10 geometric ones.
+            options["langevin_steps"], steps = steps, None
+        shape_or_x: Any = (n, *self.shape)
+        if not self.time_conditional:
+            # Langevin at the learned level, started from the standardised data's scale.
+            options.update(
+                step_size=cfg["step_size"], denoise=self.config["objective"]["sigma"] > 0
+            )
+            init_std = 1.0 if self.kind == "vector" else 0.5
+            shape_or_x = init_std * torch.randn(
+                (n, *self.shape), generator=gen, device=device, dtype=dtype
+            )
+        t0 = time.perf_counter()
+        self.model.eval()
+        out = sample(
+            self.model,
+            self.process,
+            shape_or_x,
+            sampler=name,
+            steps=steps,
+            generator=gen,
+            progress=progress,
+            return_trajectory=trajectory,
+            **options,
+        )
+        x = self.standardizer.inverse(out.x.detach())
+        traj = None
+        if trajectory and out.trajectory is not None:
+            traj = [self.standardizer.inverse(s.detach()) for s in out.trajectory]
+        return SampleResult(x, out.nfe, traj, time.perf_counter() - t0)
+
+    # -- likelihood
+    def require_likelihood(self) -> None:
+        """Raise a one-line ValueError when the run has no likelihood (unconditional objective)."""
+        if not self.time_conditional:
+            raise ValueError(
+                f"likelihood needs a time-conditional objective (diffusion, edm or ncsn); this run "
+                f"was trained with {self.objective!r}, which learns one score s(x) without a density"
+            )
+
+    def _check_t_min(self, t_min: float | None) -> None:
+        if t_min is None:
+            return
+        lo, hi = self.process.t_min, self.process.t_max
+        if isinstance(t_min, bool) or not (isinstance(t_min, int | float) and lo <= t_min < hi):
+            raise ValueError(
+                f"t_min must lie in [{lo:g}, {hi:g}), the range the model was trained on; "
+                f"got {t_min}"
+            )
+
+    def _level_map(self, levels: int) -> tuple[float, float]:
+        """(a, b) sending a dequantised grey level v = k + u ∈ [k, k+1) to the model's space:
+        y = T((v − ½)/L), so that bin k is centred on the training value T(k/L)."""
+        a, b = self.standardizer.affine()
+        if a.numel() != 1 or b.numel() != 1:
+            raise ValueError(
+                "quantised data need a standardisation that is the same for every value"
+            )
+        a, b = float(a), float(b)
+        return a / levels, b - a / (2 * levels)
+
+    def log_likelihood(
+        self,
+        x: Tensor,
+        *,
+        divergence: str = "exact",
+        probes: int = 1,
+        seed: int = 0,
+        batch_size: int = 1000,
+        rtol: float = 1e-5,
+        t_min: float | None = None,
+        progress: bool = False,
+    ) -> tuple[Tensor, int]:
+        """log-density of data-unit rows ``x`` (float64, shape ``(N,)``) and the total NFE.
+
+        Vector data: the continuous density, log p_X(x) = log p_Z(T(x)) + log|det ∂T/∂x|, with
+        log p_Z from the probability-flow ODE (:func:`scorematch.log_likelihood`).  Quantised
+        images (L + 1 levels known): the discrete log-probability bound of uniform
+        dequantization, log P(x) ≥ log p_Z(y) + D log(a/L) with y = T((k + u − ½)/L), k = L·x the
+        grey level, T(x) = a·x + b the standardisation (see :func:`scorematch.bits_per_dim`).
+
+        ``t_min`` (process clock, default the process's own) sets the density scored: p_{t_min},
+        the model's density blurred by the forward process up to t_min — for the EDM process
+        Gaussian noise of σ = t_min in standardised units, a bandwidth that can be chosen on
+        validation data (docs/api.md).  It must lie in [process.t_min, process.t_max).
+        """
+        self.require_likelihood()
+        self._check_t_min(t_min)
+        if not isinstance(x, Tensor):
+            raise ValueError(f"x must be a tensor, got {type(x).__name__}")
+        if tuple(x.shape[1:]) != self.shape:
+            raise ValueError(
+                f"data rows must have shape {self.shape} like the training data, got "
+                f"{tuple(x.shape[1:])}"
+            )
+        device, dtype = model_device(self.model)
+        gen = torch.Generator(device=device).manual_seed(int(seed))
+        levels = self.config["data"].get("levels")
+        dim = math.prod(self.shape)
+        options = dict(
+            divergence=divergence,
+            probes=probes,
+            rtol=rtol,
+            atol=rtol,
+            t_min=t_min,
+            progress=progress,
+        )
+        self.model.eval()
+        out, nfe = [], 0
+        for start in range(0, x.shape[0], batch_size):
+            xb = x[start : start + batch_size].to(device=device, dtype=dtype)
+            if levels:
+                scale, shift = self._level_map(levels)
+                k = (xb * levels).round().clamp(0, levels)
+                bpd, n_eval = bits_per_dim(
+                    self.model,
+                    self.process,
+                    k,
+                    data_range=(0, levels),
+                    scale=scale,
+                    shift=shift,
+                    generator=gen,
+                    **options,
+                )
+                lp = -bpd.double() * dim * math.log(2.0)
+            else:
+                z = self.standardizer.transform(xb)
+                lp_z, n_eval = log_likelihood(self.model, self.process, z, generator=gen, **options)
+                lp = lp_z.double() + self.standardizer.log_abs_det()
+            out.append(lp.cpu())
+            nfe += n_eval
+        return torch.cat(out), nfe
+
+    # -- evaluation
+    def evaluate(
+        self,
+        n: int = 2000,
+        *,
+        seed: int = 0,
+        nll: bool = True,
+        divergence: str | None = None,
+        max_nll_points: int = 2000,
+        rtol: float = 1e-5,
+        t_min: float | None = None,
+        progress: bool = False,
+    ) -> Evaluation:
+        """Distances between ``n`` samples and the held-out split (data units) and the held-out
+        NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`) on at most
+        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`)."""
+        n = positive_int(n, "n")
+        self._check_t_min(t_min)  # here too, so that a bad t_min fails before the sampling
+        test = self.data.test
+        t0 = time.perf_counter()
+        drawn = self.sample(n, seed=seed, progress=progress)
+        x = drawn.x.double().cpu()
+        ref = test.double()
+        gen = torch.Generator().manual_seed(int(seed))
+        nonfinite = int((~torch.isfinite(x.reshape(n, -1))).any(1).sum())
+        x = torch.nan_to_num(x, nan=0.0, posinf=1e6, neginf=-1e6)
+        result = Evaluation(
+            run=str(self.run_dir) if self.run_dir else None,
+            step=self.step,
+            objective=self.objective,
+            n_samples=n,
+            n_test=int(ref.shape[0]),
+            sampler=self.config["sampling"]["sampler"],
+            sampler_nfe=drawn.nfe,
+            sample_seconds=round(drawn.seconds, 3),
+            nonfinite_samples=nonfinite,
+            sliced_wasserstein=float(sliced_wasserstein(x, ref, projections=256, generator=gen)),
+            mmd=float(mmd(x, ref)),
+            energy_distance=float(energy_distance(x, ref)),
+        )
+        if nll and self.time_conditional:
+            pts = ref[:max_nll_points]
+            div = divergence or self.default_divergence
+            t1 = time.perf_counter()
+            lp, nfe = self.log_likelihood(
+                pts, divergence=div, seed=seed, rtol=rtol, t_min=t_min, progress=progress
+            )
+            stats = heldout_nll(lp, dims=math.prod(self.shape))
+            levels = self.config["data"].get("levels")
+            result.log_prob = lp
+            result.nll, result.nll_stderr = stats["nll"], stats["stderr"]
+            result.bits_per_dim, result.nll_points = stats["bits_per_dim"], stats["n"]
+            result.nll_divergence, result.nll_rtol, result.nll_nfe = div, rtol, nfe
+            result.nll_t_min = self.process.t_min if t_min is None else t_min
+            result.nll_seconds = round(time.perf_counter() - t1, 3)
+            result.nll_convention = (
+                f"discrete {levels + 1}-level data, uniform dequantization"
+                if levels
+                else "continuous density in data units"
+            )
+        elif nll:
+            result.nll_note = f"no likelihood for the unconditional objective {self.objective!r}"
+        result.seconds = round(time.perf_counter() - t0, 3)
+        return result
+
+
+def load_run(
+    run_dir: str | Path, *, device: torch.device | str | None = None, ema: bool = True
+) -> Run:
+    """Rebuild a run from its directory: config.yaml + the newest checkpoint (EMA weights by
+    default).  ``FileNotFoundError`` when the directory, its config or its checkpoint is missing."""
+    path = Path(run_dir).expanduser()
+    if not path.is_dir():
+        raise FileNotFoundError(f"run directory not found: {path}")
+    config = read_run_config(path)
+    if latest_checkpoint(path / "checkpoints") is None:
+        raise FileNotFoundError(f"{path} holds no checkpoint yet (train it first)")
+    process = build_process(config)
+    model = build_score_model(config, process)
+    ckpt = load_checkpoint(path, model, ema=ema, device=device)
+    if device is not None:
+        model = model.to(device)
+    model.requires_grad_(False).eval()
+    standardizer = Standardizer.from_dict(config["standardizer"])
+    return Run(config, model, process, standardizer, step=ckpt.step, run_dir=path)

@@ -1,0 +1,139 @@
+"""The documentation stays true: the defaults that docs/guide.md quotes are the ones a run gets, the
+command lines in README.md and the guide name real commands and options, and the README's Python
+block runs (at tiny sizes)."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import torch
+
+from scorematch.cli import cli
+from scorematch.runs import build_config, demo
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+GUIDE = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+
+
+def _flat(text: str) -> str:
+    """Text with every run of whitespace made one space (quotes may wrap across lines)."""
+    return " ".join(text.split())
+
+
+def _quoted(pattern: str, text: str = GUIDE) -> tuple[str, ...]:
+    """The groups of the one match of ``pattern`` in the flattened text (fails when it is gone)."""
+    found = re.findall(pattern, _flat(text))
+    assert len(found) == 1, f"expected one match of {pattern!r} in the docs, found {len(found)}"
+    return found[0] if isinstance(found[0], tuple) else (found[0],)
+
+
+def _code_blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+@pytest.fixture(scope="module")
+def configs():
+    """Resolved configs of small runs with default settings: vectors (edm and diffusion) and images."""
+    small = {"n": 200, "width": 8, "depth": 1}
+    return {
+        "vector": build_config({"data": "moons", **small})[0],
+        "vector-diffusion": build_config({"data": "moons", "objective": "diffusion", **small})[0],
+        "image": build_config({"data": "digits", "n": 40, "channels": 8})[0],
+        "image-diffusion": build_config(
+            {"data": "digits", "n": 40, "channels": 8, "objective": "diffusion"}
+        )[0],
+    }
+
+
+def test_guide_quotes_the_training_defaults(configs):
+    (objective,) = _quoted(r"Objectives: `([\w-]+)` \(default")
+    (process,) = _quoted(r"for the default process, (\w+),")
+    (sigma_data,) = _quoted(r"EDM process, σ_data ([\d.]+)\)")
+    (diffusion_process,) = _quoted(r"`diffusion` \(`--process [\w|]+`, default `(\w+)`")
+    vector_weighting, image_weighting = _quoted(
+        r"default `(\w+)` for vectors and `(\w+)` for images"
+    )
+    for kind in ("vector", "image"):
+        config = configs[kind]
+        assert config["objective"]["name"] == objective
+        assert config["process"]["name"] == process.upper() == "EDM"
+        assert config["process"]["sigma_data"] == float(sigma_data)
+        assert config["parametrization"] == {"prediction": "edm", "sigma_data": float(sigma_data)}
+        assert configs[f"{kind}-diffusion"]["process"]["name"] == diffusion_process.upper()
+    assert configs["vector-diffusion"]["objective"]["weighting"] == vector_weighting
+    assert configs["image-diffusion"]["objective"]["weighting"] == image_weighting
+
+
+def test_guide_quotes_the_data_sampling_and_output_defaults(configs):
+    (fraction,) = _quoted(r"\(`--test-fraction`, default ([\d.]+)\)")
+    (sampler,) = _quoted(r"Samplers: `(\w+)` \(default\)")
+    (per_run,) = _quoted(r"samples/\*\.png sample plots, (\d+) per run by default \(--sample-every")
+    for config in configs.values():
+        data = config["data"]
+        assert data["test_fraction"] == float(fraction)
+        assert data["n_test"] == round(float(fraction) * (data["n_train"] + data["n_test"]))
+        assert config["sampling"]["sampler"] == sampler
+        training = config["training"]
+        assert training["sample_every"] == training["steps"] // int(per_run) > 0
+    (demo_out,) = _quoted(r"An earlier `([^`]+)` is replaced")
+    assert inspect.signature(demo).parameters["out_dir"].default == demo_out
+    (out_option,) = [p for p in cli.commands["demo"].params if p.name == "out"]
+    assert out_option.default == Path(demo_out)
+    # "scorematch demo  # moons: …" and the README's "two-moons": the demo's default data.
+    assert inspect.signature(demo).parameters["data"].default == "moons"
+    assert "two-moons data set" in README and "scorematch demo                 # moons:" in GUIDE
+
+
+def _documented_command_lines() -> list[list[str]]:
+    lines = []
+    for text in (README, GUIDE):
+        for block in _code_blocks(text, "bash"):
+            for line in block.splitlines():
+                line = line.split("#", 1)[0].strip()
+                if line.startswith("scorematch "):
+                    lines.append(shlex.split(line))
+    return lines
+
+
+def test_documented_command_lines_name_real_commands_and_options():
+    lines = _documented_command_lines()
+    assert len(lines) > 15
+    global_options = {o for p in cli.params for o in p.opts}
+    for args in lines:
+        words = [a for a in args[1:] if a not in global_options]
+        command = cli.commands.get(words[0])
+        assert command is not None, f"unknown command in the docs: {' '.join(args)}"
+        known = {o for p in command.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+        for word in words[1:]:
+            if word.startswith("-") and not re.fullmatch(r"-?\d+(\.\d+)?(e-?\d+)?", word):
+                assert word in known, f"{word} is no option of `{words[0]}`: {' '.join(args)}"
+
+
+# The README's sizes, and the tiny ones the test runs it at.
+README_SIZES = {
+    "20_000": "400",  # training points
+    ".fit(4000)": ".fit(3)",  # optimizer steps
+    "(5000, 2)": "(16, 2)",  # samples
+    "x[:1000]": "x[:8]",  # points whose likelihood is computed
+}
+
+
+def test_readme_python_block_runs(tmp_path, monkeypatch):
+    (block,) = _code_blocks(README, "python")
+    for big, tiny in README_SIZES.items():
+        assert big in block, (
+            f"the README's API block no longer contains {big!r}; update README_SIZES"
+        )
+        block = block.replace(big, tiny)
+    monkeypatch.chdir(tmp_path)  # the block writes its run into runs/api
+    namespace: dict = {}
+    exec(compile(block, "README.md", "exec"), namespace)
+    samples, log_p = namespace["samples"], namespace["log_p"]
+    assert samples.x.shape == (16, 2) and torch.isfinite(samples.x).all()
+    assert log_p.shape == (8,) and torch.isfinite(log_p).all() and namespace["nfe"] > 0
+    assert (tmp_path / "runs" / "api" / "metrics.csv").is_file()
