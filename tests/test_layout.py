@@ -52,9 +52,7 @@ def _imports(name: str, path: Path, modules: dict[str, Path]):
 
 def _graph():
     modules = _modules()
-    return modules, {
-        name: list(_imports(name, path, modules)) for name, path in modules.items()
-    }
+    return modules, {name: list(_imports(name, path, modules)) for name, path in modules.items()}
 
 
 def test_no_import_cycle():
@@ -69,7 +67,7 @@ def test_no_import_cycle():
         state[m] = 1
         for t in sorted(edges[m]):
             if state.get(t) == 1:
-                cycles.append(" -> ".join([*stack[stack.index(t):], t]))
+                cycles.append(" -> ".join([*stack[stack.index(t) :], t]))
             elif t not in state:
                 visit(t, [*stack, t])
         state[m] = 2

@@ -330,10 +330,19 @@ def test_sample_by_name():
     assert len(seen) == 3
 
 
-def test_registry_resolves_every_sampler():
-    for name in api.SAMPLERS:
-        assert callable(api.get_sampler(name))
+def test_registry_resolves_every_sampler_and_its_default_steps():
+    process = sm.EDM(sigma_min=0.01, sigma_max=20.0)
+    model = _gaussian().score_model(process)
     assert set(api.SAMPLERS) == set(api.DEFAULT_STEPS)
+    for name, (module, function) in api.SAMPLERS.items():
+        sampler = api.get_sampler(name)
+        assert sampler.__name__ == function == name
+        assert sampler.__module__ == f"scorematch.samplers.{module}"
+        seen = []
+        options = {"langevin_steps": 1, "step_size": 1e-5} if name == "annealed_langevin" else {}
+        sampler(model, process, (2, 2), callback=seen.append, generator=_gen(0), **options)
+        per_step = 1 if name != "annealed_langevin" else 0  # one callback per level there
+        assert len(seen) == api.DEFAULT_STEPS[name] + 1 - per_step, name
 
 
 def test_sample_does_not_touch_model_state():

@@ -553,11 +553,17 @@ def test_trajectory_and_callback(name):
     assert ALL[name](model, process, x, 2, generator=_gen(1)).trajectory is None
 
 
-def test_progress_bar_runs():
+def test_progress_bar_is_drawn_and_changes_nothing(capsys):
     process = sm.EDM()
     model = _gaussian().score_model(process)
-    for name in ("euler_maruyama", "pc", "ald"):
-        assert ALL[name](model, process, (2, 2), 2, progress=True).x.shape == (2, 2)
+    labels = {"euler_maruyama": "euler_maruyama", "pc": "predictor_corrector",
+              "ald": "annealed_langevin"}  # fmt: skip
+    for name, label in labels.items():
+        shown = ALL[name](model, process, (2, 2), 2, progress=True, generator=_gen(3)).x
+        assert f"{label}: 100%" in capsys.readouterr().err  # the bar, named after the sampler
+        quiet = ALL[name](model, process, (2, 2), 2, generator=_gen(3)).x
+        assert capsys.readouterr().err == ""
+        assert torch.equal(shown, quiet)
 
 
 # -- bad input -------------------------------------------------------------------------------
