@@ -198,8 +198,9 @@ def test_train_help_quotes_the_defaults_a_run_gets(default_configs):
     assert vector["process"]["sigma_data"] == image["process"]["sigma_data"] == float(sigma_data)
     kinds = {
         "vectors": _one(
-            r"vectors ([\w-]+) \+ ([\w-]+), (\d+) steps, batch (\d+), lr ([\de.-]+) \((cosine) decay\), "
-            r"EMA half-life (\d+) steps, (\w+) sampler \((\d+) steps\); --objective diffusion "
+            r"vectors ([\w-]+) \+ ([\w-]+), at most (\d+) steps, batch a quarter of the rows "
+            r"within (\d+)–(\d+), lr ([\de.-]+) \((cosine) decay\), EMA half-life ten epochs "
+            r"within (\d+)–(\d+) steps, (\w+) sampler \((\d+) steps\); --objective diffusion "
             r"defaults to --process (\w+) with (\w+)-sampled likelihood weighting",
             text,
         ),
@@ -210,27 +211,41 @@ def test_train_help_quotes_the_defaults_a_run_gets(default_configs):
             text,
         ),
     }
-    for kind, config, diffusion in (
-        ("vectors", vector, c["diffusion"]),
-        ("images", image, c["image-diffusion"]),
-    ):
-        tr, sampling = config["training"], config["sampling"]
-        actual = [
-            config["model"]["name"],
-            config["objective"]["name"],
-            str(tr["steps"]),
-            str(tr["batch_size"]),
-            float(tr["lr"]),
-            *(["cosine"] if kind == "vectors" else []),
-            str(round(tr["ema_half_life"])),
-            sampling["sampler"],
-            str(sampling["steps"]),
-            diffusion["process"]["name"].lower(),
-            diffusion["objective"]["weighting"],
-        ]
-        quoted = list(kinds[kind])
-        quoted[4] = float(quoted[4])
-        assert quoted == actual, kind
+    # Vectors: the numbers are the rule's bounds; the rule itself is scaled_defaults, checked
+    # against a run's config on the small set and the full moons set.
+    (model, objective, steps, b_lo, b_hi, lr, decay, h_lo, h_hi, sampler, sample_steps, process,
+     weighting) = kinds["vectors"]  # fmt: skip
+    tr = vector["training"]
+    assert [model, objective, int(steps), float(lr), decay, sampler, int(sample_steps)] == [
+        vector["model"]["name"], vector["objective"]["name"], tr["steps"], tr["lr"],
+        tr["schedule"], vector["sampling"]["sampler"], vector["sampling"]["steps"],
+    ]  # fmt: skip
+    assert [process, weighting] == [
+        c["diffusion"]["process"]["name"].lower(), c["diffusion"]["objective"]["weighting"]
+    ]
+    for config in (vector, c["moons"]):
+        n_fit = config["data"]["n_train"] - config["data"]["n_val"]
+        batch = min(max(n_fit // 4, int(b_lo)), int(b_hi))
+        assert config["training"]["batch_size"] == batch
+        half_life = min(max(10 * n_fit / batch, float(h_lo)), float(h_hi))
+        assert config["training"]["ema_half_life"] == pytest.approx(half_life)
+    (kind, config, diffusion) = ("images", image, c["image-diffusion"])
+    tr, sampling = config["training"], config["sampling"]
+    actual = [
+        config["model"]["name"],
+        config["objective"]["name"],
+        str(tr["steps"]),
+        str(tr["batch_size"]),
+        float(tr["lr"]),
+        str(round(tr["ema_half_life"])),
+        sampling["sampler"],
+        str(sampling["steps"]),
+        diffusion["process"]["name"].lower(),
+        diffusion["objective"]["weighting"],
+    ]
+    quoted = list(kinds[kind])
+    quoted[4] = float(quoted[4])
+    assert quoted == actual, kind
     assert (
         vector["training"]["schedule"] == "cosine" and image["training"]["schedule"] == "constant"
     )
@@ -375,21 +390,25 @@ def test_evaluate_and_likelihood_agree(toy_run, tmp_path):
     # Both use the exact divergence on the same held-out points: the same numbers.
     assert -lp.mean() == pytest.approx(saved["nll"], rel=1e-6)
     assert saved["bits_per_dim"] == pytest.approx(saved["nll"] / (2 * math.log(2)))
-    # --t-min scores the blurred density p_{t_min}: both commands again agree, and it differs.
+    # By default both read the density at the t_min chosen on the validation rows.
+    chosen = load_run(toy_run).t_min
+    assert saved["nll_t_min"] == chosen
+    # --t-min scores another blurred density p_{t_min}: both commands again agree, and it differs.
+    other = "0.05" if chosen != 0.05 else "0.1"
     invoke(
         "evaluate",
         toy_run,
         "-n",
         "100",
         "--t-min",
-        "0.05",
+        other,
         "--json",
         tmp_path / "b.json",
         "--no-progress",
     )
     at = json.loads((tmp_path / "b.json").read_text())
-    assert at["nll_t_min"] == 0.05 and saved["nll_t_min"] < 0.05
-    invoke("likelihood", toy_run, "--t-min", "0.05", "--out", tmp_path / "b.npy", "--no-progress")
+    assert at["nll_t_min"] == float(other)
+    invoke("likelihood", toy_run, "--t-min", other, "--out", tmp_path / "b.npy", "--no-progress")
     assert -np.load(tmp_path / "b.npy")[:, 0].mean() == pytest.approx(at["nll"], rel=1e-6)
     assert abs(at["nll"] - saved["nll"]) > 1e-4
 

@@ -33,11 +33,19 @@ E(x) with s = −∇E) works with dsm, ssm, ssm-vr and ism.
 
 \b
 Defaults by data kind (EDM: process edm, EDM preconditioning, σ_data 0.5):
-  vectors  mlp + edm, 3000 steps, batch 512, lr 2e-3 (cosine decay), EMA half-life 200 steps,
-           heun sampler (50 steps); --objective diffusion defaults to --process vp with
+  vectors  mlp + edm, at most 3000 steps, batch a quarter of the rows within 32–512, lr 2e-3
+           (cosine decay), EMA half-life ten epochs within 50–200 steps, heun sampler
+           (50 steps); --objective diffusion defaults to --process vp with
            importance-sampled likelihood weighting
   images   unet + edm, 2000 steps, batch 64, lr 1e-3, EMA half-life 200 steps, heun sampler
            (18 steps); --objective diffusion defaults to --process vp, sigma2 weighting
+
+\b
+Model selection on validation rows (15% of a table's training rows, 10% of images;
+--val-fraction 0 turns it off): the checkpoint with the lowest validation loss is the run's
+model; tables stop after 8 validations without improvement (--patience; not when --steps is
+given), choose the likelihood's bandwidth t_min on these rows, and — up to 20000 training
+rows — are trained again on all of them for the chosen number of steps (--no-refit).
 
 --config FILE.yaml gives any of these options (keys as the option names, e.g. `batch_size: 256`
 or `batch-size: 256`); flags on the command line win.  The run directory gets config.yaml

@@ -37,9 +37,8 @@ from .config import (
     TIME_CONDITIONAL,
     UNCONDITIONAL,
     build_config,
-    is_run_dir,
-    load_config,
 )
+from .config_files import is_run_dir, load_config
 from .data import DataBundle, dataset_table
 from .evaluation import Evaluation, write_evaluation
 from .report import Baseline, DemoResult, demo, gmm_baseline, make_plots

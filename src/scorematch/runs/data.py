@@ -1,5 +1,6 @@
-"""The data of a run: loading the set a config names, its seeded train/test split, and the table of
-built-in sets that ``scorematch datasets`` prints."""
+"""The data of a run: loading the set a config names, its seeded train/test split, the validation
+rows carved from the training rows, and the table of built-in sets that ``scorematch datasets``
+prints."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import Tensor
 
 from ..data import (
@@ -19,18 +21,56 @@ from ..data import (
     train_test_split,
 )
 
-__all__ = ["DataBundle", "data_kind", "dataset_table", "load_run_data", "load_split"]
+__all__ = [
+    "DataBundle",
+    "data_kind",
+    "dataset_table",
+    "load_run_data",
+    "load_split",
+    "validation_index",
+]
 
 
 @dataclass
 class DataBundle:
-    """The data of a run: train and test splits in data units, and the fitted standardisation."""
+    """The data of a run in data units: all training rows, the held-out test rows, the fitted
+    standardisation, and which training rows are the validation rows (``val_index``, or None)."""
 
     train: Tensor
     test: Tensor
     standardizer: Standardizer
     kind: str  # "vector" or "image"
     levels: int | None  # number of grey levels − 1 of quantised image data (digits: 16), or None
+    val_index: Tensor | None = None
+
+    @property
+    def val(self) -> Tensor | None:
+        """The validation rows (part of ``train``; never the test rows)."""
+        return None if self.val_index is None else self.train[self.val_index]
+
+    @property
+    def fit(self) -> Tensor:
+        """The training rows without the validation rows: what a validated run trains on."""
+        if self.val_index is None:
+            return self.train
+        keep = torch.ones(self.train.shape[0], dtype=torch.bool)
+        keep[self.val_index] = False
+        return self.train[keep]
+
+
+# A validation split needs enough rows on both sides to mean something.
+MIN_VAL_ROWS, MIN_FIT_ROWS = 8, 16
+
+
+def validation_index(n_train: int, fraction: float, seed: int) -> Tensor | None:
+    """Which of ``n_train`` training rows validate: ``round(n_train · fraction)`` rows drawn by a
+    generator seeded with ``seed`` (sorted), or None when ``fraction`` is 0 or the split would
+    leave fewer than 8 validation or 16 training rows."""
+    n_val = round(n_train * float(fraction))
+    if fraction <= 0 or n_val < MIN_VAL_ROWS or n_train - n_val < MIN_FIT_ROWS:
+        return None
+    perm = torch.randperm(n_train, generator=torch.Generator().manual_seed(int(seed)))
+    return perm[:n_val].sort().values
 
 
 def _levels(spec: str, x: Tensor) -> int | None:
@@ -57,8 +97,11 @@ def load_split(data_cfg: Mapping[str, Any]) -> tuple[Tensor, Tensor, str, int | 
 
 def load_run_data(config: Mapping[str, Any]) -> DataBundle:
     """The data of a resolved run config, with its stored (not refitted) standardisation."""
-    train, test, kind, levels = load_split(config["data"])
-    return DataBundle(train, test, Standardizer.from_dict(config["standardizer"]), kind, levels)
+    data = config["data"]
+    train, test, kind, levels = load_split(data)
+    val = validation_index(train.shape[0], data.get("val_fraction", 0.0), data.get("val_seed", 0))
+    standardizer = Standardizer.from_dict(config["standardizer"])
+    return DataBundle(train, test, standardizer, kind, levels, val)
 
 
 def data_kind(spec: str) -> str:

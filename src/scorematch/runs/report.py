@@ -18,7 +18,8 @@ from torch import Tensor
 from ..metrics import heldout_nll
 from ..parametrization import at_time
 from ..plots import image_grid, loss_curve, samples_vs_data, score_field, trajectory_gif
-from .config import DEFAULTS, is_run_dir
+from .config import DEFAULTS
+from .config_files import is_run_dir
 from .data import data_kind
 from .evaluation import Evaluation, write_evaluation
 from .run import Run, load_run

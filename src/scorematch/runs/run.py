@@ -19,12 +19,14 @@ from ..likelihood import bits_per_dim, log_likelihood
 from ..metrics import energy_distance, heldout_nll, mmd, sliced_wasserstein
 from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
-from ..training import latest_checkpoint, load_checkpoint
+from ..training import checkpoint_paths, latest_checkpoint, load_checkpoint
 from .build import build_process, build_score_model
 from .checks import choice, positive_int
-from .config import TIME_CONDITIONAL, read_run_config
+from .config import TIME_CONDITIONAL
+from .config_files import read_run_config
 from .data import DataBundle, load_run_data
 from .evaluation import Evaluation
+from .selection import read_selection
 
 __all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult", "load_run"]
 
@@ -61,6 +63,7 @@ class Run:
         step: int = 0,
         run_dir: Path | None = None,
         data: DataBundle | None = None,
+        selection: Mapping[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.model = model
@@ -69,6 +72,7 @@ class Run:
         self.step = step
         self.run_dir = run_dir
         self._data = data
+        self.selection = selection  # RUN/selection.json: best step and t_min chosen on validation
 
     # -- basic facts
     @property
@@ -191,6 +195,22 @@ class Run:
                 f"was trained with {self.objective!r}, which learns one score s(x) without a density"
             )
 
+    @property
+    def t_min(self) -> float:
+        """The t_min the likelihood is read at unless told: the one chosen on the validation rows
+        (``selection.json``) when the run made that choice, else the process's own."""
+        chosen = (self.selection or {}).get("t_min")
+        return float(chosen["value"]) if chosen else float(self.process.t_min)
+
+    @property
+    def t_min_reason(self) -> str:
+        """Why :attr:`t_min` is what it is, in words."""
+        chosen = (self.selection or {}).get("t_min")
+        if not chosen:
+            return "the process's own t_min"
+        return (f"chosen on {chosen['rows']} validation rows: the lowest validation NLL "
+                f"({chosen['validation_nll']:.4g}) among {len(chosen['candidates'])} values")  # fmt: skip
+
     def _check_t_min(self, t_min: float | None) -> None:
         if t_min is None:
             return
@@ -232,13 +252,14 @@ class Run:
         dequantization, log P(x) ≥ log p_Z(y) + D log(a/L) with y = T((k + u − ½)/L), k = L·x the
         grey level, T(x) = a·x + b the standardisation (see :func:`scorematch.bits_per_dim`).
 
-        ``t_min`` (process clock, default the process's own) sets the density scored: p_{t_min},
+        ``t_min`` (process clock, default :attr:`t_min`: chosen on validation) sets the density scored: p_{t_min},
         the model's density blurred by the forward process up to t_min — for the EDM process
         Gaussian noise of σ = t_min in standardised units, a bandwidth that can be chosen on
         validation data (docs/api.md).  It must lie in [process.t_min, process.t_max).
         """
         self.require_likelihood()
         self._check_t_min(t_min)
+        t_min = self.t_min if t_min is None else t_min
         if not isinstance(x, Tensor):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
         if tuple(x.shape[1:]) != self.shape:
@@ -337,7 +358,7 @@ class Run:
             result.nll, result.nll_stderr = stats["nll"], stats["stderr"]
             result.bits_per_dim, result.nll_points = stats["bits_per_dim"], stats["n"]
             result.nll_divergence, result.nll_rtol, result.nll_nfe = div, rtol, nfe
-            result.nll_t_min = self.process.t_min if t_min is None else t_min
+            result.nll_t_min = self.t_min if t_min is None else t_min
             result.nll_seconds = round(time.perf_counter() - t1, 3)
             result.nll_convention = (
                 f"discrete {levels + 1}-level data, uniform dequantization"
@@ -351,21 +372,53 @@ class Run:
 
 
 def load_run(
-    run_dir: str | Path, *, device: torch.device | str | None = None, ema: bool = True
+    run_dir: str | Path,
+    *,
+    device: torch.device | str | None = None,
+    ema: bool = True,
+    checkpoint: int | str | None = None,
 ) -> Run:
-    """Rebuild a run from its directory: config.yaml + the newest checkpoint (EMA weights by
-    default).  ``FileNotFoundError`` when the directory, its config or its checkpoint is missing."""
+    """Rebuild a run from its directory: config.yaml + a checkpoint (EMA weights by default).
+
+    ``checkpoint``: None (default) — the run's model: the step chosen on the validation rows
+    when the run made that choice (a refitted table's final step), else the newest; ``"best"``
+    — the lowest validation loss; ``"last"`` — the newest; or a step number.
+    ``FileNotFoundError`` when the directory, its config or the checkpoint is missing."""
     path = Path(run_dir).expanduser()
     if not path.is_dir():
         raise FileNotFoundError(f"run directory not found: {path}")
     config = read_run_config(path)
-    if latest_checkpoint(path / "checkpoints") is None:
+    latest = latest_checkpoint(path / "checkpoints")
+    if latest is None:
         raise FileNotFoundError(f"{path} holds no checkpoint yet (train it first)")
+    selection = read_selection(path)
+    if checkpoint is None:
+        checkpoint = config["training"].get("model", "last")
+    step = _checkpoint_step(checkpoint, selection)
+    where = latest if step is None else checkpoint_paths(path / "checkpoints", step)[0]
+    if not where.is_file():
+        raise FileNotFoundError(f"{path} holds no checkpoint at step {step} ({where.name})")
     process = build_process(config)
     model = build_score_model(config, process)
-    ckpt = load_checkpoint(path, model, ema=ema, device=device)
+    ckpt = load_checkpoint(where, model, ema=ema, device=device)
     if device is not None:
         model = model.to(device)
     model.requires_grad_(False).eval()
     standardizer = Standardizer.from_dict(config["standardizer"])
-    return Run(config, model, process, standardizer, step=ckpt.step, run_dir=path)
+    return Run(config, model, process, standardizer, step=ckpt.step, run_dir=path,
+               selection=selection)  # fmt: skip
+
+
+def _checkpoint_step(checkpoint: int | str, selection: Mapping[str, Any] | None) -> int | None:
+    """The step a ``checkpoint`` choice names (None: the newest)."""
+    if checkpoint == "last":
+        return None
+    if checkpoint == "best":
+        if selection is None or selection.get("refit"):
+            return None  # no selection (the newest is all there is) or refitted (its final step)
+        return int(selection["best_step"])
+    if isinstance(checkpoint, str) and checkpoint.isdigit():
+        checkpoint = int(checkpoint)
+    if isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1:
+        raise ValueError(f"checkpoint must be 'best', 'last' or a step >= 1, got {checkpoint!r}")
+    return checkpoint

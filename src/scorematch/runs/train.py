@@ -1,8 +1,17 @@
 """Training a run: :func:`train` resolves the config (or reads it back to resume), builds the
-process, score model and loss from it, and hands them to the ``Trainer`` with the run directory."""
+process, score model and loss from it, and hands them to the ``Trainer`` with the run directory.
+
+With validation rows (tables by default) the run selects its model on them (``selection``): the
+``Trainer`` validates every ``validate_every`` steps, keeps the best step and stops after
+``patience`` validations without improvement, and t_min is chosen on the validation
+log-likelihood.  A small table (``refit``) makes that choice in memory first, then trains again
+on all its training rows for the chosen number of steps, so that no row is wasted.
+"""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -15,9 +24,11 @@ from ..processes import Process
 from ..training import Trainer, TrainResult, latest_checkpoint
 from .build import build_loss, build_process, build_score_model
 from .checks import count, positive_int
-from .config import build_config, is_run_dir, read_run_config
+from .config import TIME_CONDITIONAL, build_config
+from .config_files import is_run_dir, read_run_config
 from .data import DataBundle, load_run_data
-from .run import Run
+from .run import Run, load_run
+from .selection import choose_t_min, read_selection, validation_loss, write_selection
 
 __all__ = ["RESUMABLE", "train"]
 
@@ -60,15 +71,65 @@ def train(
         config, bundle = build_config(options)
     tr = config["training"]
     process = build_process(config)
-    model = build_score_model(config, process)
-    z_train = bundle.standardizer.transform(bundle.train)
+    loss = build_loss(config, process)
+    validated = bundle.val_index is not None and bool(tr.get("validate_every"))
     out.mkdir(parents=True, exist_ok=True)
-    trainer = Trainer(
-        model,
-        build_loss(config, process),
-        z_train,
+    selection = read_selection(out) if resume else None
+    if validated and tr.get("refit") and selection is None:
+        selection = _select_in_memory(config, bundle, process, loss, progress)
+        write_selection(out, selection)
+    refit = validated and bool(tr.get("refit"))
+    rows = bundle.train if refit or not validated else bundle.fit
+    z_rows = bundle.standardizer.transform(rows)
+    trainer = _trainer(config, bundle, process, loss, z_rows, out, progress,
+                       validate=validated and not refit)  # fmt: skip
+    target = selection["best_step"] if refit else tr["steps"]
+    if resume:
+        if latest_checkpoint(out / "checkpoints") is not None:
+            trainer.resume(expected_changes=RESUMABLE)
+        else:  # killed before its first checkpoint: start again from step 0
+            logger.info("%s holds no checkpoint yet; training from step 0", out)
+        if trainer.step >= target:
+            raise ValueError(
+                f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} to "
+                "train longer"
+            )
+    result = trainer.fit(target, resume=resume)
+    if refit:
+        return dataclasses.replace(result, best_step=selection["best_step"])
+    if validated:
+        run = load_run(out)  # the run's model: the best step, or the last of a fixed --steps
+        write_selection(out, {
+            "best_step": result.best_step,
+            "refit": False,
+            "stopped_early": result.stopped_early,
+            "validation": trainer.validation.state(),
+            "t_min": _t_min(run, bundle),
+        })  # fmt: skip
+    return result
+
+
+def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate) -> Trainer:
+    """The ``Trainer`` of a run's config, writing into ``out`` (None: in memory, no files)."""
+    tr = config["training"]
+    sample_every = tr["sample_every"] if out is not None else 0
+    options: dict[str, Any] = {}
+    if validate:
+        z_val = bundle.standardizer.transform(bundle.val)
+        options = dict(
+            validate_fn=validation_loss(
+                loss, z_val, seed=tr["seed"] + 1, batch_size=max(tr["batch_size"], 256),
+                time_conditional=config["objective"]["name"] in TIME_CONDITIONAL,
+            ),
+            validate_every=tr["validate_every"],
+            patience=tr.get("patience"),
+        )  # fmt: skip
+    return Trainer(
+        build_score_model(config, process),
+        loss,
+        z_rows,
         out_dir=out,
-        batch_size=min(tr["batch_size"], z_train.shape[0]),
+        batch_size=min(tr["batch_size"], z_rows.shape[0]),
         lr=tr["lr"],
         warmup_steps=tr["warmup_steps"],
         schedule=tr["schedule"],
@@ -76,23 +137,49 @@ def train(
         grad_clip=tr["grad_clip"],
         ema_half_life=tr["ema_half_life"],
         seed=tr["seed"],
-        checkpoint_every=tr["checkpoint_every"],
-        sample_every=tr["sample_every"] or None,
-        sample_fn=_sample_plotter(config, bundle, process) if tr["sample_every"] else None,
+        checkpoint_every=tr["checkpoint_every"] if out is not None else None,
+        sample_every=sample_every or None,
+        sample_fn=_sample_plotter(config, bundle, process) if sample_every else None,
         progress=progress,
         config=config,
+        **options,
     )
-    if resume:
-        if latest_checkpoint(out / "checkpoints") is not None:
-            trainer.resume(expected_changes=RESUMABLE)
-        else:  # killed before its first checkpoint: start again from step 0
-            logger.info("%s holds no checkpoint yet; training from step 0", out)
-        if trainer.step >= tr["steps"]:
-            raise ValueError(
-                f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} to "
-                "train longer"
-            )
-    return trainer.fit(tr["steps"], resume=resume)
+
+
+def _select_in_memory(config, bundle, process, loss, progress) -> dict[str, Any]:
+    """The selection pass of a small table: train on the rows without the validation rows, in
+    memory, with validation and early stopping; keep the best EMA model; choose t_min with it."""
+    z_fit = bundle.standardizer.transform(bundle.fit)
+    trainer = _trainer(config, bundle, process, loss, z_fit, None, progress, validate=True)
+    watched, best = trainer.validation.fn, {"value": float("inf"), "state": None}
+
+    def keep_best(model: nn.Module, step: int) -> float:
+        value = watched(model, step)
+        if value < best["value"]:  # the Validation's own rule (min_delta 0): same best step
+            best["value"], best["state"] = value, copy.deepcopy(model.state_dict())
+        return value
+
+    trainer.validation.fn = keep_best
+    logger.info("choosing the number of steps on %d validation rows", bundle.val.shape[0])
+    result = trainer.fit(config["training"]["steps"])
+    model = build_score_model(config, process)
+    model.load_state_dict(best["state"])
+    run = Run(config, model.requires_grad_(False).eval(), process, bundle.standardizer,
+              step=result.best_step, data=bundle)  # fmt: skip
+    return {
+        "best_step": result.best_step,
+        "refit": True,
+        "stopped_early": result.stopped_early,
+        "validation": trainer.validation.state(),
+        "t_min": _t_min(run, bundle),
+    }
+
+
+def _t_min(run: Run, bundle: DataBundle) -> dict[str, Any] | None:
+    """t_min chosen on the validation rows, for runs with a likelihood on vector data."""
+    if not run.time_conditional or bundle.kind != "vector":
+        return None
+    return choose_t_min(run, bundle.val)
 
 
 def _check_new_run_dir(out: Path) -> None:

@@ -1,7 +1,8 @@
 """Training score models: the ``Trainer`` and its checkpoints.
 
-- ``trainer``: ``Trainer`` (fit, one optimizer step, the EMA update), ``TrainResult``,
+- ``trainer``: ``Trainer`` (fit, one optimizer step, the EMA update); ``results``: ``TrainResult``,
   ``TrainingDiverged``.
+- ``validation``: model selection — a validation figure, the best step, early stopping.
 - ``schedules``: learning-rate warm-up/cosine decay and the EMA decay, as functions of the step.
 - ``data_order``: which rows form batch ``step`` on ``rank`` — a pure function of (seed, step, rank).
 - ``distributed``: ``torch.distributed`` helpers (all-reduce, broadcast, gather, per-rank seeds).
@@ -26,8 +27,10 @@ from .checkpoint import (
 )
 from .data_order import batch_indices
 from .metrics_log import METRIC_COLUMNS
+from .results import TrainingDiverged, TrainResult
 from .schedules import ema_decay_at, learning_rate
-from .trainer import Trainer, TrainingDiverged, TrainResult
+from .trainer import Trainer
+from .validation import Validation
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -35,6 +38,7 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
+    "Validation",
     "batch_indices",
     "checkpoint_paths",
     "config_hash",

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -142,8 +143,11 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
     return found[-1] if found else None
 
 
-def rotate_checkpoints(directory: str | os.PathLike, keep: int | None) -> list[Path]:
-    """Delete all but the newest ``keep`` complete checkpoints (None keeps all), plus what
+def rotate_checkpoints(
+    directory: str | os.PathLike, keep: int | None, *, protect: Collection[int | None] = ()
+) -> list[Path]:
+    """Delete all but the newest ``keep`` complete checkpoints (None keeps all) and those whose
+    step is in ``protect`` (the run's best step), plus what
     interrupted saves left: temporary files, and tensor files without JSON older than the newest
     complete checkpoint.  Call it from the only process that writes checkpoints.
 
@@ -154,6 +158,7 @@ def rotate_checkpoints(directory: str | os.PathLike, keep: int | None) -> list[P
     complete = list_checkpoints(directory)
     removed = []
     old = complete[: max(len(complete) - keep, 0)] if keep is not None else []
+    old = [p for p in old if _step_of(p) not in set(protect)]
     for tensor_path in old:
         tensor_path.with_suffix(".json").unlink(missing_ok=True)
         tensor_path.unlink(missing_ok=True)

@@ -77,6 +77,7 @@ def save_train_state(
     world_size: int,
     rank: int,
     keep: int | None,
+    protect: Collection[int | None] = (),
 ) -> Path:
     """Write the checkpoint at ``step`` (rank 0 writes; a collective call under torchrun): the
     train state's tensors, and ``metadata`` with the ``"rng"``, ``"optimizer"`` and
@@ -96,7 +97,7 @@ def save_train_state(
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
         write_checkpoint(directory, step, tensors, metadata)
-        rotate_checkpoints(directory, keep)
+        rotate_checkpoints(directory, keep, protect=protect)
         logger.info("saved checkpoint %s", path)
     barrier(world_size)
     return path

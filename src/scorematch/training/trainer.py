@@ -23,7 +23,6 @@ import math
 import os
 import time
 from collections.abc import Callable, Collection, Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +39,10 @@ from .distributed import (
     rank_seed,
 )
 from .metrics_log import MetricsLog, add_to_window, new_window, prepare_run_dir, window_row
+from .results import TrainingDiverged, TrainResult, check_int, optional_int
 from .schedules import check_lr_schedule, ema_decay_at, ema_decay_from, learning_rate
 from .train_state import restore_train_state, save_train_state, warn_on_changes
+from .validation import ValidateFn, Validation
 
 __all__ = ["TrainResult", "Trainer", "TrainingDiverged"]
 
@@ -49,40 +50,6 @@ logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
 SampleFn = Callable[[nn.Module, int, "Path | None"], object]
-
-
-class TrainingDiverged(ValueError):
-    """The loss or the gradient norm became NaN/inf.  The bad update is not applied and nothing is
-    saved after it: ``step`` is the failing step, ``checkpoint`` the newest good one on disk."""
-
-    def __init__(self, step: int, what: str, checkpoint: Path | None) -> None:
-        self.step = step
-        self.checkpoint = checkpoint
-        where = str(checkpoint) if checkpoint is not None else "none (no checkpoint written)"
-        super().__init__(f"{what} became NaN/inf at step {step}; last good checkpoint: {where}")
-
-
-@dataclass
-class TrainResult:
-    """What ``Trainer.fit`` returns: the global step reached, the last logged mean loss, the rows
-    logged during this call (``METRIC_COLUMNS``), the newest checkpoint and the run's total
-    training time in seconds (summed over resumed segments)."""
-
-    step: int
-    loss: float
-    history: list[dict[str, float]] = field(repr=False)
-    checkpoint: Path | None
-    seconds: float
-
-
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
-
-
-def _optional_int(value: object, name: str, low: int) -> int | None:
-    return None if value is None else _check_int(value, name, low)
 
 
 class Trainer:
@@ -113,6 +80,11 @@ class Trainer:
         log_every: write a ``metrics.csv`` row (means over the window) every this many steps.
         sample_every, sample_fn: call ``sample_fn(ema_model, step, out_dir)`` on rank 0 every
             ``sample_every`` steps, with the global RNG forked so sampling leaves training unchanged.
+        validate_fn, validate_every, patience: model selection — call
+            ``validate_fn(ema_model, step)`` (lower is better) every ``validate_every`` steps and at
+            the end; the best step's checkpoint is saved and never rotated away, and with
+            ``patience`` training stops after that many validations without improvement
+            (``training.validation.Validation``; its state is checkpointed).
         progress: tqdm bar (loss, steps/s) on rank 0.
         config: a JSON-able dict describing the run; stored in every checkpoint (with its hash)
             and as ``out_dir/config.yaml``.
@@ -146,6 +118,9 @@ class Trainer:
         log_every: int = 25,
         sample_every: int | None = None,
         sample_fn: SampleFn | None = None,
+        validate_fn: ValidateFn | None = None,
+        validate_every: int | None = None,
+        patience: int | None = None,
         progress: bool = True,
         config: dict[str, Any] | None = None,
         device: torch.device | str | None = None,
@@ -154,24 +129,29 @@ class Trainer:
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         if not callable(loss_fn):
             raise ValueError(f"loss_fn must be callable, got {type(loss_fn).__name__}")
-        self.batch_size = _check_int(batch_size, "batch_size", 1)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
         check_lr_schedule(lr, schedule, min_lr)
         if not (math.isfinite(weight_decay) and weight_decay >= 0):
             raise ValueError(f"weight_decay must be >= 0, got {weight_decay!r}")
         if len(betas) != 2 or not all(0.0 <= b < 1.0 for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.warmup_steps = _check_int(warmup_steps, "warmup_steps", 0)
-        self.total_steps = _optional_int(total_steps, "total_steps", 1)
+        self.warmup_steps = check_int(warmup_steps, "warmup_steps", 0)
+        self.total_steps = optional_int(total_steps, "total_steps", 1)
         if grad_clip is not None and not (math.isfinite(grad_clip) and grad_clip > 0):
             raise ValueError(f"grad_clip must be a positive number or None, got {grad_clip!r}")
         self.ema_decay = ema_decay_from(ema_decay, ema_half_life)
-        self.seed = _check_int(seed, "seed", 0)
-        self.checkpoint_every = _optional_int(checkpoint_every, "checkpoint_every", 1)
-        self.keep_checkpoints = _optional_int(keep_checkpoints, "keep_checkpoints", 1)
-        self.log_every = _check_int(log_every, "log_every", 1)
-        self.sample_every = _optional_int(sample_every, "sample_every", 1)
+        self.seed = check_int(seed, "seed", 0)
+        self.checkpoint_every = optional_int(checkpoint_every, "checkpoint_every", 1)
+        self.keep_checkpoints = optional_int(keep_checkpoints, "keep_checkpoints", 1)
+        self.log_every = check_int(log_every, "log_every", 1)
+        self.sample_every = optional_int(sample_every, "sample_every", 1)
         if self.sample_every is not None and not callable(sample_fn):
             raise ValueError("sample_every needs a callable sample_fn(ema_model, step, out_dir)")
+        if (validate_fn is None) != (validate_every is None) or (patience and not validate_fn):
+            raise ValueError("validate_fn and validate_every go together (patience needs both)")
+        self.validation = (
+            None if validate_fn is None else Validation(validate_fn, validate_every, patience)
+        )
         if config is not None and not isinstance(config, dict):
             raise ValueError(f"config must be a dict or None, got {type(config).__name__}")
 
@@ -257,7 +237,7 @@ class Trainer:
         Starting a fresh run (step 0, ``resume=False``) in a directory that already holds
         checkpoints is refused.  Raises ``TrainingDiverged`` on a NaN/inf loss or gradient.
         """
-        steps = _check_int(steps, "steps", 1)
+        steps = check_int(steps, "steps", 1)
         if self.step == 0 and self.out_dir is not None:
             latest = latest_checkpoint(self.checkpoint_dir)
             if latest is not None and not resume:
@@ -300,15 +280,31 @@ class Trainer:
                     log.write(window_row(self._window, s, lr, self._elapsed))
                     if on_grid:
                         self._window = new_window(self._elapsed)
-                if self.out_dir is not None and (
-                    s == steps or (self.checkpoint_every and s % self.checkpoint_every == 0)
-                ):
+                save = s == steps or bool(self.checkpoint_every and s % self.checkpoint_every == 0)
+                stop = False
+                if self.validation and self.validation.due(s, steps):
+                    improved, stop = self._validate(s)  # before saving: the checkpoint holds it
+                    save = save or improved or stop
+                if self.out_dir is not None and save:
                     self.save_checkpoint()
                 if self.sample_every and s % self.sample_every == 0:
                     self._call_sample_fn(s)
+                if stop:
+                    break
         last = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
         loss = log.history[-1]["loss"] if log.history else float("nan")
-        return TrainResult(self.step, loss, log.history, last, self._elapsed)
+        best = None if self.validation is None else self.validation.best_step
+        stopped = self.step < steps  # only early stopping ends the loop before ``steps``
+        return TrainResult(self.step, loss, log.history, last, self._elapsed, best, stopped)
+
+    def _validate(self, s: int) -> tuple[bool, bool]:
+        """Validate the EMA model at step s: (new best?, stop now?)."""
+        v = self.validation
+        improved = v.record(s, v.fn(self.ema_model, s))
+        if self.is_main:
+            logger.info("step %d: validation %.6g, best %.6g at step %s%s", s, v.history[-1][1],
+                        v.best_value, v.best_step, " (early stop)" if v.should_stop else "")  # fmt: skip
+        return improved, v.should_stop
 
     def _train_step(self, s: int) -> tuple[float, float, float]:
         batch = self._batches.batch(s, self.rank).to(self.device)
@@ -392,7 +388,9 @@ class Trainer:
             "sampler": self._batches.state(self.step),
             "metrics_window": dict(self._window),
             "elapsed_seconds": self._elapsed,
+            "validation": None if self.validation is None else self.validation.state(),
         }
+        protect = () if self.validation is None else (self.validation.best_step,)
         return save_train_state(
             self.checkpoint_dir,
             self.step,
@@ -404,6 +402,7 @@ class Trainer:
             world_size=self.world_size,
             rank=self.rank,
             keep=self.keep_checkpoints,
+            protect=protect,
         )
 
     def resume(
@@ -444,6 +443,8 @@ class Trainer:
         self._restored = True
         self._elapsed = float(ckpt.metadata["elapsed_seconds"])
         self._window = dict(ckpt.metadata["metrics_window"])
+        if self.validation is not None and ckpt.metadata.get("validation"):
+            self.validation.load_state(ckpt.metadata["validation"])
         if self.is_main:
             logger.info("resumed from %s (step %d)", ckpt.path, self.step)
         return self.step

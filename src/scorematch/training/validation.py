@@ -1,0 +1,84 @@
+"""Model selection during training: a validation figure every few steps, the best step kept, and
+early stopping when it stops improving (Prechelt 1998, "Early Stopping — But When?").
+
+``Validation`` holds only numbers (the best value and step, how many validations since, the
+history), so it is saved in every checkpoint and a resumed run makes the same choices.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+__all__ = ["ValidateFn", "Validation"]
+
+ValidateFn = Callable[[nn.Module, int], float]  # (EMA model, step) -> figure, lower is better
+
+
+@dataclass
+class Validation:
+    """Evaluate ``fn(ema_model, step)`` every ``every`` steps (and at the last one); the lowest
+    value's step is the run's best, protected from checkpoint rotation.  With ``patience``, stop
+    after that many validations in a row without a relative improvement of ``min_delta``.
+    """
+
+    fn: ValidateFn
+    every: int
+    patience: int | None = None
+    min_delta: float = 0.0
+    best_value: float = math.inf
+    best_step: int | None = None
+    since_best: int = 0
+    history: list[list[float]] = field(default_factory=list)  # [step, value] rows
+
+    def __post_init__(self) -> None:
+        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
+            raise ValueError(f"validate_every must be a positive integer, got {self.every!r}")
+        if self.patience is not None and (
+            isinstance(self.patience, bool)
+            or not isinstance(self.patience, int)
+            or self.patience < 1
+        ):
+            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
+        if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
+            raise ValueError(f"min_delta must be a number >= 0, got {self.min_delta!r}")
+
+    def due(self, step: int, last: int) -> bool:
+        return step % self.every == 0 or step == last
+
+    def record(self, step: int, value: float) -> bool:
+        """Add one validation; True when it is the new best.  A non-finite value never is."""
+        value = float(value)
+        self.history.append([step, value])
+        margin = self.min_delta * abs(self.best_value) if math.isfinite(self.best_value) else 0.0
+        if math.isfinite(value) and value < self.best_value - margin:
+            self.best_value, self.best_step, self.since_best = value, step, 0
+            return True
+        self.since_best += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience is not None and self.since_best >= self.patience
+
+    def state(self) -> dict[str, Any]:
+        """What a checkpoint stores (JSON)."""
+        return {
+            "every": self.every,
+            "patience": self.patience,
+            "best_value": self.best_value if math.isfinite(self.best_value) else None,
+            "best_step": self.best_step,
+            "since_best": self.since_best,
+            "history": self.history,
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        best = state.get("best_value")
+        self.best_value = math.inf if best is None else float(best)
+        self.best_step = state.get("best_step")
+        self.since_best = int(state.get("since_best", 0))
+        self.history = [list(row) for row in state.get("history", [])]
