@@ -13,6 +13,7 @@ from ..objectives.noise_conditional import WEIGHTINGS
 from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
 from ..runs.config import PREDICTIONS, TEST_FRACTION
+from ..runs.selection import read_selection
 
 TRAIN_HELP = """Train a score model on --data into the run directory --out.
 
@@ -116,6 +117,25 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 )
 @click.option("--test-fraction", type=float, help=f"Held-out fraction (default {TEST_FRACTION}).")
 @click.option(
+    "--val-fraction",
+    type=float,
+    help="Share of the training rows that validate (default 0.15 for tables, 0.1 for images; "
+    "0: no validation).",
+)
+@click.option(
+    "--patience",
+    type=int,
+    help="Stop after this many validations without improvement (default 8 for tables; none "
+    "when --steps is given).",
+)
+@click.option("--validate-every", type=int, help="Validate every N steps (default: steps/100).")
+@click.option(
+    "--refit/--no-refit",
+    default=None,
+    help="Train a small table again on all its rows for the chosen number of steps (default: "
+    "on up to 20000 training rows, off with --steps).",
+)
+@click.option(
     "--seed",
     type=int,
     help="Seed of the data, split, initialisation and training noise (default 0).",
@@ -174,8 +194,51 @@ def train(
     else:
         if "data" not in options:
             raise click.UsageError("missing --data (a built-in name, a file or a folder)")
-        result = train_run(options, out, progress=not no_progress)
+        result = train_run(options, out, progress=not no_progress, announce=_announce)
     click.echo(
         f"trained {out} to step {result.step}: loss {result.loss:.4g}, "
         f"{result.seconds:.1f} s of training; checkpoint {result.checkpoint}"
     )
+    for line in _selection_lines(out):
+        click.echo(line)
+
+
+def _announce(config: dict[str, Any]) -> None:
+    """What the run is about to do, with the defaults it chose for this data."""
+    data, tr = config["data"], config["training"]
+    rows = f"{data['n_train']} training rows"
+    if data.get("n_val"):
+        rows += f" ({data['n_val']} of them validate)"
+    click.echo(f"data: {data['spec']}: {rows}, {data['n_test']} held out, shape {data['shape']}")
+    steps = f"at most {tr['steps']}" if tr.get("patience") else str(tr["steps"])
+    stop = (
+        f", early stopping after {tr['patience']} validations without improvement"
+        if tr.get("patience")
+        else ""
+    )
+    line = (
+        f"training: {steps} steps, batch {tr['batch_size']}, lr {tr['lr']:g}, EMA half-life "
+        f"{tr['ema_half_life']:g} steps"
+    )
+    if tr.get("validate_every"):
+        line += f"; validation every {tr['validate_every']} steps{stop}"
+    click.echo(line)
+
+
+def _selection_lines(out: Path) -> list[str]:
+    """What the run chose on its validation rows (RUN/selection.json), in words."""
+    selection = read_selection(out)
+    if not selection:
+        return []
+    best = selection["best_step"]
+    how = "stopped early" if selection.get("stopped_early") else "ran to the end"
+    lines = [f"model: step {best}, the lowest validation loss ({how})"]
+    if selection.get("refit"):
+        lines[0] += f"; trained again on all training rows for {best} steps"
+    chosen = selection.get("t_min")
+    if chosen:
+        lines.append(
+            f"likelihood bandwidth: t_min {chosen['value']:.4g}, the lowest validation NLL "
+            f"({chosen['validation_nll']:.4g} nats/row) of {len(chosen['candidates'])} values"
+        )
+    return lines

@@ -47,13 +47,15 @@ def train(
     checkpoint_every: int | None = None,
     sample_every: int | None = None,
     progress: bool = True,
+    announce: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
     """Train a run into ``out_dir``.
 
     Fresh run: ``options`` as for :func:`build_config`; ``out_dir`` must not hold a run.  Resume
     (``resume=True``): the run's ``config.yaml`` is used, ``options`` must be None or empty, and
     ``steps`` (the new total) may extend the run; ``checkpoint_every`` / ``sample_every`` may
-    change.  Returns the trainer's ``TrainResult``.
+    change.  ``announce(config)`` is called with the resolved config before training starts.
+    Returns the trainer's ``TrainResult``.
     """
     out = Path(out_dir).expanduser()
     if resume:
@@ -69,6 +71,8 @@ def train(
             if value is not None:
                 options[name] = value
         config, bundle = build_config(options)
+    if announce is not None:
+        announce(config)
     tr = config["training"]
     process = build_process(config)
     loss = build_loss(config, process)
