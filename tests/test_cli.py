@@ -432,7 +432,7 @@ def test_likelihood_of_a_file(toy_run, tmp_path):
 
 
 def test_plot_writes_valid_pictures(toy_run):
-    paths = invoke("plot", toy_run, "-n", "100").output.split()
+    paths = invoke("plot", toy_run, "-n", "100").stdout.split()  # stderr: the checkpoint line
     names = {p.rsplit("/", 1)[-1] for p in paths}
     assert names == {"samples.png", "score_field.png", "trajectory.gif", "loss.png"}
     for p in paths:
@@ -509,7 +509,7 @@ def test_image_folder_trains_a_tiny_unet(tmp_path):
     saved = json.loads((out / "evaluation.json").read_text())
     assert saved["nll_divergence"] == "hutchinson" and math.isfinite(saved["bits_per_dim"])
     assert "dequantization" in saved["nll_convention"]
-    assert {p.rsplit("/", 1)[-1] for p in invoke("plot", out, "-n", "4").output.split()} == {
+    assert {p.rsplit("/", 1)[-1] for p in invoke("plot", out, "-n", "4").stdout.split()} == {
         "samples.png",
         "data.png",
         "loss.png",

@@ -10,8 +10,16 @@ import click
 
 from ..data import load_dataset
 from ..metrics import heldout_nll
-from ..runs import load_run, write_evaluation
-from .options import check_out, format_value, save_array, t_min_option
+from ..runs import write_evaluation
+from .options import (
+    check_out,
+    checkpoint_line,
+    checkpoint_option,
+    format_value,
+    open_run,
+    save_array,
+    t_min_option,
+)
 
 
 @click.command()
@@ -57,9 +65,11 @@ from .options import check_out, format_value, save_array, t_min_option
     help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
 )
 @t_min_option
+@checkpoint_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(
     run_dir: Path,
+    checkpoint: str | None,
     n: int,
     json_out: Path | None,
     seed: int,
@@ -79,7 +89,7 @@ def evaluate(
     """
     if n <= 0:
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
-    run = load_run(run_dir)
+    run = open_run(run_dir, checkpoint)
     divergence = None if exact is None else ("exact" if exact else "hutchinson")
     result = run.evaluate(
         n,
@@ -106,6 +116,10 @@ def evaluate(
     ]
     for name, value in rows:
         click.echo(f"{name:<28}{format_value(value)}")
+    click.echo(checkpoint_line(run))
+    if result.nll_t_min is not None:
+        chosen = run.t_min_reason if t_min is None else "--t-min"
+        click.echo(f"likelihood read at t_min {result.nll_t_min:.4g} ({chosen})")
     if result.nll_note:
         click.echo(f"note: {result.nll_note}")
     click.echo(f"wrote {path}" + (f" and {json_out}" if json_out else ""))
@@ -144,9 +158,11 @@ def evaluate(
     help="Relative (and absolute) tolerance of the ODE solver.",
 )
 @t_min_option
+@checkpoint_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
+    checkpoint: str | None,
     file: Path | None,
     exact: bool | None,
     probes: int,
@@ -166,7 +182,7 @@ def likelihood(
         raise click.UsageError(f"--probes must be positive, got {probes}")
     if out is not None:
         out = check_out(out, (".npy", ".csv"))
-    run = load_run(run_dir)
+    run = open_run(run_dir, checkpoint)
     run.require_likelihood()
     if file is None:
         x, what = run.data.test, "held-out split"
@@ -190,6 +206,9 @@ def likelihood(
         f"(NLL {stats['nll']:.4f} ± {stats['stderr']:.4f}), {stats['bits_per_dim']:.4f} bits/dim, "
         f"{'exact' if divergence == 'exact' else 'Hutchinson'} divergence, {nfe} ODE evaluations"
     )
+    click.echo(checkpoint_line(run))
+    reason = run.t_min_reason if t_min is None else "--t-min"
+    click.echo(f"density read at t_min {run.t_min if t_min is None else t_min:.4g} ({reason})")
     if out is not None:
         save_array(out, lp.numpy()[:, None])
         click.echo(f"wrote per-sample log-likelihoods to {out}")

@@ -1,4 +1,5 @@
-"""What several commands share: the --t-min option, output-file checks and array writing."""
+"""What several commands share: the --t-min and --checkpoint options, loading a run with a line
+that says which checkpoint it uses, output-file checks and array writing."""
 
 from __future__ import annotations
 
@@ -10,16 +11,54 @@ import click
 import numpy as np
 
 from ..io import atomic_save
+from ..runs import Run, load_run
 
-__all__ = ["check_out", "format_value", "save_array", "t_min_option"]
+__all__ = [
+    "check_out",
+    "checkpoint_line",
+    "checkpoint_option",
+    "format_value",
+    "open_run",
+    "save_array",
+    "t_min_option",
+]
 
 # Shared by `evaluate` and `likelihood`.
 t_min_option = click.option(
     "--t-min",
     type=float,
     help="Score p_{t_min}, the density blurred by the process up to t_min (process clock; EDM: "
-    "σ in standardised units). Default: the process's smallest t.",
+    "σ in standardised units). Default: the t_min chosen on the validation rows at training, "
+    "else the process's smallest t.",
 )
+
+checkpoint_option = click.option(
+    "--checkpoint",
+    default=None,
+    metavar="STEP|best|last",
+    help="Which checkpoint to use (default: the run's model — the step chosen on validation, or "
+    "the last step of a run without validation or with a fixed --steps).",
+)
+
+
+def open_run(run_dir: Path, checkpoint: str | None) -> Run:
+    """``load_run`` with the checkpoint ``--checkpoint`` names (None: the run's model)."""
+    run = load_run(run_dir, checkpoint=checkpoint)
+    run.checkpoint_choice = checkpoint
+    return run
+
+
+def checkpoint_line(run: Run) -> str:
+    """One line saying which checkpoint a command used and why."""
+    choice = getattr(run, "checkpoint_choice", None)
+    if choice is not None:
+        why = f"--checkpoint {choice}"
+    elif run.config["training"].get("model") == "best" and run.selection:
+        why = ("the run's model, trained again on all rows for the steps chosen on validation"
+               if run.selection.get("refit") else "the run's model, lowest validation loss")  # fmt: skip
+    else:
+        why = "the run's model, its last step"
+    return f"checkpoint: step {run.step} ({why})"
 
 
 def check_out(path: Path, suffixes: tuple[str, ...]) -> Path:

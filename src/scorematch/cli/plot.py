@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from ..runs import load_run, make_plots
+from ..runs import make_plots
+from .options import checkpoint_line, checkpoint_option, open_run
 
 
 @click.command()
@@ -15,7 +16,8 @@ from ..runs import load_run, make_plots
     "-n", "n", type=int, default=2000, show_default=True, help="Samples to draw for the pictures."
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler's noise.")
-def plot(run_dir: Path, n: int, seed: int) -> None:
+@checkpoint_option
+def plot(run_dir: Path, n: int, seed: int, checkpoint: str | None) -> None:
     """Write pictures of RUN into RUN/plots/ and print their paths.
 
     Samples beside the held-out data (2-D scatter, or image grids), the learned score field as
@@ -23,6 +25,7 @@ def plot(run_dir: Path, n: int, seed: int) -> None:
     """
     if n <= 0:
         raise click.UsageError(f"-n must be positive, got {n}")
-    run = load_run(run_dir)
+    run = open_run(run_dir, checkpoint)
     for path in make_plots(run, n=n, seed=seed):
         click.echo(str(path))
+    click.echo(checkpoint_line(run), err=True)  # stdout lists the files, one per line

@@ -7,9 +7,8 @@ from pathlib import Path
 import click
 
 from ..plots import image_grid, samples_vs_data, trajectory_gif
-from ..runs import load_run
 from ..samplers import SAMPLERS
-from .options import check_out, save_array
+from .options import check_out, checkpoint_line, checkpoint_option, open_run, save_array
 
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
@@ -43,9 +42,11 @@ SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
     is_flag=True,
     help="2-D data: also write the sampling trajectory as a GIF next to --out.",
 )
+@checkpoint_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def sample(
     run_dir: Path,
+    checkpoint: str | None,
     n: int,
     out: Path,
     sampler: str | None,
@@ -65,7 +66,7 @@ def sample(
     if n <= 0:
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
     out = check_out(out, SAMPLE_SUFFIXES)
-    run = load_run(run_dir)
+    run = open_run(run_dir, checkpoint)
     two_d = run.kind == "vector" and run.shape == (2,)
     if trajectory and not two_d:
         raise click.UsageError("--trajectory needs 2-D data (it draws the points moving)")
@@ -87,6 +88,7 @@ def sample(
     else:
         save_array(out, x.numpy())
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")
+    click.echo(checkpoint_line(run))
     if trajectory:
         gif = out.with_suffix(".gif")
         trajectory_gif(drawn.trajectory, gif)
