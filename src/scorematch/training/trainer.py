@@ -81,8 +81,8 @@ class Trainer:
         sample_every, sample_fn: call ``sample_fn(ema_model, step, out_dir)`` on rank 0 every
             ``sample_every`` steps, with the global RNG forked so sampling leaves training unchanged.
         validate_fn, validate_every, patience: model selection — call
-            ``validate_fn(ema_model, step)`` (lower is better) every ``validate_every`` steps and at
-            the end; the best step's checkpoint is saved and never rotated away, and with
+            ``validate_fn(ema_model, step)`` (lower is better) every ``validate_every`` steps; the
+            best step's checkpoint is saved and never rotated away, and with
             ``patience`` training stops after that many validations without improvement
             (``training.validation.Validation``; its state is checkpointed).
         progress: tqdm bar (loss, steps/s) on rank 0.
@@ -282,7 +282,7 @@ class Trainer:
                         self._window = new_window(self._elapsed)
                 save = s == steps or bool(self.checkpoint_every and s % self.checkpoint_every == 0)
                 stop = False
-                if self.validation and self.validation.due(s, steps):
+                if self.validation and self.validation.due(s):
                     improved, stop = self._validate(s)  # before saving: the checkpoint holds it
                     save = save or improved or stop
                 if self.out_dir is not None and save:

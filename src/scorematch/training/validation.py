@@ -21,7 +21,7 @@ ValidateFn = Callable[[nn.Module, int], float]  # (EMA model, step) -> figure, l
 
 @dataclass
 class Validation:
-    """Evaluate ``fn(ema_model, step)`` every ``every`` steps (and at the last one); the lowest
+    """Evaluate ``fn(ema_model, step)`` every ``every`` steps; the lowest
     value's step is the run's best, protected from checkpoint rotation.  With ``patience``, stop
     after that many validations in a row without a relative improvement of ``min_delta``.
     """
@@ -47,8 +47,10 @@ class Validation:
         if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
             raise ValueError(f"min_delta must be a number >= 0, got {self.min_delta!r}")
 
-    def due(self, step: int, last: int) -> bool:
-        return step % self.every == 0 or step == last
+    def due(self, step: int) -> bool:
+        # On the grid only: a fit stopped between grid points and resumed validates exactly
+        # where an uninterrupted run does, so both make the same choices.
+        return step % self.every == 0
 
     def record(self, step: int, value: float) -> bool:
         """Add one validation; True when it is the new best.  A non-finite value never is."""
@@ -73,7 +75,7 @@ class Validation:
             "best_value": self.best_value if math.isfinite(self.best_value) else None,
             "best_step": self.best_step,
             "since_best": self.since_best,
-            "history": self.history,
+            "history": [[s, v if math.isfinite(v) else None] for s, v in self.history],
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -81,4 +83,6 @@ class Validation:
         self.best_value = math.inf if best is None else float(best)
         self.best_step = state.get("best_step")
         self.since_best = int(state.get("since_best", 0))
-        self.history = [list(row) for row in state.get("history", [])]
+        self.history = [
+            [s, math.nan if v is None else float(v)] for s, v in state.get("history", [])
+        ]
