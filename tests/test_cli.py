@@ -29,6 +29,7 @@ from scorematch.data import Standardizer, list_datasets, toy_mixture_params
 from scorematch.distributions import GaussianMixture
 from scorematch.processes import VP
 from scorematch.runs import OBJECTIVES, PROCESSES, Run, build_config, load_run
+from scorematch.runs.config import PATIENCE, REFIT_MAX_ROWS, VAL_FRACTION
 
 TINY = [
     "--steps",
@@ -221,7 +222,8 @@ def test_train_help_quotes_the_defaults_a_run_gets(default_configs):
         tr["schedule"], vector["sampling"]["sampler"], vector["sampling"]["steps"],
     ]  # fmt: skip
     assert [process, weighting] == [
-        c["diffusion"]["process"]["name"].lower(), c["diffusion"]["objective"]["weighting"]
+        c["diffusion"]["process"]["name"].lower(),
+        c["diffusion"]["objective"]["weighting"],
     ]
     for config in (vector, c["moons"]):
         n_fit = config["data"]["n_train"] - config["data"]["n_val"]
@@ -249,6 +251,18 @@ def test_train_help_quotes_the_defaults_a_run_gets(default_configs):
     assert (
         vector["training"]["schedule"] == "cosine" and image["training"]["schedule"] == "constant"
     )
+    # The model-selection paragraph: its numbers are the config's.
+    flat = " ".join(text.split())
+    val_t, val_i, patience, refit = _one(
+        r"\((\d+)% of a table's training rows, (\d+)% of images; .* tables stop after (\d+) "
+        r"validations without improvement .* up to (\d+) training rows",
+        flat,
+    )
+    assert (
+        float(val_t) / 100 == VAL_FRACTION["vector"] and float(val_i) / 100 == VAL_FRACTION["image"]
+    )
+    assert int(patience) == PATIENCE["vector"] and int(refit) == REFIT_MAX_ROWS
+    assert c["moons"]["training"]["patience"] == PATIENCE["vector"]
 
 
 def test_train_help_says_which_objectives_have_a_likelihood(default_configs):

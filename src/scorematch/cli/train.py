@@ -12,7 +12,7 @@ from ..models import MODEL_NAMES
 from ..objectives.noise_conditional import WEIGHTINGS
 from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
-from ..runs.config import PREDICTIONS, TEST_FRACTION
+from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, TEST_FRACTION
 from ..runs.selection import read_selection
 
 TRAIN_HELP = """Train a score model on --data into the run directory --out.
@@ -45,7 +45,7 @@ Defaults by data kind (EDM: process edm, EDM preconditioning, σ_data 0.5):
 Model selection on validation rows (15% of a table's training rows, 10% of images;
 --val-fraction 0 turns it off): the checkpoint with the lowest validation loss is the run's
 model; tables stop after 8 validations without improvement (--patience; not when --steps is
-given), choose the likelihood's bandwidth t_min on these rows, and — up to 20000 training
+given), choose the likelihood's bandwidth t_min on these rows, and — up to 5000 training
 rows — are trained again on all of them for the chosen number of steps (--no-refit).
 
 --config FILE.yaml gives any of these options (keys as the option names, e.g. `batch_size: 256`
@@ -133,7 +133,7 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     "--refit/--no-refit",
     default=None,
     help="Train a small table again on all its rows for the chosen number of steps (default: "
-    "on up to 20000 training rows, off with --steps).",
+    f"on up to {REFIT_MAX_ROWS} training rows, off with --steps).",
 )
 @click.option(
     "--seed",

@@ -88,7 +88,7 @@ TEST_FRACTION = 0.2
 # REFIT_MAX_ROWS training rows is then trained again on all its rows for the chosen number of steps.
 VAL_FRACTION = {"vector": 0.15, "image": 0.1}
 PATIENCE = {"vector": 8, "image": None}
-REFIT_MAX_ROWS = 20_000
+REFIT_MAX_ROWS = 5_000
 SIGMA_DATA = 0.5  # EDM's σ_data for the standardised data (measured better than 1.0 on moons)
 # Fourier scale of the noise embedding when the network sees c_noise = ¼ log σ̂ (EDM, NCSN):
 # that input spans about 2.7 units instead of t ∈ [0, 1], so a smaller scale than the default 16
