@@ -63,6 +63,7 @@ from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
 
+import baselines  # benchmarks/baselines.py: the scikit-learn density baselines
 import numpy as np
 import torch
 
@@ -84,6 +85,15 @@ OUT = Path(__file__).resolve().parent / "results" / "density.md"
 
 GMM_COARSE = (1, 2, 3, 4, 6, 8, 11, 16, 22, 30, 40, 50)
 KDE_COARSE = np.geomspace(0.01, 0.5, 9)
+
+
+def fit_gmm(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, int]:
+    return baselines.fit_gmm(train, test, GMM_COARSE)
+
+
+def fit_kde(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, float]:
+    return baselines.fit_kde(train, test, KDE_COARSE)
+
 
 RECIPE: dict = {
     "process": "EDM(sigma_min=0.002, sigma_max=80, sigma_data=1)",
@@ -190,45 +200,6 @@ def _rings_nll(x: np.ndarray, radii: np.ndarray, s: float) -> float:
 # ------------------------------------------------------------------------------------------------
 # Baselines
 # ------------------------------------------------------------------------------------------------
-def fit_gmm(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, int]:
-    """GaussianMixture (full covariances) with K chosen by BIC; returns per-point test NLL and K."""
-    from sklearn.mixture import GaussianMixture
-
-    fits: dict[int, tuple[float, GaussianMixture]] = {}
-
-    def fit(k: int) -> None:
-        if k not in fits:
-            g = GaussianMixture(k, covariance_type="full", random_state=0).fit(train)
-            fits[k] = (g.bic(train), g)
-
-    for k in GMM_COARSE:
-        fit(k)
-    best = min(fits, key=lambda k: fits[k][0])
-    i = GMM_COARSE.index(best)
-    lo, hi = GMM_COARSE[max(i - 1, 0)], GMM_COARSE[min(i + 1, len(GMM_COARSE) - 1)]
-    for k in range(lo, hi + 1, max(1, math.ceil(best / 10))):
-        fit(k)
-    best = min(fits, key=lambda k: fits[k][0])
-    return -fits[best][1].score_samples(test), best
-
-
-def fit_kde(train: np.ndarray, test: np.ndarray) -> tuple[np.ndarray, float]:
-    """Gaussian KernelDensity, bandwidth by 5-fold GridSearchCV (coarse, then refined)."""
-    from sklearn.model_selection import GridSearchCV
-    from sklearn.neighbors import KernelDensity
-
-    def search(grid: np.ndarray) -> float:
-        # rtol bounds the relative error of each density in the tree sum (1e-4 → ≤ 1e-4 nats).
-        cv = GridSearchCV(KernelDensity(kernel="gaussian", rtol=1e-4), {"bandwidth": grid}, cv=5)
-        return float(cv.fit(train).best_params_["bandwidth"])
-
-    best = search(KDE_COARSE)
-    ratio = KDE_COARSE[1] / KDE_COARSE[0]
-    best = search(np.geomspace(best / ratio, best * ratio, 7))
-    kde = KernelDensity(kernel="gaussian", bandwidth=best).fit(train)
-    return -kde.score_samples(test), best
-
-
 # ------------------------------------------------------------------------------------------------
 # Ours
 # ------------------------------------------------------------------------------------------------
