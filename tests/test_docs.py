@@ -137,3 +137,19 @@ def test_readme_python_block_runs(tmp_path, monkeypatch):
     assert samples.x.shape == (16, 2) and torch.isfinite(samples.x).all()
     assert log_p.shape == (8,) and torch.isfinite(log_p).all() and namespace["nfe"] > 0
     assert (tmp_path / "runs" / "api" / "metrics.csv").is_file()
+
+
+def test_guide_model_selection_numbers_are_the_configs():
+    """The guide's account of what `train` does with a table quotes the real settings."""
+    from scorematch.runs.config import PATIENCE, REFIT_MAX_ROWS, TEST_FRACTION, VAL_FRACTION
+    from scorematch.runs.selection import T_MIN_CANDIDATES
+
+    text = " ".join((ROOT / "docs" / "guide.md").read_text(encoding="utf-8").split())
+    section = text[text.index("### What `train` does with your table") :]
+    section = section[: section.index("A run directory holds")]
+    assert f"{round(TEST_FRACTION * 100)} % of the rows are held out" in section
+    assert f"{round(VAL_FRACTION['vector'] * 100)} % of the remaining training rows" in section
+    assert f"({round(VAL_FRACTION['image'] * 100)} % for images" in section
+    assert f"stops after {PATIENCE['vector']} validations" in section
+    assert f"at most {REFIT_MAX_ROWS:,}".replace(",", " ") in section
+    assert f"tries {len(T_MIN_CANDIDATES) + 1} values" in section

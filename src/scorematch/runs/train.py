@@ -85,9 +85,11 @@ def train(
     refit = validated and bool(tr.get("refit"))
     rows = bundle.train if refit or not validated else bundle.fit
     z_rows = bundle.standardizer.transform(rows)
+    target = selection["best_step"] if refit else tr["steps"]
+    # The refit keeps the selection pass's schedule (cosine over training.steps) up to the chosen
+    # step: decaying over the chosen steps instead made iris 0.05 and wine 0.36 nats worse.
     trainer = _trainer(config, bundle, process, loss, z_rows, out, progress,
                        validate=validated and not refit)  # fmt: skip
-    target = selection["best_step"] if refit else tr["steps"]
     if resume:
         if latest_checkpoint(out / "checkpoints") is not None:
             trainer.resume(expected_changes=RESUMABLE)
