@@ -26,7 +26,7 @@ from ..parametrization import default_noise_input
 from ..processes import NoiseLevels, make_process
 from ..samplers import SAMPLERS
 from .checks import choice, count, positive_float, positive_int
-from .data import DataBundle, load_split
+from .data import DataBundle, load_split, table_columns
 
 __all__ = [
     "CONFIG_VERSION",
@@ -120,6 +120,8 @@ OPTION_NAMES = (
     "sample_every",
     "sampler",
     "sample_steps",
+    "categorical",
+    "continuous",
 )
 
 
@@ -212,6 +214,10 @@ def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         raise ValueError(f"test_fraction must be in (0, 1), got {data_cfg['test_fraction']}")
     if spec in TOY_DATASETS and data_cfg["n"] is None:
         data_cfg["n"] = DEFAULT_TOY_SIZE
+    # A table's columns: their kinds and encodings (docs/guide.md), recorded for load_run.
+    columns = table_columns(spec, options.get("categorical"), options.get("continuous"))
+    if columns is not None:
+        data_cfg["columns"] = columns.to_config()
     train, test, kind, levels = load_split(data_cfg)
     standardizer = Standardizer.fit(train, kind)
     data_cfg.update(

@@ -14,17 +14,24 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import model_device
-from ..data import Standardizer
+from ..data import ColumnCodec, Standardizer
 from ..likelihood import bits_per_dim, log_likelihood
-from ..metrics import energy_distance, heldout_nll, mmd, sliced_wasserstein
+from ..metrics import (
+    Memorisation,
+    energy_distance,
+    heldout_nll,
+    memorisation,
+    mmd,
+    sliced_wasserstein,
+)
 from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
 from ..training import latest_checkpoint, load_checkpoint
 from .build import build_process, build_score_model
 from .checks import choice, positive_int
 from .config import TIME_CONDITIONAL, read_run_config
-from .data import DataBundle, load_run_data
-from .evaluation import Evaluation
+from .data import DataBundle, load_run_data, run_columns
+from .evaluation import Evaluation, likelihood_convention
 
 __all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult", "load_run"]
 
@@ -94,6 +101,14 @@ class Run:
         if self._data is None:
             self._data = load_run_data(self.config)
         return self._data
+
+    @property
+    def columns(self) -> ColumnCodec | None:
+        """The table's column codec (kinds, grids, labels; :mod:`scorematch.data.columns`), or
+        None for data that is not a user's table."""
+        if "_columns" not in self.__dict__:
+            self._columns = run_columns(self.config["data"])
+        return self._columns
 
     @property
     def device(self) -> torch.device:
@@ -177,6 +192,8 @@ class Run:
             **options,
         )
         x = self.standardizer.inverse(out.x.detach())
+        if self.columns is not None:  # discrete columns back onto their values
+            x = self.columns.round(x)
         traj = None
         if trajectory and out.trajectory is not None:
             traj = [self.standardizer.inverse(s.detach()) for s in out.trajectory]
@@ -277,14 +294,28 @@ class Run:
                 )
                 lp = -bpd.double() * dim * math.log(2.0)
             else:
+                # Discrete table columns: x̃ spread over each value's bin, + Σ log step (the
+                # first draws from the generator; nothing is drawn for continuous tables).
+                log_bin = 0.0
+                if self.columns is not None:
+                    xb, log_bin = self.columns.dequantise(xb, gen)
                 z = self.standardizer.transform(xb)
                 lp_z, n_eval = log_likelihood(self.model, self.process, z, generator=gen, **options)
-                lp = lp_z.double() + self.standardizer.log_abs_det()
+                lp = lp_z.double() + self.standardizer.log_abs_det() + log_bin
             out.append(lp.cpu())
             nfe += n_eval
         return torch.cat(out), nfe
 
     # -- evaluation
+    def memorisation(self, x: Tensor, *, seed: int = 0) -> Memorisation:
+        """Whether samples ``x`` (data units) copy training rows: distances to the closest
+        training row against those of the held-out rows, in the standardised units the model
+        sees (:func:`scorematch.metrics.memorisation`)."""
+        std = self.standardizer
+        rows = [std.transform(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)]
+        gen = torch.Generator().manual_seed(int(seed))
+        return memorisation(*rows, standardize=False, generator=gen)
+
     def evaluate(
         self,
         n: int = 2000,
@@ -339,13 +370,12 @@ class Run:
             result.nll_divergence, result.nll_rtol, result.nll_nfe = div, rtol, nfe
             result.nll_t_min = self.process.t_min if t_min is None else t_min
             result.nll_seconds = round(time.perf_counter() - t1, 3)
-            result.nll_convention = (
-                f"discrete {levels + 1}-level data, uniform dequantization"
-                if levels
-                else "continuous density in data units"
-            )
+            result.nll_convention = likelihood_convention(levels, self.columns)
+            if self.columns is not None:
+                result.nll_log_bin_volume = self.columns.log_bin_volume
         elif nll:
             result.nll_note = f"no likelihood for the unconditional objective {self.objective!r}"
+        result.set_memorisation(self.memorisation(x, seed=seed))
         result.seconds = round(time.perf_counter() - t0, 3)
         return result
 
