@@ -10,9 +10,10 @@ import click
 from ..data import DEFAULT_TOY_SIZE
 from ..models import MODEL_NAMES
 from ..objectives.noise_conditional import WEIGHTINGS
-from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
+from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config, table_columns
 from ..runs import train as train_run
 from ..runs.config import PREDICTIONS, TEST_FRACTION
+from .options import categorical_option, column_lines, continuous_option
 
 TRAIN_HELP = """Train a score model on --data into the run directory --out.
 
@@ -44,6 +45,10 @@ or `batch-size: 256`); flags on the command line win.  The run directory gets co
 (everything needed to rebuild the run), checkpoints/, metrics.csv and samples/*.png.  An
 existing run directory is never overwritten: --resume --out DIR continues it from its own
 config.yaml (--steps N sets a new, larger total).
+
+A table file's columns are each continuous, discrete, binary or categorical (printed at the
+start; `scorematch datasets FILE` shows it without training): discrete ones are dequantised in
+training and rounded back on `sample` (docs/guide.md).
 """
 
 # What --resume may change (everything else is fixed by the run's config.yaml).
@@ -115,6 +120,8 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 @click.option(
     "--image-size", type=int, help="Image folders: crop and resize every image to this square size."
 )
+@categorical_option
+@continuous_option
 @click.option(
     "--checkpoint-every", type=int, help="Save a checkpoint every N steps (default: 4 per run)."
 )
@@ -166,8 +173,19 @@ def train(
     else:
         if "data" not in options:
             raise click.UsageError("missing --data (a built-in name, a file or a folder)")
+        _echo_columns(options)
         result = train_run(options, out, progress=not no_progress)
     click.echo(
         f"trained {out} to step {result.step}: loss {result.loss:.4g}, "
         f"{result.seconds:.1f} s of training; checkpoint {result.checkpoint}"
     )
+
+
+def _echo_columns(options: dict[str, Any]) -> None:
+    """What a table's columns were decided to be, before training starts."""
+    codec = table_columns(
+        str(options["data"]), options.get("categorical"), options.get("continuous")
+    )
+    if codec is not None:
+        for line in column_lines(codec, str(options["data"])):
+            click.echo(line)

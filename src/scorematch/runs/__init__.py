@@ -40,9 +40,9 @@ from .config import (
     is_run_dir,
     load_config,
 )
-from .data import DataBundle, dataset_table
-from .evaluation import Evaluation, write_evaluation
-from .report import Baseline, DemoResult, demo, gmm_baseline, make_plots
+from .data import DataBundle, dataset_table, table_columns
+from .evaluation import Evaluation, evaluation_path, write_evaluation
+from .report import Baseline, DemoResult, demo, gmm_baseline, make_plots, paired_verdict
 from .run import Run, SampleResult, load_run
 from .train import train
 
@@ -65,11 +65,14 @@ __all__ = [
     "build_score_model",
     "dataset_table",
     "demo",
+    "evaluation_path",
     "gmm_baseline",
     "is_run_dir",
     "load_config",
     "load_run",
     "make_plots",
+    "paired_verdict",
+    "table_columns",
     "train",
     "write_evaluation",
 ]
