@@ -79,6 +79,10 @@ def test_read_table_keeps_names_and_text_columns_and_load_table_still_refuses_te
         load_table(p)
     (tmp_path / "n.csv").write_text("1,2\n3,4\n")
     assert read_table(tmp_path / "n.csv").names == ["x1", "x2"]
+    # A header with numeric names: its text cells are the only text of their columns.
+    (tmp_path / "y.csv").write_text("id,2019,2020\n1,2.5,3\n2,3.5,4\n")
+    years = read_table(tmp_path / "y.csv")
+    assert years.names == ["id", "2019", "2020"] and years.has_header and not years.text
     np.save(tmp_path / "a.npy", np.ones((3, 2, 2)))
     with pytest.raises(ValueError, match="not a table of rows"):
         read_table(tmp_path / "a.npy")

@@ -1,7 +1,9 @@
 """Loaders for user data: numeric tables (.csv/.tsv/.txt, .npy, .npz) and folders of images.
 
 Every loader returns a float32 tensor with the batch first and fails with one clear
-``ValueError`` / ``FileNotFoundError`` that names the file (and row, column or key) at fault.
+``ValueError`` / ``FileNotFoundError`` that names the file (and row, column or key) at fault;
+:func:`read_table` returns a :class:`Table` instead — numbers, the header's column names and
+the cells of columns that hold text (labels) — and :func:`write_csv` writes one.
 """
 
 from __future__ import annotations
@@ -75,6 +77,16 @@ def default_names(d: int) -> list[str]:
     return [f"x{j + 1}" for j in range(d)]
 
 
+def _header_with_numbers(rows: list[tuple[int, list[str]]]) -> bool:
+    """A first row whose text cells are the only text of their columns, below which every row is
+    numbers, is a header with some numeric names (``id,2019,2020``), not a row of labels."""
+    head = rows[0][1]
+    text = [j for j, c in enumerate(head) if _parse_float(c) is None]
+    if not text or len(rows) < 2:
+        return False
+    return all(_parse_float(c) is not None for _, row in rows[1:] for c in row)
+
+
 def _csv_rows(p: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]], str | None]:
     """(header or None, [(line number, stripped cells)], delimiter) of a delimited text table."""
     try:
@@ -105,7 +117,7 @@ def _csv_rows(p: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]], s
     ]
     header: list[str] | None = None
     head = rows[0][1]
-    if all(_parse_float(c) is None for c in head):
+    if all(_parse_float(c) is None for c in head) or _header_with_numbers(rows):
         header, rows = head, rows[1:]
         if not rows:
             raise ValueError(f"{p}: has a header row but no data rows")
@@ -219,8 +231,10 @@ def load_table(path: str | Path) -> Tensor:
     """Load numeric data from a file into a float32 tensor with the samples first.
 
     - ``.csv`` / ``.tsv`` / ``.txt``: delimited numbers (comma, tab, semicolon or spaces, guessed
-      from the first line) → ``(N, D)``.  A first row with no numeric cell is a header.  Blank lines
-      are skipped; any other non-numeric or empty cell is an error naming row and column.
+      from the first line) → ``(N, D)``.  A first row with no numeric cell is a header, and so is
+      a first row above rows of numbers only (numeric names such as ``2019``).  Blank lines are
+      skipped; any other non-numeric or empty cell is an error naming row and column
+      (:func:`read_table` keeps columns of labels instead).
     - ``.npy``: a numeric array.  1-D → ``(N, 1)``; 2-D as is; 3-D ``(N, H, W)`` →
       ``(N, 1, H, W)``; 4-D and more as is (e.g. images ``(N, C, H, W)``).  uint8 image stacks
       (3-D or more) are divided by 255 so they lie in [0, 1].
