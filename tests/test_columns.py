@@ -169,3 +169,14 @@ def test_csv_cells_have_seven_significant_digits_and_integers_for_integer_grids(
     codec = ColumnCodec.detect(t, continuous="f")
     rows = codec.format_rows(torch.tensor([[3.0, 0.123456789, 1.5], [1.0, 12345.678, 0.5]]))
     assert rows == [["3", "0.1234568", "1.5"], ["1", "12345.68", "0.5"]]
+    # Discrete values are written as the table has them (here 11 digits), even from float32.
+    sex = ColumnCodec.detect(Table(np.array([[-0.04464163651], [0.05068011874]]), ["sex"]))
+    cells = sex.format_rows(torch.tensor([[0.0506801], [-0.04464]], dtype=torch.float32))
+    assert cells == [["0.05068011874"], ["-0.04464163651"]]
+    grid = ColumnCodec.detect(Table(np.tile(np.arange(13, 67) / 100, 4)[:, None], ["g"]))
+    assert grid.columns[0].values is None and grid.columns[0].step == pytest.approx(0.01)
+    assert grid.format_rows(torch.tensor([[0.35], [0.1301], [0.9]])) == [
+        ["0.35"],
+        ["0.13"],
+        ["0.66"],
+    ]

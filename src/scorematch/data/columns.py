@@ -69,6 +69,17 @@ def _resolve(names: Sequence[str], wanted: Sequence[str], option: str) -> set[in
     return out
 
 
+def _shortest(v: float, digits: int) -> str:
+    """``v`` with the fewest significant digits ≥ ``digits`` that give it back to 1e-12."""
+    if not np.isfinite(v):
+        return str(v)
+    for d in range(digits, 16):
+        text = f"{v:.{d}g}"
+        if abs(float(text) - v) <= 1e-12 * abs(v):
+            return text
+    return repr(float(v))
+
+
 class ColumnCodec:
     """How a table's columns are encoded for a density model and decoded from its samples.
 
@@ -259,7 +270,9 @@ class ColumnCodec:
 
     def format_rows(self, x: Tensor | np.ndarray, digits: int = 7) -> list[list[str]]:
         """CSV cells of rows ``x``: continuous values to ``digits`` significant digits,
-        grid values of integer grids as integers, categoricals as their labels."""
+        categoricals as their labels, discrete values as the table writes them: integers of
+        integer grids as integers, others snapped onto the column's values and given the fewest
+        digits (at least ``digits``, at most 15) that reproduce them."""
         arr = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=np.float64)
         if arr.ndim != 2 or arr.shape[1] != len(self):
             raise ValueError(f"expected rows of {len(self)} columns, got shape {arr.shape}")
@@ -274,6 +287,9 @@ class ColumnCodec:
                 ]
             elif c.quantised and float(c.origin).is_integer() and float(c.step).is_integer():
                 cells = [f"{v:.0f}" if np.isfinite(v) else str(v) for v in col]
+            elif c.quantised:
+                snapped = self.round(torch.from_numpy(arr)).numpy()[:, j]
+                cells = [_shortest(v, digits) for v in snapped]
             else:
                 cells = [f"{v:.{digits}g}" for v in col]
             columns.append(cells)
