@@ -23,7 +23,9 @@ def test_detection_rule_for_each_kind():
     # Integers: discrete, step the gcd of the differences, whatever the number of values.
     c = _kind(rng.integers(0, 500, 300) * 3 + 7)
     assert (c.kind, c.step, c.origin) == ("discrete", 3.0, c.lo) and c.reason == "integers"
-    assert c.levels == round((c.hi - c.lo) / 3) + 1 and c.values is None  # > 20 values
+    assert c.levels == round((c.hi - c.lo) / 3) + 1 and len(c.values) == c.distinct > 20
+    big = _kind(np.arange(5000.0))
+    assert big.kind == "discrete" and big.values is None  # > MAX_STORED_VALUES: the grid
     # Two values: binary with step b − a; one value: a constant, step 1.
     c = _kind([-0.04, 0.05, 0.05, -0.04])
     assert c.kind == "binary" and c.step == pytest.approx(0.09) and c.values == (-0.04, 0.05)
@@ -157,11 +159,16 @@ def test_round_puts_samples_on_the_columns_own_values():
     assert set(r[:, 0].tolist()) <= {1.0, 1.5, 2.0, 2.5, 3.0, 3.5, 4.0}
     assert set(r[:, 2].tolist()) <= {0.0, 3.0}
     assert torch.equal(r[:, 1], raw[:, 1])
-    # Low-cardinality columns snap to the observed values, not to holes of the grid.
+    # Samples snap to the observed values, not to holes of the grid; without stored values
+    # (very many distinct ones), to the grid within the observed range.
     holes = ColumnCodec.detect(Table(np.array([[1.0], [2.0], [5.0], [1.0]]), ["h"]))
     assert holes.columns[0].step == 1.0
     assert set(holes.round(torch.linspace(0, 6, 61)[:, None]).flatten().tolist()) == {1, 2, 5}
     assert torch.isnan(holes.round(torch.tensor([[float("nan")]]))).all()
+    wide = ColumnCodec.detect(Table(np.r_[np.arange(0.0, 3000.0, 2.0), 7001.0][:, None], ["w"]))
+    assert wide.columns[0].values is None and wide.columns[0].step == 1.0
+    r = wide.round(torch.tensor([[-5.0], [3.4], [8000.0]])).flatten().tolist()
+    assert r == [0.0, 3.0, 7001.0]
 
 
 def test_csv_cells_have_seven_significant_digits_and_integers_for_integer_grids():
@@ -174,7 +181,7 @@ def test_csv_cells_have_seven_significant_digits_and_integers_for_integer_grids(
     cells = sex.format_rows(torch.tensor([[0.0506801], [-0.04464]], dtype=torch.float32))
     assert cells == [["0.05068011874"], ["-0.04464163651"]]
     grid = ColumnCodec.detect(Table(np.tile(np.arange(13, 67) / 100, 4)[:, None], ["g"]))
-    assert grid.columns[0].values is None and grid.columns[0].step == pytest.approx(0.01)
+    assert len(grid.columns[0].values) == 54 and grid.columns[0].step == pytest.approx(0.01)
     assert grid.format_rows(torch.tensor([[0.35], [0.1301], [0.9]])) == [
         ["0.35"],
         ["0.13"],

@@ -21,8 +21,9 @@ grow without bound on the repeated values — so discrete columns are *dequantis
 owns the bin [v − step/2, v + step/2), training sees v + step·(u − ½) with fresh u ~ U[0, 1)
 every step, and the likelihood is that of the bin, log P(v) ≥ E_u log p(v + step·(u − ½)) +
 log step (Theis et al. 2016; the same bound as for 8-bit images), a proper discrete
-probability.  Samples are rounded back onto the grid (low-cardinality columns onto their own
-values), so they take only the column's values.  Categoricals use the same machinery on their
+probability.  Samples are rounded back to the nearest value the column holds (for a column of
+more than ``MAX_STORED_VALUES`` distinct values, the nearest grid point in its range), so they
+take only the column's values.  Categoricals use the same machinery on their
 codes (step 1): one coordinate per column, a proper distribution over the labels, decoded by
 rounding.  The price of that encoding is an order among labels that means nothing (the model may
 have to separate neighbours that are unrelated), which can cost likelihood but never validity;
@@ -43,6 +44,7 @@ __all__ = [
     "FLOAT32_EPS",
     "GRID_TOL",
     "MAX_LEVELS",
+    "MAX_STORED_VALUES",
     "MIN_REPEATS",
     "Column",
     "detect_column",
@@ -52,6 +54,7 @@ __all__ = [
 COLUMN_KINDS = ("continuous", "discrete", "binary", "categorical")
 MAX_LEVELS = 20  # distinct values of a low-cardinality column
 MIN_REPEATS = 4  # a grid column whose values repeat this often on average is discrete
+MAX_STORED_VALUES = 1000  # a discrete column's observed values are kept (samples snap to them)
 MAX_DIVISOR = 10  # the grid step of non-integers: smallest gap / m, m ≤ this
 GRID_TOL = 1e-3  # a value is on the grid when within this many steps of a grid point
 FLOAT32_EPS = 2.0**-23
@@ -74,7 +77,7 @@ def _label_key(label: str) -> tuple[int, float, str]:
 class Column:
     """One column's kind and encoding.  Non-continuous columns are grids in the table's values:
     value = origin + step·k, k = 0 … levels − 1 (categoricals: their codes, origin 0, step 1);
-    ``values`` are the observed values of a low-cardinality column (samples snap to them),
+    ``values`` are the observed values (samples snap to them; None above ``MAX_STORED_VALUES``),
     ``labels`` a categorical's labels; ``lo``/``hi`` the observed range; ``reason`` says why."""
 
     name: str
@@ -204,5 +207,5 @@ def detect_column(
     else:
         why = f"grid step {step:.3g}, but {n} distinct values in {v.size} rows"
         return Column(name, "continuous", lo, hi, n, reason=why)
-    kept = tuple(float(x) for x in distinct) if n <= MAX_LEVELS else None
+    kept = tuple(float(x) for x in distinct) if n <= MAX_STORED_VALUES else None
     return Column(name, "discrete", lo, hi, n, lo, step, levels, kept, reason=why)

@@ -249,9 +249,9 @@ class ColumnCodec:
         return out, self.log_bin_volume
 
     def round(self, x: Tensor) -> Tensor:
-        """Samples onto the columns' values: quantised columns to the nearest grid point in the
-        observed range — for low-cardinality columns the nearest observed value, for
-        categoricals the nearest code; continuous columns unchanged.  NaN stays NaN."""
+        """Samples onto the columns' values: quantised columns to the nearest value the column
+        holds (above ``MAX_STORED_VALUES`` distinct values, the nearest grid point in its range),
+        categoricals to the nearest code; continuous columns unchanged.  NaN stays NaN."""
         self._check_width(x)
         if not self.quantised:
             return x
@@ -262,9 +262,14 @@ class ColumnCodec:
         out = origin + step * k
         for j, c in enumerate(self.columns):
             if c.values is not None and c.kind != "categorical":
-                allowed = torch.tensor(c.values, dtype=torch.float64, device=x.device)
-                nearest = (x64[:, j, None] - allowed).abs().argmin(1)
-                out[:, j] = allowed[nearest]
+                allowed = torch.tensor(c.values, dtype=torch.float64, device=x.device)  # sorted
+                v = x64[:, j].contiguous()
+                hi = torch.searchsorted(allowed, v).clamp(1, len(allowed) - 1)
+                lo = hi - 1
+                left = (v - allowed[lo]).abs() <= (allowed[hi] - v).abs()
+                out[:, j] = (
+                    torch.where(left, allowed[lo], allowed[hi]) if len(allowed) > 1 else allowed[0]
+                )
         out = torch.where(self._mask.to(x.device) & ~x64.isnan(), out, x64)
         return out.to(x.dtype)
 
