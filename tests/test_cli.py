@@ -399,7 +399,7 @@ def test_evaluate_and_likelihood_agree(toy_run, tmp_path):
         assert math.isfinite(saved[key]), key
     assert saved["n_samples"] == 100 and saved["n_test"] == 50 and saved["step"] == 30
     invoke("likelihood", toy_run, "--out", tmp_path / "lp.npy", "--no-progress")
-    lp = np.load(tmp_path / "lp.npy")[:, 0]
+    lp = np.load(tmp_path / "lp.npy")  # one log-likelihood per row: shape (N,) (issue 13)
     assert lp.shape == (50,)
     # Both use the exact divergence on the same held-out points: the same numbers.
     assert -lp.mean() == pytest.approx(saved["nll"], rel=1e-6)
@@ -422,8 +422,11 @@ def test_evaluate_and_likelihood_agree(toy_run, tmp_path):
     )
     at = json.loads((tmp_path / "b.json").read_text())
     assert at["nll_t_min"] == float(other)
+    # Another setting gets its own file: the default evaluation.json is kept.
+    assert json.loads((toy_run / f"evaluation_tmin-{float(other):g}.json").read_text()) == at
+    assert json.loads((toy_run / "evaluation.json").read_text()) == saved
     invoke("likelihood", toy_run, "--t-min", other, "--out", tmp_path / "b.npy", "--no-progress")
-    assert -np.load(tmp_path / "b.npy")[:, 0].mean() == pytest.approx(at["nll"], rel=1e-6)
+    assert -np.load(tmp_path / "b.npy").mean() == pytest.approx(at["nll"], rel=1e-6)
     assert abs(at["nll"] - saved["nll"]) > 1e-4
 
 

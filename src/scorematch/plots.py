@@ -22,7 +22,7 @@ from .io import atomic_save
 
 __all__ = ["image_grid", "loss_curve", "samples_vs_data", "score_field", "trajectory_gif"]
 
-_DATA_COLOR = "#9aa5b1"
+_DATA_COLOR = "#59636e"
 _SAMPLE_COLOR = "#1f6feb"
 
 
@@ -49,6 +49,13 @@ def _limits(
     return (float(lo[0]), float(hi[0])), (float(lo[1]), float(hi[1]))
 
 
+def _marker(n: int) -> tuple[float, float]:
+    """(marker area, alpha) that keep a scatter of n points visible: large, opaque dots for a few
+    dozen held-out rows, small translucent ones for thousands."""
+    size = float(np.clip(3000.0 / max(n, 1), 2.0, 18.0))
+    return size, (0.5 if n > 2000 else 0.85)
+
+
 def samples_vs_data(
     samples: Tensor | np.ndarray,
     data: Tensor | np.ndarray | None,
@@ -56,23 +63,39 @@ def samples_vs_data(
     *,
     title: str | None = None,
     max_points: int = 5000,
+    labels: Sequence[str] | None = None,
+    data_name: str = "data",
 ) -> Path:
-    """Scatter plots of 2-D data (left) and model samples (right) on shared axes.
+    """Scatter plots of 2-D data (left, titled ``data_name``) and model samples (right) on shared axes.
 
-    Only the first two coordinates are drawn; for higher dimensions this is a projection.
+    Only the first two coordinates are drawn; for higher dimensions this is a projection, said
+    in the title.  ``labels`` (e.g. a table's column names) name the two axes, which then keep
+    their ticks; markers grow when there are few points so that a small held-out split shows.
     """
-    s = _np(samples)[:max_points, :2]
+    s_all, d_all = _np(samples), None if data is None else _np(data)
+    dims = s_all.reshape(s_all.shape[0], -1).shape[1]
+    s = s_all.reshape(s_all.shape[0], -1)[:max_points, :2]
     panels = [("samples", s, _SAMPLE_COLOR)]
-    if data is not None:
-        d = _np(data)[:max_points, :2]
-        panels.insert(0, ("data", d, _DATA_COLOR))
+    if d_all is not None:
+        d = d_all.reshape(d_all.shape[0], -1)[:max_points, :2]
+        panels.insert(0, (data_name, d, _DATA_COLOR))
     xlim, ylim = _limits(*[p[1] for p in panels])
-    fig = Figure(figsize=(4.2 * len(panels), 4.2))
+    fig = Figure(figsize=(4.2 * len(panels), 4.4 if labels else 4.2))
     axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (name, pts, color) in zip(axes[0], panels):
-        ax.scatter(pts[:, 0], pts[:, 1], s=2, alpha=0.5, color=color, linewidths=0)
-        ax.set(xlim=xlim, ylim=ylim, title=f"{name} ({len(pts)})", aspect="equal")
-        ax.set_xticks([]), ax.set_yticks([])
+        size, alpha = _marker(len(pts))
+        ax.scatter(pts[:, 0], pts[:, 1], s=size, alpha=alpha, color=color, linewidths=0)
+        ax.set(xlim=xlim, ylim=ylim, title=f"{name} ({len(pts)})")
+        if labels:
+            ax.set_xlabel(labels[0])
+            if len(labels) > 1:
+                ax.set_ylabel(labels[1])
+            ax.tick_params(labelsize=7)
+        else:
+            ax.set_aspect("equal")
+            ax.set_xticks([]), ax.set_yticks([])
+    if dims > 2:
+        title = f"{title + ' — ' if title else ''}first 2 of {dims} columns"
     if title:
         fig.suptitle(title)
     fig.tight_layout()

@@ -2,26 +2,49 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from ..data import DEFAULT_TOY_SIZE
-from ..runs import dataset_table
+from ..data import DEFAULT_TOY_SIZE, read_table
+from ..runs import dataset_table, table_columns
+from .options import categorical_option, column_lines, continuous_option
 
 
 @click.command()
-def datasets() -> None:
-    """List the built-in data sets and how to pass your own files and folders.
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@categorical_option
+@continuous_option
+def datasets(file: Path | None, categorical: str | None, continuous: str | None) -> None:
+    """List the built-in data sets and how to pass your own files and folders; with FILE, what
+    `train` would decide for each column of that table.
 
     Prints one row per built-in set (name, kind, size, description) — the 2-D toy sets and
-    scikit-learn's handwritten digits — followed by the file formats --data accepts.
+    scikit-learn's handwritten digits — followed by the file formats --data accepts.  With a
+    table FILE: one row per column, its kind (continuous, discrete, binary, categorical), its
+    values and why.
     """
+    if file is not None:
+        if not file.exists():
+            raise FileNotFoundError(f"data file not found: {file}")
+        codec = table_columns(str(file), categorical, continuous)
+        if codec is None:
+            raise ValueError(f"{file} is not a table file (.csv, .tsv, .txt, .npy or .npz of rows)")
+        rows = read_table(file).shape[0]
+        for line in column_lines(codec, f"{file} ({rows} rows)"):
+            click.echo(line)
+        return
+    if categorical or continuous:
+        raise click.UsageError("--categorical/--continuous need a table FILE")
     rows = [("name", "kind", "size", "description"), *dataset_table()]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     for r in rows:
         click.echo("  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
     click.echo(
         "\nYour own data (--data PATH):\n"
-        "  FILE.csv / .tsv / .txt   numeric table, one sample per row (header row optional)\n"
+        "  FILE.csv / .tsv / .txt   table, one sample per row (header row optional); columns\n"
+        "                           of labels are categorical (`scorematch datasets FILE`\n"
+        "                           shows what is decided for each column)\n"
         "  FILE.npy / FILE.npz      array (N, D) of vectors, or (N, C, H, W) / (N, H, W) images\n"
         "                           (.npz: the only array, or the one named x, data or arr_0)\n"
         "  FOLDER/                  PNG/JPEG images (searched recursively); --image-size S crops\n"

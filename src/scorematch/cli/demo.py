@@ -9,6 +9,7 @@ import click
 import torch
 
 from ..runs import demo as run_demo
+from .options import shows_bits_per_dim
 
 
 @click.command()
@@ -67,10 +68,10 @@ def demo(
     )
     if ev.nll is not None:
         how = "exact" if ev.nll_divergence == "exact" else "Hutchinson"
+        bpd = f"{ev.bits_per_dim:.4f} bits/dim, " if shows_bits_per_dim(res.run) else ""
         click.echo(
             f"  held-out NLL   model {ev.nll:.4f} ± {ev.nll_stderr:.4f} nats/sample, "
-            f"{ev.bits_per_dim:.4f} bits/dim ({how} probability-flow likelihood, "
-            f"{ev.nll_points} points)"
+            f"{bpd}({how} probability-flow likelihood, {ev.nll_points} points)"
         )
     paired = res.model_minus_baseline()
     if base is not None and paired is not None:
@@ -79,15 +80,29 @@ def demo(
             f"{base.nll:.4f} ± {base.nll_stderr:.4f} nats/sample"
         )
         mean, se = paired
-        verdict = "better" if mean < 0 else "worse"
+        verdict = res.verdict()
+        says = (
+            f"the model is {verdict}"
+            if verdict != "not significantly different"
+            else "not significantly different (under 2 standard errors)"
+        )
         click.echo(
             f"                 model − GMM = {mean:+.4f} ± {se:.4f} nats/sample "
-            f"(paired std. error): the model is {verdict}"
+            f"(paired std. error): {says}"
         )
     click.echo(
         f"  samples        sliced W2 {ev.sliced_wasserstein:.4f}, MMD² {ev.mmd:.2e}, "
-        f"energy distance {ev.energy_distance:.2e} ({ev.n_samples} samples vs held-out)"
+        f"energy distance {ev.energy_distance:.2e} ({ev.n_samples} samples vs held-out; "
+        "MMD² and energy distance are unbiased: ≤ 0 means no measurable difference)"
     )
+    if ev.memorisation_ratio is not None:
+        click.echo(
+            f"  memorisation   ratio {ev.memorisation_ratio:.2f} (≈ 1: samples as far from the "
+            f"training rows as held-out rows are; ≪ 1: copies), near-copies "
+            f"{100 * ev.copy_fraction:.1f}% (held-out rows {100 * ev.heldout_copy_fraction:.1f}%)"
+        )
+    if ev.memorisation_warning:
+        click.echo(f"  warning: {ev.memorisation_warning}")
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items() if k != "total")
     click.echo(
         f"  time           {time.perf_counter() - t0:.1f} s wall ({parts}); "

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import click
 
 from ..data import load_dataset
 from ..metrics import heldout_nll
-from ..runs import write_evaluation
+from ..runs import Evaluation, evaluation_path, write_evaluation
 from .options import (
     check_out,
     checkpoint_line,
@@ -18,6 +19,7 @@ from .options import (
     format_value,
     open_run,
     save_array,
+    shows_bits_per_dim,
     t_min_option,
 )
 
@@ -84,8 +86,20 @@ def evaluate(
     Sliced Wasserstein distance, MMD² (RBF kernel, median bandwidth) and energy distance between
     -n samples and the held-out data, all in data units; the held-out negative log-likelihood in
     nats per sample (data units: the standardisation's log-determinant is accounted for) and in
-    bits per dimension — for quantised images (digits, image folders) the discrete convention with
-    uniform dequantization.  Results are printed and written to RUN/evaluation.json.
+    bits per dimension (printed for discrete data only: quantised images, with uniform
+    dequantization, and all-discrete tables).  A table's discrete columns count as the probability
+    of their values (uniform dequantization over each value's bin).  MMD² and energy distance are
+    unbiased estimates, so values slightly below 0 mean no measurable difference.
+
+    \b
+    Memorisation: the median distance from a sample to its closest training row, divided by the
+    same for held-out rows (≈ 1 when the model generalises, ≪ 1 when it copies training rows),
+    and the share of samples that are near-copies of a training row (within a quarter of the
+    training rows' typical nearest-neighbour distance; held-out rows' share beside it); a warning
+    is printed when they look like copying.
+
+    Results are printed and written to RUN/evaluation.json — RUN/evaluation_tmin-T.json with
+    --t-min T, so that the default evaluation is never replaced by another setting's.
     """
     if n <= 0:
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
@@ -100,29 +114,72 @@ def evaluate(
         t_min=t_min,
         progress=not no_progress,
     )
-    path = write_evaluation(result)
+    path = write_evaluation(result, evaluation_path(run.run_dir, t_min))
     if json_out is not None:
         write_evaluation(result, json_out)
-    rows = [
-        ("step", result.step),
-        ("samples / held-out", f"{result.n_samples} / {result.n_test}"),
-        ("sliced Wasserstein", result.sliced_wasserstein),
-        ("MMD²", result.mmd),
-        ("energy distance", result.energy_distance),
-        ("held-out NLL (nats/sample)", result.nll),
-        ("  ± std. error", result.nll_stderr),
-        ("bits/dim", result.bits_per_dim),
-        ("  density at t_min", result.nll_t_min),
-    ]
-    for name, value in rows:
+    for name, value in _report_rows(result, shows_bits_per_dim(run)):
         click.echo(f"{name:<28}{format_value(value)}")
     click.echo(checkpoint_line(run))
     if result.nll_t_min is not None:
         chosen = run.t_min_reason if t_min is None else "--t-min"
         click.echo(f"likelihood read at t_min {result.nll_t_min:.4g} ({chosen})")
-    if result.nll_note:
-        click.echo(f"note: {result.nll_note}")
+    for note in _notes(result):
+        click.echo(f"note: {note}")
+    if result.memorisation_warning:
+        click.echo(f"warning: {result.memorisation_warning}")
     click.echo(f"wrote {path}" + (f" and {json_out}" if json_out else ""))
+
+
+def _report_rows(result: Evaluation, bits: bool) -> list[tuple[str, Any]]:
+    """The table `evaluate` prints (bits/dim only for discrete data)."""
+    rows: list[tuple[str, Any]] = [
+        ("step", result.step),
+        ("samples / held-out", f"{result.n_samples} / {result.n_test}"),
+        ("sliced Wasserstein", result.sliced_wasserstein),
+        ("MMD² (unbiased)", result.mmd),
+        ("energy distance (unbiased)", result.energy_distance),
+        ("held-out NLL (nats/sample)", result.nll),
+        ("  ± std. error", result.nll_stderr),
+    ]
+    if bits:
+        rows.append(("bits/dim", result.bits_per_dim))
+    rows.append(("  density at t_min", result.nll_t_min))
+    if result.memorisation_ratio is not None:
+        rows += [
+            ("memorisation ratio", result.memorisation_ratio),
+            ("  ± std. error", result.memorisation_ratio_stderr),
+            (
+                "near-copies",
+                f"{100 * result.copy_fraction:.1f}% of samples "
+                f"(held-out rows: {100 * result.heldout_copy_fraction:.1f}%)",
+            ),
+        ]
+    return rows
+
+
+def _notes(result: Evaluation) -> list[str]:
+    """Lines that keep the table from puzzling its reader."""
+    notes = []
+    if result.nll_note:
+        notes.append(result.nll_note)
+    if min(result.mmd, result.energy_distance) < 0:
+        notes.append(
+            "MMD² and energy distance are unbiased estimates: a value slightly below 0 means no "
+            "measurable difference between samples and held-out data"
+        )
+    volume = result.nll_log_bin_volume
+    if result.nll is not None and volume:
+        sign = "+" if volume < 0 else "−"
+        notes.append(
+            f"the NLL is the {result.nll_convention}; a continuous density p in data units "
+            f"compares as −log p(x) {sign} {abs(volume):.4g} (Σ log step of the discrete columns)"
+        )
+    if result.memorisation_ratio is not None:
+        notes.append(
+            "memorisation ratio = median distance from a sample to its closest training row / the "
+            "same for held-out rows (≈ 1: generalises; ≪ 1: copies training rows)"
+        )
+    return notes
 
 
 @click.command()
@@ -189,7 +246,7 @@ def likelihood(
     else:
         if not file.exists():
             raise FileNotFoundError(f"data file not found: {file}")
-        x, what = load_dataset(file), str(file)
+        x, what = load_dataset(file, columns=run.columns), str(file)
     divergence = run.default_divergence if exact is None else ("exact" if exact else "hutchinson")
     lp, nfe = run.log_likelihood(
         x,
@@ -201,14 +258,15 @@ def likelihood(
         progress=not no_progress,
     )
     stats = heldout_nll(lp, dims=math.prod(run.shape))
+    bpd = f"{stats['bits_per_dim']:.4f} bits/dim, " if shows_bits_per_dim(run) else ""
     click.echo(
         f"{what}: {stats['n']} samples, mean log-likelihood {-stats['nll']:.4f} nats "
-        f"(NLL {stats['nll']:.4f} ± {stats['stderr']:.4f}), {stats['bits_per_dim']:.4f} bits/dim, "
+        f"(NLL {stats['nll']:.4f} ± {stats['stderr']:.4f}), {bpd}"
         f"{'exact' if divergence == 'exact' else 'Hutchinson'} divergence, {nfe} ODE evaluations"
     )
     click.echo(checkpoint_line(run))
     reason = run.t_min_reason if t_min is None else "--t-min"
     click.echo(f"density read at t_min {run.t_min if t_min is None else t_min:.4g} ({reason})")
     if out is not None:
-        save_array(out, lp.numpy()[:, None])
+        save_array(out, lp.numpy(), header=["log_prob"])  # one value per row: shape (N,)
         click.echo(f"wrote per-sample log-likelihoods to {out}")

@@ -1,5 +1,6 @@
-"""What several commands share: the --t-min and --checkpoint options, loading a run with a line
-that says which checkpoint it uses, output-file checks and array writing."""
+"""What several commands share: the --t-min, --checkpoint and column options, loading a run and
+the line that says which checkpoint it used, output-file checks, array and table writing, and the
+table of a data file's columns."""
 
 from __future__ import annotations
 
@@ -10,18 +11,26 @@ from typing import Any
 import click
 import numpy as np
 
+from ..data import ColumnCodec, write_csv
 from ..io import atomic_save
 from ..runs import Run, load_run
 
 __all__ = [
+    "CSV_DIGITS",
+    "categorical_option",
     "check_out",
     "checkpoint_line",
     "checkpoint_option",
+    "column_lines",
+    "continuous_option",
     "format_value",
     "open_run",
     "save_array",
+    "shows_bits_per_dim",
     "t_min_option",
 ]
+
+CSV_DIGITS = 7  # significant digits of continuous values in CSV output (float32 holds ~7)
 
 # Shared by `evaluate` and `likelihood`.
 t_min_option = click.option(
@@ -31,6 +40,19 @@ t_min_option = click.option(
     "σ in standardised units). Default: the t_min chosen on the validation rows at training, "
     "else the process's smallest t.",
 )
+
+
+# Shared by `train` and `datasets FILE`.
+categorical_option = click.option(
+    "--categorical",
+    help="Table files: columns (names or 1-based indices, comma-separated) to treat as "
+    "categorical labels. Columns with text cells are categorical anyway.",
+)
+continuous_option = click.option(
+    "--continuous",
+    help="Table files: columns to treat as continuous, whatever their values (no dequantisation).",
+)
+
 
 checkpoint_option = click.option(
     "--checkpoint",
@@ -72,14 +94,40 @@ def check_out(path: Path, suffixes: tuple[str, ...]) -> Path:
     return path
 
 
-def save_array(path: Path, x: np.ndarray) -> None:
-    """Write rows of ``x`` atomically: ``.npy`` as is, otherwise CSV with a header x1, x2, …"""
+def save_array(
+    path: Path,
+    x: np.ndarray,
+    *,
+    columns: ColumnCodec | None = None,
+    header: list[str] | None = None,
+) -> None:
+    """Write rows of ``x`` atomically: ``.npy`` as is, otherwise CSV with a header — the
+    table's column names with its values (discrete columns on their grid, categoricals as labels)
+    when ``columns`` is given, else ``header`` or x1, x2, …, with 7 significant digits."""
     if path.suffix == ".npy":
         atomic_save(path, lambda p: np.save(p, x))
-    else:
-        flat = x.reshape(x.shape[0], -1)
-        header = ",".join(f"x{i + 1}" for i in range(flat.shape[1]))
-        atomic_save(path, lambda p: np.savetxt(p, flat, delimiter=",", header=header, comments=""))
+        return
+    flat = x.reshape(x.shape[0], -1)
+    if columns is not None:
+        write_csv(path, columns.names, columns.format_rows(flat, CSV_DIGITS))
+        return
+    names = header or [f"x{i + 1}" for i in range(flat.shape[1])]
+    write_csv(path, names, [[f"{v:.{CSV_DIGITS}g}" for v in row] for row in flat.tolist()])
+
+
+def column_lines(codec: ColumnCodec, what: str) -> list[str]:
+    """A compact table of what was decided per column (index, name, kind, values — why)."""
+    rows = [("#", "name", "kind", "values"), *codec.describe()]
+    widths = [max(len(r[i]) for r in rows) for i in range(3)]
+    lines = [f"columns of {what}:"]
+    for r in rows:
+        lines.append("  " + "  ".join(r[i].ljust(widths[i]) for i in range(3)) + "  " + r[3])
+    if codec.quantised:
+        lines.append(
+            "  discrete, binary and categorical columns are dequantised in training (uniform "
+            "noise over each value's bin) and rounded back on `sample`"
+        )
+    return lines
 
 
 def format_value(v: Any) -> str:
@@ -89,3 +137,11 @@ def format_value(v: Any) -> str:
     if isinstance(v, float):
         return f"{v:.4g}" if math.isfinite(v) else str(v)
     return str(v)
+
+
+def shows_bits_per_dim(run: Any) -> bool:
+    """Bits/dim mean something for discrete data only: quantised images (grey levels) and tables
+    whose every column is discrete; for continuous data they depend on the units, so commands do
+    not print them (``evaluation.json`` keeps the field)."""
+    columns = run.columns
+    return bool(run.config["data"].get("levels")) or (columns is not None and columns.all_quantised)

@@ -21,7 +21,8 @@ SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
     "out",
     type=click.Path(path_type=Path),
     required=True,
-    help="Output file: .npy or .csv (data units), or .png (image grid / scatter plot).",
+    help="Output file: .npy or .csv (data units; a table's CSV has its column names and labels), "
+    "or .png (image grid / scatter plot).",
 )
 @click.option(
     "--sampler",
@@ -84,9 +85,11 @@ def sample(
         if run.kind == "image":
             image_grid(x.clamp(0, 1), out)
         else:
-            samples_vs_data(x, None, out, title=f"{n} samples, step {run.step}")
+            labels = run.columns.names[:2] if run.columns is not None else None
+            samples_vs_data(x, None, out, title=f"{n} samples, step {run.step}", labels=labels)
     else:
-        save_array(out, x.numpy())
+        # A table's CSV: its column names, categoricals as labels, discrete columns on their grid.
+        save_array(out, x.numpy(), columns=run.columns)
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")
     click.echo(checkpoint_line(run))
     if trajectory:

@@ -7,13 +7,14 @@ from typing import Any
 
 import click
 
-from ..data import DEFAULT_TOY_SIZE
+from ..data import DEFAULT_TOY_SIZE, ColumnCodec
 from ..models import MODEL_NAMES
 from ..objectives.noise_conditional import WEIGHTINGS
 from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
 from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, TEST_FRACTION
 from ..runs.selection import read_selection
+from .options import categorical_option, column_lines, continuous_option
 
 TRAIN_HELP = """Train a score model on --data into the run directory --out.
 
@@ -53,6 +54,10 @@ or `batch-size: 256`); flags on the command line win.  The run directory gets co
 (everything needed to rebuild the run), checkpoints/, metrics.csv and samples/*.png.  An
 existing run directory is never overwritten: --resume --out DIR continues it from its own
 config.yaml (--steps N sets a new, larger total).
+
+A table file's columns are each continuous, discrete, binary or categorical (printed at the
+start; `scorematch datasets FILE` shows it without training): discrete ones are dequantised in
+training and rounded back on `sample` (docs/guide.md).
 """
 
 # What --resume may change (everything else is fixed by the run's config.yaml).
@@ -143,6 +148,8 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 @click.option(
     "--image-size", type=int, help="Image folders: crop and resize every image to this square size."
 )
+@categorical_option
+@continuous_option
 @click.option(
     "--checkpoint-every", type=int, help="Save a checkpoint every N steps (default: 4 per run)."
 )
@@ -206,6 +213,9 @@ def train(
 def _announce(config: dict[str, Any]) -> None:
     """What the run is about to do, with the defaults it chose for this data."""
     data, tr = config["data"], config["training"]
+    if data.get("columns"):
+        for line in column_lines(ColumnCodec.from_config(data["columns"]), str(data["spec"])):
+            click.echo(line)
     rows = f"{data['n_train']} training rows"
     if data.get("n_val"):
         rows += f" ({data['n_val']} of them validate)"

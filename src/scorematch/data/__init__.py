@@ -3,6 +3,9 @@
 ``load_dataset(spec)`` is the single entry point used by the command line: ``spec`` is a built-in
 name (see :func:`list_datasets`), ``"digits"``, or a path to a .csv/.npy/.npz file or an image
 folder.  :class:`Standardizer` maps the data to the scale the models are trained on and back.
+:class:`ColumnCodec` (:mod:`.columns`) says which columns of a table are continuous, discrete,
+binary or categorical, and encodes them for a density model; :func:`read_table` keeps a table's
+column names and text columns.
 """
 
 from __future__ import annotations
@@ -12,8 +15,17 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from .columns import COLUMN_KINDS, Column, ColumnCodec
 from .digits import DIGITS_SIZE, load_digits_images
-from .files import IMAGE_SUFFIXES, TABLE_SUFFIXES, load_image_folder, load_table
+from .files import (
+    IMAGE_SUFFIXES,
+    TABLE_SUFFIXES,
+    Table,
+    load_image_folder,
+    load_table,
+    read_table,
+    write_csv,
+)
 from .toy import TOY_DATASETS, TOY_DESCRIPTIONS, toy_dataset, toy_mixture_params
 from .transforms import Standardizer, train_test_split
 
@@ -21,17 +33,24 @@ DEFAULT_TOY_SIZE = 10_000
 _BUILTIN = (*TOY_DATASETS, "digits")
 
 __all__ = [
+    "COLUMN_KINDS",
     "DEFAULT_TOY_SIZE",
     "TOY_DATASETS",
+    "Column",
+    "ColumnCodec",
     "Standardizer",
+    "Table",
+    "is_table_file",
     "list_datasets",
     "load_dataset",
     "load_digits_images",
     "load_image_folder",
     "load_table",
+    "read_table",
     "toy_dataset",
     "toy_mixture_params",
     "train_test_split",
+    "write_csv",
 ]
 
 
@@ -42,6 +61,16 @@ def list_datasets() -> dict[str, str]:
         f"{DIGITS_SIZE} real 8×8 greyscale handwritten digits from scikit-learn, in [0, 1]"
     )
     return out
+
+
+def is_table_file(spec: str | Path) -> bool:
+    """True when ``spec`` names a table file (.csv/.tsv/.txt/.npy/.npz), not a built-in set."""
+    path = Path(str(spec)).expanduser()
+    return (
+        str(spec).lower() not in _BUILTIN
+        and path.is_file()
+        and path.suffix.lower() in TABLE_SUFFIXES
+    )
 
 
 def _subset(x: Tensor, n: int | None, seed: int, what: str) -> Tensor:
@@ -64,6 +93,7 @@ def load_dataset(
     seed: int = 0,
     image_size: int | None = None,
     mode: str | None = None,
+    columns: ColumnCodec | None = None,
 ) -> Tensor:
     """Load a data set as a float32 tensor ``(N, *event)``.
 
@@ -75,6 +105,8 @@ def load_dataset(
             random subset of that size (kept in file order), all samples when omitted.
         seed: seeds the toy generator and the subset choice.
         image_size, mode: only for image folders (see :func:`load_image_folder`).
+        columns: for a table file, the codec that encodes its columns (categorical labels to
+            their codes; :meth:`ColumnCodec.encode`), e.g. a run's.
     """
     text = str(spec)
     key = text.lower()
@@ -90,6 +122,8 @@ def load_dataset(
     if is_folder:
         return _subset(load_image_folder(path, image_size, mode), n, seed, text)
     if path.is_file():
+        if columns is not None:
+            return _subset(columns.encode(read_table(path)), n, seed, text)
         return _subset(load_table(path), n, seed, text)
     looks_like_path = any(sep in text for sep in ("/", "\\")) or path.suffix.lower() in (
         TABLE_SUFFIXES + IMAGE_SUFFIXES

@@ -1,18 +1,24 @@
 """Loaders for user data: numeric tables (.csv/.tsv/.txt, .npy, .npz) and folders of images.
 
 Every loader returns a float32 tensor with the batch first and fails with one clear
-``ValueError`` / ``FileNotFoundError`` that names the file (and row, column or key) at fault.
+``ValueError`` / ``FileNotFoundError`` that names the file (and row, column or key) at fault;
+:func:`read_table` returns a :class:`Table` instead — numbers, the header's column names and
+the cells of columns that hold text (labels) — and :func:`write_csv` writes one.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor
+
+from ..io import atomic_write_text
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".npy", ".npz")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -43,7 +49,46 @@ def _parse_float(cell: str) -> float | None:
         return None
 
 
-def _read_csv(p: Path) -> Tensor:
+@dataclass
+class Table:
+    """A table as read from a file, before any column is interpreted.
+
+    ``values`` is ``(N, D)`` float64, with NaN in every cell of a column that holds text;
+    ``names`` are the header's column names (``x1 … xD`` without a header); ``text`` maps the
+    index of each column with a non-numeric cell to its N cells as written (stripped);
+    ``lines`` are the rows' line numbers in the file (for messages).  NaN or infinite numbers in
+    numeric columns are refused when the table is read.
+    """
+
+    values: np.ndarray
+    names: list[str]
+    text: dict[int, list[str]] = field(default_factory=dict)
+    lines: list[int] | None = None
+    path: Path | None = None
+    has_header: bool = False
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (int(self.values.shape[0]), int(self.values.shape[1]))
+
+
+def default_names(d: int) -> list[str]:
+    """Column names of a table without a header: ``x1 … xD``."""
+    return [f"x{j + 1}" for j in range(d)]
+
+
+def _header_with_numbers(rows: list[tuple[int, list[str]]]) -> bool:
+    """A first row whose text cells are the only text of their columns, below which every row is
+    numbers, is a header with some numeric names (``id,2019,2020``), not a row of labels."""
+    head = rows[0][1]
+    text = [j for j, c in enumerate(head) if _parse_float(c) is None]
+    if not text or len(rows) < 2:
+        return False
+    return all(_parse_float(c) is not None for _, row in rows[1:] for c in row)
+
+
+def _csv_rows(p: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]], str | None]:
+    """(header or None, [(line number, stripped cells)], delimiter) of a delimited text table."""
     try:
         text = p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
@@ -72,29 +117,62 @@ def _read_csv(p: Path) -> Tensor:
     ]
     header: list[str] | None = None
     head = rows[0][1]
-    parsed = [_parse_float(c) for c in head]
-    if all(v is None for v in parsed):
+    if all(_parse_float(c) is None for c in head) or _header_with_numbers(rows):
         header, rows = head, rows[1:]
         if not rows:
             raise ValueError(f"{p}: has a header row but no data rows")
     width = len(header) if header is not None else len(rows[0][1])
-    values = np.empty((len(rows), width), dtype=np.float64)
-    for i, (lineno, row) in enumerate(rows):
+    for lineno, row in rows:
         if len(row) != width:
             raise ValueError(
                 f"{p}: row {lineno} has {len(row)} columns, expected {width} "
                 f"(delimiter {delimiter or 'whitespace'!r})"
             )
-        for j, cell in enumerate(row):
-            v = _parse_float(cell)
-            if v is None:
-                name = f" ({header[j]!r})" if header is not None else ""
-                what = "an empty cell" if cell == "" else f"{cell!r}"
+    return header, rows, delimiter
+
+
+def _read_csv_table(p: Path) -> Table:
+    """A delimited text table: numbers where every cell of a column is one, text otherwise."""
+    header, rows, _ = _csv_rows(p)
+    width = len(rows[0][1])
+    names = header if header is not None else default_names(width)
+    values = np.full((len(rows), width), np.nan, dtype=np.float64)
+    text: dict[int, list[str]] = {}
+    for j in range(width):
+        column = [row[j] for _, row in rows]
+        for (lineno, _), cell in zip(rows, column):
+            if cell == "":
+                name = f" ({names[j]!r})" if header is not None else ""
                 raise ValueError(
-                    f"{p}: row {lineno}, column {j + 1}{name}: cannot read {what} as a number"
+                    f"{p}: row {lineno}, column {j + 1}{name}: cannot read an empty cell "
+                    "(fill it in or remove the row)"
                 )
-            values[i, j] = v
-    return _finite_tensor(values, p)
+        parsed = [_parse_float(cell) for cell in column]
+        if any(v is None for v in parsed):
+            text[j] = column
+        else:
+            values[:, j] = parsed
+    numeric = [j for j in range(width) if j not in text]
+    bad = int((~np.isfinite(values[:, numeric])).sum())
+    if bad:
+        raise ValueError(f"{p}: {bad} value(s) are NaN or infinite (after conversion to float32)")
+    return Table(values, list(names), text, [lineno for lineno, _ in rows], p, header is not None)
+
+
+def _read_csv(p: Path) -> Tensor:
+    table = _read_csv_table(p)
+    if table.text:  # the first non-numeric cell, in reading order
+        for i, lineno in enumerate(table.lines or []):
+            for j in sorted(table.text):
+                cell = table.text[j][i]
+                if _parse_float(cell) is None:
+                    name = f" ({table.names[j]!r})" if table.has_header else ""
+                    raise ValueError(
+                        f"{p}: row {lineno}, column {j + 1}{name}: cannot read {cell!r} as a "
+                        "number (a column of labels needs a table reader that knows its "
+                        "categories, e.g. `scorematch train`)"
+                    )
+    return _finite_tensor(table.values, p)
 
 
 def _array_to_tensor(arr: np.ndarray, p: Path, what: str) -> Tensor:
@@ -153,8 +231,10 @@ def load_table(path: str | Path) -> Tensor:
     """Load numeric data from a file into a float32 tensor with the samples first.
 
     - ``.csv`` / ``.tsv`` / ``.txt``: delimited numbers (comma, tab, semicolon or spaces, guessed
-      from the first line) → ``(N, D)``.  A first row with no numeric cell is a header.  Blank lines
-      are skipped; any other non-numeric or empty cell is an error naming row and column.
+      from the first line) → ``(N, D)``.  A first row with no numeric cell is a header, and so is
+      a first row above rows of numbers only (numeric names such as ``2019``).  Blank lines are
+      skipped; any other non-numeric or empty cell is an error naming row and column
+      (:func:`read_table` keeps columns of labels instead).
     - ``.npy``: a numeric array.  1-D → ``(N, 1)``; 2-D as is; 3-D ``(N, H, W)`` →
       ``(N, 1, H, W)``; 4-D and more as is (e.g. images ``(N, C, H, W)``).  uint8 image stacks
       (3-D or more) are divided by 255 so they lie in [0, 1].
@@ -175,6 +255,34 @@ def load_table(path: str | Path) -> Tensor:
         f"{p}: unsupported file type {suffix or '(none)'!r}; expected one of "
         f"{', '.join(TABLE_SUFFIXES)} or a folder of images"
     )
+
+
+def read_table(path: str | Path) -> Table:
+    """Read a table of rows: its numbers, column names and text columns (see :class:`Table`).
+
+    ``.csv`` / ``.tsv`` / ``.txt`` as in :func:`load_table`, except that a column with a cell
+    that is not a number is kept as text (a column of labels) instead of refused; an empty cell
+    is still an error.  ``.npy`` / ``.npz``: a 1-D or 2-D numeric array, columns named
+    ``x1 … xD``.  Images (arrays of 3 or more dimensions) are not tables: a ``ValueError``.
+    """
+    p = _existing_file(path)
+    suffix = p.suffix.lower()
+    if suffix in (".csv", ".tsv", ".txt"):
+        return _read_csv_table(p)
+    x = load_table(p)
+    if x.ndim != 2:
+        raise ValueError(f"{p}: an array of shape {tuple(x.shape)} is not a table of rows (N, D)")
+    return Table(x.double().numpy(), default_names(x.shape[1]), path=p)
+
+
+def write_csv(path: str | Path, names: list[str], rows: list[list[str]]) -> Path:
+    """Write a header and rows of already formatted cells as CSV, atomically (cells that hold
+    the delimiter or quotes are quoted by the ``csv`` module)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(names)
+    writer.writerows(rows)
+    return atomic_write_text(Path(path), buffer.getvalue())
 
 
 def _center_square_resize(img, size: int):

@@ -7,6 +7,8 @@
 - ``mixture``: ``mixture_error``, samples against a known ``GaussianMixture`` (mode weights and
   per-mode Bures–Wasserstein error, against exact samples' figures).
 - ``heldout``: ``heldout_nll``, the held-out negative log-likelihood summary.
+- ``memorisation``: ``memorisation``, whether samples copy training rows (distance to the closest
+  training row, against held-out rows'; the fraction of near-copies) → a ``Memorisation``.
 
 Sample sets have shape ``(batch, *event_shape)`` (events are flattened); the distances return 0-d
 tensors, ``mixture_error`` and ``heldout_nll`` dicts of floats.
@@ -15,13 +17,16 @@ tensors, ``mixture_error`` and ``heldout_nll`` dicts of floats.
 from .distances import energy_distance, mmd, sliced_wasserstein
 from .gaussian import bures_wasserstein, frechet_distance
 from .heldout import heldout_nll
+from .memorisation import Memorisation, memorisation
 from .mixture import mixture_error
 
 __all__ = [
+    "Memorisation",
     "bures_wasserstein",
     "energy_distance",
     "frechet_distance",
     "heldout_nll",
+    "memorisation",
     "mixture_error",
     "mmd",
     "sliced_wasserstein",

@@ -39,10 +39,11 @@ from .config import (
     build_config,
 )
 from .config_files import is_run_dir, load_config
-from .data import DataBundle, dataset_table
-from .evaluation import Evaluation, write_evaluation
-from .report import Baseline, DemoResult, demo, gmm_baseline, make_plots
-from .run import Run, SampleResult, load_run
+from .data import DataBundle, dataset_table, table_columns
+from .evaluation import Evaluation, evaluation_path, write_evaluation
+from .loading import load_run
+from .report import Baseline, DemoResult, demo, gmm_baseline, make_plots, paired_verdict
+from .run import Run, SampleResult
 from .train import train
 
 __all__ = [
@@ -64,11 +65,14 @@ __all__ = [
     "build_score_model",
     "dataset_table",
     "demo",
+    "evaluation_path",
     "gmm_baseline",
     "is_run_dir",
     "load_config",
     "load_run",
     "make_plots",
+    "paired_verdict",
+    "table_columns",
     "train",
     "write_evaluation",
 ]

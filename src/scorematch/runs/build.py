@@ -9,15 +9,22 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import noise_like
+from .._checks import noise_like, rand
 from ..energy import EnergyScore
 from ..models import build_model
 from ..objectives import diffusion, dsm, edm, ism, ncsn, ssm
 from ..parametrization import wrap
 from ..processes import NoiseLevels, Process, make_process
 from .config import UNCONDITIONAL
+from .data import run_columns
 
-__all__ = ["Unconditional", "build_loss", "build_process", "build_score_model"]
+__all__ = [
+    "Unconditional",
+    "build_loss",
+    "build_process",
+    "build_score_model",
+    "dequantisation_widths",
+]
 
 LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
 
@@ -55,7 +62,37 @@ def build_score_model(config: Mapping[str, Any], process: Process | None) -> nn.
 
 
 def build_loss(config: Mapping[str, Any], process: Process | None) -> LossFn:
-    """The training loss ``loss(model, batch, generator)`` the ``Trainer`` calls."""
+    """The training loss ``loss(model, batch, generator)`` the ``Trainer`` calls.  A table with
+    discrete columns is dequantised first (:func:`dequantised`)."""
+    loss = objective_loss(config, process)
+    widths = dequantisation_widths(config)
+    return loss if widths is None else dequantised(loss, widths)
+
+
+def dequantisation_widths(config: Mapping[str, Any]) -> Tensor | None:
+    """Bin widths of a table's columns in standardised units, w_z = step / s (0 for continuous
+    columns; ``(D,)`` float64), or None when no column is quantised (nothing changes then)."""
+    columns = run_columns(config["data"])
+    if columns is None or not columns.quantised:
+        return None
+    std = torch.tensor(config["standardizer"]["std"], dtype=torch.float64)
+    return columns.steps() / std
+
+
+def dequantised(loss: LossFn, widths: Tensor) -> LossFn:
+    """``loss`` on batches dequantised afresh at every call: z̃ = z + w_z·(u − ½) with
+    u ~ U[0, 1) drawn from the trainer's generator (before the objective's own noise), so that a
+    discrete value is spread uniformly over its bin [v − step/2, v + step/2) in data units."""
+
+    def dequantised_loss(model: nn.Module, batch: Tensor, generator: torch.Generator) -> Tensor:
+        u = rand(batch.shape, generator, device=batch.device, dtype=batch.dtype)
+        return loss(model, batch + widths.to(batch) * (u - 0.5), generator)
+
+    return dequantised_loss
+
+
+def objective_loss(config: Mapping[str, Any], process: Process | None) -> LossFn:
+    """The objective a config names, as ``loss(model, batch, generator)``."""
     options = dict(config["objective"])
     name = options.pop("name")
     if name == "diffusion":

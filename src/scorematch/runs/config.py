@@ -25,7 +25,7 @@ from ..parametrization import default_noise_input
 from ..processes import NoiseLevels, make_process
 from ..samplers import SAMPLERS
 from .checks import choice, count, positive_float, positive_int
-from .data import DataBundle, load_split, validation_index
+from .data import DataBundle, load_split, table_columns, validation_index
 
 __all__ = [
     "CONFIG_VERSION",
@@ -127,6 +127,8 @@ OPTION_NAMES = (
     "refit",
     "sampler",
     "sample_steps",
+    "categorical",
+    "continuous",
 )
 
 
@@ -222,6 +224,10 @@ def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if spec in TOY_DATASETS and data_cfg["n"] is None:
         data_cfg["n"] = DEFAULT_TOY_SIZE
+    # A table's columns: their kinds and encodings (docs/guide.md), recorded for load_run.
+    columns = table_columns(spec, options.get("categorical"), options.get("continuous"))
+    if columns is not None:
+        data_cfg["columns"] = columns.to_config()
     train, test, kind, levels = load_split(data_cfg)
     standardizer = Standardizer.fit(train, kind)
     val_fraction = float(VAL_FRACTION[kind] if val_fraction is None else val_fraction)

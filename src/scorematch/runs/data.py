@@ -1,6 +1,6 @@
 """The data of a run: loading the set a config names, its seeded train/test split, the validation
-rows carved from the training rows, and the table of built-in sets that ``scorematch datasets``
-prints."""
+rows carved from the training rows, the kinds of a table's columns (:func:`table_columns`), and
+the table of built-in sets that ``scorematch datasets`` prints."""
 
 from __future__ import annotations
 
@@ -15,9 +15,12 @@ from torch import Tensor
 from ..data import (
     DEFAULT_TOY_SIZE,
     TOY_DATASETS,
+    ColumnCodec,
     Standardizer,
+    is_table_file,
     list_datasets,
     load_dataset,
+    load_table,
     train_test_split,
 )
 
@@ -27,6 +30,8 @@ __all__ = [
     "dataset_table",
     "load_run_data",
     "load_split",
+    "run_columns",
+    "table_columns",
     "validation_index",
 ]
 
@@ -89,6 +94,7 @@ def load_split(data_cfg: Mapping[str, Any]) -> tuple[Tensor, Tensor, str, int | 
         n=data_cfg.get("n"),
         seed=int(data_cfg.get("seed", 0)),
         image_size=data_cfg.get("image_size"),
+        columns=run_columns(data_cfg),
     )
     kind = "image" if x.ndim == 4 else "vector"
     train, test = train_test_split(x, float(data_cfg["test_fraction"]), int(data_cfg["split_seed"]))
@@ -102,6 +108,29 @@ def load_run_data(config: Mapping[str, Any]) -> DataBundle:
     val = validation_index(train.shape[0], data.get("val_fraction", 0.0), data.get("val_seed", 0))
     standardizer = Standardizer.from_dict(config["standardizer"])
     return DataBundle(train, test, standardizer, kind, levels, val)
+
+
+def table_columns(spec: str, categorical: Any = None, continuous: Any = None) -> ColumnCodec | None:
+    """The column codec of a table file (every column's kind, :mod:`scorematch.data.columns`),
+    or None for built-in sets, image folders and image arrays; ``categorical`` / ``continuous``
+    name columns whose kind the user gives (``"a,b"``, a list, or 1-based indices)."""
+    if not is_table_file(spec) or (
+        Path(spec).suffix.lower() in (".npy", ".npz") and load_table(spec).ndim != 2
+    ):
+        if categorical or continuous:
+            raise ValueError(
+                f"--categorical/--continuous apply to table files (.csv, .tsv, .txt, .npy, "
+                f".npz), not to {spec!r}"
+            )
+        return None
+    return ColumnCodec.from_file(spec, categorical=categorical, continuous=continuous)
+
+
+def run_columns(data_cfg: Mapping[str, Any]) -> ColumnCodec | None:
+    """The column codec a config's ``data`` section records (None: not a table, or a run made
+    before columns were recorded — all continuous)."""
+    columns = data_cfg.get("columns")
+    return ColumnCodec.from_config(columns) if columns else None
 
 
 def data_kind(spec: str) -> str:

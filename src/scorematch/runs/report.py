@@ -22,10 +22,22 @@ from .config import DEFAULTS
 from .config_files import is_run_dir
 from .data import data_kind
 from .evaluation import Evaluation, write_evaluation
-from .run import Run, load_run
+from .loading import load_run
+from .run import Run
 from .train import train
 
-__all__ = ["DEMO_SETTINGS", "Baseline", "DemoResult", "demo", "gmm_baseline", "make_plots"]
+__all__ = [
+    "DEMO_SETTINGS",
+    "SIGNIFICANCE",
+    "Baseline",
+    "DemoResult",
+    "demo",
+    "gmm_baseline",
+    "make_plots",
+    "paired_verdict",
+]
+
+SIGNIFICANCE = 2.0  # standard errors a paired difference needs before one model is called better
 
 
 # ------------------------------------------------------------------------------------------------
@@ -99,7 +111,17 @@ def make_plots(
     else:
         drawn = run.sample(n, seed=seed, trajectory=two_d)
         title = f"{run.objective}, step {run.step}"
-        paths.append(samples_vs_data(drawn.x, run.data.test, folder / "samples.png", title=title))
+        labels = run.columns.names[:2] if run.columns is not None else None
+        paths.append(
+            samples_vs_data(
+                drawn.x,
+                run.data.test,
+                folder / "samples.png",
+                title=title,
+                labels=labels,
+                data_name="held-out data",
+            )
+        )
         if two_d:
             paths.append(_score_field(run, folder / "score_field.png"))
             if drawn.trajectory is not None and len(drawn.trajectory) > 1:
@@ -156,6 +178,20 @@ class DemoResult:
             return None
         diff = (self.baseline.log_prob - model_lp).double()
         return float(diff.mean()), float(diff.std() / math.sqrt(diff.numel()))
+
+    def verdict(self) -> str | None:
+        """:func:`paired_verdict` of :meth:`model_minus_baseline` (None without both NLLs)."""
+        paired = self.model_minus_baseline()
+        return None if paired is None else paired_verdict(*paired)
+
+
+def paired_verdict(mean: float, stderr: float, threshold: float = SIGNIFICANCE) -> str:
+    """``"better"`` / ``"worse"`` when the paired NLL difference (model − baseline) is at least
+    ``threshold`` standard errors below / above 0, else ``"not significantly different"``: a
+    difference of about one standard error is what two equally good models show by chance."""
+    if math.isfinite(stderr) and abs(mean) >= threshold * stderr and mean != 0:
+        return "better" if mean < 0 else "worse"
+    return "not significantly different"
 
 
 # What the demo changes from the training defaults, by data kind (normal, --quick).

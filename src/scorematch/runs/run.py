@@ -1,4 +1,4 @@
-"""A trained run: :func:`load_run` rebuilds it from its directory, and :class:`Run` samples it,
+"""A trained run: :func:`~.loading.load_run` rebuilds it from its directory, and :class:`Run` samples it,
 computes log-likelihoods and evaluates it against the held-out split — all in data units."""
 
 from __future__ import annotations
@@ -14,21 +14,24 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import model_device
-from ..data import Standardizer
+from ..data import ColumnCodec, Standardizer
 from ..likelihood import bits_per_dim, log_likelihood
-from ..metrics import energy_distance, heldout_nll, mmd, sliced_wasserstein
+from ..metrics import (
+    Memorisation,
+    energy_distance,
+    heldout_nll,
+    memorisation,
+    mmd,
+    sliced_wasserstein,
+)
 from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
-from ..training import checkpoint_paths, latest_checkpoint, load_checkpoint
-from .build import build_process, build_score_model
 from .checks import choice, positive_int
 from .config import TIME_CONDITIONAL
-from .config_files import read_run_config
-from .data import DataBundle, load_run_data
-from .evaluation import Evaluation
-from .selection import read_selection
+from .data import DataBundle, load_run_data, run_columns
+from .evaluation import Evaluation, likelihood_convention
 
-__all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult", "load_run"]
+__all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
 
 # Up to this many dimensions the likelihood's divergence is exact by default (D backward passes
 # per ODE step are cheap there); above it, Hutchinson's estimate.
@@ -98,6 +101,14 @@ class Run:
         if self._data is None:
             self._data = load_run_data(self.config)
         return self._data
+
+    @property
+    def columns(self) -> ColumnCodec | None:
+        """The table's column codec (kinds, grids, labels; :mod:`scorematch.data.columns`), or
+        None for data that is not a user's table."""
+        if "_columns" not in self.__dict__:
+            self._columns = run_columns(self.config["data"])
+        return self._columns
 
     @property
     def device(self) -> torch.device:
@@ -181,6 +192,8 @@ class Run:
             **options,
         )
         x = self.standardizer.inverse(out.x.detach())
+        if self.columns is not None:  # discrete columns back onto their values
+            x = self.columns.round(x)
         traj = None
         if trajectory and out.trajectory is not None:
             traj = [self.standardizer.inverse(s.detach()) for s in out.trajectory]
@@ -298,14 +311,28 @@ class Run:
                 )
                 lp = -bpd.double() * dim * math.log(2.0)
             else:
+                # Discrete table columns: x̃ spread over each value's bin, + Σ log step (the
+                # first draws from the generator; nothing is drawn for continuous tables).
+                log_bin = 0.0
+                if self.columns is not None:
+                    xb, log_bin = self.columns.dequantise(xb, gen)
                 z = self.standardizer.transform(xb)
                 lp_z, n_eval = log_likelihood(self.model, self.process, z, generator=gen, **options)
-                lp = lp_z.double() + self.standardizer.log_abs_det()
+                lp = lp_z.double() + self.standardizer.log_abs_det() + log_bin
             out.append(lp.cpu())
             nfe += n_eval
         return torch.cat(out), nfe
 
     # -- evaluation
+    def memorisation(self, x: Tensor, *, seed: int = 0) -> Memorisation:
+        """Whether samples ``x`` (data units) copy training rows: distances to the closest
+        training row against those of the held-out rows, in the standardised units the model
+        sees (:func:`scorematch.metrics.memorisation`)."""
+        std = self.standardizer
+        rows = [std.transform(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)]
+        gen = torch.Generator().manual_seed(int(seed))
+        return memorisation(*rows, standardize=False, generator=gen)
+
     def evaluate(
         self,
         n: int = 2000,
@@ -360,65 +387,11 @@ class Run:
             result.nll_divergence, result.nll_rtol, result.nll_nfe = div, rtol, nfe
             result.nll_t_min = self.t_min if t_min is None else t_min
             result.nll_seconds = round(time.perf_counter() - t1, 3)
-            result.nll_convention = (
-                f"discrete {levels + 1}-level data, uniform dequantization"
-                if levels
-                else "continuous density in data units"
-            )
+            result.nll_convention = likelihood_convention(levels, self.columns)
+            if self.columns is not None:
+                result.nll_log_bin_volume = self.columns.log_bin_volume
         elif nll:
             result.nll_note = f"no likelihood for the unconditional objective {self.objective!r}"
+        result.set_memorisation(self.memorisation(x, seed=seed))
         result.seconds = round(time.perf_counter() - t0, 3)
         return result
-
-
-def load_run(
-    run_dir: str | Path,
-    *,
-    device: torch.device | str | None = None,
-    ema: bool = True,
-    checkpoint: int | str | None = None,
-) -> Run:
-    """Rebuild a run from its directory: config.yaml + a checkpoint (EMA weights by default).
-
-    ``checkpoint``: None (default) — the run's model: the step chosen on the validation rows
-    when the run made that choice (a refitted table's final step), else the newest; ``"best"``
-    — the lowest validation loss; ``"last"`` — the newest; or a step number.
-    ``FileNotFoundError`` when the directory, its config or the checkpoint is missing."""
-    path = Path(run_dir).expanduser()
-    if not path.is_dir():
-        raise FileNotFoundError(f"run directory not found: {path}")
-    config = read_run_config(path)
-    latest = latest_checkpoint(path / "checkpoints")
-    if latest is None:
-        raise FileNotFoundError(f"{path} holds no checkpoint yet (train it first)")
-    selection = read_selection(path)
-    if checkpoint is None:
-        checkpoint = config["training"].get("model", "last")
-    step = _checkpoint_step(checkpoint, selection)
-    where = latest if step is None else checkpoint_paths(path / "checkpoints", step)[0]
-    if not where.is_file():
-        raise FileNotFoundError(f"{path} holds no checkpoint at step {step} ({where.name})")
-    process = build_process(config)
-    model = build_score_model(config, process)
-    ckpt = load_checkpoint(where, model, ema=ema, device=device)
-    if device is not None:
-        model = model.to(device)
-    model.requires_grad_(False).eval()
-    standardizer = Standardizer.from_dict(config["standardizer"])
-    return Run(config, model, process, standardizer, step=ckpt.step, run_dir=path,
-               selection=selection)  # fmt: skip
-
-
-def _checkpoint_step(checkpoint: int | str, selection: Mapping[str, Any] | None) -> int | None:
-    """The step a ``checkpoint`` choice names (None: the newest)."""
-    if checkpoint == "last":
-        return None
-    if checkpoint == "best":
-        if selection is None or selection.get("refit"):
-            return None  # no selection (the newest is all there is) or refitted (its final step)
-        return int(selection["best_step"])
-    if isinstance(checkpoint, str) and checkpoint.isdigit():
-        checkpoint = int(checkpoint)
-    if isinstance(checkpoint, bool) or not isinstance(checkpoint, int) or checkpoint < 1:
-        raise ValueError(f"checkpoint must be 'best', 'last' or a step >= 1, got {checkpoint!r}")
-    return checkpoint

@@ -27,7 +27,8 @@ from .checks import count, positive_int
 from .config import TIME_CONDITIONAL, build_config
 from .config_files import is_run_dir, read_run_config
 from .data import DataBundle, load_run_data
-from .run import Run, load_run
+from .loading import load_run
+from .run import Run
 from .selection import choose_t_min, read_selection, validation_loss, write_selection
 
 __all__ = ["RESUMABLE", "train"]
