@@ -78,41 +78,41 @@ def cli(*args: object) -> str:
     return done.stdout
 
 
-def discrete_bins(run) -> dict[int, float]:
-    """{column: bin width} of the columns the run dequantises (from its column codec)."""
-    columns = (run.config.get("data") or {}).get("columns") or []
-    out = {}
-    for j, col in enumerate(columns):
-        width = col.get("width") if isinstance(col, dict) else None
-        if width:
-            out[j] = float(width)
-    return out
+def baseline_nll(fit, run, train: np.ndarray, test: np.ndarray,
+                 seed: int = 0) -> tuple[np.ndarray, object]:  # fmt: skip
+    """Per-row held-out NLL in data units of a baseline fitted on the run's standardised training
+    rows; the run's discrete columns dequantised as the run does it (``ColumnCodec.dequantise``:
+    fitted on one draw, scored as log P ≥ E_u log p(x̃) + Σ log step with ``DEQUANT_DRAWS``
+    draws), so that baseline and model report the same kind of number."""
+    codec = run.columns
+    generator = torch.Generator().manual_seed(seed)
+    a, b = (t.double().numpy() for t in run.standardizer.affine())
+    log_det = float(np.log(np.abs(np.broadcast_to(a, (train.shape[1],)))).sum())
+
+    def dequantise(x: np.ndarray) -> tuple[np.ndarray, float]:
+        if codec is None or not codec.quantised:
+            return x, 0.0
+        out, volume = codec.dequantise(torch.from_numpy(x), generator)
+        return out.numpy(), volume
+
+    z_train = dequantise(train)[0] * a + b
+    draws = 1 if codec is None or not codec.quantised else DEQUANT_DRAWS
+    nll, setting = np.zeros(test.shape[0]), None
+    for _ in range(draws):
+        x, volume = dequantise(test)
+        part, setting = fit(z_train, x * a + b)
+        nll += (part - log_det - volume) / draws
+    return nll, setting
 
 
-def baseline_nll(fit, train: np.ndarray, test: np.ndarray, scale: np.ndarray, shift: np.ndarray,
-                 bins: dict[int, float], seed: int = 0) -> tuple[np.ndarray, object]:  # fmt: skip
-    """Per-row held-out NLL in data units of a baseline fitted on standardised (and, for the
-    discrete columns, dequantised) training rows."""
-    rng = np.random.default_rng(seed)
-    log_det = float(np.log(np.abs(scale)).sum())
-
-    def dequantise(x: np.ndarray) -> np.ndarray:
-        x = x.copy()
-        for j, w in bins.items():
-            x[:, j] += (rng.random(x.shape[0]) - 0.5) * w
-        return x
-
-    z_train = dequantise(train) * scale + shift
-    if not bins:
-        nll, setting = fit(z_train, test * scale + shift)
-        return nll - log_det, setting
-    draws = [fit(z_train, dequantise(test) * scale + shift) for _ in range(DEQUANT_DRAWS)]
-    # log P(bin) ≥ E_u log p(x + u): the mean over draws of the log-density (a lower bound).
-    nll = np.mean([d[0] for d in draws], axis=0) - log_det
-    return nll, draws[0][1]
+def discrete_columns(run) -> set[int]:
+    codec = run.columns
+    if codec is None:
+        return set()
+    return {j for j, w in enumerate(codec.steps().tolist()) if w > 0}
 
 
-def column_agreement(samples: np.ndarray, test: np.ndarray, bins: dict[int, float]) -> dict:
+def column_agreement(samples: np.ndarray, test: np.ndarray, bins: set[int]) -> dict:
     """Mean KS statistic over continuous columns, mean TV distance over discrete ones."""
     from scipy.stats import ks_2samp
 
@@ -149,17 +149,14 @@ def run_table(name: str, folder: Path) -> dict:
     run = load_run(out)
     train = run.data.train.double().numpy()
     test = run.data.test.double().numpy()
-    a, b = (t.double().numpy() for t in run.standardizer.affine())
-    scale = np.broadcast_to(a, (train.shape[1],)).copy()
-    shift = np.broadcast_to(b, (train.shape[1],)).copy()
-    bins = discrete_bins(run)
+    bins = discrete_columns(run)
     ours = -np.load(folder / f"{name}_lp.npy").reshape(-1)
     result = {"table": name, "rows": int(train.shape[0] + test.shape[0]), "dim": train.shape[1],
               "n_train": int(train.shape[0]), "n_test": int(test.shape[0]),
               "discrete_columns": len(bins), "train_seconds": t_train, "eval_seconds": t_eval,
               "ours": mean_se(ours), "steps": run.step,
               "t_min": evaluation.get("nll_t_min"), "train_log": train_log.strip().splitlines()}  # fmt: skip
-    for key in ("memorisation_ratio", "near_copies"):
+    for key in ("memorisation_ratio", "copy_fraction", "heldout_copy_fraction"):
         result[key] = evaluation.get(key)
     fits = {
         "gmm": lambda tr, te: baselines.fit_gmm(tr, te, GMM_GRID),
@@ -168,7 +165,7 @@ def run_table(name: str, folder: Path) -> dict:
     }
     for key, fit in fits.items():
         t = time.perf_counter()
-        nll, setting = baseline_nll(fit, train, test, scale, shift, bins)
+        nll, setting = baseline_nll(fit, run, train, test)
         result[key] = mean_se(nll)
         result[f"{key}_setting"] = (
             setting if not isinstance(setting, np.generic) else float(setting)

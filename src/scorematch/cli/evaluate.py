@@ -35,6 +35,13 @@ from .options import (
     help="Samples to draw and compare with the held-out split.",
 )
 @click.option(
+    "--nll-rows",
+    type=int,
+    default=2000,
+    show_default=True,
+    help="Held-out rows the NLL is computed on (the first ones of the split): bounds its time.",
+)
+@click.option(
     "--json",
     "json_out",
     type=click.Path(path_type=Path),
@@ -73,6 +80,7 @@ def evaluate(
     run_dir: Path,
     checkpoint: str | None,
     n: int,
+    nll_rows: int,
     json_out: Path | None,
     seed: int,
     nll: bool,
@@ -103,10 +111,13 @@ def evaluate(
     """
     if n <= 0:
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
+    if nll_rows <= 0:
+        raise click.UsageError(f"--nll-rows must be positive, got {nll_rows}")
     run = open_run(run_dir, checkpoint)
     divergence = None if exact is None else ("exact" if exact else "hutchinson")
     result = run.evaluate(
         n,
+        max_nll_points=nll_rows,
         seed=seed,
         nll=nll,
         divergence=divergence,
