@@ -3,13 +3,15 @@
 Objectives (``sm.objectives``), noising processes (``sm.VE``, ``sm.VP``, ``sm.SubVP``, ``sm.EDM``),
 samplers (``sm.samplers``, ``sm.sample``), exact likelihood (``sm.log_likelihood``,
 ``sm.bits_per_dim``), analytic oracles (``sm.Gaussian``, ``sm.GaussianMixture``), metrics,
-score networks (``sm.models``), data loading (``sm.data``) and the ``Trainer``.
+score networks (``sm.models``), their weighted averages (``sm.ScoreEnsemble``), data loading
+(``sm.data``) and the ``Trainer``.
 """
 
 from . import data, metrics, models, objectives, samplers
 from .data import Standardizer, load_dataset, toy_dataset
 from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
+from .ensemble import EnsembleFit, ScoreEnsemble
 from .likelihood import bits_per_dim, log_likelihood
 from .models import MLPEnergy, MLPScore, UNet, build_model
 from .parametrization import (
@@ -35,6 +37,7 @@ __all__ = [
     "DataPrediction",
     "EDMPrecond",
     "EnergyScore",
+    "EnsembleFit",
     "EpsilonPrediction",
     "Gaussian",
     "GaussianMixture",
@@ -45,6 +48,7 @@ __all__ = [
     "NoiseLevels",
     "Process",
     "Samples",
+    "ScoreEnsemble",
     "ScorePrediction",
     "SigmaClock",
     "Standardizer",
