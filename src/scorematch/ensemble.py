@@ -63,7 +63,9 @@ class ScoreEnsemble(nn.Module):
     Args:
         models: the members, a non-empty sequence of callables.
         weights: one finite weight per member (any sign; the fitted ones sum to 1); default
-            uniform 1/J.  Stored as the buffer ``weights`` in the members' floating dtype.
+            uniform 1/J.  Stored as the buffer ``weights`` in the members' floating dtype (for
+            members without tensors, plain functions: the given tensor's dtype, else the default
+            dtype), and applied in x's dtype.
     """
 
     def __init__(self, models: Sequence[Callable[..., Tensor]], weights=None) -> None:
@@ -77,6 +79,9 @@ class ScoreEnsemble(nn.Module):
         self._members = models
         self.members = nn.ModuleList(m for m in models if isinstance(m, nn.Module))
         n = len(models)
+        given = (
+            weights.dtype if isinstance(weights, Tensor) and weights.is_floating_point() else None
+        )
         if weights is None:
             weights = torch.full((n,), 1.0 / n, dtype=torch.float64)
         weights = torch.as_tensor(weights, dtype=torch.float64).detach().cpu()
@@ -87,7 +92,7 @@ class ScoreEnsemble(nn.Module):
             )
         if not bool(torch.isfinite(weights).all()):
             raise ValueError(f"weights must be finite, got {weights.tolist()}")
-        dtype, device = _members_dtype_device(self.members)
+        dtype, device = _members_dtype_device(self.members, given)
         self.register_buffer("weights", weights.to(dtype=dtype, device=device))
 
     def __len__(self) -> int:
@@ -208,7 +213,7 @@ class ScoreEnsemble(nn.Module):
         )  # fmt: skip
         w = solve_weights(gram, lin, constraint, ridge=ridge)
         loss = float(0.5 * w @ gram @ w + w @ lin)
-        return EnsembleFit(cls(models, w), loss)
+        return EnsembleFit(cls(models, w.to(x_val.dtype)), loss)
 
 
 def solve_weights(gram: Tensor, lin: Tensor, constraint: str = "affine", *, ridge: float = 1e-10):
@@ -285,11 +290,15 @@ def _simplex(g: Tensor, b: Tensor, tol: float = 1e-12) -> Tensor:
     raise RuntimeError("simplex QP did not converge (report this: it should be finite)")
 
 
-def _members_dtype_device(members: nn.ModuleList) -> tuple[torch.dtype, torch.device | None]:
+def _members_dtype_device(
+    members: nn.ModuleList, given: torch.dtype | None
+) -> tuple[torch.dtype, torch.device | None]:
+    """The members' floating dtype and device; without member tensors, the given weights' dtype
+    (else the default dtype)."""
     for tensor in (*members.parameters(), *members.buffers()):
         if tensor.is_floating_point():
             return tensor.dtype, tensor.device
-    return torch.get_default_dtype(), None
+    return given or torch.get_default_dtype(), None
 
 
 def _score_and_trace(fn, x: Tensor, v: Tensor | None) -> tuple[Tensor, Tensor]:
