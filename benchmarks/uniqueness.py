@@ -1,7 +1,7 @@
 """Is the time-dependent score unique?  (issue #14, part 2), measured against exact mixture scores.
 
-(a) Continuous DSM has one minimiser, ∇log p_t: networks trained with ε-, x₀-, score-prediction
-    and EDM preconditioning, under the σ²-, likelihood- (importance-sampled) and EDM weightings,
+(a) Continuous DSM has one minimiser, ∇log p_t: networks trained with ε-, x₀-, (unscaled)
+    score-prediction and EDM preconditioning, under the σ²-, likelihood- (importance-sampled) and EDM weightings,
     are measured as training proceeds — their σ_t²-weighted distance to the exact score and to each
     other, E_{p_t} σ_t²‖s_a − s_b‖² (noise units: ‖ε̂_a − ε̂_b‖²), at several t.
 (b) What is not unique: the reverse dynamics (the η family, ``euler_maruyama(eta=η)``, driven by
@@ -12,7 +12,7 @@
     weighting) evaluated on a grid around the data, their disagreement binned by log p_t(x).
 
 Data: fresh exact samples (200 000 drawn once), so the only error is the network's and the
-optimiser's.  Run (about 6 min on one core): python benchmarks/uniqueness.py  (--quick: < 1 min)
+optimiser's.  Run (about 6–9 min on one core): python benchmarks/uniqueness.py  (--quick: < 1 min)
 """
 
 from __future__ import annotations
@@ -59,10 +59,16 @@ def variants(process) -> dict[str, tuple]:
     return {
         "ε-prediction, σ² weighting": (sm.EpsilonPrediction, sig2),
         "x₀-prediction, σ² weighting": (sm.DataPrediction, sig2),
-        "score-prediction (net/σ), σ² weighting": (sm.ScorePrediction, sig2),
+        # score = net/σ would be ε-prediction with net ↦ −net (the same training run, mirrored),
+        # so the score network here predicts the score itself, unscaled.
+        "score-prediction (raw), σ² weighting": (raw_score, sig2),
         "ε-prediction, likelihood weighting": (sm.EpsilonPrediction, imp),
         "EDM preconditioning, EDM loss": (sm.EDMPrecond, edm_loss),
     }
+
+
+def raw_score(net, process):
+    return sm.ScorePrediction(net, process, scale_by_sigma=False)
 
 
 def build(cls, process, seed: int):
