@@ -12,7 +12,7 @@
     weighting) evaluated on a grid around the data, their disagreement binned by log p_t(x).
 
 Data: fresh exact samples (200 000 drawn once), so the only error is the network's and the
-optimiser's.  Run (about 6–9 min on one core): python benchmarks/uniqueness.py  (--quick: < 1 min)
+optimiser's.  Run (about 10 min on one core): python benchmarks/uniqueness.py  (--quick: < 1 min)
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import matplotlib.ticker
 import torch
 
 import scorematch as sm
@@ -268,6 +269,7 @@ def plots(hist, etas, unident, path: Path) -> None:
         axes[0].plot(steps, [hist[s][t]["pairwise"] for s in steps], "x--", color=line.get_color(), label="between models")  # fmt: skip
     axes[0].set(xscale="log", yscale="log", xlabel="training step", ylabel="E σ_t²‖Δs‖²",
                 title="(a) five parametrizations → one field")  # fmt: skip
+    axes[0].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     axes[0].legend(fontsize=7, ncol=2)
     rows = etas["VP"]
     counts = sorted({s for _, s in rows})
@@ -293,7 +295,18 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="few steps, few samples: a smoke run")
     p.add_argument("--out", type=Path, default=None, help="default results/uniqueness.md")
     p.add_argument("--plot", type=Path, default=None, help="default docs/studies/uniqueness.png")
+    p.add_argument(
+        "--replot", type=Path, default=None, help="redraw the figure from a results .json"
+    )
     args = p.parse_args()
+    if args.replot is not None:
+        raw = json.loads(args.replot.read_text())
+        hist = {int(k): {float(t): d for t, d in v.items()} for k, v in raw["a"].items()}
+        etas = {pn: {tuple(float(x) for x in k.split(",")): v for k, v in r.items()} for pn, r in raw["b"].items()}  # fmt: skip
+        etas = {pn: {(e, int(n)): v for (e, n), v in r.items()} for pn, r in etas.items()}
+        unident = {float(t): rows for t, rows in raw["c"].items()}
+        plots(hist, etas, unident, args.plot or ROOT.parent / "docs" / "studies" / "uniqueness.png")
+        return
     where = Path(tempfile.mkdtemp()) if args.quick else None
     args.out = args.out or (where or ROOT / "results") / "uniqueness.md"
     args.plot = args.plot or (where or ROOT.parent / "docs" / "studies") / "uniqueness.png"
