@@ -3,8 +3,9 @@
 Objectives (``sm.objectives``), noising processes (``sm.VE``, ``sm.VP``, ``sm.SubVP``, ``sm.EDM``),
 samplers (``sm.samplers``, ``sm.sample``), exact likelihood (``sm.log_likelihood``,
 ``sm.bits_per_dim``), analytic oracles (``sm.Gaussian``, ``sm.GaussianMixture``), metrics,
-score networks (``sm.models``), data loading (``sm.data``), the ``Trainer``, and ``sm.load_run``
-(a trained run directory: :mod:`scorematch.runs`).
+score networks (``sm.models``), their weighted averages (``sm.ScoreEnsemble``), data loading
+(``sm.data``), the ``Trainer``, and ``sm.load_run`` (a trained run directory:
+:mod:`scorematch.runs`).
 """
 
 from typing import Any
@@ -13,6 +14,7 @@ from . import data, metrics, models, objectives, samplers
 from .data import Standardizer, load_dataset, toy_dataset
 from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
+from .ensemble import EnsembleFit, ScoreEnsemble
 from .likelihood import bits_per_dim, log_likelihood
 from .models import MLPEnergy, MLPScore, UNet, build_model
 from .parametrization import (
@@ -49,6 +51,7 @@ __all__ = [
     "DataPrediction",
     "EDMPrecond",
     "EnergyScore",
+    "EnsembleFit",
     "EpsilonPrediction",
     "Gaussian",
     "GaussianMixture",
@@ -59,6 +62,7 @@ __all__ = [
     "NoiseLevels",
     "Process",
     "Samples",
+    "ScoreEnsemble",
     "ScorePrediction",
     "SigmaClock",
     "Standardizer",
