@@ -20,6 +20,7 @@ from .. import __version__
 from ..training import TrainingDiverged
 from .datasets import datasets
 from .demo import demo
+from .ensemble import ensemble
 from .evaluate import evaluate, likelihood
 from .plot import plot
 from .sample import sample
@@ -126,7 +127,7 @@ def cli(ctx: click.Context, debug: bool, verbose: int, threads: int | None) -> N
 
 
 # Each command lives in its own module; `scorematch --help` lists them by name.
-for command in (datasets, train, sample, evaluate, likelihood, plot, demo):
+for command in (datasets, train, sample, evaluate, likelihood, plot, demo, ensemble):
     cli.add_command(command)
 
 

@@ -73,6 +73,9 @@ def open_run(run_dir: Path, checkpoint: str | None) -> Run:
 def checkpoint_line(run: Run) -> str:
     """One line saying which checkpoint a command used and why."""
     choice = getattr(run, "checkpoint_choice", None)
+    members = (run.config.get("ensemble") or {}).get("members")
+    if members:
+        return f"checkpoint: an ensemble of {len(members)} runs' models (config.yaml: ensemble)"
     if choice is not None:
         why = f"--checkpoint {choice}"
     elif run.config["training"].get("model") == "best" and run.selection:

@@ -14,6 +14,7 @@ from ..data import Standardizer
 from ..training import checkpoint_paths, latest_checkpoint, load_checkpoint
 from .build import build_process, build_score_model
 from .config_files import read_run_config
+from .ensemble import ensemble_run
 from .run import Run
 from .selection import read_selection
 
@@ -37,6 +38,8 @@ def load_run(
     if not path.is_dir():
         raise FileNotFoundError(f"run directory not found: {path}")
     config = read_run_config(path)
+    if config.get("ensemble"):  # a weighted average of other runs (runs/ensemble.py)
+        return ensemble_run(path, config, load_run, device=device)
     latest = latest_checkpoint(path / "checkpoints")
     if latest is None:
         raise FileNotFoundError(f"{path} holds no checkpoint yet (train it first)")
