@@ -49,12 +49,14 @@ def test_ensemble_run_is_the_weighted_average_and_samples(members):
 
 
 def test_ensemble_refuses_runs_it_cannot_average(members, tmp_path):
-    root, paths = members
+    _, paths = members
     other = tmp_path / "circles"
     train_run({**TINY, "data": "circles", "sigma": 0.1}, other, progress=False)
     for args, message in (
         ([paths[0], other], "different data"),
         ([paths[0]], "at least two"),
     ):
-        result = CliRunner().invoke(cli, ["ensemble", *map(str, args), "--out", str(tmp_path / "x")])
+        result = CliRunner().invoke(
+            cli, ["ensemble", *map(str, args), "--out", str(tmp_path / "x")]
+        )
         assert result.exit_code == 1 and message in result.output, result.output
