@@ -5,38 +5,41 @@
 - ``schedules``: learning-rate warm-up/cosine decay and the EMA decay, as functions of the step.
 - ``data_order``: which rows form batch ``step`` on ``rank`` — a pure function of (seed, step, rank).
 - ``distributed``: ``torch.distributed`` helpers (all-reduce, broadcast, gather, per-rank seeds).
-- ``checkpoint``: the safetensors + JSON checkpoint format (write, read, list, latest, rotate).
+- ``checkpoint``: the safetensors + JSON checkpoint format (write, read, check, list, rotate).
+- ``recovery``: which checkpoint to load — the newest good one, past damage, said out loud.
+- ``optimizer_state``: the optimizer's state dict split into tensors and JSON scalars.
 - ``train_state``: the whole train state saved into and restored from a checkpoint.
 - ``metrics_log``: the run's ``metrics.csv`` and progress bar.
 """
 
 from .checkpoint import (
     Checkpoint,
+    CheckpointDamaged,
     checkpoint_paths,
     config_hash,
-    flatten_optimizer_state,
     latest_checkpoint,
     list_checkpoints,
-    load_checkpoint,
     load_module_state,
-    read_checkpoint,
     rotate_checkpoints,
-    unflatten_optimizer_state,
     write_checkpoint,
 )
 from .data_order import batch_indices
 from .metrics_log import METRIC_COLUMNS
+from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
+from .recovery import choose_checkpoint, load_checkpoint, read_checkpoint
 from .schedules import ema_decay_at, learning_rate
 from .trainer import Trainer, TrainingDiverged, TrainResult
 
 __all__ = [
     "METRIC_COLUMNS",
     "Checkpoint",
+    "CheckpointDamaged",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
     "batch_indices",
     "checkpoint_paths",
+    "choose_checkpoint",
     "config_hash",
     "ema_decay_at",
     "flatten_optimizer_state",

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import config_hash, latest_checkpoint, read_checkpoint
+from .checkpoint import Checkpoint, config_hash, latest_checkpoint
 from .data_order import batch_source
 from .distributed import (
     average_gradients,
@@ -40,26 +40,21 @@ from .distributed import (
     rank_seed,
 )
 from .metrics_log import MetricsLog, add_to_window, new_window, prepare_run_dir, window_row
+from .recovery import no_checkpoint_note, read_checkpoint
+from .run_lock import hold_run_lock
+from .schedules import check_int as _check_int
 from .schedules import check_lr_schedule, ema_decay_at, ema_decay_from, learning_rate
+from .schedules import optional_int as _optional_int
+from .stops import SaveSchedule, StopSignals, TrainingDiverged, TrainingInterrupted
+from .train_state import choose_resume_checkpoint as choose_checkpoint
 from .train_state import restore_train_state, save_train_state, warn_on_changes
 
-__all__ = ["TrainResult", "Trainer", "TrainingDiverged"]
+__all__ = ["TrainResult", "Trainer", "TrainingDiverged", "TrainingInterrupted"]
 
 logger = logging.getLogger(__name__)
 
 LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
 SampleFn = Callable[[nn.Module, int, "Path | None"], object]
-
-
-class TrainingDiverged(ValueError):
-    """The loss or the gradient norm became NaN/inf.  The bad update is not applied and nothing is
-    saved after it: ``step`` is the failing step, ``checkpoint`` the newest good one on disk."""
-
-    def __init__(self, step: int, what: str, checkpoint: Path | None) -> None:
-        self.step = step
-        self.checkpoint = checkpoint
-        where = str(checkpoint) if checkpoint is not None else "none (no checkpoint written)"
-        super().__init__(f"{what} became NaN/inf at step {step}; last good checkpoint: {where}")
 
 
 @dataclass
@@ -73,16 +68,6 @@ class TrainResult:
     history: list[dict[str, float]] = field(repr=False)
     checkpoint: Path | None
     seconds: float
-
-
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return value
-
-
-def _optional_int(value: object, name: str, low: int) -> int | None:
-    return None if value is None else _check_int(value, name, low)
 
 
 class Trainer:
@@ -110,6 +95,8 @@ class Trainer:
             global torch RNG (for layers such as dropout); all three are checkpointed.
         checkpoint_every: save every this many steps (and always at the end of ``fit``);
             None: only at the end.  ``keep_checkpoints``: how many to keep (None: all).
+        checkpoint_seconds: also save once this much wall time passed since the last save
+            (default 10 minutes; None: never; single process only).  SIGTERM/Ctrl-C save too.
         log_every: write a ``metrics.csv`` row (means over the window) every this many steps.
         sample_every, sample_fn: call ``sample_fn(ema_model, step, out_dir)`` on rank 0 every
             ``sample_every`` steps, with the global RNG forked so sampling leaves training unchanged.
@@ -143,6 +130,7 @@ class Trainer:
         seed: int = 0,
         checkpoint_every: int | None = 1000,
         keep_checkpoints: int | None = 3,
+        checkpoint_seconds: float | None = 600.0,
         log_every: int = 25,
         sample_every: int | None = None,
         sample_fn: SampleFn | None = None,
@@ -168,6 +156,7 @@ class Trainer:
         self.seed = _check_int(seed, "seed", 0)
         self.checkpoint_every = _optional_int(checkpoint_every, "checkpoint_every", 1)
         self.keep_checkpoints = _optional_int(keep_checkpoints, "keep_checkpoints", 1)
+        self.checkpoint_seconds = SaveSchedule.check_seconds(checkpoint_seconds)
         self.log_every = _check_int(log_every, "log_every", 1)
         self.sample_every = _optional_int(sample_every, "sample_every", 1)
         if self.sample_every is not None and not callable(sample_fn):
@@ -255,9 +244,15 @@ class Trainer:
 
         ``resume=True`` first loads the newest complete checkpoint in ``out_dir`` if there is one.
         Starting a fresh run (step 0, ``resume=False``) in a directory that already holds
-        checkpoints is refused.  Raises ``TrainingDiverged`` on a NaN/inf loss or gradient.
+        checkpoints is refused.  The run folder is locked meanwhile (``run_lock``: another
+        writer is refused).  Raises ``TrainingDiverged`` on a NaN/inf loss or gradient, and
+        ``TrainingInterrupted`` after SIGTERM/Ctrl-C, once the state at that step is saved.
         """
         steps = _check_int(steps, "steps", 1)
+        with hold_run_lock(self.out_dir if self.is_main else None, config=self.config):
+            return self._fit(steps, resume)
+
+    def _fit(self, steps: int, resume: bool) -> TrainResult:
         if self.step == 0 and self.out_dir is not None:
             latest = latest_checkpoint(self.checkpoint_dir)
             if latest is not None and not resume:
@@ -265,10 +260,12 @@ class Trainer:
                     f"{str(self.out_dir)!r} already holds checkpoints (newest {latest.name}); "
                     "pass resume=True to continue that run or choose another out_dir"
                 )
-            if latest is not None:
-                self.resume(latest)
+            # The newest good one (damaged ones are moved aside, and that is said).
+            ckpt = latest and choose_checkpoint(self.checkpoint_dir, quarantine=self.is_main)
+            if ckpt is not None:
+                self.resume(ckpt)
             elif resume and self.is_main:
-                logger.info("no checkpoint in %s; starting from step 0", self.checkpoint_dir)
+                logger.warning("%s", no_checkpoint_note(self.checkpoint_dir))
         elif resume and self.out_dir is None:
             raise ValueError("resume=True needs an out_dir holding checkpoints")
         if steps < self.step:
@@ -280,13 +277,15 @@ class Trainer:
             prepare_run_dir(self.out_dir, self.config, self.step, self.log_every)
 
         start_elapsed, t0 = self._elapsed, time.perf_counter()
+        alone = self.world_size == 1  # no wall-time saves or signals under DDP: ranks could disagree
+        saves = SaveSchedule(self.checkpoint_every, alone and self.checkpoint_seconds, steps)
         with MetricsLog(
             self.metrics_path,
             total=steps,
             initial=self.step,
             progress=self.progress,
             report=self.is_main,
-        ) as log:
+        ) as log, StopSignals(self.out_dir is not None and alone) as stop:
             while self.step < steps:
                 s = self.step + 1
                 loss, grad_norm, lr = self._train_step(s)
@@ -300,12 +299,13 @@ class Trainer:
                     log.write(window_row(self._window, s, lr, self._elapsed))
                     if on_grid:
                         self._window = new_window(self._elapsed)
-                if self.out_dir is not None and (
-                    s == steps or (self.checkpoint_every and s % self.checkpoint_every == 0)
-                ):
+                if self.out_dir is not None and saves.due(s):
                     self.save_checkpoint()
+                    saves.saved()
                 if self.sample_every and s % self.sample_every == 0:
                     self._call_sample_fn(s)
+                if stop.signum is not None and s < steps:  # between two steps: a consistent state
+                    raise stop.interrupted(s, self.checkpoint_dir, self.save_checkpoint)
         last = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
         loss = log.history[-1]["loss"] if log.history else float("nan")
         return TrainResult(self.step, loss, log.history, last, self._elapsed)
@@ -348,11 +348,8 @@ class Trainer:
         return loss_value, grad_norm, lr
 
     def _diverged(self, s: int, what: str) -> TrainingDiverged:
+        # Not logged as well: the exception's message is the one line a user sees.
         last = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
-        if self.is_main:
-            logger.error(
-                "%s became NaN/inf at step %d; stopping (last good checkpoint: %s)", what, s, last
-            )
         return TrainingDiverged(s, what, last)
 
     @torch.no_grad()
@@ -407,9 +404,12 @@ class Trainer:
         )
 
     def resume(
-        self, path: str | os.PathLike | None = None, *, expected_changes: Collection[str] = ()
+        self,
+        path: str | os.PathLike | Checkpoint | None = None,
+        *,
+        expected_changes: Collection[str] = (),
     ) -> int:
-        """Load a checkpoint (default: the newest complete one in ``out_dir``) into the model,
+        """Load a checkpoint (default: the newest good one in ``out_dir``) into the model,
         EMA, optimizer, RNGs, step counter and metrics window; returns the step.  Raises
         ``FileNotFoundError`` if there is none, ``ValueError`` if it does not fit this model.
 
@@ -420,10 +420,10 @@ class Trainer:
         if path is None:
             if self.out_dir is None:
                 raise ValueError("resume() needs a checkpoint path or an out_dir")
-            path = latest_checkpoint(self.checkpoint_dir)
+            path = choose_checkpoint(self.checkpoint_dir, quarantine=self.is_main)
             if path is None:
                 raise FileNotFoundError(f"no complete checkpoint in {str(self.checkpoint_dir)!r}")
-        ckpt = read_checkpoint(path)
+        ckpt = path if isinstance(path, Checkpoint) else read_checkpoint(path)
         restore_train_state(
             ckpt,
             model=self.model,
