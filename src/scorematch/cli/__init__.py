@@ -17,7 +17,7 @@ import click
 import torch
 
 from .. import __version__
-from ..training import TrainingDiverged
+from ..training import TrainingDiverged, TrainingInterrupted
 from .datasets import datasets
 from .demo import demo
 from .evaluate import evaluate, likelihood
@@ -44,6 +44,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except TrainingInterrupted as err:  # SIGTERM/Ctrl-C: the state is saved; say where
+            click.echo(f"scorematch: {err}", err=True)
+            raise click.exceptions.Exit(128 + err.signum) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
         except USER_ERRORS as err:

@@ -8,8 +8,9 @@ import click
 
 from ..plots import image_grid, samples_vs_data, trajectory_gif
 from ..runs import load_run
+from ..runs.streaming import sample_to_file
 from ..samplers import SAMPLERS
-from .options import check_out, save_array
+from .options import check_out
 
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
@@ -69,8 +70,12 @@ def sample(
     two_d = run.kind == "vector" and run.shape == (2,)
     if trajectory and not two_d:
         raise click.UsageError("--trajectory needs 2-D data (it draws the points moving)")
-    drawn = run.sample(
+    # In chunks, each written to --out as it is drawn (.npy/.csv): memory flat in -n.
+    drawn = sample_to_file(
+        run,
         n,
+        out,
+        keep=out.suffix.lower() == ".png",
         sampler=sampler,
         steps=steps,
         seed=seed,
@@ -78,14 +83,12 @@ def sample(
         trajectory=trajectory,
         progress=not no_progress,
     )
-    x = drawn.x.cpu()
     if out.suffix.lower() == ".png":
+        x = drawn.x
         if run.kind == "image":
             image_grid(x.clamp(0, 1), out)
         else:
             samples_vs_data(x, None, out, title=f"{n} samples, step {run.step}")
-    else:
-        save_array(out, x.numpy())
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")
     if trajectory:
         gif = out.with_suffix(".gif")

@@ -13,7 +13,13 @@ import torch
 from torch import Tensor
 
 from .digits import DIGITS_SIZE, load_digits_images
-from .files import IMAGE_SUFFIXES, TABLE_SUFFIXES, load_image_folder, load_table
+from .files import (
+    IMAGE_SUFFIXES,
+    TABLE_SUFFIXES,
+    image_folder_levels,
+    load_image_folder,
+    load_table,
+)
 from .toy import TOY_DATASETS, TOY_DESCRIPTIONS, toy_dataset, toy_mixture_params
 from .transforms import Standardizer, train_test_split
 
@@ -24,6 +30,7 @@ __all__ = [
     "DEFAULT_TOY_SIZE",
     "TOY_DATASETS",
     "Standardizer",
+    "image_folder_levels",
     "list_datasets",
     "load_dataset",
     "load_digits_images",

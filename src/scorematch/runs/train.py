@@ -12,7 +12,13 @@ from torch import nn
 
 from ..plots import image_grid, samples_vs_data
 from ..processes import Process
-from ..training import Trainer, TrainResult, latest_checkpoint
+from ..training import (
+    Trainer,
+    TrainResult,
+    choose_resume_checkpoint,
+    is_leftover,
+    latest_checkpoint,
+)
 from .build import build_loss, build_process, build_score_model
 from .checks import count, positive_int
 from .config import build_config, is_run_dir, read_run_config
@@ -36,13 +42,17 @@ def train(
     checkpoint_every: int | None = None,
     sample_every: int | None = None,
     progress: bool = True,
+    checkpoint_minutes: float | None = 10.0,
 ) -> TrainResult:
     """Train a run into ``out_dir``.
 
     Fresh run: ``options`` as for :func:`build_config`; ``out_dir`` must not hold a run.  Resume
     (``resume=True``): the run's ``config.yaml`` is used, ``options`` must be None or empty, and
     ``steps`` (the new total) may extend the run; ``checkpoint_every`` / ``sample_every`` may
-    change.  Returns the trainer's ``TrainResult``.
+    change.  ``checkpoint_minutes``: also save a checkpoint every so many minutes of wall time
+    (None: only on the step grid); not part of the config.  Returns the trainer's ``TrainResult``.
+    The run folder is created with its config.yaml in one step and locked while training (see
+    ``training.run_lock``).
     """
     out = Path(out_dir).expanduser()
     if resume:
@@ -62,7 +72,6 @@ def train(
     process = build_process(config)
     model = build_score_model(config, process)
     z_train = bundle.standardizer.transform(bundle.train)
-    out.mkdir(parents=True, exist_ok=True)
     trainer = Trainer(
         model,
         build_loss(config, process),
@@ -77,16 +86,18 @@ def train(
         ema_half_life=tr["ema_half_life"],
         seed=tr["seed"],
         checkpoint_every=tr["checkpoint_every"],
+        checkpoint_seconds=None if checkpoint_minutes is None else 60.0 * checkpoint_minutes,
         sample_every=tr["sample_every"] or None,
         sample_fn=_sample_plotter(config, bundle, process) if tr["sample_every"] else None,
         progress=progress,
         config=config,
     )
     if resume:
-        if latest_checkpoint(out / "checkpoints") is not None:
-            trainer.resume(expected_changes=RESUMABLE)
-        else:  # killed before its first checkpoint: start again from step 0
-            logger.info("%s holds no checkpoint yet; training from step 0", out)
+        # The newest good checkpoint (damaged ones are moved aside, and that is said); none:
+        # killed before its first one, and fit says so and trains from step 0.
+        ckpt = choose_resume_checkpoint(out / "checkpoints", quarantine=True)
+        if ckpt is not None:
+            trainer.resume(ckpt, expected_changes=RESUMABLE)
         if trainer.step >= tr["steps"]:
             raise ValueError(
                 f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} to "
@@ -103,7 +114,7 @@ def _check_new_run_dir(out: Path) -> None:
         )
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(not is_leftover(p) for p in out.iterdir()):
         raise ValueError(f"--out {out} is not empty; choose a new or empty directory")
 
 
@@ -119,7 +130,8 @@ def _resumed_config(
         names = ", ".join(sorted(options))
         raise ValueError(f"cannot change {names} when resuming: the run's config.yaml fixes them")
     if not is_run_dir(out):
-        raise FileNotFoundError(f"no run to resume in {out} (no config.yaml)")
+        why = "" if not out.is_dir() else ": nothing was trained into it yet, start it with --data"
+        raise FileNotFoundError(f"no run to resume in {out} (no config.yaml){why}")
     config = read_run_config(out)
     bundle = load_run_data(config)
     tr = config["training"]

@@ -10,6 +10,8 @@
 - ``optimizer_state``: the optimizer's state dict split into tensors and JSON scalars.
 - ``train_state``: the whole train state saved into and restored from a checkpoint.
 - ``metrics_log``: the run's ``metrics.csv`` and progress bar.
+- ``run_lock``: one writer per run folder (PID + host in ``RUN/.lock``); atomic folder creation.
+- ``stops``: how a fit ends early (divergence, SIGTERM/Ctrl-C) and when it saves (steps, wall time).
 """
 
 from .checkpoint import (
@@ -27,22 +29,29 @@ from .data_order import batch_indices
 from .metrics_log import METRIC_COLUMNS
 from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
 from .recovery import choose_checkpoint, load_checkpoint, read_checkpoint
+from .run_lock import RunLocked, hold_run_lock, is_leftover
 from .schedules import ema_decay_at, learning_rate
-from .trainer import Trainer, TrainingDiverged, TrainResult
+from .train_state import choose_resume_checkpoint
+from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainResult
 
 __all__ = [
     "METRIC_COLUMNS",
     "Checkpoint",
     "CheckpointDamaged",
+    "RunLocked",
     "TrainResult",
     "Trainer",
     "TrainingDiverged",
+    "TrainingInterrupted",
     "batch_indices",
     "checkpoint_paths",
     "choose_checkpoint",
+    "choose_resume_checkpoint",
     "config_hash",
     "ema_decay_at",
     "flatten_optimizer_state",
+    "hold_run_lock",
+    "is_leftover",
     "latest_checkpoint",
     "learning_rate",
     "list_checkpoints",

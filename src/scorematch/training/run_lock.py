@@ -29,7 +29,7 @@ import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from ..io import file_mode
+from ..io import file_mode, is_temp_file
 from .metrics_log import run_dir_files
 
 try:
@@ -37,7 +37,7 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "RunLocked", "hold_run_lock", "lock_holder"]
+__all__ = ["LOCK_NAME", "RunLocked", "hold_run_lock", "is_leftover", "lock_holder"]
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +66,12 @@ def lock_holder(folder: str | os.PathLike) -> dict | None:
     (``pid``, ``host``, ``started``, ``command``), or None without a lock file."""
     path = Path(folder) / LOCK_NAME
     return _read_info(path) if path.exists() else None
+
+
+def is_leftover(path: str | os.PathLike) -> bool:
+    """True for what a writer leaves in a folder it did not finish: the lock file, a temporary
+    file of an atomic write.  A folder holding only these counts as empty for a new run."""
+    return Path(path).name == LOCK_NAME or is_temp_file(path)
 
 
 def _pid_alive(pid: object) -> bool:
