@@ -10,7 +10,9 @@ end with exit code 1 and one line ``Error: …`` (``--debug`` shows tracebacks).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
@@ -133,6 +135,12 @@ for command in (datasets, train, sample, evaluate, likelihood, plot, demo):
     cli.add_command(command)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM outside training ends like Ctrl-C: one line, files whole
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``scorematch`` script."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # (training saves first: training.stops)
     cli.main(args=argv, prog_name="scorematch")

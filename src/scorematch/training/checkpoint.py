@@ -313,10 +313,11 @@ def read_checkpoint_files(
         )
     blob = tensor_path.read_bytes()
     if len(blob) != size or hashlib.sha256(blob).hexdigest() != digest:
+        what = f"{len(blob)} bytes, expected {size}" if len(blob) != size else "same size"
         raise CheckpointDamaged(
             tensor_path,
-            f"checkpoint file {str(tensor_path)!r} is corrupted or truncated "
-            f"({len(blob)} bytes, expected {size} with the SHA-256 in {json_path.name})",
+            f"checkpoint file {str(tensor_path)!r} is corrupted or truncated ({what}; its "
+            f"SHA-256 differs from the one in {json_path.name})",
         )
     named, inside = _step_of(tensor_path), _header_step(blob)
     if (named is not None and named != step) or (inside is not None and inside != str(step)):
