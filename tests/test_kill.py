@@ -155,7 +155,7 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_and_say_so(tmp_path, signame):
     time.sleep(0.3)
     proc.send_signal(getattr(signal, signame))
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + getattr(signal, signame), stderr
+    assert proc.returncode == 128 + getattr(signal, signame) and stdout == "", stderr
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and f"training stopped by {signame} at step" in lines[0], stderr
     step = int(lines[0].split(" at step ")[1].split(":")[0])

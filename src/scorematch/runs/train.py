@@ -15,6 +15,7 @@ from ..processes import Process
 from ..training import (
     Trainer,
     TrainResult,
+    check_unlocked,
     choose_resume_checkpoint,
     is_leftover,
     latest_checkpoint,
@@ -55,6 +56,7 @@ def train(
     ``training.run_lock``).
     """
     out = Path(out_dir).expanduser()
+    check_unlocked(out)  # a second writer: one line, before anything is read or printed
     if resume:
         config, bundle = _resumed_config(out, options, steps, checkpoint_every, sample_every)
     else:

@@ -29,7 +29,7 @@ from .data_order import batch_indices
 from .metrics_log import METRIC_COLUMNS
 from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
 from .recovery import choose_checkpoint, load_checkpoint, read_checkpoint
-from .run_lock import RunLocked, hold_run_lock, is_leftover
+from .run_lock import RunLocked, check_unlocked, hold_run_lock, is_leftover
 from .schedules import ema_decay_at, learning_rate
 from .train_state import choose_resume_checkpoint
 from .trainer import Trainer, TrainingDiverged, TrainingInterrupted, TrainResult
@@ -44,6 +44,7 @@ __all__ = [
     "TrainingDiverged",
     "TrainingInterrupted",
     "batch_indices",
+    "check_unlocked",
     "checkpoint_paths",
     "choose_checkpoint",
     "choose_resume_checkpoint",

@@ -111,18 +111,26 @@ def _canonical(meta: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
 
 
-def _keep_existing(tensor_path: Path, blob: bytes) -> bool:
-    """Never overwrite a tensor file: True when ``tensor_path`` already holds exactly ``blob`` (a
-    resumed run re-saving an interrupted save); a file with other bytes is moved aside, with its
-    sidecar, as ``*.superseded``."""
+def _existing_blob(tensor_path: Path, flat: dict[str, Tensor], step: str) -> bytes | None:
+    """Never overwrite a tensor file: the bytes already at ``tensor_path`` when they hold exactly
+    ``flat`` at ``step`` (a resumed run re-saving an interrupted save; safetensors orders its
+    header freely, so the bytes themselves may differ), else None — and a file holding other
+    tensors is first moved aside, with its sidecar, as ``*.superseded``."""
     if not tensor_path.exists():
-        return False
-    if tensor_path.read_bytes() == blob:
-        return True
+        return None
+    blob = tensor_path.read_bytes()
+    try:
+        old = _st_load(blob)
+        same = _header_step(blob) == step and old.keys() == flat.keys()
+        same = same and all(old[k].dtype == v.dtype and torch.equal(old[k], v) for k, v in flat.items())
+    except Exception:  # not a readable safetensors file: certainly not these tensors
+        same = False
+    if same:
+        return blob
     moved = [move_aside(p, ".superseded") for p in (tensor_path, tensor_path.with_suffix(".json"))]
     names = " and ".join(m.name for m in moved if m is not None)
     logger.warning("%s already held other tensors: kept as %s", tensor_path, names)
-    return False
+    return None
 
 
 def move_aside(path: Path, suffix: str) -> Path | None:
@@ -147,15 +155,16 @@ def write_checkpoint(
     Both writes are atomic; the JSON gets ``format``, ``step``, the tensor file's name, size and
     SHA-256 added, and last ``metadata_sha256``, the hash of everything else in it (so an edited
     or damaged sidecar is detected).  An existing tensor file is never overwritten (see
-    ``_keep_existing``).  Tensors are copied to CPU and made contiguous (safetensors stores dense,
+    ``_existing_blob``).  Tensors are copied to CPU and made contiguous (safetensors stores dense,
     unshared buffers).  Returns the tensor file's path.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensor_path, json_path = checkpoint_paths(directory, step)
     flat = {k: v.detach().to(device="cpu", copy=True).contiguous() for k, v in tensors.items()}
-    blob = _st_save(flat, metadata={"format": FORMAT, "step": str(int(step))})
-    if not _keep_existing(tensor_path, blob):
+    blob = _existing_blob(tensor_path, flat, str(int(step)))
+    if blob is None:
+        blob = _st_save(flat, metadata={"format": FORMAT, "step": str(int(step))})
         atomic_write_bytes(tensor_path, blob)
     meta = {
         "format": FORMAT,

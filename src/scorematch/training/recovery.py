@@ -91,7 +91,7 @@ def choose_checkpoint(
     process that writes the folder, or a reader, should; never two ranks at once) and the next
     older one is tried.  A pair that vanishes while being read (rotated away by a running training)
     is skipped.  One warning line says which checkpoint is used and why whenever it is not the
-    newest step file in the folder.
+    newest step file in the folder (or, when none is good, what was damaged).
     """
     directory = Path(directory)
     files = _step_files(directory)
@@ -113,11 +113,12 @@ def choose_checkpoint(
             continue
         chosen = ckpt
         break
-    used_step = chosen.step if chosen is not None else -1
-    reasons = _incomplete(files, used_step) + damaged
-    if reasons:
-        used = f"using checkpoint {chosen.path}" if chosen else f"no good checkpoint in {directory}"
-        logger.warning("%s, not the newest: %s", used, "; ".join(reasons))
+    if chosen is not None:
+        reasons = _incomplete(files, chosen.step) + damaged
+        if reasons:
+            logger.warning("using checkpoint %s, not the newest: %s", chosen.path, "; ".join(reasons))
+    elif damaged:  # what else is there (orphans) the caller says: ``no_checkpoint_note``
+        logger.warning("no good checkpoint left in %s: %s", directory, "; ".join(damaged))
     return chosen
 
 

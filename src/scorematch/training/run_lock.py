@@ -37,7 +37,14 @@ try:
 except ImportError:  # Windows
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["LOCK_NAME", "RunLocked", "hold_run_lock", "is_leftover", "lock_holder"]
+__all__ = [
+    "LOCK_NAME",
+    "RunLocked",
+    "check_unlocked",
+    "hold_run_lock",
+    "is_leftover",
+    "lock_holder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -166,6 +173,22 @@ def _lock_is_free(path: Path) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def check_unlocked(folder: str | os.PathLike) -> None:
+    """Raise ``RunLocked`` now if another live process holds the lock of ``folder`` (so that a
+    second writer is refused before it reads or prints anything; holding the lock is what
+    actually keeps writers apart)."""
+    folder = Path(folder)
+    path = folder / LOCK_NAME
+    if os.path.realpath(folder) in _HELD or not path.exists():
+        return
+    if fcntl is None:
+        info = _read_info(path)
+        if info.get("host") != socket.gethostname() or _pid_alive(info.get("pid")):
+            raise _refusal(folder, info)
+    elif not _lock_is_free(path):
+        raise _refusal(folder, _read_info(path))
 
 
 def _create(folder: Path, files: Mapping[str, str]) -> int | None:
