@@ -20,7 +20,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from safetensors.torch import load_file
 
 STEPS = 500
@@ -30,6 +29,11 @@ TRAIN = [
     "--checkpoint-minutes", "0.0017", "--sample-every", "0", "--no-progress",
 ]  # fmt: skip
 KILLS = 6
+
+
+def _train(steps: int, data: str = "moons") -> list[str]:
+    """``TRAIN`` with another number of steps or data set."""
+    return [{str(STEPS): str(steps), "moons": data}.get(a, a) for a in TRAIN]
 
 
 def _command(*args: str) -> list[str]:
@@ -141,11 +145,10 @@ def test_sigkill_at_random_moments_then_resume_is_bit_identical(tmp_path):
     print(f"kills survived: {len(kills)} ({', '.join(kills)})")
 
 
-@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
-def test_sigterm_and_ctrl_c_save_a_checkpoint_and_say_so(tmp_path, signame):
+def test_sigterm_saves_a_checkpoint_and_says_so(tmp_path):
     out = tmp_path / "run"
     proc = subprocess.Popen(
-        _command(*[a if a != str(STEPS) else "100000" for a in TRAIN], "--out", str(out)),
+        _command(*_train(100_000), "--out", str(out)),
         env=_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -153,12 +156,68 @@ def test_sigterm_and_ctrl_c_save_a_checkpoint_and_say_so(tmp_path, signame):
     )
     assert _wait_until(_training(out, proc), proc)
     time.sleep(0.3)
-    proc.send_signal(getattr(signal, signame))
+    proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
-    assert proc.returncode == 128 + getattr(signal, signame) and stdout == "", stderr
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and f"training stopped by {signame} at step" in lines[0], stderr
+    assert proc.returncode == 128 + signal.SIGTERM and stdout == "", stderr
+    _assert_says_where_it_stopped(stderr, "SIGTERM", out)
+
+
+def _assert_says_where_it_stopped(text: str, signame: str, out: Path) -> None:
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert len(lines) == 1 and f"training stopped by {signame} at step" in lines[0], text
     step = int(lines[0].split(" at step ")[1].split(":")[0])
-    assert f"step_{step:08d}.safetensors" in lines[0]
+    path = out / "checkpoints" / f"step_{step:08d}.safetensors"
+    # "saved …", or "its checkpoint is …" when the step was on the save grid anyway.
+    assert f"saved {path}" in lines[0] or f"its checkpoint is {path}" in lines[0], lines[0]
     assert (out / "checkpoints" / f"step_{step:08d}.json").is_file()
     assert not (out / ".lock").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_says_so(tmp_path):
+    import threading
+
+    from click.testing import CliRunner
+
+    from scorematch.cli import cli
+
+    out = tmp_path / "run"
+
+    def interrupt() -> None:  # Ctrl-C, once the training is under way
+        while not (out / "metrics.csv").exists():
+            time.sleep(0.005)
+        time.sleep(0.2)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    result = CliRunner().invoke(cli, [*_train(100_000)[2:], "--out", str(out)])
+    assert result.exit_code == 128 + signal.SIGINT, result.output
+    _assert_says_where_it_stopped(result.output, "SIGINT", out)
+
+
+def test_two_trainings_started_together_into_one_folder_never_mix(tmp_path):
+    """The issue's case: moons and circles into one --out at once.  One trains; the other is
+    refused in one line; the folder's config.yaml and weights are the same run's."""
+    out = tmp_path / "shared"
+    procs = {
+        data: subprocess.Popen(
+            _command(*_train(60, data), "--out", str(out)),
+            env=_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for data in ("moons", "circles")
+    }
+    results = {data: (p.wait(timeout=240), *p.communicate()) for data, p in procs.items()}
+    codes = sorted(code for code, _, _ in results.values())
+    assert codes == [0, 1], results
+    (winner,) = [d for d, (code, _, _) in results.items() if code == 0]
+    (loser,) = [r for d, r in results.items() if d != winner]
+    lines = [line for line in loser[2].splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), loser
+    assert any(s in lines[0] for s in ("is in use by another training", "already holds a run"))
+    config = (out / "config.yaml").read_text()
+    assert f"spec: {winner}" in config
+    saved = json.loads((out / "checkpoints" / "step_00000060.json").read_text())
+    assert saved["config"]["data"]["spec"] == winner
+    assert not [p for p in tmp_path.iterdir() if p.name != "shared"]  # no staging folder left
