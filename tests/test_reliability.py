@@ -394,7 +394,7 @@ def test_smaller_refusals_are_one_line(run, tmp_path):
     one_line_error(invoke(*args, "0.999", ok=False), "leaves 1 training row(s) of 300")
     one_line_error(invoke(*args, "0.001", ok=False), "leaves 1 held-out row(s) of 300")
     sample = ["sample", run, "-n", "3", "--out", tmp_path / "s.npy", "--seed", "-1"]
-    one_line_error(invoke(*sample, ok=False), "seed must be an integer >= 0, got -1")
+    one_line_error(invoke(*sample, ok=False), "seed must be an integer >= 0 (and below 2**63), got -1")
     one_line_error(invoke("evaluate", run, "-n", "20", "--seed", "-2", ok=False), "seed")
     archive = tmp_path / "bad.npz"
     with zipfile.ZipFile(archive, "w") as z:

@@ -71,6 +71,8 @@ def _read_csv(p: Path) -> Tensor:
         for lineno, row in enumerate(cells, start=1)
         if any(cell.strip() for cell in row)
     ]
+    if not rows:
+        raise ValueError(f"{p}: holds no values, only delimiters and blank lines")
     header: list[str] | None = None
     head = rows[0][1]
     parsed = [_parse_float(c) for c in head]

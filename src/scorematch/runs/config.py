@@ -25,7 +25,7 @@ from ..objectives.noise_conditional import WEIGHTINGS
 from ..parametrization import default_noise_input
 from ..processes import NoiseLevels, make_process
 from ..samplers import SAMPLERS
-from .checks import choice, count, positive_float, positive_int
+from .checks import choice, count, fraction, positive_float, positive_int, seed_value
 from .data import DataBundle, load_split
 
 __all__ = [
@@ -190,9 +190,7 @@ def _given(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle]:
     """Where the data comes from and how it is split; loads it and fits the standardisation."""
-    seed = int(options.get("seed", 0))
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    seed = seed_value(options.get("seed", 0))
     spec = str(options["data"])
     path = Path(spec).expanduser()
     if spec.lower() in list_datasets():
@@ -205,7 +203,7 @@ def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         "n": positive_int(options["n"], "n") if "n" in options else None,
         "seed": seed,
         "image_size": None if image_size is None else positive_int(image_size, "image_size"),
-        "test_fraction": float(options.get("test_fraction", TEST_FRACTION)),
+        "test_fraction": fraction(options.get("test_fraction", TEST_FRACTION), "test_fraction"),
         "split_seed": seed,
     }
     if not 0.0 < data_cfg["test_fraction"] < 1.0:
@@ -403,6 +401,8 @@ def _read_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as err:
         raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
 
 
 def load_config(path: str | Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
 from ..training import latest_checkpoint, load_checkpoint
 from .build import build_process, build_score_model
-from .checks import choice, count, positive_int
+from .checks import choice, positive_int, seed_value
 from .config import TIME_CONDITIONAL, read_run_config
 from .data import DataBundle, load_run_data
 from .evaluation import Evaluation
@@ -132,7 +132,7 @@ class Run:
         added back at every step, whatever σ.  (The README's digits grid used 40 only within EDM's
         σ window 0.05–50: ``benchmarks/digits.py``.)
         """
-        n, seed = positive_int(n, "n"), count(seed, "seed")
+        n, seed = positive_int(n, "n"), seed_value(seed)
         cfg = self.config["sampling"]
         name = choice(sampler or cfg["sampler"], "sampler", tuple(SAMPLERS))
         if not (isinstance(churn, (int, float)) and math.isfinite(churn) and churn >= 0):
@@ -250,7 +250,7 @@ class Run:
                 f"{tuple(x.shape[1:])}"
             )
         device, dtype = model_device(self.model)
-        gen = torch.Generator(device=device).manual_seed(count(seed, "seed"))
+        gen = torch.Generator(device=device).manual_seed(seed_value(seed))
         levels = self.config["data"].get("levels")
         dim = math.prod(self.shape)
         options = dict(

@@ -6,7 +6,7 @@ One batch of a million samples holds the network's activations for a million row
 chunk goes to the output file as soon as it is drawn (``.npy``: a header for all the rows, then
 the chunks; ``.csv``: the header line, then the chunks), written atomically like every file the
 tool writes.  The first chunk is exactly ``Run.sample(rows, seed=seed)``, so small requests give
-the same samples as before; chunk i > 0 uses seed ``seed + i * SEED_STRIDE``.
+the same samples as before; chunk i > 0 uses seed ``(seed + i * SEED_STRIDE) mod 2**63``.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..io import atomic_save
-from .checks import count, positive_int
+from .checks import positive_int, seed_value
 
 __all__ = [
     "MAX_DISTANCE_ROWS",
@@ -90,7 +90,7 @@ def iter_samples(
     one progress bar over all ``n`` rows (one chunk: the sampler's bar over its steps).
     ``options`` go to ``Run.sample`` (sampler, steps, churn); ``trajectory`` is kept for the first
     chunk only."""
-    n, seed = positive_int(n, "n"), count(seed, "seed")
+    n, seed = positive_int(n, "n"), seed_value(seed)
     chunk = positive_int(chunk, "chunk") if chunk is not None else chunk_rows(run.shape)
     if n <= chunk:  # one chunk: the sampler's own bar over its steps, as without chunks
         part = run.sample(n, seed=seed, trajectory=trajectory, progress=progress, **options)
@@ -101,7 +101,7 @@ def iter_samples(
     for i, start in enumerate(range(0, n, chunk)):
         rows = min(chunk, n - start)
         part = run.sample(
-            rows, seed=seed + i * SEED_STRIDE, trajectory=trajectory and i == 0, **options
+            rows, seed=(seed + i * SEED_STRIDE) % 2**63, trajectory=trajectory and i == 0, **options
         )
         part.x = part.x.cpu()
         if bar is None:
