@@ -468,3 +468,17 @@ def test_checkpoints_also_come_by_wall_time(tmp_path, monkeypatch):
         invoke("train", "--data", "moons", "--out", tmp_path / "c", "--checkpoint-minutes", "-1", ok=False),
         "--checkpoint-minutes",
     )
+
+
+def test_every_test_that_docs_reliability_names_exists():
+    import ast
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "reliability.md").read_text(encoding="utf-8")
+    named = re.findall(r"`(tests/\w+\.py)::(\w+)`", text)
+    assert len(named) > 25
+    for path, name in named:
+        tree = ast.parse((root / path).read_text(encoding="utf-8"))
+        functions = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert name in functions, f"docs/reliability.md names {path}::{name}, which does not exist"
