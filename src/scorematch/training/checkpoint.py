@@ -5,15 +5,16 @@ A checkpoint at step N is two files in one directory::
     step_0000000N.safetensors   every tensor: "model.*", "ema.*", "optim.state.<i>.<key>"
     step_0000000N.json          everything else: step, config, RNG states, optimizer scalars, ...
 
-The tensor file is written first and the JSON last, each atomically (``scorematch.io``), and the
-JSON records the tensor file's SHA-256.  A checkpoint *exists* only when its JSON exists, so a
-process killed mid-save never leaves a half-written "latest" checkpoint; a tensor file damaged
-later is caught by the checksum and reported as a ``ValueError`` naming the file.
+The tensor file is written first and the JSON last, each atomically (``scorematch.io``).  The JSON
+records the tensor file's size and SHA-256 and, last, the hash of its own content.  A checkpoint
+*exists* only when its JSON exists, so a process killed mid-save never leaves a half-written
+"latest" checkpoint; a file damaged or edited later is caught by ``read_checkpoint_files`` and
+reported as a ``CheckpointDamaged`` (a ``ValueError``) naming the file and the field.  An existing
+tensor file is never overwritten.  Which checkpoint of a folder to use — the newest good one — is
+``recovery``'s business; what a ``Trainer`` stores is in ``train_state``.
 
-Besides the format (write, read, list, latest, rotate) this module converts what is not a plain
-tensor or JSON value: the optimizer's state dict (tensors apart from JSON scalars), and the config
-(its hash, and the keys at which two configs differ).  What a ``Trainer`` stores is in
-``train_state``.
+Besides the format (write, read and check, list, latest, rotate) this module holds the config's
+hash and the keys at which two configs differ.
 """
 
 from __future__ import annotations
