@@ -18,6 +18,7 @@ sees the folder without them.
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import logging
 import os
@@ -156,7 +157,7 @@ def _write_info(fd: int) -> None:
 
 def _sweep_staging(parent: Path, name: str) -> None:
     # Folders staged by a process killed before its rename: their lock is free again.
-    for entry in parent.glob(f".{name}.*.new"):
+    for entry in parent.glob(f".{glob.escape(name)}.*.new"):
         if entry.is_dir() and (fcntl is None or _lock_is_free(entry / LOCK_NAME)):
             shutil.rmtree(entry, ignore_errors=True)
 
