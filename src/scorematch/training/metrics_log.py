@@ -97,14 +97,15 @@ def run_dir_files(config: dict[str, Any] | None) -> dict[str, str]:
 
 
 def remove_temp_files(out_dir: Path) -> None:
-    """Delete what atomic writes killed mid-way left in the run folder and its ``samples/`` and
-    ``plots/`` (``checkpoints/`` is swept by rotation).  Only for the lock holder: no other
-    process writes there."""
-    for folder in (out_dir, out_dir / "samples", out_dir / "plots"):
-        if folder.is_dir():
-            for entry in folder.iterdir():
-                if is_temp_file(entry) and entry.is_file():
-                    entry.unlink(missing_ok=True)
+    """Delete what atomic writes killed mid-way left of the files a training owns: its
+    ``config.yaml`` and ``metrics.csv`` and the plots in ``samples/`` (``checkpoints/`` is swept
+    by rotation).  Only for the lock holder; the temporary files of readers (``evaluate``'s
+    ``evaluation.json``, ``plot``'s ``plots/``) are left alone: they may be in flight."""
+    owned = [p for p in out_dir.glob(".*") if p.name.startswith((".config.", ".metrics."))]
+    samples = list((out_dir / "samples").glob(".*")) if (out_dir / "samples").is_dir() else []
+    for entry in owned + samples:
+        if is_temp_file(entry) and entry.is_file():
+            entry.unlink(missing_ok=True)
 
 
 def prepare_run_dir(
