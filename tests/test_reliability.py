@@ -482,3 +482,21 @@ def test_every_test_that_docs_reliability_names_exists():
         tree = ast.parse((root / path).read_text(encoding="utf-8"))
         functions = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
         assert name in functions, f"docs/reliability.md names {path}::{name}, which does not exist"
+
+
+def test_a_folder_created_meanwhile_by_another_process_is_locked_in_place(tmp_path, monkeypatch):
+    from scorematch.training import run_lock
+
+    folder = tmp_path / "run"
+    real_rename = run_lock.os.rename
+
+    def racing_rename(src, dst):  # another process's folder appears just before our rename
+        Path(dst).mkdir()
+        (Path(dst) / "config.yaml").write_text("theirs")
+        return real_rename(src, dst)
+
+    monkeypatch.setattr(run_lock.os, "rename", racing_rename)
+    with hold_run_lock(folder, config={"ours": 1}):
+        assert (folder / "config.yaml").read_text() == "theirs"  # nothing of ours replaced it
+        assert (folder / ".lock").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]  # the staged folder is gone

@@ -212,7 +212,8 @@ def _create(folder: Path, files: Mapping[str, str]) -> int | None:
                 raise
             os.close(fd)
             fd = None
-            return None
+            shutil.rmtree(staging, ignore_errors=True)
+            return None  # another process created it first: lock it in place (or be refused)
         return fd
     except BaseException:
         if fd is not None:
