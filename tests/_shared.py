@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import math
+import struct
+import zlib
+from pathlib import Path
 
+import numpy as np
 import torch
 
 from scorematch.distributions import GaussianMixture
@@ -35,3 +39,31 @@ class Reshaped(torch.nn.Module):
 
     def forward(self, x, t):
         return self.inner(x.reshape(x.shape[0], -1), t).reshape(x.shape)
+
+
+def write_png(path: Path, samples: np.ndarray, bit_depth: int, color_type: int) -> None:
+    """A PNG written by hand (Pillow cannot write 16-bit colour): ``samples`` (H, W[, C])."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    h, w = samples.shape[:2]
+    rows = samples.reshape(h, -1)
+    if bit_depth == 16:
+        raw = b"".join(b"\0" + r.astype(">u2").tobytes() for r in rows)
+    elif bit_depth == 8:
+        raw = b"".join(b"\0" + r.astype(np.uint8).tobytes() for r in rows)
+    else:  # 1, 2 or 4 bits: packed, most significant first
+        per = 8 // bit_depth
+        packed = []
+        for r in rows:
+            padded = np.concatenate([r, np.zeros((-len(r)) % per, dtype=r.dtype)]).reshape(-1, per)
+            shifts = bit_depth * np.arange(per - 1, -1, -1)
+            packed.append(b"\0" + (padded.astype(np.uint16) << shifts).sum(1).astype(np.uint8).tobytes())
+        raw = b"".join(packed)
+    header = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )  # fmt: skip

@@ -3,18 +3,48 @@
 Each writer puts the data in a temporary file in the destination's directory (same file system),
 flushes it to disk, then renames it over the destination with ``os.replace``, which POSIX and
 Windows perform atomically.  A process killed mid-write leaves at most a hidden ``.NAME.*.tmp*``
-file behind, never a truncated ``NAME``.
+file behind, never a truncated ``NAME`` (``is_temp_file`` recognises them, so that the one writer of
+a folder can remove them).  The new file gets the permissions an ``open()`` would give it (0666
+less the umask), not ``mkstemp``'s private 0600, and a failed write (a full disk) is an ``OSError``
+that names the file.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text"]
+__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "file_mode", "is_temp_file"]
+
+# ``.{stem}.{mkstemp's 8 random characters}.tmp{suffix}``, as ``_temp_path`` names them.
+_TEMP_NAME = re.compile(r"^\..*\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
+
+
+def is_temp_file(path: str | os.PathLike) -> bool:
+    """True for the name of a temporary file that an atomic write left behind (killed mid-write)."""
+    return bool(_TEMP_NAME.match(Path(path).name))
+
+
+def _umask() -> int:
+    # Linux tells the umask without changing it; elsewhere set-and-restore (a brief race between
+    # threads, the documented way to read it).
+    with contextlib.suppress(OSError, ValueError):
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def file_mode(directory: bool = False) -> int:
+    """The permissions a new file (0666) or folder (0777) gets under the current umask."""
+    return (0o777 if directory else 0o666) & ~_umask()
 
 
 def _temp_path(path: Path) -> Path:
@@ -24,6 +54,8 @@ def _temp_path(path: Path) -> Path:
         dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}"
     )
     os.close(fd)
+    with contextlib.suppress(OSError):  # mkstemp makes it 0600; give it an ordinary file's mode
+        os.chmod(name, file_mode())
     return Path(name)
 
 
@@ -48,7 +80,8 @@ def atomic_save(path: str | os.PathLike, save_fn: Callable[[Path], object]) -> P
     ``save_fn(tmp_path)`` must write the whole file at ``tmp_path`` (a fresh file in the same
     directory with the same suffix, e.g. ``lambda p: fig.savefig(p)``); it is then flushed to disk
     and renamed over ``path``.  If ``save_fn`` raises, the temporary file is removed, ``path`` is
-    left untouched and the exception propagates.  Returns ``path`` as a ``Path``.
+    left untouched and the exception propagates; an ``OSError`` (disk full, no permission) is
+    raised again as one of the same type whose message names ``path``.  Returns ``path``.
     """
     path = Path(path)
     if not path.parent.is_dir():
@@ -64,9 +97,11 @@ def atomic_save(path: str | os.PathLike, save_fn: Callable[[Path], object]) -> P
             )
         _fsync_file(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(err, OSError) and err.errno is not None and str(path) not in str(err):
+            raise OSError(err.errno, f"could not write {path}: {err.strerror or err}") from err
         raise
     _fsync_dir(path.parent)
     return path

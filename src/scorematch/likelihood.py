@@ -246,6 +246,12 @@ def log_likelihood(
         x_end = (cT * zs[-1]).reshape(x.shape)
         # log p_x(x) = log p_z(z) − D log c at both ends of the flow.
         log_prob = prior(x_end) + dim * torch.log(cT) + deltas[-1] - dim * torch.log(c0)
+    bad = int((~torch.isfinite(log_prob.detach())).sum())
+    if bad:  # never a silent NaN: name the computation, the range and the work done
+        raise ValueError(
+            f"log_likelihood: {bad} of {batch} log-densities are NaN or infinite (probability-flow "
+            f"ODE over t in [{lo:g}, {hi:g}], {nfe} model evaluations): the score is not finite"
+        )
     if not create_graph:
         log_prob, x_end = log_prob.detach(), x_end.detach()
     return LogLikelihood(log_prob, nfe, x_end if return_latent else None)

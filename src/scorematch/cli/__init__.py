@@ -10,14 +10,16 @@ end with exit code 1 and one line ``Error: …`` (``--debug`` shows tracebacks).
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from typing import Any
 
 import click
 import torch
 
 from .. import __version__
-from ..training import TrainingDiverged
+from ..training import TrainingDiverged, TrainingInterrupted
 from .datasets import datasets
 from .demo import demo
 from .ensemble import ensemble
@@ -45,6 +47,9 @@ class Group(click.Group):
             return super().invoke(ctx)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
+        except TrainingInterrupted as err:  # SIGTERM/Ctrl-C: the state is saved; say where
+            click.echo(f"scorematch: {err}", err=True)
+            raise click.exceptions.Exit(128 + err.signum) from None
         except KeyboardInterrupt:
             raise click.Abort() from None
         except USER_ERRORS as err:
@@ -131,6 +136,12 @@ for command in (datasets, train, sample, evaluate, likelihood, plot, demo, ensem
     cli.add_command(command)
 
 
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # SIGTERM outside training ends like Ctrl-C: one line, files whole
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``scorematch`` script."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)  # (training saves first: training.stops)
     cli.main(args=argv, prog_name="scorematch")

@@ -146,6 +146,7 @@ def _report_rows(result: Evaluation, bits: bool) -> list[tuple[str, Any]]:
     rows: list[tuple[str, Any]] = [
         ("step", result.step),
         ("samples / held-out", f"{result.n_samples} / {result.n_test}"),
+        *_subset_row(result.distance_rows, result.n_test),
         ("sliced Wasserstein", result.sliced_wasserstein),
         ("MMD² (unbiased)", result.mmd),
         ("energy distance (unbiased)", result.energy_distance),
@@ -191,6 +192,13 @@ def _notes(result: Evaluation) -> list[str]:
             "same for held-out rows (≈ 1: generalises; ≪ 1: copies training rows)"
         )
     return notes
+
+
+def _subset_row(rows: int | None, n_test: int) -> list[tuple[str, str]]:
+    """The row saying that MMD and energy distance used a random subset of the held-out split."""
+    if rows is None or rows >= n_test:
+        return []
+    return [("  MMD, energy: held-out", f"random {rows} of {n_test}")]
 
 
 @click.command()

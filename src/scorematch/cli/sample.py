@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..plots import image_grid, samples_vs_data, trajectory_gif
+from ..runs.streaming import sample_to_file
 from ..samplers import SAMPLERS
 from .options import check_out, checkpoint_line, checkpoint_option, open_run, save_array
 
@@ -71,8 +72,14 @@ def sample(
     two_d = run.kind == "vector" and run.shape == (2,)
     if trajectory and not two_d:
         raise click.UsageError("--trajectory needs 2-D data (it draws the points moving)")
-    drawn = run.sample(
+    # In chunks, each written to --out as it is drawn (.npy/.csv): memory flat in -n.  A user's
+    # table is kept and written with its column names and labels instead.
+    table = run.columns is not None and out.suffix.lower() == ".csv"
+    drawn = sample_to_file(
+        run,
         n,
+        out,
+        keep=out.suffix.lower() == ".png" or table,
         sampler=sampler,
         steps=steps,
         seed=seed,
@@ -80,16 +87,16 @@ def sample(
         trajectory=trajectory,
         progress=not no_progress,
     )
-    x = drawn.x.cpu()
     if out.suffix.lower() == ".png":
+        x = drawn.x
         if run.kind == "image":
             image_grid(x.clamp(0, 1), out)
         else:
             labels = run.columns.names[:2] if run.columns is not None else None
             samples_vs_data(x, None, out, title=f"{n} samples, step {run.step}", labels=labels)
-    else:
+    elif table:
         # A table's CSV: its column names, categoricals as labels, discrete columns on their grid.
-        save_array(out, x.numpy(), columns=run.columns)
+        save_array(out, drawn.x.numpy(), columns=run.columns)
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")
     click.echo(checkpoint_line(run))
     if trajectory:

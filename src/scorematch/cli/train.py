@@ -154,6 +154,11 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     "--checkpoint-every", type=int, help="Save a checkpoint every N steps (default: 4 per run)."
 )
 @click.option(
+    "--checkpoint-minutes",
+    type=float,
+    help="Also save a checkpoint every N minutes of wall time (default 10; 0: never).",
+)
+@click.option(
     "--sample-every",
     type=int,
     help="Write samples/step_N.png every N steps (default: 4 per run; 0: never).",
@@ -177,6 +182,9 @@ def train(
     for key, value in flags.items():
         if value is not None:
             options[key] = value
+    minutes = options.pop("checkpoint_minutes", 10.0)  # how often to save, not part of the run
+    if isinstance(minutes, bool) or not isinstance(minutes, (int, float)) or not minutes >= 0:
+        raise click.UsageError(f"--checkpoint-minutes must be a number >= 0, got {minutes!r}")
     out = out if out is not None else options.pop("out", None)
     options.pop("out", None)
     if out is None:
@@ -197,11 +205,13 @@ def train(
             checkpoint_every=options.get("checkpoint_every"),
             sample_every=options.get("sample_every"),
             progress=not no_progress,
+            checkpoint_minutes=minutes or None,
         )
     else:
         if "data" not in options:
             raise click.UsageError("missing --data (a built-in name, a file or a folder)")
-        result = train_run(options, out, progress=not no_progress, announce=_announce)
+        result = train_run(options, out, progress=not no_progress, announce=_announce,
+                           checkpoint_minutes=minutes or None)  # fmt: skip
     click.echo(
         f"trained {out} to step {result.step}: loss {result.loss:.4g}, "
         f"{result.seconds:.1f} s of training; checkpoint {result.checkpoint}"

@@ -8,6 +8,7 @@ the cells of columns that hold text (labels) — and :func:`write_csv` writes on
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import zipfile
@@ -115,6 +116,8 @@ def _csv_rows(p: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]], s
         for lineno, row in enumerate(cells, start=1)
         if any(cell.strip() for cell in row)
     ]
+    if not rows:
+        raise ValueError(f"{p}: holds no values, only delimiters and blank lines")
     header: list[str] | None = None
     head = rows[0][1]
     if all(_parse_float(c) is None for c in head) or _header_with_numbers(rows):
@@ -218,6 +221,8 @@ def _read_npz(p: Path) -> Tensor:
                         f"{', '.join(_NPZ_KEYS)}; save the data under one of those keys"
                     )
             arr = archive[key]
+            if not isinstance(arr, np.ndarray):  # a zip member that is not a .npy file
+                raise ValueError(f"{p}: member {key!r} of the .npz archive is not a NumPy array")
     except ValueError as err:
         if str(err).startswith(str(p)):
             raise
@@ -297,6 +302,54 @@ def _center_square_resize(img, size: int):
     return img
 
 
+# Pillow's modes of 16-bit greyscale images; 16-bit colour PNGs it reads as 8-bit RGB(A).
+_GREY16 = ("I;16", "I;16B", "I;16L", "I;16N")
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _bit_depth(f: Path, im) -> int:
+    """8 or 16: the depth an image is read at, or a one-line ValueError for one that would be
+    read wrongly (16-bit colour PNGs, which Pillow truncates to 8 bits; 32-bit and float pixels)."""
+    with open(f, "rb") as fh:
+        head = fh.read(26)
+    if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] != 0:
+        raise ValueError(
+            f"{f}: a 16-bit colour PNG, which can only be read at 8 bits here; save it as 8-bit "
+            "colour or 16-bit greyscale"
+        )
+    if im.mode in _GREY16:
+        return 16
+    if im.mode in ("I", "F"):
+        raise ValueError(
+            f"{f}: {im.mode}-mode (32-bit) pixels are not read; use 8- or 16-bit images"
+        )
+    return 8
+
+
+def image_folder_levels(path: str | Path) -> int:
+    """Grey levels − 1 of the images under ``path``: 65535 when any is 16-bit, else 255 (8-bit
+    values k/255 lie on the 16-bit grid too).  Reads the headers only."""
+    from PIL import Image
+
+    root = Path(path).expanduser()
+    for f in sorted(
+        f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
+    ):
+        with contextlib.suppress(OSError, ValueError), Image.open(f) as im:
+            if _bit_depth(f, im) == 16:
+                return 65535
+    return 255
+
+
+def _pixels16(im, mode: str, size: int | None) -> np.ndarray:
+    """A 16-bit greyscale image as float32 (C, H, W) in [0, 1], on the 1/65535 grid."""
+    im = im.convert("F")
+    if size is not None:
+        im = _center_square_resize(im, int(size))
+    a = np.clip(np.round(np.asarray(im, dtype=np.float32)), 0, 65535) / 65535.0
+    return np.repeat(a[None], 3 if mode == "RGB" else 1, axis=0).astype(np.float32)
+
+
 def load_image_folder(path: str | Path, size: int | None = None, mode: str | None = None) -> Tensor:
     """Load every PNG/JPEG under ``path`` (recursively, sorted by path) as ``(N, C, H, W)`` in [0, 1].
 
@@ -307,9 +360,10 @@ def load_image_folder(path: str | Path, size: int | None = None, mode: str | Non
         mode: ``"L"`` (greyscale, C=1) or ``"RGB"`` (C=3); ``None`` picks ``"L"`` when every image
             is greyscale and ``"RGB"`` otherwise.  Alpha channels are dropped.
 
-    EXIF orientation is applied.  Raises ``FileNotFoundError`` for a missing folder and a
-    ``ValueError`` for an empty folder, an unreadable image (named), or mixed sizes without
-    ``size``.
+    EXIF orientation is applied.  8-bit images are read as k/255, 16-bit greyscale ones at their
+    depth, as k/65535 (``image_folder_levels`` says which grid the likelihood dequantises on).
+    Raises ``FileNotFoundError`` for a missing folder and a ``ValueError`` for an empty folder, an
+    unreadable image (named), a 16-bit colour or 32-bit image, or mixed sizes without ``size``.
     """
     from PIL import Image, ImageOps
 
@@ -334,14 +388,19 @@ def load_image_folder(path: str | Path, size: int | None = None, mode: str | Non
         try:
             with Image.open(f) as im:
                 im.load()
-                images.append(ImageOps.exif_transpose(im))
+                depth = _bit_depth(f, im)
+                images.append((ImageOps.exif_transpose(im), depth))
+        except ValueError as err:
+            if str(err).startswith(str(f)):
+                raise
+            raise ValueError(f"cannot read image {f}: {err}") from err
         except Exception as err:  # Pillow raises many types for damaged files
             raise ValueError(f"cannot read image {f}: {err}") from err
     if mode is None:
-        grey = {"1", "L", "LA", "I", "I;16", "F"}
-        mode = "L" if all(im.mode in grey for im in images) else "RGB"
+        grey = {"1", "L", "LA", *_GREY16}
+        mode = "L" if all(im.mode in grey for im, _ in images) else "RGB"
     if size is None:
-        sizes = {im.size for im in images}
+        sizes = {im.size for im, _ in images}
         if len(sizes) > 1:
             examples = ", ".join(f"{w}×{h}" for w, h in sorted(sizes)[:3])
             raise ValueError(
@@ -349,7 +408,10 @@ def load_image_folder(path: str | Path, size: int | None = None, mode: str | Non
                 "crop and resize them to one square size"
             )
     arrays = []
-    for im in images:
+    for im, depth in images:
+        if depth == 16:
+            arrays.append(_pixels16(im, mode, size))
+            continue
         im = im.convert(mode)
         if size is not None:
             im = _center_square_resize(im, int(size))

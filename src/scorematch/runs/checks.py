@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["choice", "count", "positive_float", "positive_int"]
+__all__ = ["choice", "count", "fraction", "positive_float", "positive_int", "seed_value"]
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -23,6 +23,29 @@ def count(value: Any, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
         raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)
+
+
+def seed_value(value: Any, name: str = "seed") -> int:
+    """``value`` as a seed: an int in [0, 2**63) (what ``torch.manual_seed`` takes), else a
+    ValueError naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, np.integer))
+        or not 0 <= value < 2**63
+    ):
+        raise ValueError(f"{name} must be an integer >= 0 (and below 2**63), got {value!r}")
+    return int(value)
+
+
+def fraction(value: Any, name: str) -> float:
+    """``value`` as a float strictly between 0 and 1, else a ValueError naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        v = math.nan
+    if isinstance(value, bool) or not 0.0 < v < 1.0:
+        raise ValueError(f"{name} must be a number in (0, 1), got {value!r}")
+    return v
 
 
 def positive_float(value: Any, name: str) -> float:

@@ -24,7 +24,7 @@ from ..objectives.noise_conditional import WEIGHTINGS
 from ..parametrization import default_noise_input
 from ..processes import NoiseLevels, make_process
 from ..samplers import SAMPLERS
-from .checks import choice, count, positive_float, positive_int
+from .checks import choice, count, fraction, positive_float, positive_int, seed_value
 from .data import DataBundle, load_split, table_columns, validation_index
 
 __all__ = [
@@ -199,9 +199,7 @@ def _given(options: Mapping[str, Any]) -> dict[str, Any]:
 
 def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle]:
     """Where the data comes from and how it is split; loads it and fits the standardisation."""
-    seed = int(options.get("seed", 0))
-    if seed < 0:
-        raise ValueError(f"seed must be >= 0, got {seed}")
+    seed = seed_value(options.get("seed", 0))
     spec = str(options["data"])
     path = Path(spec).expanduser()
     if spec.lower() in list_datasets():
@@ -214,7 +212,7 @@ def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         "n": positive_int(options["n"], "n") if "n" in options else None,
         "seed": seed,
         "image_size": None if image_size is None else positive_int(image_size, "image_size"),
-        "test_fraction": float(options.get("test_fraction", TEST_FRACTION)),
+        "test_fraction": fraction(options.get("test_fraction", TEST_FRACTION), "test_fraction"),
         "split_seed": seed,
     }
     if not 0.0 < data_cfg["test_fraction"] < 1.0:

@@ -17,6 +17,7 @@ from ..data import (
     TOY_DATASETS,
     ColumnCodec,
     Standardizer,
+    image_folder_levels,
     is_table_file,
     list_datasets,
     load_dataset,
@@ -79,12 +80,26 @@ def validation_index(n_train: int, fraction: float, seed: int) -> Tensor | None:
 
 
 def _levels(spec: str, x: Tensor) -> int | None:
-    """Grey levels − 1 of quantised images: 16 for the digits, 255 for 8-bit image folders."""
+    """Grey levels − 1 of quantised images: 16 for the digits, 255 for 8-bit image folders,
+    65535 for folders with 16-bit images."""
     if str(spec).lower() == "digits":
         return 16
     if x.ndim == 4 and Path(str(spec)).expanduser().is_dir():
-        return 255
+        return image_folder_levels(Path(str(spec)).expanduser())
     return None
+
+
+# Fewest rows a split may leave: two to fit a standardisation and give a standard error.
+MIN_SPLIT_ROWS = 2
+
+
+def _check_split(train: Tensor, test: Tensor, fraction: float) -> None:
+    for rows, what in ((train, "training"), (test, "held-out")):
+        if rows.shape[0] < MIN_SPLIT_ROWS:
+            raise ValueError(
+                f"test_fraction {fraction:g} leaves {rows.shape[0]} {what} row(s) of "
+                f"{train.shape[0] + test.shape[0]}; each split needs at least {MIN_SPLIT_ROWS}"
+            )
 
 
 def load_split(data_cfg: Mapping[str, Any]) -> tuple[Tensor, Tensor, str, int | None]:
@@ -98,6 +113,7 @@ def load_split(data_cfg: Mapping[str, Any]) -> tuple[Tensor, Tensor, str, int | 
     )
     kind = "image" if x.ndim == 4 else "vector"
     train, test = train_test_split(x, float(data_cfg["test_fraction"]), int(data_cfg["split_seed"]))
+    _check_split(train, test, float(data_cfg["test_fraction"]))
     return train, test, kind, _levels(data_cfg["spec"], x)
 
 

@@ -49,6 +49,7 @@ class Evaluation:
     sliced_wasserstein: float
     mmd: float
     energy_distance: float
+    distance_rows: int | None = None  # held-out rows MMD and energy distance used (a subset)
     nll: float | None = None
     nll_stderr: float | None = None
     bits_per_dim: float | None = None

@@ -15,6 +15,7 @@ from ..training import checkpoint_paths, latest_checkpoint, load_checkpoint
 from .build import build_process, build_score_model
 from .config_files import read_run_config
 from .ensemble import ensemble_run
+from .integrity import check_checkpoint_config
 from .run import Run
 from .selection import read_selection
 
@@ -52,7 +53,8 @@ def load_run(
         raise FileNotFoundError(f"{path} holds no checkpoint at step {step} ({where.name})")
     process = build_process(config)
     model = build_score_model(config, process)
-    ckpt = load_checkpoint(where, model, ema=ema, device=device)
+    ckpt = load_checkpoint(where if step is not None else path, model, ema=ema, device=device)
+    check_checkpoint_config(config, ckpt, path)  # weights trained with this config.yaml
     if device is not None:
         model = model.to(device)
     model.requires_grad_(False).eval()

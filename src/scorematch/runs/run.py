@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .._checks import model_device
 from ..data import ColumnCodec, Standardizer
@@ -26,10 +27,11 @@ from ..metrics import (
 )
 from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
-from .checks import choice, positive_int
+from .checks import choice, positive_int, seed_value
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
 from .evaluation import Evaluation, likelihood_convention
+from .streaming import MAX_DISTANCE_ROWS, subsample_rows
 
 __all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
 
@@ -144,7 +146,7 @@ class Run:
         added back at every step, whatever σ.  (The README's digits grid used 40 only within EDM's
         σ window 0.05–50: ``benchmarks/digits.py``.)
         """
-        n = positive_int(n, "n")
+        n, seed = positive_int(n, "n"), seed_value(seed)
         cfg = self.config["sampling"]
         name = choice(sampler or cfg["sampler"], "sampler", tuple(SAMPLERS))
         if not (isinstance(churn, (int, float)) and math.isfinite(churn) and churn >= 0):
@@ -281,7 +283,7 @@ class Run:
                 f"{tuple(x.shape[1:])}"
             )
         device, dtype = model_device(self.model)
-        gen = torch.Generator(device=device).manual_seed(int(seed))
+        gen = torch.Generator(device=device).manual_seed(seed_value(seed))
         levels = self.config["data"].get("levels")
         dim = math.prod(self.shape)
         options = dict(
@@ -290,10 +292,11 @@ class Run:
             rtol=rtol,
             atol=rtol,
             t_min=t_min,
-            progress=progress,
+            progress=False,  # one bar for the whole job below, not one per batch
         )
         self.model.eval()
         out, nfe = [], 0
+        bar = tqdm(total=x.shape[0], unit="row", desc="likelihood", disable=not progress)
         for start in range(0, x.shape[0], batch_size):
             xb = x[start : start + batch_size].to(device=device, dtype=dtype)
             if levels:
@@ -321,6 +324,8 @@ class Run:
                 lp = lp_z.double() + self.standardizer.log_abs_det() + log_bin
             out.append(lp.cpu())
             nfe += n_eval
+            bar.update(xb.shape[0])
+        bar.close()
         return torch.cat(out), nfe
 
     # -- evaluation
@@ -358,6 +363,8 @@ class Run:
         gen = torch.Generator().manual_seed(int(seed))
         nonfinite = int((~torch.isfinite(x.reshape(n, -1))).any(1).sum())
         x = torch.nan_to_num(x, nan=0.0, posinf=1e6, neginf=-1e6)
+        # MMD and energy distance cost O(rows²): on a bounded random subset of the held-out rows.
+        pairs = subsample_rows(ref, MAX_DISTANCE_ROWS, torch.Generator().manual_seed(int(seed)))
         result = Evaluation(
             run=str(self.run_dir) if self.run_dir else None,
             step=self.step,
@@ -369,8 +376,9 @@ class Run:
             sample_seconds=round(drawn.seconds, 3),
             nonfinite_samples=nonfinite,
             sliced_wasserstein=float(sliced_wasserstein(x, ref, projections=256, generator=gen)),
-            mmd=float(mmd(x, ref)),
-            energy_distance=float(energy_distance(x, ref)),
+            mmd=float(mmd(x, pairs)),
+            energy_distance=float(energy_distance(x, pairs)),
+            distance_rows=int(pairs.shape[0]),
         )
         if nll and self.time_conditional:
             pts = ref[:max_nll_points]

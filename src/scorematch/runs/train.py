@@ -21,7 +21,14 @@ from torch import nn
 
 from ..plots import image_grid, samples_vs_data
 from ..processes import Process
-from ..training import Trainer, TrainResult, latest_checkpoint
+from ..training import (
+    Trainer,
+    TrainResult,
+    check_unlocked,
+    choose_resume_checkpoint,
+    is_leftover,
+    latest_checkpoint,
+)
 from .build import build_loss, build_process, build_score_model
 from .checks import count, positive_int
 from .config import TIME_CONDITIONAL, build_config
@@ -49,6 +56,7 @@ def train(
     sample_every: int | None = None,
     progress: bool = True,
     announce: Callable[[dict[str, Any]], None] | None = None,
+    checkpoint_minutes: float | None = 10.0,
 ) -> TrainResult:
     """Train a run into ``out_dir``.
 
@@ -56,9 +64,13 @@ def train(
     (``resume=True``): the run's ``config.yaml`` is used, ``options`` must be None or empty, and
     ``steps`` (the new total) may extend the run; ``checkpoint_every`` / ``sample_every`` may
     change.  ``announce(config)`` is called with the resolved config before training starts.
-    Returns the trainer's ``TrainResult``.
+    ``checkpoint_minutes``: also save a checkpoint every so many minutes of wall time (None: only
+    on the step grid); not part of the config.  Returns the trainer's ``TrainResult``.  The run
+    folder is created with its config.yaml in one step and locked while training (see
+    ``training.run_lock``).
     """
     out = Path(out_dir).expanduser()
+    check_unlocked(out)  # a second writer: one line, before anything is read or printed
     if resume:
         config, bundle = _resumed_config(out, options, steps, checkpoint_every, sample_every)
     else:
@@ -78,24 +90,26 @@ def train(
     process = build_process(config)
     loss = build_loss(config, process)
     validated = bundle.val_index is not None and bool(tr.get("validate_every"))
-    out.mkdir(parents=True, exist_ok=True)
     selection = read_selection(out) if resume else None
-    if validated and tr.get("refit") and selection is None:
-        selection = _select_in_memory(config, bundle, process, loss, progress)
-        write_selection(out, selection)
     refit = validated and bool(tr.get("refit"))
+    if refit and selection is None:
+        # In memory: the run folder appears only when the Trainer creates and locks it.  A run
+        # killed before its selection.json is written makes the same choice again (seeded).
+        selection = _select_in_memory(config, bundle, process, loss, progress)
     rows = bundle.train if refit or not validated else bundle.fit
     z_rows = bundle.standardizer.transform(rows)
     target = selection["best_step"] if refit else tr["steps"]
     # The refit keeps the selection pass's schedule (cosine over training.steps) up to the chosen
     # step: decaying over the chosen steps instead made iris 0.05 and wine 0.36 nats worse.
     trainer = _trainer(config, bundle, process, loss, z_rows, out, progress,
-                       validate=validated and not refit)  # fmt: skip
+                       validate=validated and not refit,
+                       checkpoint_minutes=checkpoint_minutes)  # fmt: skip
     if resume:
-        if latest_checkpoint(out / "checkpoints") is not None:
-            trainer.resume(expected_changes=RESUMABLE)
-        else:  # killed before its first checkpoint: start again from step 0
-            logger.info("%s holds no checkpoint yet; training from step 0", out)
+        # The newest good checkpoint (damaged ones are moved aside, and that is said); none:
+        # killed before its first one, and fit says so and trains from step 0.
+        ckpt = choose_resume_checkpoint(out / "checkpoints", quarantine=True)
+        if ckpt is not None:
+            trainer.resume(ckpt, expected_changes=RESUMABLE)
         if trainer.step >= target:
             raise ValueError(
                 f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} to "
@@ -103,6 +117,7 @@ def train(
             )
     result = trainer.fit(target, resume=resume)
     if refit:
+        write_selection(out, selection)
         return dataclasses.replace(result, best_step=selection["best_step"])
     if validated:
         run = load_run(out)  # the run's model: the best step, or the last of a fixed --steps
@@ -116,7 +131,8 @@ def train(
     return result
 
 
-def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate) -> Trainer:
+def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate,
+             checkpoint_minutes=None) -> Trainer:  # fmt: skip
     """The ``Trainer`` of a run's config, writing into ``out`` (None: in memory, no files)."""
     tr = config["training"]
     sample_every = tr["sample_every"] if out is not None else 0
@@ -145,6 +161,7 @@ def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate) 
         ema_half_life=tr["ema_half_life"],
         seed=tr["seed"],
         checkpoint_every=tr["checkpoint_every"] if out is not None else None,
+        checkpoint_seconds=None if checkpoint_minutes is None else 60.0 * checkpoint_minutes,
         sample_every=sample_every or None,
         sample_fn=_sample_plotter(config, bundle, process) if sample_every else None,
         progress=progress,
@@ -197,7 +214,7 @@ def _check_new_run_dir(out: Path) -> None:
         )
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(not is_leftover(p) for p in out.iterdir()):
         raise ValueError(f"--out {out} is not empty; choose a new or empty directory")
 
 
@@ -213,7 +230,8 @@ def _resumed_config(
         names = ", ".join(sorted(options))
         raise ValueError(f"cannot change {names} when resuming: the run's config.yaml fixes them")
     if not is_run_dir(out):
-        raise FileNotFoundError(f"no run to resume in {out} (no config.yaml)")
+        why = "" if not out.is_dir() else ": nothing was trained into it yet, start it with --data"
+        raise FileNotFoundError(f"no run to resume in {out} (no config.yaml){why}")
     config = read_run_config(out)
     bundle = load_run_data(config)
     tr = config["training"]

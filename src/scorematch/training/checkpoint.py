@@ -5,21 +5,23 @@ A checkpoint at step N is two files in one directory::
     step_0000000N.safetensors   every tensor: "model.*", "ema.*", "optim.state.<i>.<key>"
     step_0000000N.json          everything else: step, config, RNG states, optimizer scalars, ...
 
-The tensor file is written first and the JSON last, each atomically (``scorematch.io``), and the
-JSON records the tensor file's SHA-256.  A checkpoint *exists* only when its JSON exists, so a
-process killed mid-save never leaves a half-written "latest" checkpoint; a tensor file damaged
-later is caught by the checksum and reported as a ``ValueError`` naming the file.
+The tensor file is written first and the JSON last, each atomically (``scorematch.io``).  The JSON
+records the tensor file's size and SHA-256 and, last, the hash of its own content.  A checkpoint
+*exists* only when its JSON exists, so a process killed mid-save never leaves a half-written
+"latest" checkpoint; a file damaged or edited later is caught by ``read_checkpoint_files`` and
+reported as a ``CheckpointDamaged`` (a ``ValueError``) naming the file and the field.  An existing
+tensor file is never overwritten.  Which checkpoint of a folder to use — the newest good one — is
+``recovery``'s business; what a ``Trainer`` stores is in ``train_state``.
 
-Besides the format (write, read, list, latest, rotate) this module converts what is not a plain
-tensor or JSON value: the optimizer's state dict (tensors apart from JSON scalars), and the config
-(its hash, and the keys at which two configs differ).  What a ``Trainer`` stores is in
-``train_state``.
+Besides the format (write, read and check, list, latest, rotate) this module holds the config's
+hash and the keys at which two configs differ.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 from collections.abc import Collection
@@ -37,20 +39,22 @@ from ..io import atomic_write_bytes, atomic_write_text
 
 __all__ = [
     "Checkpoint",
+    "CheckpointDamaged",
+    "checkpoint_pair",
     "checkpoint_paths",
     "config_changes",
     "config_hash",
-    "flatten_optimizer_state",
     "latest_checkpoint",
     "list_checkpoints",
-    "load_checkpoint",
     "load_module_state",
-    "read_checkpoint",
+    "move_aside",
+    "read_checkpoint_files",
     "rotate_checkpoints",
     "scorematch_version",
-    "unflatten_optimizer_state",
     "write_checkpoint",
 ]
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "scorematch-checkpoint"
 FORMAT_VERSION = 1
@@ -92,21 +96,79 @@ class Checkpoint:
         return self.metadata.get("config")
 
 
+class CheckpointDamaged(ValueError):
+    """A checkpoint whose files are unreadable, fail their checksums, lack a field or disagree
+    with each other.  ``path`` is the tensor file; an older checkpoint can stand in for it
+    (``recovery.choose_checkpoint``)."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def _canonical(meta: dict[str, Any]) -> bytes:
+    # The text a sidecar's hash covers: its JSON as reloaded (int keys become strings), keys sorted.
+    body = {k: v for k, v in json.loads(json.dumps(meta)).items() if k != "metadata_sha256"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8")
+
+
+def _existing_blob(tensor_path: Path, flat: dict[str, Tensor], step: str) -> bytes | None:
+    """Never overwrite a tensor file: the bytes already at ``tensor_path`` when they hold exactly
+    ``flat`` at ``step`` (a resumed run re-saving an interrupted save; safetensors orders its
+    header freely, so the bytes themselves may differ), else None — and a file holding other
+    tensors is first moved aside, with its sidecar, as ``*.superseded``."""
+    if not tensor_path.exists():
+        return None
+    blob = tensor_path.read_bytes()
+    try:
+        old = _st_load(blob)
+        same = _header_step(blob) == step and old.keys() == flat.keys()
+        same = same and all(
+            old[k].dtype == v.dtype and torch.equal(old[k], v) for k, v in flat.items()
+        )
+    except Exception:  # not a readable safetensors file: certainly not these tensors
+        same = False
+    if same:
+        return blob
+    moved = [move_aside(p, ".superseded") for p in (tensor_path, tensor_path.with_suffix(".json"))]
+    names = " and ".join(m.name for m in moved if m is not None)
+    logger.warning("%s already held other tensors: kept as %s", tensor_path, names)
+    return None
+
+
+def move_aside(path: Path, suffix: str) -> Path | None:
+    """Rename ``path`` to ``path + suffix`` (``-2``, ``-3``, … when taken); None when ``path``
+    is gone (another process removed it)."""
+    target, n = path.with_name(path.name + suffix), 1
+    while target.exists():
+        n += 1
+        target = path.with_name(f"{path.name}{suffix}-{n}")
+    try:
+        os.rename(path, target)
+    except FileNotFoundError:
+        return None
+    return target
+
+
 def write_checkpoint(
     directory: str | os.PathLike, step: int, tensors: dict[str, Tensor], metadata: dict[str, Any]
 ) -> Path:
     """Write the checkpoint at ``step``: tensors (safetensors) first, then the JSON sidecar.
 
     Both writes are atomic; the JSON gets ``format``, ``step``, the tensor file's name, size and
-    SHA-256 added.  Tensors are copied to CPU and made contiguous (safetensors stores dense,
+    SHA-256 added, and last ``metadata_sha256``, the hash of everything else in it (so an edited
+    or damaged sidecar is detected).  An existing tensor file is never overwritten (see
+    ``_existing_blob``).  Tensors are copied to CPU and made contiguous (safetensors stores dense,
     unshared buffers).  Returns the tensor file's path.
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensor_path, json_path = checkpoint_paths(directory, step)
     flat = {k: v.detach().to(device="cpu", copy=True).contiguous() for k, v in tensors.items()}
-    blob = _st_save(flat, metadata={"format": FORMAT, "step": str(int(step))})
-    atomic_write_bytes(tensor_path, blob)
+    blob = _existing_blob(tensor_path, flat, str(int(step)))
+    if blob is None:
+        blob = _st_save(flat, metadata={"format": FORMAT, "step": str(int(step))})
+        atomic_write_bytes(tensor_path, blob)
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -116,6 +178,7 @@ def write_checkpoint(
         "tensors_sha256": hashlib.sha256(blob).hexdigest(),
         **metadata,
     }
+    meta["metadata_sha256"] = hashlib.sha256(_canonical(meta)).hexdigest()
     atomic_write_text(json_path, json.dumps(meta, indent=1) + "\n")
     return tensor_path
 
@@ -144,12 +207,12 @@ def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
 
 
 def rotate_checkpoints(
-    directory: str | os.PathLike, keep: int | None, *, protect: Collection[int | None] = ()
+    directory: str | os.PathLike, keep: int | None, *, protect: Collection[int] = ()
 ) -> list[Path]:
-    """Delete all but the newest ``keep`` complete checkpoints (None keeps all) and those whose
-    step is in ``protect`` (the run's best step), plus what
-    interrupted saves left: temporary files, and tensor files without JSON older than the newest
-    complete checkpoint.  Call it from the only process that writes checkpoints.
+    """Delete all but the newest ``keep`` complete checkpoints (None keeps all) and those at the
+    steps in ``protect`` (e.g. the best one on validation), plus what interrupted saves left:
+    temporary files, and tensor files without JSON older than the newest complete checkpoint.
+    Call it from the only process that writes checkpoints, after the newest one was verified.
 
     The JSON goes first, so a process killed mid-deletion leaves an orphan that is ignored.
     Returns the deleted tensor-file paths.
@@ -158,8 +221,9 @@ def rotate_checkpoints(
     complete = list_checkpoints(directory)
     removed = []
     old = complete[: max(len(complete) - keep, 0)] if keep is not None else []
-    old = [p for p in old if _step_of(p) not in set(protect)]
     for tensor_path in old:
+        if _step_of(tensor_path) in protect:
+            continue
         tensor_path.with_suffix(".json").unlink(missing_ok=True)
         tensor_path.unlink(missing_ok=True)
         removed.append(tensor_path)
@@ -182,16 +246,10 @@ def _step_of(path: Path) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def _resolve(path_or_dir: str | os.PathLike) -> tuple[Path, Path]:
-    path = Path(path_or_dir)
-    if path.is_dir():
-        directory = path / "checkpoints" if (path / "checkpoints").is_dir() else path
-        latest = latest_checkpoint(directory)
-        if latest is None:
-            raise FileNotFoundError(
-                f"no complete checkpoint (step_*.safetensors + .json) in {str(directory)!r}"
-            )
-        return latest, latest.with_suffix(".json")
+def checkpoint_pair(path: str | os.PathLike) -> tuple[Path, Path]:
+    """``(tensor file, JSON sidecar)`` of the checkpoint that ``path`` (either file) names;
+    ``FileNotFoundError`` naming the one that is missing."""
+    path = Path(path)
     if path.suffix not in (".safetensors", ".json"):
         if not path.exists():
             raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist")
@@ -207,39 +265,90 @@ def _resolve(path_or_dir: str | os.PathLike) -> tuple[Path, Path]:
     return tensor_path, json_path
 
 
-def read_checkpoint(
-    path_or_dir: str | os.PathLike, *, device: torch.device | str | None = None
-) -> Checkpoint:
-    """Read a checkpoint: a ``.safetensors`` or ``.json`` file, a checkpoint directory, or a run
-    directory containing ``checkpoints/`` (the newest complete one is taken).
+def _field(meta: dict[str, Any], json_path: Path, name: str, kind: type, check=None) -> Any:
+    value = meta.get(name)
+    ok = isinstance(value, kind) and not isinstance(value, bool) and (check is None or check(value))
+    if not ok:
+        got = "it is missing" if name not in meta else f"got {value!r:.60}"
+        raise CheckpointDamaged(
+            json_path.with_suffix(".safetensors"),
+            f"checkpoint metadata {str(json_path)!r}: field {name!r} is damaged ({got})",
+        )
+    return value
 
-    Raises ``FileNotFoundError`` naming the missing path, and ``ValueError`` naming the file when
-    the JSON is unreadable, is not a scorematch checkpoint, or the tensor file fails its checksum.
+
+def _header_step(blob: bytes) -> str | None:
+    """The step a safetensors file records in its own header (``__metadata__``), if readable."""
+    try:
+        size = int.from_bytes(blob[:8], "little")
+        return json.loads(blob[8 : 8 + size])["__metadata__"]["step"]
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def read_checkpoint_files(
+    path: str | os.PathLike,
+    *,
+    device: torch.device | str | None = None,
+    load_tensors: bool = True,
+) -> Checkpoint:
+    """Read and check the checkpoint that ``path`` (its ``.safetensors`` or ``.json`` file) names.
+
+    Checks, each failing with a ``CheckpointDamaged`` (a ``ValueError``) naming the file and the
+    field: the JSON parses and is a scorematch checkpoint; ``step``, ``tensors_bytes`` and
+    ``tensors_sha256`` are well formed; the sidecar's own hash (``metadata_sha256``, when written
+    by this version); the tensor file's size and SHA-256; and the step, as the file name, the
+    sidecar and the tensor file's header each state it, agrees.  ``load_tensors=False`` verifies
+    without building the tensors (``tensors`` is then empty).
     """
-    tensor_path, json_path = _resolve(path_or_dir)
+    tensor_path, json_path = checkpoint_pair(path)
     try:
         metadata = json.loads(json_path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
-        raise ValueError(f"checkpoint metadata {str(json_path)!r} is corrupted: {err}") from None
+        raise CheckpointDamaged(
+            tensor_path, f"checkpoint metadata {str(json_path)!r} is corrupted: {err}"
+        ) from None
     if not isinstance(metadata, dict) or metadata.get("format") != FORMAT:
-        raise ValueError(
-            f"{str(json_path)!r} is not a scorematch checkpoint (missing format={FORMAT!r})"
+        raise CheckpointDamaged(
+            tensor_path,
+            f"{str(json_path)!r} is not a scorematch checkpoint (missing format={FORMAT!r})",
+        )
+    step = _field(metadata, json_path, "step", int, lambda v: v >= 0)
+    size = _field(metadata, json_path, "tensors_bytes", int, lambda v: v >= 0)
+    digest = _field(metadata, json_path, "tensors_sha256", str, lambda v: len(v) == 64)
+    sealed = metadata.get("metadata_sha256")
+    if sealed is not None and sealed != hashlib.sha256(_canonical(metadata)).hexdigest():
+        raise CheckpointDamaged(
+            tensor_path,
+            f"checkpoint metadata {str(json_path)!r} was changed after it was written "
+            "(its metadata_sha256 does not match its content)",
         )
     blob = tensor_path.read_bytes()
-    expected = metadata.get("tensors_sha256")
-    if len(blob) != metadata.get("tensors_bytes") or hashlib.sha256(blob).hexdigest() != expected:
-        raise ValueError(
-            f"checkpoint file {str(tensor_path)!r} is corrupted or truncated "
-            f"({len(blob)} bytes, expected {metadata.get('tensors_bytes')} with the SHA-256 in "
-            f"{json_path.name}); delete both step files to fall back to an older checkpoint"
+    if len(blob) != size or hashlib.sha256(blob).hexdigest() != digest:
+        what = f"{len(blob)} bytes, expected {size}" if len(blob) != size else "same size"
+        raise CheckpointDamaged(
+            tensor_path,
+            f"checkpoint file {str(tensor_path)!r} is corrupted or truncated ({what}; its "
+            f"SHA-256 differs from the one in {json_path.name})",
         )
-    try:
-        tensors = _st_load(blob)
-    except Exception as err:  # safetensors raises its own error type
-        raise ValueError(f"checkpoint file {str(tensor_path)!r} is not readable: {err}") from None
+    named, inside = _step_of(tensor_path), _header_step(blob)
+    if (named is not None and named != step) or (inside is not None and inside != str(step)):
+        raise CheckpointDamaged(
+            tensor_path,
+            f"checkpoint {str(tensor_path)!r}: the steps disagree (file name {named}, "
+            f"{json_path.name} field 'step' {step}, tensor file {inside})",
+        )
+    tensors: dict[str, Tensor] = {}
+    if load_tensors:
+        try:
+            tensors = _st_load(blob)
+        except Exception as err:  # safetensors raises its own error type
+            raise CheckpointDamaged(
+                tensor_path, f"checkpoint file {str(tensor_path)!r} is not readable: {err}"
+            ) from None
     if device is not None:
         tensors = {k: v.to(device) for k, v in tensors.items()}
-    return Checkpoint(tensor_path, json_path, int(metadata["step"]), metadata, tensors)
+    return Checkpoint(tensor_path, json_path, step, metadata, tensors)
 
 
 def load_module_state(
@@ -267,76 +376,6 @@ def load_module_state(
             f"checkpoint {str(source)!r} does not match the model: " + ", ".join(parts)
         )
     module.load_state_dict(state, strict=True)
-
-
-def load_checkpoint(
-    path_or_dir: str | os.PathLike,
-    model: nn.Module | None = None,
-    *,
-    ema: bool = True,
-    device: torch.device | str | None = None,
-) -> Checkpoint:
-    """Load a checkpoint written by ``Trainer`` (see ``read_checkpoint`` for accepted paths).
-
-    With ``model``, its weights are replaced by the checkpoint's EMA weights (``ema=True``, the
-    ones to sample from; falls back to the raw weights when the run kept no EMA) or by the raw
-    weights (``ema=False``).  Returns the ``Checkpoint`` (step, JSON metadata incl. config, tensors).
-    Errors: ``FileNotFoundError`` for a missing file, ``ValueError`` for a corrupted file or a
-    checkpoint whose tensors do not fit ``model``.
-    """
-    ckpt = read_checkpoint(path_or_dir, device=device)
-    if model is not None:
-        state = (ckpt.ema_state if ema else None) or ckpt.model_state
-        if not state:
-            raise ValueError(f"checkpoint {str(ckpt.path)!r} holds no model weights")
-        load_module_state(model, state, ckpt.path)
-    return ckpt
-
-
-def _jsonable(value: Any, where: str) -> Any:
-    if isinstance(value, (bool, int, float, str)) or value is None:
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v, where) for v in value]
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v, where) for k, v in value.items()}
-    raise ValueError(
-        f"cannot store optimizer value {value!r} of type {type(value).__name__} ({where}) in a checkpoint"
-    )
-
-
-def flatten_optimizer_state(
-    state_dict: dict[str, Any], prefix: str = "optim."
-) -> tuple[dict[str, Tensor], dict[str, Any]]:
-    """Split ``optimizer.state_dict()`` into tensors ``{prefix}state.<param index>.<key>`` and a
-    JSON-able dict holding the non-tensor state values and the ``param_groups``."""
-    tensors: dict[str, Tensor] = {}
-    scalars: dict[str, dict[str, Any]] = {}
-    for index, entries in state_dict["state"].items():
-        for key, value in entries.items():
-            if isinstance(value, Tensor):
-                tensors[f"{prefix}state.{int(index)}.{key}"] = value
-            else:
-                scalars.setdefault(str(int(index)), {})[key] = _jsonable(
-                    value, f"state {index}.{key}"
-                )
-    groups = [_jsonable(g, "param_groups") for g in state_dict["param_groups"]]
-    return tensors, {"state": scalars, "param_groups": groups}
-
-
-def unflatten_optimizer_state(
-    tensors: dict[str, Tensor], meta: dict[str, Any], prefix: str = "optim."
-) -> dict[int, dict[str, Any]]:
-    """Inverse of ``flatten_optimizer_state`` for the per-parameter ``state`` part."""
-    state: dict[int, dict[str, Any]] = {}
-    pattern = re.compile(rf"^{re.escape(prefix)}state\.(\d+)\.(.+)$")
-    for name, value in tensors.items():
-        match = pattern.match(name)
-        if match:
-            state.setdefault(int(match.group(1)), {})[match.group(2)] = value
-    for index, entries in meta.get("state", {}).items():
-        state.setdefault(int(index), {}).update(entries)
-    return state
 
 
 def config_hash(config: dict[str, Any] | None) -> str | None:

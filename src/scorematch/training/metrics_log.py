@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from ..io import atomic_write_text
+from ..io import atomic_write_text, is_temp_file
 
 __all__ = [
     "METRIC_COLUMNS",
@@ -24,6 +24,8 @@ __all__ = [
     "format_row",
     "new_window",
     "prepare_run_dir",
+    "remove_temp_files",
+    "run_dir_files",
     "trim_metrics_file",
     "window_row",
 ]
@@ -87,14 +89,35 @@ def trim_metrics_file(path: Path, step: int, log_every: int) -> None:
     atomic_write_text(path, ",".join(METRIC_COLUMNS) + "\n" + "".join(kept))
 
 
+def run_dir_files(config: dict[str, Any] | None) -> dict[str, str]:
+    """The files a run folder starts with (name → text): ``config.yaml`` when there is a config."""
+    if config is None:
+        return {}
+    return {"config.yaml": yaml.safe_dump(config, sort_keys=False)}
+
+
+def remove_temp_files(out_dir: Path) -> None:
+    """Delete what atomic writes killed mid-way left of the files a training owns: its
+    ``config.yaml`` and ``metrics.csv`` and the plots in ``samples/`` (``checkpoints/`` is swept
+    by rotation).  Only for the lock holder; the temporary files of readers (``evaluate``'s
+    ``evaluation.json``, ``plot``'s ``plots/``) are left alone: they may be in flight."""
+    owned = [p for p in out_dir.glob(".*") if p.name.startswith((".config.", ".metrics."))]
+    samples = list((out_dir / "samples").glob(".*")) if (out_dir / "samples").is_dir() else []
+    for entry in owned + samples:
+        if is_temp_file(entry) and entry.is_file():
+            entry.unlink(missing_ok=True)
+
+
 def prepare_run_dir(
     out_dir: Path, config: dict[str, Any] | None, step: int, log_every: int
 ) -> None:
-    """Create ``out_dir``, write ``config.yaml`` (if there is a config) and trim ``metrics.csv``
-    to the rows up to ``step`` (see ``trim_metrics_file``)."""
+    """Create ``out_dir``, remove temporary files that a killed run left, write ``config.yaml``
+    (if there is a config) and trim ``metrics.csv`` to the rows up to ``step`` (see
+    ``trim_metrics_file``)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    if config is not None:
-        atomic_write_text(out_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    remove_temp_files(out_dir)
+    for name, text in run_dir_files(config).items():
+        atomic_write_text(out_dir / name, text)
     trim_metrics_file(out_dir / "metrics.csv", step, log_every)
 
 

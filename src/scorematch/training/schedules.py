@@ -1,4 +1,5 @@
-"""Learning-rate and EMA-decay schedules: pure functions of the (1-based) update number."""
+"""Learning-rate and EMA-decay schedules: pure functions of the (1-based) update number; and the
+checks of the trainer's integer arguments."""
 
 from __future__ import annotations
 
@@ -7,14 +8,28 @@ import math
 __all__ = [
     "DEFAULT_EMA_DECAY",
     "SCHEDULES",
+    "check_int",
     "check_lr_schedule",
     "ema_decay_at",
     "ema_decay_from",
     "learning_rate",
+    "optional_int",
 ]
 
 SCHEDULES = ("constant", "cosine")
 DEFAULT_EMA_DECAY = 0.999
+
+
+def check_int(value: object, name: str, low: int) -> int:
+    """``value`` if it is an integer ``>= low`` (not a bool), else a one-line ValueError."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return value
+
+
+def optional_int(value: object, name: str, low: int) -> int | None:
+    """None, or ``check_int(value, name, low)``."""
+    return None if value is None else check_int(value, name, low)
 
 
 def learning_rate(

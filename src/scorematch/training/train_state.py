@@ -11,7 +11,9 @@ config, schedule, ...) to the metadata; ``warn_on_changes`` compares them on res
 from __future__ import annotations
 
 import base64
+import errno
 import logging
+import math
 import os
 from collections.abc import Collection
 from datetime import datetime, timezone
@@ -23,20 +25,26 @@ from torch import Tensor, nn
 
 from .checkpoint import (
     Checkpoint,
+    CheckpointDamaged,
     checkpoint_paths,
     config_changes,
     config_hash,
-    flatten_optimizer_state,
+    latest_checkpoint,
     load_module_state,
+    move_aside,
+    read_checkpoint_files,
     rotate_checkpoints,
     scorematch_version,
-    unflatten_optimizer_state,
     write_checkpoint,
 )
 from .distributed import barrier, gather, mix_seed
+from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
+from .recovery import choose_checkpoint
 
 __all__ = [
     "REQUIRED_FIELDS",
+    "check_train_fields",
+    "choose_resume_checkpoint",
     "decode_rng_state",
     "encode_rng_state",
     "load_optimizer_state",
@@ -77,12 +85,13 @@ def save_train_state(
     world_size: int,
     rank: int,
     keep: int | None,
-    protect: Collection[int | None] = (),
+    protect: Collection[int] = (),
 ) -> Path:
     """Write the checkpoint at ``step`` (rank 0 writes; a collective call under torchrun): the
     train state's tensors, and ``metadata`` with the ``"rng"``, ``"optimizer"`` and
-    ``"world_size"`` fields and the versions and time added; then keep the newest ``keep``.
-    Returns the tensor file's path."""
+    ``"world_size"`` fields and the versions and time added; read it back, and only then keep
+    the newest ``keep`` (and the steps in ``protect``).  Returns the tensor file's path.  A failed
+    write (disk full) or read-back is an ``OSError`` naming the file and the checkpoint kept."""
     tensors, optim_meta = train_state_tensors(model, ema_model, optimizer)
     rng = rng_states(generator, world_size)
     path = checkpoint_paths(directory, step)[0]
@@ -96,11 +105,31 @@ def save_train_state(
             "torch_version": torch.__version__,
             "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
-        write_checkpoint(directory, step, tensors, metadata)
+        try:
+            write_checkpoint(directory, step, tensors, metadata)
+            # Read back what the disk now holds before rotation may delete an older checkpoint.
+            read_checkpoint_files(path, load_tensors=False)
+        except (OSError, CheckpointDamaged) as err:
+            raise _save_failed(directory, path, err) from err
         rotate_checkpoints(directory, keep, protect=protect)
         logger.info("saved checkpoint %s", path)
     barrier(world_size)
     return path
+
+
+def _save_failed(directory: Path, path: Path, err: Exception) -> OSError:
+    """An ``OSError`` naming the checkpoint that could not be written (or did not read back
+    intact: then moved aside as ``*.corrupt``) and the newest complete one that is kept."""
+    if isinstance(err, CheckpointDamaged):
+        for p in (path, path.with_suffix(".json")):
+            move_aside(p, ".corrupt")
+    kept = latest_checkpoint(directory)
+    what = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    return OSError(
+        getattr(err, "errno", None) or errno.EIO,
+        f"could not save checkpoint {path}: {what}; the newest checkpoint kept is "
+        f"{kept if kept is not None else 'none'}",
+    )
 
 
 def restore_train_state(
@@ -123,9 +152,7 @@ def restore_train_state(
     streams, still deterministic: seeded by (seed, rank, step), with a warning.
     """
     meta, where = ckpt.metadata, str(ckpt.path)
-    for key in REQUIRED_FIELDS:
-        if key not in meta:
-            raise ValueError(f"checkpoint {where!r} lacks {key!r}: it was not written by Trainer")
+    check_train_fields(ckpt)
     if ckpt.ema_state is None:
         raise ValueError(f"checkpoint {where!r} holds no EMA weights")
     load_module_state(model, ckpt.model_state, where)
@@ -145,6 +172,56 @@ def restore_train_state(
                 where,
                 err,
             )
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+_WINDOW = ("loss_sum", "grad_norm_sum", "count", "start_seconds")
+
+
+def check_train_fields(ckpt: Checkpoint) -> None:
+    """Check the sidecar fields a resume reads (``REQUIRED_FIELDS``) before any is used: a
+    ``CheckpointDamaged`` naming the file and the field otherwise, so that a resume falls back to
+    an older checkpoint instead of failing deep inside with a KeyError or TypeError."""
+    meta = ckpt.metadata
+    checks = {
+        "rng": lambda v: (
+            isinstance(v, dict)
+            and all(isinstance(v.get(k), list) for k in ("generators", "torch_cpu", "cuda"))
+        ),
+        "optimizer": lambda v: (
+            isinstance(v, dict)
+            and isinstance(v.get("state"), dict)
+            and isinstance(v.get("param_groups"), list)
+            and all(
+                isinstance(g, dict) and isinstance(g.get("params"), list) for g in v["param_groups"]
+            )
+        ),
+        "metrics_window": lambda v: (
+            isinstance(v, dict)
+            and set(_WINDOW) <= set(v)
+            and all(_is_number(v[k]) for k in _WINDOW)
+        ),
+        "elapsed_seconds": lambda v: _is_number(v) and v >= 0,
+    }
+    for key in REQUIRED_FIELDS:
+        if key not in meta:
+            problem = "is missing: it was not written by Trainer"
+        elif not checks[key](meta[key]):
+            problem = f"is damaged (got {meta[key]!r:.60})"
+        else:
+            continue
+        raise CheckpointDamaged(
+            ckpt.path, f"checkpoint metadata {str(ckpt.metadata_path)!r}: field {key!r} {problem}"
+        )
+
+
+def choose_resume_checkpoint(directory: Path, quarantine: bool) -> Checkpoint | None:
+    """The newest checkpoint in ``directory`` that a ``Trainer`` can resume from (its fields
+    checked too), past damaged ones (moved aside when ``quarantine``: rank 0 only), or None."""
+    return choose_checkpoint(directory, quarantine=quarantine, check=check_train_fields)
 
 
 def warn_on_changes(

@@ -22,14 +22,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from .checkpoint import config_hash, latest_checkpoint, read_checkpoint
+from .checkpoint import latest_checkpoint
 from .data_order import batch_source
 from .distributed import (
     average_gradients,
@@ -39,12 +39,23 @@ from .distributed import (
     rank_seed,
 )
 from .metrics_log import MetricsLog, add_to_window, new_window, prepare_run_dir, window_row
-from .results import TrainingDiverged, TrainResult, check_int, optional_int
-from .schedules import check_lr_schedule, ema_decay_at, ema_decay_from, learning_rate
-from .train_state import restore_train_state, save_train_state, warn_on_changes
+from .recovery import no_checkpoint_note
+from .results import TrainResult
+from .run_lock import hold_run_lock
+from .schedules import (
+    check_int,
+    check_lr_schedule,
+    ema_decay_at,
+    ema_decay_from,
+    learning_rate,
+    optional_int,
+)
+from .stops import SaveSchedule, StopSignals, TrainingDiverged, TrainingInterrupted
+from .train_state import choose_resume_checkpoint as choose_checkpoint
+from .trainer_checkpoints import TrainerCheckpoints
 from .validation import ValidateFn, Validation
 
-__all__ = ["TrainResult", "Trainer", "TrainingDiverged"]
+__all__ = ["TrainResult", "Trainer", "TrainingDiverged", "TrainingInterrupted"]
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +63,7 @@ LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
 SampleFn = Callable[[nn.Module, int, "Path | None"], object]
 
 
-class Trainer:
+class Trainer(TrainerCheckpoints):
     """Train ``model`` by minimising ``loss_fn(model, batch, generator)`` over ``data``.
 
     Args:
@@ -77,6 +88,8 @@ class Trainer:
             global torch RNG (for layers such as dropout); all three are checkpointed.
         checkpoint_every: save every this many steps (and always at the end of ``fit``);
             None: only at the end.  ``keep_checkpoints``: how many to keep (None: all).
+        checkpoint_seconds: also save once this much wall time passed since the last save
+            (default 10 minutes; None: never; single process only).  SIGTERM/Ctrl-C save too.
         log_every: write a ``metrics.csv`` row (means over the window) every this many steps.
         sample_every, sample_fn: call ``sample_fn(ema_model, step, out_dir)`` on rank 0 every
             ``sample_every`` steps, with the global RNG forked so sampling leaves training unchanged.
@@ -115,6 +128,7 @@ class Trainer:
         seed: int = 0,
         checkpoint_every: int | None = 1000,
         keep_checkpoints: int | None = 3,
+        checkpoint_seconds: float | None = 600.0,
         log_every: int = 25,
         sample_every: int | None = None,
         sample_fn: SampleFn | None = None,
@@ -143,6 +157,7 @@ class Trainer:
         self.seed = check_int(seed, "seed", 0)
         self.checkpoint_every = optional_int(checkpoint_every, "checkpoint_every", 1)
         self.keep_checkpoints = optional_int(keep_checkpoints, "keep_checkpoints", 1)
+        self.checkpoint_seconds = SaveSchedule.check_seconds(checkpoint_seconds)
         self.log_every = check_int(log_every, "log_every", 1)
         self.sample_every = optional_int(sample_every, "sample_every", 1)
         if self.sample_every is not None and not callable(sample_fn):
@@ -235,9 +250,15 @@ class Trainer:
 
         ``resume=True`` first loads the newest complete checkpoint in ``out_dir`` if there is one.
         Starting a fresh run (step 0, ``resume=False``) in a directory that already holds
-        checkpoints is refused.  Raises ``TrainingDiverged`` on a NaN/inf loss or gradient.
+        checkpoints is refused.  The run folder is locked meanwhile (``run_lock``: another
+        writer is refused).  Raises ``TrainingDiverged`` on a NaN/inf loss or gradient, and
+        ``TrainingInterrupted`` after SIGTERM/Ctrl-C, once the state at that step is saved.
         """
         steps = check_int(steps, "steps", 1)
+        with hold_run_lock(self.out_dir if self.is_main else None, config=self.config):
+            return self._fit(steps, resume)
+
+    def _fit(self, steps: int, resume: bool) -> TrainResult:
         if self.step == 0 and self.out_dir is not None:
             latest = latest_checkpoint(self.checkpoint_dir)
             if latest is not None and not resume:
@@ -245,10 +266,12 @@ class Trainer:
                     f"{str(self.out_dir)!r} already holds checkpoints (newest {latest.name}); "
                     "pass resume=True to continue that run or choose another out_dir"
                 )
-            if latest is not None:
-                self.resume(latest)
+            # The newest good one (damaged ones are moved aside, and that is said).
+            ckpt = latest and choose_checkpoint(self.checkpoint_dir, quarantine=self.is_main)
+            if ckpt is not None:
+                self.resume(ckpt)
             elif resume and self.is_main:
-                logger.info("no checkpoint in %s; starting from step 0", self.checkpoint_dir)
+                logger.warning("%s", no_checkpoint_note(self.checkpoint_dir))
         elif resume and self.out_dir is None:
             raise ValueError("resume=True needs an out_dir holding checkpoints")
         if steps < self.step:
@@ -260,13 +283,20 @@ class Trainer:
             prepare_run_dir(self.out_dir, self.config, self.step, self.log_every)
 
         start_elapsed, t0 = self._elapsed, time.perf_counter()
-        with MetricsLog(
-            self.metrics_path,
-            total=steps,
-            initial=self.step,
-            progress=self.progress,
-            report=self.is_main,
-        ) as log:
+        alone = (
+            self.world_size == 1
+        )  # no wall-time saves or signals under DDP: ranks could disagree
+        saves = SaveSchedule(self.checkpoint_every, alone and self.checkpoint_seconds, steps)
+        with (
+            MetricsLog(
+                self.metrics_path,
+                total=steps,
+                initial=self.step,
+                progress=self.progress,
+                report=self.is_main,
+            ) as log,
+            StopSignals(self.out_dir is not None and alone) as stop,
+        ):
             while self.step < steps:
                 s = self.step + 1
                 loss, grad_norm, lr = self._train_step(s)
@@ -280,17 +310,20 @@ class Trainer:
                     log.write(window_row(self._window, s, lr, self._elapsed))
                     if on_grid:
                         self._window = new_window(self._elapsed)
-                save = s == steps or bool(self.checkpoint_every and s % self.checkpoint_every == 0)
-                stop = False
+                save = self.out_dir is not None and saves.due(s)
+                early = False
                 if self.validation and self.validation.due(s):
-                    improved, stop = self._validate(s)  # before saving: the checkpoint holds it
-                    save = save or improved or stop
-                if self.out_dir is not None and save:
+                    improved, early = self._validate(s)  # before saving: the checkpoint holds it
+                    save = self.out_dir is not None and (save or improved or early)
+                if save:
                     self.save_checkpoint()
+                    saves.saved()
                 if self.sample_every and s % self.sample_every == 0:
                     self._call_sample_fn(s)
-                if stop:
+                if early:
                     break
+                if stop.signum is not None and s < steps:  # between two steps: a consistent state
+                    raise stop.interrupted(s, self.checkpoint_dir, self.save_checkpoint)
         last = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
         loss = log.history[-1]["loss"] if log.history else float("nan")
         best = None if self.validation is None else self.validation.best_step
@@ -344,11 +377,8 @@ class Trainer:
         return loss_value, grad_norm, lr
 
     def _diverged(self, s: int, what: str) -> TrainingDiverged:
+        # Not logged as well: the exception's message is the one line a user sees.
         last = latest_checkpoint(self.checkpoint_dir) if self.checkpoint_dir else None
-        if self.is_main:
-            logger.error(
-                "%s became NaN/inf at step %d; stopping (last good checkpoint: %s)", what, s, last
-            )
         return TrainingDiverged(s, what, last)
 
     @torch.no_grad()
@@ -367,84 +397,3 @@ class Trainer:
         devices = [self.device.index or 0] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices):
             self.sample_fn(self.ema_model, s, self.out_dir)
-
-    # ------------------------------------------------------------------ checkpoints
-    def save_checkpoint(self) -> Path:
-        """Save the current state as ``out_dir/checkpoints/step_{step:08d}.safetensors`` + ``.json``
-        (rank 0 writes; a collective call under torchrun) and delete the oldest beyond
-        ``keep_checkpoints``.  Returns the tensor file's path."""
-        if self.out_dir is None:
-            raise ValueError("save_checkpoint needs an out_dir")
-        metadata = {
-            "config": self.config,
-            "config_hash": config_hash(self.config),
-            "trainer": self.settings,
-            "schedule": {
-                "name": self.schedule,
-                "warmup_steps": self.warmup_steps,
-                "total_steps": self.total_steps or self._fit_target,
-                "lr": self.lr_at(self.step) if self.step else 0.0,
-            },
-            "sampler": self._batches.state(self.step),
-            "metrics_window": dict(self._window),
-            "elapsed_seconds": self._elapsed,
-            "validation": None if self.validation is None else self.validation.state(),
-        }
-        protect = () if self.validation is None else (self.validation.best_step,)
-        return save_train_state(
-            self.checkpoint_dir,
-            self.step,
-            metadata,
-            model=self.model,
-            ema_model=self.ema_model,
-            optimizer=self.optimizer,
-            generator=self.generator,
-            world_size=self.world_size,
-            rank=self.rank,
-            keep=self.keep_checkpoints,
-            protect=protect,
-        )
-
-    def resume(
-        self, path: str | os.PathLike | None = None, *, expected_changes: Collection[str] = ()
-    ) -> int:
-        """Load a checkpoint (default: the newest complete one in ``out_dir``) into the model,
-        EMA, optimizer, RNGs, step counter and metrics window; returns the step.  Raises
-        ``FileNotFoundError`` if there is none, ``ValueError`` if it does not fit this model.
-
-        A warning names the config keys (dotted, e.g. ``model.width``) that differ from the
-        checkpoint's, except those in ``expected_changes`` (e.g. ``training.steps`` when a run
-        is extended on purpose).  The data order needs nothing from the checkpoint: it is
-        recomputed from the step (the ``"sampler"`` field is a record only)."""
-        if path is None:
-            if self.out_dir is None:
-                raise ValueError("resume() needs a checkpoint path or an out_dir")
-            path = latest_checkpoint(self.checkpoint_dir)
-            if path is None:
-                raise FileNotFoundError(f"no complete checkpoint in {str(self.checkpoint_dir)!r}")
-        ckpt = read_checkpoint(path)
-        restore_train_state(
-            ckpt,
-            model=self.model,
-            ema_model=self.ema_model,
-            optimizer=self.optimizer,
-            params=self._params,
-            generator=self.generator,
-            world_size=self.world_size,
-            rank=self.rank,
-            seed=self.seed,
-        )
-        if self.is_main:
-            warn_on_changes(ckpt, self.settings, self.config, set(expected_changes))
-        if not self._batches.exact_resume and self.is_main:
-            logger.warning("data is an iterable: its order restarts on resume (not exact)")
-        self._batches.restart()
-        self.step = int(ckpt.metadata["step"])
-        self._restored = True
-        self._elapsed = float(ckpt.metadata["elapsed_seconds"])
-        self._window = dict(ckpt.metadata["metrics_window"])
-        if self.validation is not None and ckpt.metadata.get("validation"):
-            self.validation.load_state(ckpt.metadata["validation"])
-        if self.is_main:
-            logger.info("resumed from %s (step %d)", ckpt.path, self.step)
-        return self.step
