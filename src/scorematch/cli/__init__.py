@@ -5,11 +5,17 @@ module per command group (:mod:`.datasets`, :mod:`.train`, :mod:`.sample`, :mod:
 ``evaluate`` and ``likelihood``, :mod:`.plot`, :mod:`.demo`; options shared between them in
 :mod:`.options`); this module holds the group, its error handling and :func:`main`.  User mistakes
 end with exit code 1 and one line ``Error: …`` (``--debug`` shows tracebacks).
+
+Under ``torchrun --nproc_per_node=N -m scorematch COMMAND …`` every process runs the command;
+the work is split inside the library (training data, sample and likelihood rows) and only rank 0
+writes files and prints: the other ranks' standard output is discarded and their log shows
+errors only (:func:`quiet_other_ranks`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Any
 
@@ -17,6 +23,7 @@ import click
 import torch
 
 from .. import __version__
+from ..devices import default_threads
 from ..training import TrainingDiverged
 from .datasets import datasets
 from .demo import demo
@@ -25,7 +32,7 @@ from .plot import plot
 from .sample import sample
 from .train import train
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "quiet_other_ranks"]
 
 # Errors a user can cause: printed as one line, without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, OSError, TrainingDiverged)
@@ -93,13 +100,24 @@ def setup_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
 
+def quiet_other_ranks() -> None:
+    """Under torchrun, on every rank but 0: standard output to the null device, and only errors
+    logged — so the command's lines and warnings appear once (errors still show on stderr)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        if sys.stdout is sys.__stdout__:  # kept open for the life of the process
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")
+        logging.getLogger("scorematch").setLevel(logging.ERROR)
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full Python tracebacks on errors.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="CPU threads for torch's operations (default: torch's choice; `demo` uses 1).",
+    help="CPU threads for torch's operations. Default: $OMP_NUM_THREADS when set (torchrun "
+    "sets 1 per process), else 1 — on a busy 2-core machine 2 threads trained 10.8x slower than "
+    "1, on a quiet one equally fast; raise it for big networks on an idle machine.",
 )
 @click.version_option(__version__, prog_name="scorematch")
 @click.pass_context
@@ -121,8 +139,8 @@ def cli(ctx: click.Context, debug: bool, verbose: int, threads: int | None) -> N
     ctx.obj["debug"] = debug
     ctx.obj["threads"] = threads
     setup_logging(verbose)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    quiet_other_ranks()
+    torch.set_num_threads(threads if threads is not None else default_threads())
 
 
 # Each command lives in its own module; `scorematch --help` lists them by name.

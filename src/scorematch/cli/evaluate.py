@@ -15,6 +15,7 @@ from .options import (
     check_out,
     checkpoint_line,
     checkpoint_option,
+    device_option,
     format_value,
     open_run,
     save_array,
@@ -66,10 +67,12 @@ from .options import (
 )
 @t_min_option
 @checkpoint_option
+@device_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(
     run_dir: Path,
     checkpoint: str | None,
+    device: str,
     n: int,
     json_out: Path | None,
     seed: int,
@@ -89,7 +92,7 @@ def evaluate(
     """
     if n <= 0:
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
-    run = open_run(run_dir, checkpoint)
+    run = open_run(run_dir, checkpoint, device)
     divergence = None if exact is None else ("exact" if exact else "hutchinson")
     result = run.evaluate(
         n,
@@ -100,6 +103,8 @@ def evaluate(
         t_min=t_min,
         progress=not no_progress,
     )
+    if not run.is_main:  # under torchrun every rank did its share; rank 0 writes and prints
+        return
     path = write_evaluation(result)
     if json_out is not None:
         write_evaluation(result, json_out)
@@ -159,10 +164,12 @@ def evaluate(
 )
 @t_min_option
 @checkpoint_option
+@device_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
     checkpoint: str | None,
+    device: str,
     file: Path | None,
     exact: bool | None,
     probes: int,
@@ -182,7 +189,7 @@ def likelihood(
         raise click.UsageError(f"--probes must be positive, got {probes}")
     if out is not None:
         out = check_out(out, (".npy", ".csv"))
-    run = open_run(run_dir, checkpoint)
+    run = open_run(run_dir, checkpoint, device)
     run.require_likelihood()
     if file is None:
         x, what = run.data.test, "held-out split"
@@ -200,6 +207,8 @@ def likelihood(
         t_min=t_min,
         progress=not no_progress,
     )
+    if not run.is_main:  # under torchrun every rank scored its share; rank 0 writes and prints
+        return
     stats = heldout_nll(lp, dims=math.prod(run.shape))
     click.echo(
         f"{what}: {stats['n']} samples, mean log-likelihood {-stats['nll']:.4f} nats "

@@ -1,5 +1,6 @@
-"""What several commands share: the --t-min and --checkpoint options, loading a run with a line
-that says which checkpoint it uses, output-file checks and array writing."""
+"""What several commands share: the --device, --t-min and --checkpoint options (and train's
+--precision, --compile, --grad-accum), loading a run with a line that says which checkpoint it
+uses, output-file checks and array writing."""
 
 from __future__ import annotations
 
@@ -10,18 +11,65 @@ from typing import Any
 import click
 import numpy as np
 
+from ..devices import DEVICE_CHOICES
 from ..io import atomic_save
 from ..runs import Run, load_run
+from ..runs.execution import start
+from ..training.precision import PRECISIONS
 
 __all__ = [
     "check_out",
     "checkpoint_line",
     "checkpoint_option",
+    "device_option",
     "format_value",
     "open_run",
     "save_array",
+    "speed_options",
     "t_min_option",
 ]
+
+# Shared by every command that computes (train, sample, evaluate, likelihood, plot, demo).
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar=DEVICE_CHOICES,
+    help="Where to compute: auto = CUDA when available, else the CPU. Under torchrun each "
+    "process uses cuda:LOCAL_RANK (or the CPU). A run trained on one device loads on any other.",
+)
+
+
+def speed_options(command):
+    """train's --precision, --compile/--no-compile and --grad-accum (None: fp32, off, 1 for a new
+    run; a resumed run keeps its own)."""
+    options = (
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS, case_sensitive=False),
+            help="fp32 (default), or bf16/fp16 autocast of the network (fp16 with a gradient "
+            "scaler); weights, optimizer and the loss's sums stay float32. --resume: the run's.",
+        ),
+        click.option(
+            "--compile/--no-compile",
+            "compile_network",
+            default=None,
+            help="torch.compile the network (first-order objectives: dsm, ncsn, diffusion, edm). "
+            "Off by default: on CPU the first steps compile for tens of seconds (see "
+            "benchmarks/results/scale.md). --resume: the run's.",
+        ),
+        click.option(
+            "--grad-accum",
+            type=int,
+            metavar="K",
+            help="Split each batch into K micro-batches, one optimizer step per batch: the "
+            "update of the whole batch in 1/K of the memory (default 1). --resume: the run's.",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
 
 # Shared by `evaluate` and `likelihood`.
 t_min_option = click.option(
@@ -41,9 +89,11 @@ checkpoint_option = click.option(
 )
 
 
-def open_run(run_dir: Path, checkpoint: str | None) -> Run:
-    """``load_run`` with the checkpoint ``--checkpoint`` names (None: the run's model)."""
-    run = load_run(run_dir, checkpoint=checkpoint)
+def open_run(run_dir: Path, checkpoint: str | None, device: str = "auto") -> Run:
+    """``load_run`` with the checkpoint ``--checkpoint`` names (None: the run's model) onto
+    ``--device``; under torchrun after joining the process group, so that the run's sampling and
+    likelihood are split over the ranks."""
+    run = load_run(run_dir, checkpoint=checkpoint, device=start(device).device)
     run.checkpoint_choice = checkpoint
     return run
 

@@ -8,7 +8,14 @@ import click
 
 from ..plots import image_grid, samples_vs_data, trajectory_gif
 from ..samplers import SAMPLERS
-from .options import check_out, checkpoint_line, checkpoint_option, open_run, save_array
+from .options import (
+    check_out,
+    checkpoint_line,
+    checkpoint_option,
+    device_option,
+    open_run,
+    save_array,
+)
 
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
@@ -43,10 +50,12 @@ SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
     help="2-D data: also write the sampling trajectory as a GIF next to --out.",
 )
 @checkpoint_option
+@device_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def sample(
     run_dir: Path,
     checkpoint: str | None,
+    device: str,
     n: int,
     out: Path,
     sampler: str | None,
@@ -66,7 +75,7 @@ def sample(
     if n <= 0:
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
     out = check_out(out, SAMPLE_SUFFIXES)
-    run = open_run(run_dir, checkpoint)
+    run = open_run(run_dir, checkpoint, device)
     two_d = run.kind == "vector" and run.shape == (2,)
     if trajectory and not two_d:
         raise click.UsageError("--trajectory needs 2-D data (it draws the points moving)")
@@ -79,6 +88,8 @@ def sample(
         trajectory=trajectory,
         progress=not no_progress,
     )
+    if not run.is_main:  # under torchrun every rank drew its share; rank 0 writes and prints
+        return
     x = drawn.x.cpu()
     if out.suffix.lower() == ".png":
         if run.kind == "image":

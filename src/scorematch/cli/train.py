@@ -14,6 +14,7 @@ from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
 from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, TEST_FRACTION
 from ..runs.selection import read_selection
+from .options import device_option, speed_options
 
 TRAIN_HELP = """Train a score model on --data into the run directory --out.
 
@@ -158,14 +159,23 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     help="YAML file with any of these options.",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@device_option
+@speed_options
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(
     out: Path | None,
     config_file: Path | None,
     resume: bool,
     no_progress: bool,
+    device: str,
+    precision: str | None,
+    compile_network: bool | None,
+    grad_accum: int | None,
     **flags: Any,
 ) -> None:
+    # Where and how to train; a resume may change them (`torchrun` adds processes).
+    execution = dict(device=device, precision=precision, compile=compile_network,
+                     grad_accum=grad_accum)  # fmt: skip
     options = load_config(config_file) if config_file is not None else {}
     for key, value in flags.items():
         if value is not None:
@@ -190,11 +200,12 @@ def train(
             checkpoint_every=options.get("checkpoint_every"),
             sample_every=options.get("sample_every"),
             progress=not no_progress,
+            **execution,
         )
     else:
         if "data" not in options:
             raise click.UsageError("missing --data (a built-in name, a file or a folder)")
-        result = train_run(options, out, progress=not no_progress, announce=_announce)
+        result = train_run(options, out, progress=not no_progress, announce=_announce, **execution)
     click.echo(
         f"trained {out} to step {result.step}: loss {result.loss:.4g}, "
         f"{result.seconds:.1f} s of training; checkpoint {result.checkpoint}"

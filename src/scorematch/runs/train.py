@@ -27,6 +27,7 @@ from .checks import count, positive_int
 from .config import TIME_CONDITIONAL, build_config
 from .config_files import is_run_dir, read_run_config
 from .data import DataBundle, load_run_data
+from .execution import EXECUTION_CHANGES, record_execution, start, trainer_options
 from .run import Run, load_run
 from .selection import choose_t_min, read_selection, validation_loss, write_selection
 
@@ -48,6 +49,10 @@ def train(
     sample_every: int | None = None,
     progress: bool = True,
     announce: Callable[[dict[str, Any]], None] | None = None,
+    device: str | None = "auto",
+    precision: str | None = None,
+    compile: bool | None = None,
+    grad_accum: int | None = None,
 ) -> TrainResult:
     """Train a run into ``out_dir``.
 
@@ -55,9 +60,12 @@ def train(
     (``resume=True``): the run's ``config.yaml`` is used, ``options`` must be None or empty, and
     ``steps`` (the new total) may extend the run; ``checkpoint_every`` / ``sample_every`` may
     change.  ``announce(config)`` is called with the resolved config before training starts.
-    Returns the trainer's ``TrainResult``.
+    ``device`` (``"auto"``: CUDA when available), ``precision``, ``compile`` and ``grad_accum``:
+    where and how to train (``execution``; None on resume: as the run recorded).  Under torchrun
+    every rank calls this; rank 0 writes.  Returns the trainer's ``TrainResult``.
     """
     out = Path(out_dir).expanduser()
+    execution = start(device)  # under torchrun: joins the process group
     if resume:
         config, bundle = _resumed_config(out, options, steps, checkpoint_every, sample_every)
     else:
@@ -71,6 +79,9 @@ def train(
             if value is not None:
                 options[name] = value
         config, bundle = build_config(options)
+    execution.barrier()  # every rank has checked the run directory before rank 0 writes to it
+    record_execution(config, execution, precision=precision, compile=compile,
+                     grad_accum=grad_accum, resume=resume)  # fmt: skip
     if announce is not None:
         announce(config)
     tr = config["training"]
@@ -81,7 +92,8 @@ def train(
     selection = read_selection(out) if resume else None
     if validated and tr.get("refit") and selection is None:
         selection = _select_in_memory(config, bundle, process, loss, progress)
-        write_selection(out, selection)
+        if execution.is_main:
+            write_selection(out, selection)
     refit = validated and bool(tr.get("refit"))
     rows = bundle.train if refit or not validated else bundle.fit
     z_rows = bundle.standardizer.transform(rows)
@@ -90,7 +102,7 @@ def train(
     target = selection["best_step"] if refit else tr["steps"]
     if resume:
         if latest_checkpoint(out / "checkpoints") is not None:
-            trainer.resume(expected_changes=RESUMABLE)
+            trainer.resume(expected_changes=RESUMABLE + EXECUTION_CHANGES)
         else:  # killed before its first checkpoint: start again from step 0
             logger.info("%s holds no checkpoint yet; training from step 0", out)
         if trainer.step >= target:
@@ -102,14 +114,16 @@ def train(
     if refit:
         return dataclasses.replace(result, best_step=selection["best_step"])
     if validated:
-        run = load_run(out)  # the run's model: the best step, or the last of a fixed --steps
-        write_selection(out, {
+        run = load_run(out, device=execution.device)  # the best step, or a fixed --steps' last
+        selected = {
             "best_step": result.best_step,
             "refit": False,
             "stopped_early": result.stopped_early,
             "validation": trainer.validation.state(),
             "t_min": _t_min(run, bundle),
-        })  # fmt: skip
+        }  # fmt: skip
+        if execution.is_main:
+            write_selection(out, selected)
     return result
 
 
@@ -146,6 +160,7 @@ def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate) 
         sample_fn=_sample_plotter(config, bundle, process) if sample_every else None,
         progress=progress,
         config=config,
+        **trainer_options(config),
         **options,
     )
 

@@ -20,6 +20,7 @@ all-reduces (``no_sync``).
 from __future__ import annotations
 
 import contextlib
+import inspect
 import math
 from collections.abc import Callable
 
@@ -34,6 +35,13 @@ from .results import check_int
 __all__ = ["StepEngine"]
 
 LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
+# Buffers are constants in this package's networks: DDP need not broadcast them before every
+# forward pass (the option's name changed in torch 2.13).
+_NO_BUFFER_SYNC = (
+    {"forward_sync_buffers": False}
+    if "forward_sync_buffers" in inspect.signature(DistributedDataParallel.__init__).parameters
+    else {"broadcast_buffers": False}
+)
 
 
 class StepEngine:
@@ -76,8 +84,7 @@ class StepEngine:
         self.ddp: DistributedDataParallel | None = None
         if first_order and world_size > 1:
             ids = [device.index] if device.type == "cuda" else None
-            # Buffers are constants in this package's networks: no broadcast per forward pass.
-            self.ddp = DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+            self.ddp = DistributedDataParallel(module, device_ids=ids, **_NO_BUFFER_SYNC)
             module = self.ddp
         if compile:
             module = torch.compile(module, **({} if compile is True else {"backend": compile}))
