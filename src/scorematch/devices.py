@@ -38,9 +38,13 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cpu")
     if device.type == "mps":
         if not torch.backends.mps.is_available():
-            raise ValueError(f"device {text!r}: MPS is not available here; use --device cpu or auto")
+            raise ValueError(
+                f"device {text!r}: MPS is not available here; use --device cpu or auto"
+            )
         if _under_torchrun():
-            raise ValueError("device 'mps' under torchrun: no process-group backend; use one process")
+            raise ValueError(
+                "device 'mps' under torchrun: no process-group backend; use one process"
+            )
         return device
     if not torch.cuda.is_available():
         raise ValueError(

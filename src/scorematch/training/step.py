@@ -128,7 +128,9 @@ class StepEngine:
         if grad_clip is not None:
             norm = torch.nn.utils.clip_grad_norm_(self.params, grad_clip)
         else:
-            norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
+            norm = torch.nn.utils.get_total_norm(
+                [p.grad for p in self.params if p.grad is not None]
+            )
         grad_norm = float(norm)  # the same on every rank: gradients are synchronised
         finite = math.isfinite(grad_norm)
         if not finite and self.precision.scaler is None:
