@@ -87,7 +87,10 @@ class StepEngine:
             self.ddp = DistributedDataParallel(module, device_ids=ids, **_NO_BUFFER_SYNC)
             module = self.ddp
         if compile:
-            module = torch.compile(module, **({} if compile is True else {"backend": compile}))
+            # Static shapes: a training batch keeps its shape, and dynamic-shape graphs of the
+            # U-Net failed to compile in inductor (torch 2.13) once a shared wrapper recompiled.
+            backend = {} if compile is True else {"backend": compile}
+            module = torch.compile(module, dynamic=False, **backend)
         self.module = module
 
     @property
