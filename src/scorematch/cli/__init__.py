@@ -134,6 +134,10 @@ def cli(ctx: click.Context, debug: bool, verbose: int, threads: int | None) -> N
       scorematch evaluate runs/m                    # distances + held-out NLL
       scorematch likelihood runs/m                  # log p of the held-out split
       scorematch plot runs/m                        # pictures into runs/m/plots/
+      torchrun --standalone --nproc_per_node=2 -m scorematch train ...  # several processes
+
+    Every computing command takes --device (auto: CUDA when available); docs/distributed.md
+    covers GPUs, mixed precision and torchrun.
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
