@@ -53,6 +53,19 @@ def _config(run: Path) -> dict:
 
 
 # ---------------------------------------------------------------- devices
+def test_help_documents_device_precision_compile_grad_accum_and_threads():
+    def flat(*command: str) -> str:
+        return " ".join(invoke(*command, "--help").output.split())
+
+    for command in ("train", "sample", "evaluate", "likelihood", "plot", "demo"):
+        assert "--device auto|cpu|cuda|cuda:N|mps" in flat(command), command
+    train = flat("train")
+    for option in ("--precision [fp32|bf16|fp16]", "--compile / --no-compile", "--grad-accum K"):
+        assert option in train
+    assert "$OMP_NUM_THREADS when set" in flat() and "else 1" in flat()
+    assert "datasets" in cli.commands and "--device" not in flat("datasets")  # computes nothing
+
+
 @pytest.mark.parametrize("device", ["cpu", "auto"])
 def test_every_command_runs_with_device_cpu_and_auto(tmp_path, device):
     run = tmp_path / "run"
@@ -178,7 +191,9 @@ def test_torchrun_training_killed_and_resumed_on_one_process_matches_one_process
     for k in weights:
         torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-5)
     rows = [line.split(",")[0] for line in (dist_run / "metrics.csv").read_text().splitlines()]
-    assert rows == [line.split(",")[0] for line in (single / "metrics.csv").read_text().splitlines()]
+    assert rows == [
+        line.split(",")[0] for line in (single / "metrics.csv").read_text().splitlines()
+    ]
 
 
 def test_torchrun_train_sample_evaluate_likelihood_equal_one_process_row_for_row(tmp_path):
