@@ -71,9 +71,9 @@ def default_threads() -> int:
     """CPU threads for torch's operations unless told: ``OMP_NUM_THREADS`` when it is set to a
     positive integer (torchrun sets 1 per process), else 1.
 
-    Measured (``benchmarks/results/scale.md``): on a busy 2-core machine two intra-op threads
-    trained 10.8× slower than one (their spin-waits compete with the other work); on a quiet one
-    they were about as fast for this package's networks.  One thread never collapses; a big
+    Measured: on a busy 2-core machine two intra-op threads trained 7.5–7.9× slower than one
+    (``benchmarks/results/scale.md``; 10.8× in issue #16's measurement) — their spin-waits
+    compete with the other work; on a quiet one they were about as fast for these networks.  One thread never collapses; a big
     network on an idle machine gains from ``--threads N``.
     """
     value = os.environ.get("OMP_NUM_THREADS", "").strip()

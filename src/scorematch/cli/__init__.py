@@ -24,6 +24,7 @@ import torch
 
 from .. import __version__
 from ..devices import default_threads
+from ..runs.execution import finish
 from ..training import TrainingDiverged
 from .datasets import datasets
 from .demo import demo
@@ -116,8 +117,9 @@ def quiet_other_ranks() -> None:
     "--threads",
     type=click.IntRange(min=1),
     help="CPU threads for torch's operations. Default: $OMP_NUM_THREADS when set (torchrun "
-    "sets 1 per process), else 1 — on a busy 2-core machine 2 threads trained 10.8x slower than "
-    "1, on a quiet one equally fast; raise it for big networks on an idle machine.",
+    "sets 1 per process), else 1 — on a busy 2-core machine 2 threads trained 7.5-10.8x slower "
+    "than 1 (benchmarks/results/scale.md), on a quiet one equally fast; raise it for big "
+    "networks on an idle machine.",
 )
 @click.version_option(__version__, prog_name="scorematch")
 @click.pass_context
@@ -153,5 +155,8 @@ for command in (datasets, train, sample, evaluate, likelihood, plot, demo):
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``scorematch`` script."""
-    cli.main(args=argv, prog_name="scorematch")
+    """Entry point of the ``scorematch`` script (and of ``python -m scorematch``)."""
+    try:
+        cli.main(args=argv, prog_name="scorematch")
+    finally:
+        finish()  # under torchrun: leave the process group before the process exits

@@ -55,8 +55,8 @@ def speed_options(command):
             "compile_network",
             default=None,
             help="torch.compile the network (first-order objectives: dsm, ncsn, diffusion, edm). "
-            "Off by default: on CPU the first steps compile for tens of seconds (see "
-            "benchmarks/results/scale.md). --resume: the run's.",
+            "Off by default: on CPU compiling took 24 s (MLP) and 80 s (U-Net) to save 7 % and "
+            "14 % of a step (benchmarks/results/scale.md). --resume: the run's.",
         ),
         click.option(
             "--grad-accum",

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
 from ..devices import resolve_device
 from ..training.distributed import barrier, join_process_group
@@ -27,6 +28,7 @@ __all__ = [
     "EXECUTION_CHANGES",
     "FIRST_ORDER",
     "Execution",
+    "finish",
     "first_order",
     "record_execution",
     "start",
@@ -66,6 +68,13 @@ def start(device: str | torch.device | None = "auto") -> Execution:
     """Resolve ``device`` (see ``scorematch.devices.resolve_device``) and, under torchrun, join
     the process group from its environment (Gloo on CPU, NCCL on CUDA)."""
     return Execution(*join_process_group(resolve_device(device)))
+
+
+def finish() -> None:
+    """Leave torchrun's process group, if this process joined one (at the end of a command: NCCL
+    warns about a group left open at exit)."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def first_order(config: Mapping[str, Any]) -> bool:
