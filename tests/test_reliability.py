@@ -448,9 +448,10 @@ def _signal_at(step: int, signum: int):
 def test_a_stop_signal_saves_the_step_and_resume_is_exact(tmp_path, signum):
     x = torch.randn(40, 2, generator=torch.Generator().manual_seed(1))
     kw = dict(batch_size=8, progress=False, checkpoint_every=100, log_every=3, seed=2)
-    make = lambda: torch.nn.Sequential(
-        torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2)
-    )  # noqa: E731
+
+    def make():
+        return torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 2))
+
     torch.manual_seed(0)
     full = Trainer(make(), _signal_at(-1, signum), x, out_dir=tmp_path / "full", **kw)
     full.fit(12)

@@ -109,16 +109,19 @@ def score_field(
     *,
     grid: int = 24,
     title: str | None = None,
+    device: torch.device | str | None = None,
 ) -> Path:
     """Arrows of a learned 2-D score s(x) over a histogram of the data density.
 
     ``score_fn`` maps a ``(n, 2)`` float tensor to scores of the same shape (e.g. the model bound
-    at a small noise level with ``at_time``).  Arrow lengths are normalised per plot.
+    at a small noise level with ``at_time``); the grid is built on ``device`` (the model's;
+    None: torch's default device).  Arrow lengths are normalised per plot.
     """
     d = _np(data)[:, :2]
     xlim, ylim = _limits(d)
     gx, gy = np.meshgrid(np.linspace(*xlim, grid), np.linspace(*ylim, grid))
-    pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    grid_points = np.stack([gx.ravel(), gy.ravel()], 1)
+    pts = torch.tensor(grid_points, dtype=torch.float32, device=device)
     with torch.no_grad():
         s = _np(score_fn(pts))
     norm = np.linalg.norm(s, axis=1, keepdims=True)

@@ -5,11 +5,17 @@ module per command group (:mod:`.datasets`, :mod:`.train`, :mod:`.sample`, :mod:
 ``evaluate`` and ``likelihood``, :mod:`.plot`, :mod:`.demo`; options shared between them in
 :mod:`.options`); this module holds the group, its error handling and :func:`main`.  User mistakes
 end with exit code 1 and one line ``Error: …`` (``--debug`` shows tracebacks).
+
+Under ``torchrun --nproc_per_node=N -m scorematch COMMAND …`` every process runs the command;
+the work is split inside the library (training data, sample and likelihood rows) and only rank 0
+writes files and prints: the other ranks' standard output is discarded and their log shows
+errors only (:func:`quiet_other_ranks`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -19,6 +25,8 @@ import click
 import torch
 
 from .. import __version__
+from ..devices import default_threads
+from ..runs.execution import finish
 from ..training import TrainingDiverged, TrainingInterrupted
 from .datasets import datasets
 from .demo import demo
@@ -28,7 +36,7 @@ from .plot import plot
 from .sample import sample
 from .train import train
 
-__all__ = ["cli", "main"]
+__all__ = ["cli", "main", "quiet_other_ranks"]
 
 # Errors a user can cause: printed as one line, without a traceback.
 USER_ERRORS = (ValueError, FileNotFoundError, OSError, TrainingDiverged)
@@ -99,13 +107,25 @@ def setup_logging(verbose: int) -> None:
     root.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose else logging.WARNING)
 
 
+def quiet_other_ranks() -> None:
+    """Under torchrun, on every rank but 0: standard output to the null device, and only errors
+    logged — so the command's lines and warnings appear once (errors still show on stderr)."""
+    if int(os.environ.get("RANK", "0")) > 0:
+        if sys.stdout is sys.__stdout__:  # kept open for the life of the process
+            sys.stdout = open(os.devnull, "w", encoding="utf-8")
+        logging.getLogger("scorematch").setLevel(logging.ERROR)
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--debug", is_flag=True, help="Show full Python tracebacks on errors.")
 @click.option("-v", "--verbose", count=True, help="More log output (-vv: debug).")
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
-    help="CPU threads for torch's operations (default: torch's choice; `demo` uses 1).",
+    help="CPU threads for torch's operations. Default: $OMP_NUM_THREADS when set (torchrun "
+    "sets 1 per process), else 1 — on a busy 2-core machine 2 threads trained 7.5-10.8x slower "
+    "than 1 (benchmarks/results/scale.md), on a quiet one equally fast; raise it for big "
+    "networks on an idle machine.",
 )
 @click.version_option(__version__, prog_name="scorematch")
 @click.pass_context
@@ -122,13 +142,17 @@ def cli(ctx: click.Context, debug: bool, verbose: int, threads: int | None) -> N
       scorematch evaluate runs/m                    # distances + held-out NLL
       scorematch likelihood runs/m                  # log p of the held-out split
       scorematch plot runs/m                        # pictures into runs/m/plots/
+      torchrun --standalone --nproc_per_node=2 -m scorematch train ...  # several processes
+
+    Every computing command takes --device (auto: CUDA when available); docs/distributed.md
+    covers GPUs, mixed precision and torchrun.
     """
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
     ctx.obj["threads"] = threads
     setup_logging(verbose)
-    if threads is not None:
-        torch.set_num_threads(threads)
+    quiet_other_ranks()
+    torch.set_num_threads(threads if threads is not None else default_threads())
 
 
 # Each command lives in its own module; `scorematch --help` lists them by name.
@@ -141,7 +165,10 @@ def _terminate(signum: int, frame: object) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``scorematch`` script."""
+    """Entry point of the ``scorematch`` script (and of ``python -m scorematch``)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)  # (training saves first: training.stops)
-    cli.main(args=argv, prog_name="scorematch")
+    try:
+        cli.main(args=argv, prog_name="scorematch")
+    finally:
+        finish()  # under torchrun: leave the process group before the process exits

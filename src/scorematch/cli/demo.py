@@ -6,10 +6,9 @@ import time
 from pathlib import Path
 
 import click
-import torch
 
 from ..runs import demo as run_demo
-from .options import shows_bits_per_dim
+from .options import device_option, shows_bits_per_dim
 
 
 @click.command()
@@ -35,10 +34,10 @@ from .options import shows_bits_per_dim
     is_flag=True,
     help="A much shorter run (a few seconds; a smoke test, not a good model).",
 )
+@device_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-@click.pass_context
 def demo(
-    ctx: click.Context, data: str, out: Path, steps: int | None, quick: bool, no_progress: bool
+    data: str, out: Path, steps: int | None, quick: bool, device: str, no_progress: bool
 ) -> None:
     """Train, sample, evaluate and plot in one go (about 1-2 minutes on 2 CPU cores for moons).
 
@@ -48,14 +47,12 @@ def demo(
     vector data — the NLL of
     scikit-learn's GaussianMixture with the number of components chosen by BIC (1-20) on the same
     training split, then writes plots into --out/plots/.  If --out already holds a run, the demo
-    overwrites it.  It runs torch on one thread unless `scorematch --threads N demo` says otherwise.
+    overwrites it.  Like every command it runs torch on one CPU thread unless OMP_NUM_THREADS or
+    `scorematch --threads N demo` says otherwise (the demo's networks are small: more threads
+    cost more than they gain).
     """
-    if (ctx.obj or {}).get("threads") is None:
-        # The demo's networks are small: intra-op threads cost more than they gain, and on a
-        # busy machine their spin-waits made a 2-thread run ~20× slower in CPU time than 1 thread.
-        torch.set_num_threads(1)
     t0, c0 = time.perf_counter(), time.process_time()
-    res = run_demo(data, out, steps=steps, quick=quick, progress=not no_progress)
+    res = run_demo(data, out, steps=steps, quick=quick, progress=not no_progress, device=device)
     ev, base = res.evaluation, res.baseline
     cfg = res.run.config
     click.echo("")

@@ -16,6 +16,7 @@ from .options import (
     check_out,
     checkpoint_line,
     checkpoint_option,
+    device_option,
     format_value,
     open_run,
     save_array,
@@ -75,10 +76,12 @@ from .options import (
 )
 @t_min_option
 @checkpoint_option
+@device_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
 def evaluate(
     run_dir: Path,
     checkpoint: str | None,
+    device: str,
     n: int,
     nll_rows: int,
     json_out: Path | None,
@@ -113,7 +116,7 @@ def evaluate(
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
     if nll_rows <= 0:
         raise click.UsageError(f"--nll-rows must be positive, got {nll_rows}")
-    run = open_run(run_dir, checkpoint)
+    run = open_run(run_dir, checkpoint, device)
     divergence = None if exact is None else ("exact" if exact else "hutchinson")
     result = run.evaluate(
         n,
@@ -125,6 +128,8 @@ def evaluate(
         t_min=t_min,
         progress=not no_progress,
     )
+    if not run.is_main:  # under torchrun every rank did its share; rank 0 writes and prints
+        return
     path = write_evaluation(result, evaluation_path(run.run_dir, t_min))
     if json_out is not None:
         write_evaluation(result, json_out)
@@ -235,10 +240,12 @@ def _subset_row(rows: int | None, n_test: int) -> list[tuple[str, str]]:
 )
 @t_min_option
 @checkpoint_option
+@device_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
     checkpoint: str | None,
+    device: str,
     file: Path | None,
     exact: bool | None,
     probes: int,
@@ -258,7 +265,7 @@ def likelihood(
         raise click.UsageError(f"--probes must be positive, got {probes}")
     if out is not None:
         out = check_out(out, (".npy", ".csv"))
-    run = open_run(run_dir, checkpoint)
+    run = open_run(run_dir, checkpoint, device)
     run.require_likelihood()
     if file is None:
         x, what = run.data.test, "held-out split"
@@ -276,6 +283,8 @@ def likelihood(
         t_min=t_min,
         progress=not no_progress,
     )
+    if not run.is_main:  # under torchrun every rank scored its share; rank 0 writes and prints
+        return
     stats = heldout_nll(lp, dims=math.prod(run.shape))
     bpd = f"{stats['bits_per_dim']:.4f} bits/dim, " if shows_bits_per_dim(run) else ""
     click.echo(

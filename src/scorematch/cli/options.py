@@ -1,6 +1,7 @@
-"""What several commands share: the --t-min, --checkpoint and column options, loading a run and
-the line that says which checkpoint it used, output-file checks, array and table writing, and the
-table of a data file's columns."""
+"""What several commands share: the --device, --t-min, --checkpoint and column options (and
+train's --precision, --compile, --grad-accum), loading a run and the line that says which
+checkpoint it used, output-file checks, array and table writing, and the table of a data file's
+columns."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import click
 import numpy as np
 
 from ..data import ColumnCodec, write_csv
+from ..devices import DEVICE_CHOICES
 from ..io import atomic_save
 from ..runs import Run, load_run
+from ..runs.execution import start
+from ..training.precision import PRECISIONS
 
 __all__ = [
     "CSV_DIGITS",
@@ -23,14 +27,57 @@ __all__ = [
     "checkpoint_option",
     "column_lines",
     "continuous_option",
+    "device_option",
     "format_value",
     "open_run",
     "save_array",
     "shows_bits_per_dim",
+    "speed_options",
     "t_min_option",
 ]
 
 CSV_DIGITS = 7  # significant digits of continuous values in CSV output (float32 holds ~7)
+# Shared by every command that computes (train, sample, evaluate, likelihood, plot, demo).
+device_option = click.option(
+    "--device",
+    default="auto",
+    show_default=True,
+    metavar=DEVICE_CHOICES,
+    help="Where to compute: auto = CUDA when available, else the CPU. Under torchrun each "
+    "process uses cuda:LOCAL_RANK (or the CPU). A run trained on one device loads on any other.",
+)
+
+
+def speed_options(command):
+    """train's --precision, --compile/--no-compile and --grad-accum (None: fp32, off, 1 for a new
+    run; a resumed run keeps its own)."""
+    options = (
+        click.option(
+            "--precision",
+            type=click.Choice(PRECISIONS, case_sensitive=False),
+            help="fp32 (default), or bf16/fp16 autocast of the network (fp16 with a gradient "
+            "scaler); weights, optimizer and the loss's sums stay float32. --resume: the run's.",
+        ),
+        click.option(
+            "--compile/--no-compile",
+            "compile_network",
+            default=None,
+            help="torch.compile the network (first-order objectives: dsm, ncsn, diffusion, edm). "
+            "Off by default: on CPU compiling took 24 s (MLP) and 80 s (U-Net) to save 7 % and "
+            "14 % of a step (benchmarks/results/scale.md). --resume: the run's.",
+        ),
+        click.option(
+            "--grad-accum",
+            type=int,
+            metavar="K",
+            help="Split each batch into K micro-batches, one optimizer step per batch: the "
+            "update of the whole batch in 1/K of the memory (default 1). --resume: the run's.",
+        ),
+    )
+    for option in reversed(options):
+        command = option(command)
+    return command
+
 
 # Shared by `evaluate` and `likelihood`.
 t_min_option = click.option(
@@ -63,9 +110,11 @@ checkpoint_option = click.option(
 )
 
 
-def open_run(run_dir: Path, checkpoint: str | None) -> Run:
-    """``load_run`` with the checkpoint ``--checkpoint`` names (None: the run's model)."""
-    run = load_run(run_dir, checkpoint=checkpoint)
+def open_run(run_dir: Path, checkpoint: str | None, device: str = "auto") -> Run:
+    """``load_run`` with the checkpoint ``--checkpoint`` names (None: the run's model) onto
+    ``--device``; under torchrun after joining the process group, so that the run's sampling and
+    likelihood are split over the ranks."""
+    run = load_run(run_dir, checkpoint=checkpoint, device=start(device).device)
     run.checkpoint_choice = checkpoint
     return run
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..runs import make_plots
-from .options import checkpoint_line, checkpoint_option, open_run
+from .options import checkpoint_line, checkpoint_option, device_option, open_run
 
 
 @click.command()
@@ -17,7 +17,8 @@ from .options import checkpoint_line, checkpoint_option, open_run
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler's noise.")
 @checkpoint_option
-def plot(run_dir: Path, n: int, seed: int, checkpoint: str | None) -> None:
+@device_option
+def plot(run_dir: Path, n: int, seed: int, checkpoint: str | None, device: str) -> None:
     """Write pictures of RUN into RUN/plots/ and print their paths.
 
     Samples beside the held-out data (2-D scatter, or image grids), the learned score field as
@@ -25,7 +26,10 @@ def plot(run_dir: Path, n: int, seed: int, checkpoint: str | None) -> None:
     """
     if n <= 0:
         raise click.UsageError(f"-n must be positive, got {n}")
-    run = open_run(run_dir, checkpoint)
-    for path in make_plots(run, n=n, seed=seed):
+    run = open_run(run_dir, checkpoint, device)
+    paths = make_plots(run, n=n, seed=seed)
+    if not run.is_main:  # under torchrun every rank sampled its share; rank 0 wrote the files
+        return
+    for path in paths:
         click.echo(str(path))
     click.echo(checkpoint_line(run), err=True)  # stdout lists the files, one per line

@@ -9,7 +9,14 @@ import click
 from ..plots import image_grid, samples_vs_data, trajectory_gif
 from ..runs.streaming import sample_to_file
 from ..samplers import SAMPLERS
-from .options import check_out, checkpoint_line, checkpoint_option, open_run, save_array
+from .options import (
+    check_out,
+    checkpoint_line,
+    checkpoint_option,
+    device_option,
+    open_run,
+    save_array,
+)
 
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
 
@@ -45,10 +52,12 @@ SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
     help="2-D data: also write the sampling trajectory as a GIF next to --out.",
 )
 @checkpoint_option
+@device_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def sample(
     run_dir: Path,
     checkpoint: str | None,
+    device: str,
     n: int,
     out: Path,
     sampler: str | None,
@@ -68,7 +77,7 @@ def sample(
     if n <= 0:
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
     out = check_out(out, SAMPLE_SUFFIXES)
-    run = open_run(run_dir, checkpoint)
+    run = open_run(run_dir, checkpoint, device)
     two_d = run.kind == "vector" and run.shape == (2,)
     if trajectory and not two_d:
         raise click.UsageError("--trajectory needs 2-D data (it draws the points moving)")
@@ -87,8 +96,10 @@ def sample(
         trajectory=trajectory,
         progress=not no_progress,
     )
+    if not run.is_main:  # under torchrun every rank drew its share; rank 0 writes and prints
+        return
     if out.suffix.lower() == ".png":
-        x = drawn.x
+        x = drawn.x.cpu()
         if run.kind == "image":
             image_grid(x.clamp(0, 1), out)
         else:
@@ -96,7 +107,7 @@ def sample(
             samples_vs_data(x, None, out, title=f"{n} samples, step {run.step}", labels=labels)
     elif table:
         # A table's CSV: its column names, categoricals as labels, discrete columns on their grid.
-        save_array(out, drawn.x.numpy(), columns=run.columns)
+        save_array(out, drawn.x.cpu().numpy(), columns=run.columns)
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")
     click.echo(checkpoint_line(run))
     if trajectory:

@@ -14,7 +14,13 @@ from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
 from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, TEST_FRACTION
 from ..runs.selection import read_selection
-from .options import categorical_option, column_lines, continuous_option
+from .options import (
+    categorical_option,
+    column_lines,
+    continuous_option,
+    device_option,
+    speed_options,
+)
 
 TRAIN_HELP = """Train a score model on --data into the run directory --out.
 
@@ -170,14 +176,23 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     help="YAML file with any of these options.",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
+@device_option
+@speed_options
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def train(
     out: Path | None,
     config_file: Path | None,
     resume: bool,
     no_progress: bool,
+    device: str,
+    precision: str | None,
+    compile_network: bool | None,
+    grad_accum: int | None,
     **flags: Any,
 ) -> None:
+    # Where and how to train; a resume may change them (`torchrun` adds processes).
+    execution = dict(device=device, precision=precision, compile=compile_network,
+                     grad_accum=grad_accum)  # fmt: skip
     options = load_config(config_file) if config_file is not None else {}
     for key, value in flags.items():
         if value is not None:
@@ -206,12 +221,13 @@ def train(
             sample_every=options.get("sample_every"),
             progress=not no_progress,
             checkpoint_minutes=minutes or None,
+            **execution,
         )
     else:
         if "data" not in options:
             raise click.UsageError("missing --data (a built-in name, a file or a folder)")
         result = train_run(options, out, progress=not no_progress, announce=_announce,
-                           checkpoint_minutes=minutes or None)  # fmt: skip
+                           checkpoint_minutes=minutes or None, **execution)  # fmt: skip
     click.echo(
         f"trained {out} to step {result.step}: loss {result.loss:.4g}, "
         f"{result.seconds:.1f} s of training; checkpoint {result.checkpoint}"

@@ -122,4 +122,4 @@ def ensemble_run(path: Path, config: dict[str, Any], load_member, device=None) -
     model.requires_grad_(False).eval()
     base = members[0] if members[0].time_conditional else min(members, key=_level)
     return Run(config, model, base.process, base.standardizer, step=0, run_dir=path,
-               selection=base.selection)  # fmt: skip
+               selection=base.selection, ranks=(base.world_size, base.rank))  # fmt: skip

@@ -11,7 +11,9 @@ from typing import Any
 import torch
 
 from ..data import Standardizer
+from ..devices import resolve_device
 from ..training import checkpoint_paths, latest_checkpoint, load_checkpoint
+from ..training.distributed import ranks
 from .build import build_process, build_score_model
 from .config_files import read_run_config
 from .ensemble import ensemble_run
@@ -33,7 +35,10 @@ def load_run(
 
     ``checkpoint``: None (default) — the run's model: the step chosen on the validation rows
     when the run made that choice (a refitted table's final step), else the newest; ``"best"``
-    — the lowest validation loss; ``"last"`` — the newest; or a step number.
+    — the lowest validation loss; ``"last"`` — the newest; or a step number.  ``device``: any
+    of ``scorematch.devices.resolve_device`` (``"auto"``, ``"cpu"``, ``"cuda:1"``, …; None: the
+    CPU), whatever device the run trained on.  Under torchrun the run samples and scores rows
+    split over the ranks (see :class:`~.run.Run`).
     ``FileNotFoundError`` when the directory, its config or the checkpoint is missing."""
     path = Path(run_dir).expanduser()
     if not path.is_dir():
@@ -53,6 +58,7 @@ def load_run(
         raise FileNotFoundError(f"{path} holds no checkpoint at step {step} ({where.name})")
     process = build_process(config)
     model = build_score_model(config, process)
+    device = None if device is None else resolve_device(device)
     ckpt = load_checkpoint(where if step is not None else path, model, ema=ema, device=device)
     check_checkpoint_config(config, ckpt, path)  # weights trained with this config.yaml
     if device is not None:
@@ -60,7 +66,7 @@ def load_run(
     model.requires_grad_(False).eval()
     standardizer = Standardizer.from_dict(config["standardizer"])
     return Run(config, model, process, standardizer, step=ckpt.step, run_dir=path,
-               selection=selection)  # fmt: skip
+               selection=selection, ranks=ranks())  # fmt: skip
 
 
 def _checkpoint_step(checkpoint: int | str, selection: Mapping[str, Any] | None) -> int | None:

@@ -22,6 +22,7 @@ from .config import DEFAULTS
 from .config_files import is_run_dir
 from .data import data_kind
 from .evaluation import Evaluation, write_evaluation
+from .execution import start
 from .loading import load_run
 from .run import Run
 from .train import train
@@ -95,7 +96,8 @@ def make_plots(
 ) -> list[Path]:
     """Write the run's pictures into ``out_dir`` (default ``RUN/plots``) and return their paths:
     samples beside data (or an image grid), the learned score field and a sampling-trajectory
-    GIF (2-D data), and the loss curve."""
+    GIF (2-D data), and the loss curve.  Under torchrun every rank samples its share and rank 0
+    alone writes (the others return an empty list)."""
     if out_dir is None:
         if run.run_dir is None:
             raise ValueError("make_plots needs an out_dir for a run without a directory")
@@ -106,10 +108,14 @@ def make_plots(
     two_d = run.kind == "vector" and run.shape == (2,)
     if run.kind == "image":
         drawn = run.sample(64, seed=seed)
+        if not run.is_main:
+            return []
         paths.append(image_grid(drawn.x.clamp(0, 1), folder / "samples.png", nrow=8))
         paths.append(image_grid(run.data.test[:64], folder / "data.png", nrow=8))
     else:
         drawn = run.sample(n, seed=seed, trajectory=two_d)
+        if not run.is_main:
+            return []
         title = f"{run.objective}, step {run.step}"
         labels = run.columns.names[:2] if run.columns is not None else None
         paths.append(
@@ -153,7 +159,7 @@ def _score_field(run: Run, path: Path) -> Path:
             s = score_z(z)
         return (s / std.std.to(s)) if std.kind == "vector" else s
 
-    return score_field(score_x, run.data.test, path, title=title)
+    return score_field(score_x, run.data.test, path, title=title, device=run.device)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -211,21 +217,25 @@ def demo(
     steps: int | None = None,
     quick: bool = False,
     progress: bool = True,
+    device: str | None = "auto",
 ) -> DemoResult:
     """Train on ``data`` into ``out_dir`` (replacing an earlier run there), sample, evaluate against
     the held-out split (and a BIC-selected Gaussian mixture for vector data), and plot.
 
     The held-out NLL uses the exact divergence for vectors and Hutchinson's estimate for images,
     with ODE tolerances 1e-4 (on moons the NLL moves by about 2e-4 nats from 1e-5 to 1e-4).
+    ``device``: where to compute (``scorematch.devices.resolve_device``); under torchrun the
+    training, sampling and likelihood are split over the ranks and rank 0 writes.
     """
     out = Path(out_dir).expanduser()
-    if out.exists():
-        if is_run_dir(out):
-            shutil.rmtree(out)
-        elif not (out.is_dir() and not any(out.iterdir())):
-            raise ValueError(
-                f"{out} exists and is not a scorematch run; choose another --out for the demo"
-            )
+    execution = start(device)
+    if out.exists() and not is_run_dir(out) and not (out.is_dir() and not any(out.iterdir())):
+        raise ValueError(
+            f"{out} exists and is not a scorematch run; choose another --out for the demo"
+        )
+    if out.exists() and is_run_dir(out) and execution.is_main:
+        shutil.rmtree(out)
+    execution.barrier()
     kind = data_kind(data)
     options: dict[str, Any] = {"data": data, **DEMO_SETTINGS[kind]["quick" if quick else "normal"]}
     if steps is not None:
@@ -233,19 +243,20 @@ def demo(
     options["sample_every"] = options.get("steps", DEFAULTS[kind]["steps"])  # one, at the end
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    train(options, out, progress=progress)
+    train(options, out, progress=progress, device=execution.device)
     timings["train"] = time.perf_counter() - t0
-    run = load_run(out)
+    run = load_run(out, device=execution.device)
     t1 = time.perf_counter()
     if kind == "vector":
         n, nll_points = (500, 500) if quick else (2000, 2000)
     else:
         n, nll_points = (16, 16) if quick else (256, 200)
     evaluation = run.evaluate(n, max_nll_points=nll_points, rtol=1e-4, progress=progress)
-    write_evaluation(evaluation)
+    if run.is_main:
+        write_evaluation(evaluation)
     timings["evaluate"] = time.perf_counter() - t1
     baseline = None
-    if kind == "vector":
+    if kind == "vector" and run.is_main:  # the printed comparison: rank 0 only
         t2 = time.perf_counter()
         held_out = run.data.test[: evaluation.nll_points or None]
         baseline = gmm_baseline(run.data.train, held_out, seed=0)

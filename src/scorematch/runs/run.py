@@ -31,6 +31,7 @@ from .checks import choice, positive_int, seed_value
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
 from .evaluation import Evaluation, likelihood_convention
+from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
 
 __all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
@@ -55,7 +56,10 @@ class Run:
     """A trained run: the EMA score model in standardised space, its process and standardisation.
 
     Build it with :func:`load_run`.  ``model(z, t)`` is the score of the standardised data
-    z = T(x); ``sample``, ``log_likelihood`` and ``evaluate`` work in data units.
+    z = T(x); ``sample``, ``log_likelihood`` and ``evaluate`` work in data units.  With ``ranks``
+    = (world size, rank) of torchrun's process group (``load_run`` sets them), ``sample`` and
+    ``log_likelihood`` are collective: each rank computes its share of the row blocks and every
+    rank returns all rows (``sharding``), equal row for row to the single-process result.
     """
 
     def __init__(
@@ -69,6 +73,7 @@ class Run:
         run_dir: Path | None = None,
         data: DataBundle | None = None,
         selection: Mapping[str, Any] | None = None,
+        ranks: tuple[int, int] = (1, 0),
     ) -> None:
         self.config = config
         self.model = model
@@ -78,6 +83,12 @@ class Run:
         self.run_dir = run_dir
         self._data = data
         self.selection = selection  # RUN/selection.json: best step and t_min chosen on validation
+        self.world_size, self.rank = ranks
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 (always, without torchrun): the process that writes files and prints."""
+        return self.rank == 0
 
     # -- basic facts
     @property
@@ -164,42 +175,42 @@ class Run:
             steps = LANGEVIN_STEPS if name == "annealed_langevin" else DEFAULT_STEPS[name]
         steps = positive_int(steps, "steps")
         device, dtype = model_device(self.model)
-        gen = torch.Generator(device=device).manual_seed(int(seed))
         options: dict[str, Any] = {"s_churn": float(churn)} if churn else {}
         if name == "annealed_langevin":
             # A run's steps count Langevin steps per level (NCSN's T); the levels are the
             # process's own (NCSN, unconditional runs) or 10 geometric ones.
             options["langevin_steps"], steps = steps, None
-        shape_or_x: Any = (n, *self.shape)
         if not self.time_conditional:
             # Langevin at the learned level, started from the standardised data's scale.
             options.update(
                 step_size=cfg["step_size"], denoise=self.config["objective"]["sigma"] > 0
             )
-            init_std = 1.0 if self.kind == "vector" else 0.5
-            shape_or_x = init_std * torch.randn(
-                (n, *self.shape), generator=gen, device=device, dtype=dtype
-            )
+        init_std = 1.0 if self.kind == "vector" else 0.5
+
+        def draw(block: int, start: int, stop: int) -> tuple[Tensor, int, list | None]:
+            # Rows in blocks of 1000, each with its own seed: the same rows on any number of ranks.
+            gen = torch.Generator(device=device).manual_seed(block_seed(seed, block))
+            shape_or_x: Any = (stop - start, *self.shape)
+            if not self.time_conditional:
+                shape_or_x = init_std * torch.randn(
+                    shape_or_x, generator=gen, device=device, dtype=dtype
+                )
+            out = sample(self.model, self.process, shape_or_x, sampler=name, steps=steps,
+                         generator=gen, progress=progress and self.is_main,
+                         return_trajectory=trajectory, **options)  # fmt: skip
+            return out.x.detach(), out.nfe, out.trajectory
+
         t0 = time.perf_counter()
         self.model.eval()
-        out = sample(
-            self.model,
-            self.process,
-            shape_or_x,
-            sampler=name,
-            steps=steps,
-            generator=gen,
-            progress=progress,
-            return_trajectory=trajectory,
-            **options,
-        )
-        x = self.standardizer.inverse(out.x.detach())
+        blocks = map_blocks(draw, n, world_size=self.world_size, rank=self.rank)
+        x = self.standardizer.inverse(torch.cat([b[0] for b in blocks]))
         if self.columns is not None:  # discrete columns back onto their values
             x = self.columns.round(x)
         traj = None
-        if trajectory and out.trajectory is not None:
-            traj = [self.standardizer.inverse(s.detach()) for s in out.trajectory]
-        return SampleResult(x, out.nfe, traj, time.perf_counter() - t0)
+        if trajectory and blocks[0][2] is not None:
+            steps_of_blocks = zip(*(b[2] for b in blocks))
+            traj = [self.standardizer.inverse(torch.cat(s).detach()) for s in steps_of_blocks]
+        return SampleResult(x, blocks[0][1], traj, time.perf_counter() - t0)
 
     # -- likelihood
     def require_likelihood(self) -> None:
@@ -283,7 +294,7 @@ class Run:
                 f"{tuple(x.shape[1:])}"
             )
         device, dtype = model_device(self.model)
-        gen = torch.Generator(device=device).manual_seed(seed_value(seed))
+        seed = seed_value(seed)
         levels = self.config["data"].get("levels")
         dim = math.prod(self.shape)
         options = dict(
@@ -295,10 +306,13 @@ class Run:
             progress=False,  # one bar for the whole job below, not one per batch
         )
         self.model.eval()
-        out, nfe = [], 0
-        bar = tqdm(total=x.shape[0], unit="row", desc="likelihood", disable=not progress)
-        for start in range(0, x.shape[0], batch_size):
-            xb = x[start : start + batch_size].to(device=device, dtype=dtype)
+        bar = tqdm(total=x.shape[0], unit="row", desc="likelihood",
+                   disable=not (progress and self.is_main))  # fmt: skip
+
+        def score(block: int, start: int, stop: int) -> tuple[Tensor, int]:
+            # Blocks of batch_size rows, each seeded alone: the same rows on any number of ranks.
+            gen = torch.Generator(device=device).manual_seed(block_seed(seed, block))
+            xb = x[start:stop].to(device=device, dtype=dtype)
             if levels:
                 scale, shift = self._level_map(levels)
                 k = (xb * levels).round().clamp(0, levels)
@@ -322,11 +336,13 @@ class Run:
                 z = self.standardizer.transform(xb)
                 lp_z, n_eval = log_likelihood(self.model, self.process, z, generator=gen, **options)
                 lp = lp_z.double() + self.standardizer.log_abs_det() + log_bin
-            out.append(lp.cpu())
-            nfe += n_eval
-            bar.update(xb.shape[0])
+            bar.update(stop - start)
+            return lp.cpu(), n_eval
+
+        blocks = map_blocks(score, x.shape[0], block_rows=batch_size, world_size=self.world_size,
+                            rank=self.rank)  # fmt: skip
         bar.close()
-        return torch.cat(out), nfe
+        return torch.cat([b[0] for b in blocks]), sum(b[1] for b in blocks)
 
     # -- evaluation
     def memorisation(self, x: Tensor, *, seed: int = 0) -> Memorisation:

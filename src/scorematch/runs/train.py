@@ -34,6 +34,7 @@ from .checks import count, positive_int
 from .config import TIME_CONDITIONAL, build_config
 from .config_files import is_run_dir, read_run_config
 from .data import DataBundle, load_run_data
+from .execution import EXECUTION_CHANGES, record_execution, start, trainer_options
 from .loading import load_run
 from .run import Run
 from .selection import choose_t_min, read_selection, validation_loss, write_selection
@@ -57,6 +58,10 @@ def train(
     progress: bool = True,
     announce: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_minutes: float | None = 10.0,
+    device: str | None = "auto",
+    precision: str | None = None,
+    compile: bool | None = None,
+    grad_accum: int | None = None,
 ) -> TrainResult:
     """Train a run into ``out_dir``.
 
@@ -65,12 +70,16 @@ def train(
     ``steps`` (the new total) may extend the run; ``checkpoint_every`` / ``sample_every`` may
     change.  ``announce(config)`` is called with the resolved config before training starts.
     ``checkpoint_minutes``: also save a checkpoint every so many minutes of wall time (None: only
-    on the step grid); not part of the config.  Returns the trainer's ``TrainResult``.  The run
-    folder is created with its config.yaml in one step and locked while training (see
-    ``training.run_lock``).
+    on the step grid); not part of the config.  ``device`` (``"auto"``: CUDA when available),
+    ``precision``, ``compile`` and ``grad_accum``: where and how to train (``execution``; None
+    on resume: as the run recorded).  Under torchrun every rank calls this; rank 0 writes.
+    Returns the trainer's ``TrainResult``.  The run folder is created with its config.yaml in one
+    step and locked while training (see ``training.run_lock``).
     """
     out = Path(out_dir).expanduser()
-    check_unlocked(out)  # a second writer: one line, before anything is read or printed
+    execution = start(device)  # under torchrun: joins the process group
+    if execution.is_main:
+        check_unlocked(out)  # a second writer: one line, before anything is read or printed
     if resume:
         config, bundle = _resumed_config(out, options, steps, checkpoint_every, sample_every)
     else:
@@ -84,6 +93,9 @@ def train(
             if value is not None:
                 options[name] = value
         config, bundle = build_config(options)
+    execution.barrier()  # every rank has checked the run directory before rank 0 writes to it
+    record_execution(config, execution, precision=precision, compile=compile,
+                     grad_accum=grad_accum, resume=resume)  # fmt: skip
     if announce is not None:
         announce(config)
     tr = config["training"]
@@ -107,9 +119,9 @@ def train(
     if resume:
         # The newest good checkpoint (damaged ones are moved aside, and that is said); none:
         # killed before its first one, and fit says so and trains from step 0.
-        ckpt = choose_resume_checkpoint(out / "checkpoints", quarantine=True)
+        ckpt = choose_resume_checkpoint(out / "checkpoints", quarantine=execution.is_main)
         if ckpt is not None:
-            trainer.resume(ckpt, expected_changes=RESUMABLE)
+            trainer.resume(ckpt, expected_changes=RESUMABLE + EXECUTION_CHANGES)
         if trainer.step >= target:
             raise ValueError(
                 f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} to "
@@ -117,17 +129,20 @@ def train(
             )
     result = trainer.fit(target, resume=resume)
     if refit:
-        write_selection(out, selection)
+        if execution.is_main:
+            write_selection(out, selection)
         return dataclasses.replace(result, best_step=selection["best_step"])
     if validated:
-        run = load_run(out)  # the run's model: the best step, or the last of a fixed --steps
-        write_selection(out, {
+        run = load_run(out, device=execution.device)  # the best step, or a fixed --steps' last
+        selected = {
             "best_step": result.best_step,
             "refit": False,
             "stopped_early": result.stopped_early,
             "validation": trainer.validation.state(),
             "t_min": _t_min(run, bundle),
-        })  # fmt: skip
+        }  # fmt: skip
+        if execution.is_main:
+            write_selection(out, selected)
     return result
 
 
@@ -166,6 +181,7 @@ def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate,
         sample_fn=_sample_plotter(config, bundle, process) if sample_every else None,
         progress=progress,
         config=config,
+        **trainer_options(config),
         **options,
     )
 

@@ -6,8 +6,12 @@ covers stream positions [(s − 1)B, sB), so batches straddle epochs; with W ran
 the r-th of its W equal slices.  Nothing here is state: a resumed run recomputes its order from
 the step it reached, bit for bit.
 
-An iterable of batches (a DataLoader) has its own order; ``LoaderBatches`` only restarts it when
-it is exhausted (its order after a resume is therefore not exact).  ``batch_source`` picks
+This slice is how data is sharded under torchrun, for every run the command line trains: the
+global batch is the one asked for, whatever the number of ranks, and a run resumed on another
+number of ranks reads the same global batches (``step`` then cuts a rank's rows into
+micro-batches for gradient accumulation).  An iterable of batches (a DataLoader) has its own
+order and must shard itself (e.g. with a DistributedSampler); ``LoaderBatches`` only restarts it
+when it is exhausted (its order after a resume is therefore not exact).  ``batch_source`` picks
 ``TensorBatches`` or ``LoaderBatches`` for the data a ``Trainer`` is given.
 """
 

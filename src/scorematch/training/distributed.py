@@ -2,10 +2,13 @@
 all-reduce of gradients and of scalars, broadcast and gather.
 
 Under ``torchrun`` each rank trains on its slice of every global batch and the gradients are
-averaged with one all-reduce per dtype before clipping.  The objective gets the plain module,
-not a ``DistributedDataParallel`` wrapper, because the objectives differentiate the model with
-``torch.func`` (jvp/vjp/vmap), which DDP's wrapper does not support (pytorch/pytorch issues
-#102197, #182661).  Every helper is a no-op (or the identity) with a world size of 1.
+averaged over ranks before clipping, in one of two ways chosen by ``training.step``: a
+first-order loss (one ordinary backward pass: DSM, NCSN, continuous DSM, EDM) trains through a
+``DistributedDataParallel`` wrapper, whose bucketed all-reduce overlaps the backward pass; a loss
+that differentiates the model itself (``torch.func`` or create-graph autograd: ISM, SSM, energy
+models), where DDP's hooks do not fire (pytorch/pytorch issues #102197, #182661), gets the plain
+module and ``average_gradients`` after backward: one all-reduce per dtype.  Every helper is a
+no-op (or the identity) with a world size of 1.
 """
 
 from __future__ import annotations
@@ -27,9 +30,12 @@ __all__ = [
     "broadcast_module",
     "gather",
     "init_distributed",
+    "join_process_group",
     "mean_over_ranks",
     "mix_seed",
     "rank_seed",
+    "ranks",
+    "sum_over_ranks",
 ]
 
 
@@ -46,29 +52,42 @@ def rank_seed(seed: int, stream: str, rank: int) -> int:
     return seed if rank == 0 else mix_seed(seed, stream, rank)
 
 
-def init_distributed(
-    model: nn.Module, device: torch.device | str | None
-) -> tuple[torch.device, int, int]:
-    """Join the process group when ``torch.distributed`` is initialised or ``WORLD_SIZE > 1``
-    (as under ``torchrun``); returns ``(device, world_size, rank)``.
-
-    The device defaults to the model's, and on CUDA under torchrun to ``cuda:LOCAL_RANK``; the
-    backend is NCCL on CUDA and Gloo otherwise.
-    """
+def _active() -> bool:
     env_world = int(os.environ.get("WORLD_SIZE", "1"))
-    active = dist.is_available() and (dist.is_initialized() or env_world > 1)
-    if device is None:
-        device = model_device(model)[0]
-        if active and device.type == "cuda":
-            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return dist.is_available() and (dist.is_initialized() or env_world > 1)
+
+
+def join_process_group(device: torch.device | str) -> tuple[torch.device, int, int]:
+    """Join the process group when ``torch.distributed`` is initialised or ``WORLD_SIZE > 1``
+    (as under ``torchrun``, whose environment gives the rendezvous); returns ``(device,
+    world_size, rank)``.  The backend is NCCL on CUDA and Gloo otherwise; on CUDA the device
+    becomes the current one.  Without torchrun: ``(device, 1, 0)``."""
     device = torch.device(device)
+    active = _active()
     if active and device.type == "cuda":
         torch.cuda.set_device(device)
     if active and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
-    world_size = dist.get_world_size() if active else 1
-    rank = dist.get_rank() if active else 0
-    return device, world_size, rank
+    return (device, *ranks())
+
+
+def init_distributed(
+    model: nn.Module, device: torch.device | str | None
+) -> tuple[torch.device, int, int]:
+    """``join_process_group`` for a model: the device defaults to the model's, and on CUDA under
+    torchrun to ``cuda:LOCAL_RANK``."""
+    if device is None:
+        device = model_device(model)[0]
+        if _active() and device.type == "cuda":
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return join_process_group(device)
+
+
+def ranks() -> tuple[int, int]:
+    """``(world_size, rank)`` of the initialised process group; ``(1, 0)`` without one."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_world_size(), dist.get_rank()
+    return 1, 0
 
 
 def broadcast_module(module: nn.Module, world_size: int, src: int = 0) -> None:
@@ -85,6 +104,15 @@ def mean_over_ranks(value: Tensor, world_size: int) -> float:
     buf = value.reshape(1).to(torch.float64)
     dist.all_reduce(buf)
     return float(buf) / world_size
+
+
+def sum_over_ranks(value: Tensor, world_size: int) -> float:
+    """The sum of a scalar over ranks (one all-reduce in float64)."""
+    if world_size == 1:
+        return float(value)
+    buf = value.detach().reshape(1).to(torch.float64)
+    dist.all_reduce(buf)
+    return float(buf)
 
 
 def average_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:

@@ -10,8 +10,9 @@ weights.
 
 Everything random in a step — the data order and the objective's noise — comes from state the
 trainer owns and checkpoints: the data order is a pure function of (seed, step, rank)
-(``data_order``), and the loss function receives the trainer's ``torch.Generator``.  Under
-``torchrun`` the gradients are averaged over ranks before clipping (``distributed``).
+(``data_order``), and the loss function receives the trainer's ``torch.Generator``.  How a step
+computes its gradients — micro-batches, mixed precision, ``torch.compile``, and under ``torchrun``
+DDP or an explicit all-reduce before clipping — is ``step.StepEngine``.
 """
 
 from __future__ import annotations
@@ -31,13 +32,7 @@ from torch import Tensor, nn
 
 from .checkpoint import latest_checkpoint
 from .data_order import batch_source
-from .distributed import (
-    average_gradients,
-    broadcast_module,
-    init_distributed,
-    mean_over_ranks,
-    rank_seed,
-)
+from .distributed import broadcast_module, init_distributed, rank_seed
 from .metrics_log import MetricsLog, add_to_window, new_window, prepare_run_dir, window_row
 from .recovery import no_checkpoint_note
 from .results import TrainResult
@@ -50,6 +45,7 @@ from .schedules import (
     learning_rate,
     optional_int,
 )
+from .step import StepEngine
 from .stops import SaveSchedule, StopSignals, TrainingDiverged, TrainingInterrupted
 from .train_state import choose_resume_checkpoint as choose_checkpoint
 from .trainer_checkpoints import TrainerCheckpoints
@@ -102,6 +98,11 @@ class Trainer(TrainerCheckpoints):
         config: a JSON-able dict describing the run; stored in every checkpoint (with its hash)
             and as ``out_dir/config.yaml``.
         device: where to train.
+        precision, compile, grad_accum, first_order: see ``step.StepEngine`` — ``"fp32"``,
+            ``"bf16"`` or ``"fp16"`` autocast; ``torch.compile`` of the network (True or a backend
+            name; first-order losses only); micro-batches per step (the update of one batch that
+            many times larger); ``first_order=True`` for a loss that back-propagates once through
+            the model (DSM, NCSN, EDM): DDP under torchrun.  Default False suits any loss.
 
     Attributes ``model``, ``ema_model`` (sample from this), ``optimizer``, ``generator``, ``step``.
     """
@@ -138,6 +139,10 @@ class Trainer(TrainerCheckpoints):
         progress: bool = True,
         config: dict[str, Any] | None = None,
         device: torch.device | str | None = None,
+        precision: str = "fp32",
+        compile: bool | str = False,
+        grad_accum: int = 1,
+        first_order: bool = False,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise ValueError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -193,6 +198,9 @@ class Trainer(TrainerCheckpoints):
         )
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(rank_seed(self.seed, "noise", self.rank))
+        self.engine = StepEngine(self.model, self._params, self.optimizer, device=self.device,
+                                 world_size=self.world_size, precision=precision, compile=compile,
+                                 grad_accum=grad_accum, first_order=first_order)  # fmt: skip
 
         self._batches = batch_source(data, self.seed, self.batch_size, self.world_size)
 
@@ -231,6 +239,8 @@ class Trainer(TrainerCheckpoints):
             "ema_warmup": self.ema_warmup,
             "seed": self.seed,
             "world_size": self.world_size,
+            "precision": self.engine.precision.name,
+            "grad_accum": self.engine.grad_accum,
         }
 
     def lr_at(self, step: int) -> float:
@@ -346,32 +356,12 @@ class Trainer(TrainerCheckpoints):
             group["lr"] = lr
         self.model.train()
         self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss_fn(self.model, batch, self.generator)
-        if not isinstance(loss, Tensor) or loss.numel() != 1:
-            shape = tuple(loss.shape) if isinstance(loss, Tensor) else type(loss).__name__
-            raise ValueError(
-                f"loss_fn must return a scalar tensor (use reduction='mean'), got {shape}"
-            )
-        loss = loss.reshape(())
-        loss_value = mean_over_ranks(loss.detach(), self.world_size)
-        if not math.isfinite(loss_value):
+        loss_value = self.engine.gradients(self.loss_fn, batch, self.generator)
+        if not math.isfinite(loss_value):  # nothing applied: the step raises before the update
             raise self._diverged(s, "loss")
-        if not loss.requires_grad:
-            raise ValueError(
-                "the loss returned by loss_fn does not depend on the model's trainable parameters"
-            )
-        loss.backward()
-        average_gradients(self._params, self.world_size)
-        if self.grad_clip is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self._params, self.grad_clip)
-        else:
-            norm = torch.nn.utils.get_total_norm(
-                [p.grad for p in self._params if p.grad is not None]
-            )
-        grad_norm = float(norm)
-        if not math.isfinite(grad_norm):  # identical on every rank: gradients are synchronised
+        grad_norm, ok = self.engine.clip_and_step(self.grad_clip)
+        if not ok:
             raise self._diverged(s, "gradient norm")
-        self.optimizer.step()
         self._update_ema(s)
         self.step = s
         return loss_value, grad_norm, lr

@@ -45,6 +45,7 @@ class TrainerCheckpoints:
             "metrics_window": dict(self._window),
             "elapsed_seconds": self._elapsed,
             "validation": None if self.validation is None else self.validation.state(),
+            "step_engine": self.engine.state(),
         }
         best = None if self.validation is None else self.validation.best_step
         protect = () if best is None else (best,)
@@ -105,6 +106,7 @@ class TrainerCheckpoints:
         self._window = dict(ckpt.metadata["metrics_window"])
         if self.validation is not None and ckpt.metadata.get("validation"):
             self.validation.load_state(ckpt.metadata["validation"])
+        self.engine.load_state(ckpt.metadata.get("step_engine"))
         if self.is_main:
             logger.info("resumed from %s (step %d)", ckpt.path, self.step)
         return self.step
