@@ -253,16 +253,18 @@ def test_train_help_quotes_the_defaults_a_run_gets(default_configs):
     )
     # The model-selection paragraph: its numbers are the config's.
     flat = " ".join(text.split())
-    val_t, val_i, patience, refit = _one(
-        r"\((\d+)% of a table's training rows, (\d+)% of images; .* tables stop after (\d+) "
-        r"validations without improvement .* up to (\d+) training rows",
+    val_t, val_i, refit, patience = _one(
+        r"\((\d+)% of a table's training rows, (\d+)% of images; .* a table of up to (\d+) "
+        r"training rows takes .* stops after (\d+) validations without improvement",
         flat,
     )
     assert (
         float(val_t) / 100 == VAL_FRACTION["vector"] and float(val_i) / 100 == VAL_FRACTION["image"]
     )
     assert int(patience) == PATIENCE["vector"] and int(refit) == REFIT_MAX_ROWS
-    assert c["moons"]["training"]["patience"] == PATIENCE["vector"]
+    assert vector["training"]["patience"] == PATIENCE["vector"]  # 160 training rows
+    assert c["moons"]["training"]["patience"] is None  # 8000 rows: trains all its steps
+    assert (vector["training"]["model"], c["moons"]["training"]["model"]) == ("best", "last")
 
 
 def test_train_help_says_which_objectives_have_a_likelihood(default_configs):

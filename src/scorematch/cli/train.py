@@ -50,10 +50,10 @@ Defaults by data kind (EDM: process edm, EDM preconditioning, σ_data 0.5):
 
 \b
 Model selection on validation rows (15% of a table's training rows, 10% of images;
---val-fraction 0 turns it off): the checkpoint with the lowest validation loss is the run's
-model; tables stop after 8 validations without improvement (--patience; not when --steps is
-given), choose the likelihood's bandwidth t_min on these rows, and — up to 5000 training
-rows — are trained again on all of them for the chosen number of steps (--no-refit).
+--val-fraction 0 turns it off): the likelihood's bandwidth t_min is chosen on these rows, and
+a table of up to 5000 training rows takes the checkpoint with the lowest validation loss as its
+model, stops after 8 validations without improvement (--patience; not when --steps is given)
+and is trained again on all its rows for the chosen number of steps (--no-refit).
 
 --config FILE.yaml gives any of these options (keys as the option names, e.g. `batch_size: 256`
 or `batch-size: 256`); flags on the command line win.  The run directory gets config.yaml
@@ -136,8 +136,8 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 @click.option(
     "--patience",
     type=int,
-    help="Stop after this many validations without improvement (default 8 for tables; none "
-    "when --steps is given).",
+    help="Stop after this many validations without improvement (default 8 for tables of up to "
+    f"{REFIT_MAX_ROWS} training rows; none on larger data or when --steps is given).",
 )
 @click.option("--validate-every", type=int, help="Validate every N steps (default: steps/100).")
 @click.option(

@@ -378,8 +378,13 @@ def training_section(
     d = DEFAULTS[kind]
     validated = bundle.val_index is not None
     scaled = scaled_defaults(kind, bundle.fit.shape[0])
-    # A fixed --steps is honoured: early stopping only when asked for, or when steps is a default.
-    patience = options.get("patience", None if "steps" in options else PATIENCE[kind])
+    # Early stopping guards small tables against memorising their rows; a fixed --steps is
+    # honoured, and on thousands of rows (moons: 8000) the validation loss keeps moving with the
+    # learning rate long before the model stops improving (stopped at 900 of 3000 steps, the
+    # demo's NLL was 0.017 nats worse), so larger data sets train their steps and keep the best.
+    small_data = bundle.train.shape[0] <= REFIT_MAX_ROWS
+    default_patience = PATIENCE[kind] if small_data and "steps" not in options else None
+    patience = options.get("patience", default_patience)
     validate_every = None
     if validated:
         validate_every = options.get("validate_every", min(max(steps // 100, 10), 100))
@@ -397,7 +402,10 @@ def training_section(
         "validate_every": validate_every,
         "patience": None if not validated or not patience else positive_int(patience, "patience"),
         "refit": refit,
-        "model": "best" if validated and not fixed else "last",
+        # The lowest validation loss picks a small table's model; on larger data it peaked at
+        # step 900 of moons' 3000 while the held-out NLL kept improving (2.421 there, 2.398 at
+        # the end): their model is the last step.
+        "model": "best" if validated and not fixed and small_data else "last",
         # Warm-up: the default 100 steps, but at most a tenth of a short run.
         "warmup_steps": int(options.get("warmup_steps", min(d["warmup_steps"], steps // 10))),
         "schedule": choice(
