@@ -128,3 +128,27 @@ def test_a_larger_table_with_a_fixed_step_count_runs_to_the_end(tmp_path):
     run = load_run(out)
     assert run.step == 120  # a fixed --steps: the model is the last step
     assert load_run(out, checkpoint="best").step == selection["best_step"]
+
+
+def test_levels_declares_the_pixel_values_of_an_image_folder(tmp_path):
+    """--levels 17: a folder of 0…16 digits saved as 8-bit PNGs is snapped back onto 17 values,
+    and its bits/dim use them (as the built-in digits do)."""
+    import numpy as np
+    from PIL import Image
+
+    from scorematch.runs.config import build_config
+
+    folder = tmp_path / "digits17"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        k = rng.integers(0, 17, size=(8, 8))
+        Image.fromarray(np.round(k * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{i}.png")
+    config, bundle = build_config({"data": str(folder), "levels": 17, "val_fraction": 0})
+    assert config["data"]["levels"] == 16 and config["data"]["pixel_levels"] == 17
+    grid = (bundle.train * 16).round() / 16
+    assert torch.equal(bundle.train, grid)  # every pixel is one of the 17 values k/16
+    with pytest.raises(ValueError, match="levels"):
+        build_config({"data": "moons", "n": 50, "levels": 17})
+    with pytest.raises(ValueError, match="levels"):
+        build_config({"data": str(folder), "levels": 1})

@@ -154,6 +154,13 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 @click.option(
     "--image-size", type=int, help="Image folders: crop and resize every image to this square size."
 )
+@click.option(
+    "--levels",
+    type=int,
+    help="Image folders: how many pixel values the images really hold (e.g. 17 for 0…16 digits "
+    "saved as 8-bit PNGs); pixels are snapped to them and bits/dim use them (default: the files' "
+    "bit depth, 256 for 8-bit).",
+)
 @categorical_option
 @continuous_option
 @click.option(

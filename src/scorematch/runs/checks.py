@@ -8,7 +8,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["choice", "count", "fraction", "positive_float", "positive_int", "seed_value"]
+__all__ = [
+    "choice",
+    "count",
+    "fraction",
+    "pixel_levels",
+    "positive_float",
+    "positive_int",
+    "seed_value",
+]
 
 
 def positive_int(value: Any, name: str) -> int:
@@ -65,3 +73,11 @@ def choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
     if key not in choices:
         raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(choices)}")
     return key
+
+
+def pixel_levels(value: Any) -> int:
+    """The number of pixel values images hold (2 … 65536), for ``--levels``."""
+    levels = positive_int(value, "levels")
+    if not 2 <= levels <= 65536:
+        raise ValueError(f"levels must be the number of pixel values, 2 … 65536, got {levels}")
+    return levels

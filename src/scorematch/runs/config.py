@@ -24,7 +24,7 @@ from ..objectives.noise_conditional import WEIGHTINGS
 from ..parametrization import default_noise_input
 from ..processes import NoiseLevels, make_process
 from ..samplers import SAMPLERS
-from .checks import choice, count, fraction, positive_float, positive_int, seed_value
+from .checks import choice, count, fraction, pixel_levels, positive_float, positive_int, seed_value
 from .data import DataBundle, load_split, table_columns, validation_index
 
 __all__ = [
@@ -104,6 +104,7 @@ OPTION_NAMES = (
     "test_fraction",
     "val_fraction",
     "image_size",
+    "levels",
     "objective",
     "process",
     "model",
@@ -212,6 +213,7 @@ def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         "n": positive_int(options["n"], "n") if "n" in options else None,
         "seed": seed,
         "image_size": None if image_size is None else positive_int(image_size, "image_size"),
+        "pixel_levels": None if "levels" not in options else pixel_levels(options["levels"]),
         "test_fraction": fraction(options.get("test_fraction", TEST_FRACTION), "test_fraction"),
         "split_seed": seed,
     }
@@ -379,9 +381,7 @@ def training_section(
     validated = bundle.val_index is not None
     scaled = scaled_defaults(kind, bundle.fit.shape[0])
     # Early stopping guards small tables against memorising their rows; a fixed --steps is
-    # honoured, and on thousands of rows (moons: 8000) the validation loss keeps moving with the
-    # learning rate long before the model stops improving (stopped at 900 of 3000 steps, the
-    # demo's NLL was 0.017 nats worse), so larger data sets train their steps and keep the best.
+    # honoured; larger data sets train all their steps (see "model" below).
     small_data = bundle.train.shape[0] <= REFIT_MAX_ROWS
     default_patience = PATIENCE[kind] if small_data and "steps" not in options else None
     patience = options.get("patience", default_patience)
@@ -402,9 +402,8 @@ def training_section(
         "validate_every": validate_every,
         "patience": None if not validated or not patience else positive_int(patience, "patience"),
         "refit": refit,
-        # The lowest validation loss picks a small table's model; on larger data it peaked at
-        # step 900 of moons' 3000 while the held-out NLL kept improving (2.421 there, 2.398 at
-        # the end): their model is the last step.
+        # The lowest validation loss picks a small table's model; on moons (8000 rows) it fell at
+        # step 900 of 3000 while the held-out NLL kept improving (2.421 there, 2.397 at the end).
         "model": "best" if validated and not fixed and small_data else "last",
         # Warm-up: the default 100 steps, but at most a tenth of a short run.
         "warmup_steps": int(options.get("warmup_steps", min(d["warmup_steps"], steps // 10))),

@@ -112,9 +112,18 @@ def load_split(data_cfg: Mapping[str, Any]) -> tuple[Tensor, Tensor, str, int | 
         columns=run_columns(data_cfg),
     )
     kind = "image" if x.ndim == 4 else "vector"
+    levels = _levels(data_cfg["spec"], x)
+    declared = data_cfg.get("pixel_levels")
+    if declared is not None:
+        if kind != "image":
+            raise ValueError("--levels applies to images (a folder or an (N, C, H, W) array)")
+        # The folder's pixels hold `declared` levels (e.g. 17 for the 0…16 digits saved as PNG):
+        # snap them onto that grid, so that bits/dim compare with data of that depth.
+        levels = int(declared) - 1
+        x = (x * levels).round() / levels
     train, test = train_test_split(x, float(data_cfg["test_fraction"]), int(data_cfg["split_seed"]))
     _check_split(train, test, float(data_cfg["test_fraction"]))
-    return train, test, kind, _levels(data_cfg["spec"], x)
+    return train, test, kind, levels
 
 
 def load_run_data(config: Mapping[str, Any]) -> DataBundle:
