@@ -17,8 +17,10 @@ from .options import (
     checkpoint_line,
     checkpoint_option,
     device_option,
+    divergence_option,
     format_value,
     open_run,
+    rtol_option,
     save_array,
     shows_bits_per_dim,
     t_min_option,
@@ -61,19 +63,8 @@ from .options import (
     show_default=True,
     help="Compute the held-out NLL (probability-flow ODE).",
 )
-@click.option(
-    "--exact/--hutchinson",
-    "exact",
-    default=None,
-    help="Divergence of the NLL: exact trace (default up to 16 dimensions) or Hutchinson's estimate.",
-)
-@click.option(
-    "--rtol",
-    type=float,
-    default=1e-5,
-    show_default=True,
-    help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
-)
+@divergence_option
+@rtol_option
 @t_min_option
 @checkpoint_option
 @device_option
@@ -135,7 +126,7 @@ def evaluate(
         write_evaluation(result, json_out)
     for name, value in _report_rows(result, shows_bits_per_dim(run)):
         click.echo(f"{name:<28}{format_value(value)}")
-    click.echo(checkpoint_line(run))
+    click.echo(checkpoint_line(run, checkpoint))
     if result.nll_t_min is not None:
         chosen = run.t_min_reason if t_min is None else "--t-min"
         click.echo(f"likelihood read at t_min {result.nll_t_min:.4g} ({chosen})")
@@ -209,12 +200,7 @@ def _subset_row(rows: int | None, n_test: int) -> list[tuple[str, str]]:
 @click.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("file", required=False, type=click.Path(path_type=Path))
-@click.option(
-    "--exact/--hutchinson",
-    "exact",
-    default=None,
-    help="Exact divergence (default up to 16 dimensions) or Hutchinson's estimate.",
-)
+@divergence_option
 @click.option(
     "--probes", type=int, default=1, show_default=True, help="Hutchinson probe vectors per sample."
 )
@@ -231,13 +217,7 @@ def _subset_row(rows: int | None, n_test: int) -> list[tuple[str, str]]:
     show_default=True,
     help="Seed of the Hutchinson probes / dequantization noise.",
 )
-@click.option(
-    "--rtol",
-    type=float,
-    default=1e-5,
-    show_default=True,
-    help="Relative (and absolute) tolerance of the ODE solver.",
-)
+@rtol_option
 @t_min_option
 @checkpoint_option
 @device_option
@@ -292,7 +272,7 @@ def likelihood(
         f"(NLL {stats['nll']:.4f} ± {stats['stderr']:.4f}), {bpd}"
         f"{'exact' if divergence == 'exact' else 'Hutchinson'} divergence, {nfe} ODE evaluations"
     )
-    click.echo(checkpoint_line(run))
+    click.echo(checkpoint_line(run, checkpoint))
     reason = run.t_min_reason if t_min is None else "--t-min"
     click.echo(f"density read at t_min {run.t_min if t_min is None else t_min:.4g} ({reason})")
     if out is not None:

@@ -28,8 +28,10 @@ __all__ = [
     "column_lines",
     "continuous_option",
     "device_option",
+    "divergence_option",
     "format_value",
     "open_run",
+    "rtol_option",
     "save_array",
     "shows_bits_per_dim",
     "speed_options",
@@ -101,6 +103,22 @@ continuous_option = click.option(
 )
 
 
+# Shared by `evaluate` and `likelihood`: how the probability-flow likelihood is integrated.
+divergence_option = click.option(
+    "--exact/--hutchinson",
+    "exact",
+    default=None,
+    help="Divergence of the likelihood: exact trace (default up to 16 dimensions) or "
+    "Hutchinson's estimate.",
+)
+rtol_option = click.option(
+    "--rtol",
+    type=float,
+    default=1e-5,
+    show_default=True,
+    help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
+)
+
 checkpoint_option = click.option(
     "--checkpoint",
     default=None,
@@ -114,14 +132,11 @@ def open_run(run_dir: Path, checkpoint: str | None, device: str = "auto") -> Run
     """``load_run`` with the checkpoint ``--checkpoint`` names (None: the run's model) onto
     ``--device``; under torchrun after joining the process group, so that the run's sampling and
     likelihood are split over the ranks."""
-    run = load_run(run_dir, checkpoint=checkpoint, device=start(device).device)
-    run.checkpoint_choice = checkpoint
-    return run
+    return load_run(run_dir, checkpoint=checkpoint, device=start(device).device)
 
 
-def checkpoint_line(run: Run) -> str:
-    """One line saying which checkpoint a command used and why."""
-    choice = getattr(run, "checkpoint_choice", None)
+def checkpoint_line(run: Run, choice: str | None) -> str:
+    """One line saying which checkpoint a command used and why (``choice``: its --checkpoint)."""
     members = (run.config.get("ensemble") or {}).get("members")
     if members:
         return f"checkpoint: an ensemble of {len(members)} runs' models (config.yaml: ensemble)"

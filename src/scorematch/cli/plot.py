@@ -32,4 +32,4 @@ def plot(run_dir: Path, n: int, seed: int, checkpoint: str | None, device: str) 
         return
     for path in paths:
         click.echo(str(path))
-    click.echo(checkpoint_line(run), err=True)  # stdout lists the files, one per line
+    click.echo(checkpoint_line(run, checkpoint), err=True)  # stdout lists the files, one per line

@@ -15,7 +15,6 @@ from .options import (
     checkpoint_option,
     device_option,
     open_run,
-    save_array,
 )
 
 SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
@@ -81,14 +80,12 @@ def sample(
     two_d = run.kind == "vector" and run.shape == (2,)
     if trajectory and not two_d:
         raise click.UsageError("--trajectory needs 2-D data (it draws the points moving)")
-    # In chunks, each written to --out as it is drawn (.npy/.csv): memory flat in -n.  A user's
-    # table is kept and written with its column names and labels instead.
-    table = run.columns is not None and out.suffix.lower() == ".csv"
+    # In chunks, each written to --out as it is drawn (.npy/.csv): memory flat in -n.
     drawn = sample_to_file(
         run,
         n,
         out,
-        keep=out.suffix.lower() == ".png" or table,
+        keep=out.suffix.lower() == ".png",
         sampler=sampler,
         steps=steps,
         seed=seed,
@@ -105,11 +102,8 @@ def sample(
         else:
             labels = run.columns.names[:2] if run.columns is not None else None
             samples_vs_data(x, None, out, title=f"{n} samples, step {run.step}", labels=labels)
-    elif table:
-        # A table's CSV: its column names, categoricals as labels, discrete columns on their grid.
-        save_array(out, drawn.x.cpu().numpy(), columns=run.columns)
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")
-    click.echo(checkpoint_line(run))
+    click.echo(checkpoint_line(run, checkpoint))
     if trajectory:
         gif = out.with_suffix(".gif")
         trajectory_gif(drawn.trajectory, gif)

@@ -13,7 +13,9 @@ from ..objectives.noise_conditional import WEIGHTINGS
 from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
 from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, TEST_FRACTION
+from ..runs.config_files import read_run_config
 from ..runs.selection import read_selection
+from ..training import TrainResult
 from .options import (
     categorical_option,
     column_lines,
@@ -139,7 +141,11 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     help="Stop after this many validations without improvement (default 8 for tables of up to "
     f"{REFIT_MAX_ROWS} training rows; none on larger data or when --steps is given).",
 )
-@click.option("--validate-every", type=int, help="Validate every N steps (default: steps/100).")
+@click.option(
+    "--validate-every",
+    type=int,
+    help="Validate every N steps (default: steps/100 for tables, steps/20 for images, within 10–100).",
+)
 @click.option(
     "--refit/--no-refit",
     default=None,
@@ -239,7 +245,7 @@ def train(
         f"trained {out} to step {result.step}: loss {result.loss:.4g}, "
         f"{result.seconds:.1f} s of training; checkpoint {result.checkpoint}"
     )
-    for line in _selection_lines(out):
+    for line in _selection_lines(out, result):
         click.echo(line)
 
 
@@ -268,14 +274,17 @@ def _announce(config: dict[str, Any]) -> None:
     click.echo(line)
 
 
-def _selection_lines(out: Path) -> list[str]:
+def _selection_lines(out: Path, result: TrainResult) -> list[str]:
     """What the run chose on its validation rows (RUN/selection.json), in words."""
     selection = read_selection(out)
     if not selection:
         return []
     best = selection["best_step"]
-    how = "stopped early" if selection.get("stopped_early") else "ran to the end"
-    lines = [f"model: step {best}, the lowest validation loss ({how})"]
+    if read_run_config(out)["training"].get("model") == "last":
+        lines = [f"model: the last step, {result.step} (lowest validation loss at step {best})"]
+    else:
+        how = "stopped early" if selection.get("stopped_early") else "ran to the end"
+        lines = [f"model: step {best}, the lowest validation loss ({how})"]
     if selection.get("refit"):
         lines[0] += f"; trained again on all training rows for {best} steps"
     chosen = selection.get("t_min")

@@ -88,6 +88,8 @@ TEST_FRACTION = 0.2
 # REFIT_MAX_ROWS training rows is then trained again on all its rows for the chosen number of steps.
 VAL_FRACTION = {"vector": 0.15, "image": 0.1}
 PATIENCE = {"vector": 8, "image": None}
+# Validations per run: one of a U-Net's costs about 12 of its training steps (digits, CPU).
+VALIDATIONS = {"vector": 100, "image": 20}
 REFIT_MAX_ROWS = 5_000
 SIGMA_DATA = 0.5  # EDM's σ_data for the standardised data (measured better than 1.0 on moons)
 # Fourier scale of the noise embedding when the network sees c_noise = ¼ log σ̂ (EDM, NCSN):
@@ -380,15 +382,14 @@ def training_section(
     d = DEFAULTS[kind]
     validated = bundle.val_index is not None
     scaled = scaled_defaults(kind, bundle.fit.shape[0])
-    # Early stopping guards small tables against memorising their rows; a fixed --steps is
-    # honoured; larger data sets train all their steps (see "model" below).
+    # Early stopping guards small tables against memorising their rows (see "model" below).
     small_data = bundle.train.shape[0] <= REFIT_MAX_ROWS
     default_patience = PATIENCE[kind] if small_data and "steps" not in options else None
     patience = options.get("patience", default_patience)
     validate_every = None
     if validated:
-        validate_every = options.get("validate_every", min(max(steps // 100, 10), 100))
-        validate_every = positive_int(validate_every, "validate_every")
+        every = options.get("validate_every", min(max(steps // VALIDATIONS[kind], 10), 100))
+        validate_every = positive_int(every, "validate_every")
     fixed = "steps" in options  # a run of exactly --steps steps: its model is the last step
     small = kind == "vector" and bundle.train.shape[0] <= REFIT_MAX_ROWS and not fixed
     refit = bool(options.get("refit", small)) and validated

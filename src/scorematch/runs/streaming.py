@@ -11,6 +11,7 @@ the same samples as before; chunk i > 0 uses seed ``(seed + i * SEED_STRIDE) mod
 
 from __future__ import annotations
 
+import csv
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -124,7 +125,7 @@ def sample_to_file(
 ) -> StreamResult:
     """Draw ``n`` samples of ``run`` in chunks (``iter_samples``; ``options`` go there) and write
     them to ``out``: ``.npy`` (float32, shape ``(n, *event)``) or ``.csv`` (rows flattened, header
-    ``x1, x2, …``), atomically.  Another suffix (``.png``) writes nothing and needs ``keep``: the
+    ``x1, x2, …``; a user's table: its column names, categoricals as labels), atomically.  Another suffix (``.png``) writes nothing and needs ``keep``: the
     samples are then returned in ``x`` (the caller plots them).  ``postprocess`` maps each chunk
     (data units) before it is written, e.g. rounding discrete columns."""
     out = Path(out)
@@ -158,16 +159,24 @@ def sample_to_file(
         array.flush()
         del array
 
+    codec = getattr(run, "columns", None)  # a user's table: its names, labels and grids
+
     def write_csv(tmp: Path) -> None:
-        dim = math.prod(run.shape)
         with open(tmp, "w", encoding="utf-8", newline="") as f:
-            f.write(",".join(f"x{i + 1}" for i in range(dim)) + "\n")
-            for x in chunks():
+            if codec is not None:
+                writer = csv.writer(f, lineterminator="\n")
+                writer.writerow(codec.names)
+                for x in chunks():
+                    writer.writerows(codec.format_rows(x.reshape(x.shape[0], -1)))
+                return
+            f.write(",".join(f"x{i + 1}" for i in range(math.prod(run.shape))) + "\n")
+            for x in chunks():  # 9 significant digits: float32 values read back exactly
                 np.savetxt(f, x.reshape(x.shape[0], -1).numpy(), delimiter=",", fmt="%.9g")
 
-    if suffix == ".npy":
+    main = getattr(run, "is_main", True)  # under torchrun every rank draws, rank 0 writes
+    if suffix == ".npy" and main:
         atomic_save(out, write_npy)
-    elif suffix == ".csv":
+    elif suffix == ".csv" and main:
         atomic_save(out, write_csv)
     else:
         for _ in chunks():

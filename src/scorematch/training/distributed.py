@@ -35,7 +35,6 @@ __all__ = [
     "mix_seed",
     "rank_seed",
     "ranks",
-    "sum_over_ranks",
 ]
 
 
@@ -101,18 +100,9 @@ def mean_over_ranks(value: Tensor, world_size: int) -> float:
     """The mean of a scalar over ranks (one all-reduce in float64)."""
     if world_size == 1:
         return float(value)
-    buf = value.reshape(1).to(torch.float64)
-    dist.all_reduce(buf)
-    return float(buf) / world_size
-
-
-def sum_over_ranks(value: Tensor, world_size: int) -> float:
-    """The sum of a scalar over ranks (one all-reduce in float64)."""
-    if world_size == 1:
-        return float(value)
     buf = value.detach().reshape(1).to(torch.float64)
     dist.all_reduce(buf)
-    return float(buf)
+    return float(buf) / world_size
 
 
 def average_gradients(params: Sequence[nn.Parameter], world_size: int) -> None:

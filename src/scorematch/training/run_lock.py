@@ -44,7 +44,6 @@ __all__ = [
     "check_unlocked",
     "hold_run_lock",
     "is_leftover",
-    "lock_holder",
 ]
 
 logger = logging.getLogger(__name__)
@@ -67,13 +66,6 @@ def _read_info(path: Path) -> dict:
         info = json.loads(path.read_text(encoding="utf-8") or "{}")
         return info if isinstance(info, dict) else {}
     return {}
-
-
-def lock_holder(folder: str | os.PathLike) -> dict | None:
-    """Who holds (or last held, if it was killed) the lock of ``folder``: the lock file's content
-    (``pid``, ``host``, ``started``, ``command``), or None without a lock file."""
-    path = Path(folder) / LOCK_NAME
-    return _read_info(path) if path.exists() else None
 
 
 def is_leftover(path: str | os.PathLike) -> bool:

@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from .distributed import average_gradients, sum_over_ranks
+from .distributed import average_gradients, mean_over_ranks
 from .precision import Precision
 from .schedules import check_int
 
@@ -120,7 +120,7 @@ class StepEngine:
             total += weight * loss.detach().to(torch.float64)
         if self.ddp is None:
             average_gradients(self.params, self.world_size)
-        return sum_over_ranks(total, self.world_size) / self.world_size
+        return mean_over_ranks(total, self.world_size)
 
     def clip_and_step(self, grad_clip: float | None) -> tuple[float, bool]:
         """Clip the gradients to global norm ``grad_clip`` (None: only measure it) and update;
