@@ -37,14 +37,14 @@ than both baselines.
 **Does the stopping rule track held-out NLL?**  Every run's validation-loss curve is recorded
 (``selection.json``).  For the tables of ``--stopping`` (default: the tuning half), a second run
 of the same command with ``--no-refit --patience 24 --checkpoint-every V --sample-every 0`` (V the
-run's validation interval; same seed, so the same trajectory as the default's selection pass, run
-three times as far past its best validation step) is kept at every validation step, and the
-held-out NLL is computed (``likelihood --checkpoint STEP``) at up to five steps: half the default
-rule's choice, the rule's choice (lowest validation loss with patience 8), the step where it
-stopped, the lowest validation loss with patience 24, and the last step.  Reported: the NLL lost by the rule's step against the best of
-these steps (paired over held-out rows), and the rank correlation of validation loss with held-out
-NLL over them.  (The trainer keeps only its newest three checkpoints and the best; the harness
-copies each one aside as it appears.)
+run's validation interval) follows the same trajectory as the default's selection pass (same seed;
+checked) with three times its patience.  The trainer keeps only its newest three checkpoints and
+the best, so the harness copies each one aside as it appears.  The held-out NLL is computed
+(``likelihood --checkpoint STEP``, the run's t_min) at up to five of them: half the rule's step,
+the rule's step (lowest validation loss with patience 8), the step where the rule stopped, the
+lowest validation loss with patience 24, and the last step.  Reported: the NLL the rule's step
+loses against the best of these (paired over held-out rows), and the rank correlation of
+validation loss with held-out NLL over them.
 
 **Targets** (issue #20): no table errors in train, sample, evaluate or likelihood; better held-out
 NLL than both GMM and KDE on at least 75 % of the report half.
