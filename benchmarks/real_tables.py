@@ -444,6 +444,32 @@ def fmt(pair, digits: int = 2) -> str:
     return "—" if pair is None else f"{pair[0]:.{digits}f} ± {pair[1]:.{digits}f}"
 
 
+def misreads(r: dict) -> list[str]:
+    """What the run read wrongly without an error, from its column kinds against R's own types:
+    row names modelled, numeric columns with NA typed categorical (NA read as a label), other
+    numeric columns typed categorical, text columns with a distinct value in ≥ 90 % of the rows
+    (identifiers) modelled."""
+    kinds = {name: (kind, distinct) for name, kind, distinct in r.get("column_kinds") or []}
+    if not kinds:
+        return []
+    frame = load_frame(r["table"])
+    found = []
+    if "rownames" in kinds:
+        found.append(f"rownames modelled ({kinds['rownames'][0]})")
+    for c in usable_columns(frame):
+        if c not in kinds:
+            continue
+        kind, distinct = kinds[c]
+        numeric = frame[c].dtype != object
+        if numeric and kind == "categorical":
+            na = int(frame[c].isna().sum())
+            found.append(f"{c}: numeric" + (f" with {na} NA" if na else "")
+                         + f" typed categorical ({distinct} labels)")  # fmt: skip
+        elif not numeric and frame[c].nunique() >= 0.9 * len(frame):
+            found.append(f"{c}: identifier-like text modelled ({kind}, {distinct} labels)")
+    return found
+
+
 def render(store: dict, plan: dict) -> str:
     results = store["tables"]
     halves = {h: [t["table"] for t in plan[h]] for h in ("tuning", "report")}
@@ -556,6 +582,29 @@ def render(store: dict, plan: dict) -> str:
             lines.append(f"| {key} | {s['rule_step']} | {s['best_val_step']} | "
                          f"{s['best_nll_step']} | {s['last_step']} | {fmt(s['lost'], 3)} | {rho} "
                          f"| {pts} |")  # fmt: skip
+    lines += ["", "## Read wrongly without an error", "",
+              "The runs' column kinds (`config.yaml`) against R's own column types (rule in "
+              "`misreads`):", ""]  # fmt: skip
+    counts: dict[str, int] = {}
+    for key in halves["tuning"] + halves["report"]:
+        if key not in results:
+            continue
+        found = misreads(results[key])
+        for f in found:
+            what = (
+                "rownames modelled"
+                if f.startswith("rownames")
+                else "NA read as a label"
+                if " NA typed" in f
+                else "identifier modelled"
+                if "identifier" in f
+                else "numeric typed categorical"
+            )
+            counts[what] = counts.get(what, 0) + 1
+        if found:
+            lines.append(f"- {key}: " + "; ".join(found))
+    if counts:
+        lines += ["", "Columns: " + ", ".join(f"{v} × {k}" for k, v in counts.items()) + "."]
     lines += ["", "## The tables", ""]
     for half in ("tuning", "report"):
         lines.append(f"- **{half}**: " + ", ".join(
@@ -590,6 +639,11 @@ def main() -> None:
                         help="smoke run: the 4 smallest tables of the half, no stopping check, "
                              "evaluate -n 500 --nll-rows 200; writes nothing")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="print the rule's tables and exit")
+    parser.add_argument(
+        "--render",
+        action="store_true",
+        help="redraw the .md from the .json store without running anything",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
@@ -599,6 +653,11 @@ def main() -> None:
             for t in plan[half]:
                 print(f"{half:7s} {t['table']:24s} {t['rows']:6d} rows {t['usable']:3d} usable")
         print(f"{len(plan['eligible'])} eligible, {N_TABLES} drawn")
+        return
+    if args.render:
+        store = json.loads(args.out.with_suffix(".json").read_text())
+        args.out.write_text(render(store, plan), encoding="utf-8")
+        print(f"wrote {args.out}")
         return
     half_of = {t["table"]: h for h in ("tuning", "report") for t in plan[h]}
     if args.tables:
