@@ -665,6 +665,11 @@ def main() -> None:
     else:
         halves = ("tuning", "report") if args.half == "all" else (args.half,)
         keys = [t["table"] for h in halves for t in plan[h]]
+    store_path = args.out.with_suffix(".json")
+    if args.resume and store_path.exists():
+        held = json.loads(store_path.read_text())["tables"]
+        keys = [k for k in keys if not (k in held and held[k].get("commit") == commit()
+                                        and "harness_error" not in held[k])]  # fmt: skip
     if args.quick:
         size = {t["table"]: t["rows"] * t["usable"] for t in plan["eligible"]}
         keys = sorted(keys, key=lambda k: size.get(k, 0))[:4]
