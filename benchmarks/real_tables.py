@@ -640,6 +640,11 @@ def main() -> None:
                              "evaluate -n 500 --nll-rows 200; writes nothing")  # fmt: skip
     parser.add_argument("--list", action="store_true", help="print the rule's tables and exit")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="skip the tables the .json store already holds for this src commit",
+    )
+    parser.add_argument(
         "--render",
         action="store_true",
         help="redraw the .md from the .json store without running anything",
