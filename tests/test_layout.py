@@ -1,6 +1,6 @@
 """The house rules that keep the package easy to change, read off the source with ``ast``:
 no import cycle between modules (lazy imports inside functions included), no module importing
-another module's underscore names, and no file over 450 lines."""
+another module's underscore names, and no file over 800 lines."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "scorematch"
-MAX_LINES = 450
+MAX_LINES = 800
 
 
 def _modules() -> dict[str, Path]:

@@ -35,7 +35,7 @@ def test_validation_rule():
     assert not v.record(20, float("nan")) and v.should_stop  # a NaN never counts as a best
     assert (v.best_step, v.best_value, v.since_best) == (10, 2.0, 2)
     w = Validation(lambda m, s: 0.0, every=5, patience=2)
-    w.load_state(json.loads(json.dumps(v.state())))
+    w.load_state_dict(json.loads(json.dumps(v.state_dict())))
     assert (w.best_step, w.best_value, w.since_best) == (10, 2.0, 2)
     assert w.history[:3] == v.history[:3] and w.history[3][0] == 20
     for bad in ({"every": 0}, {"every": 5, "patience": 0}, {"every": 5, "min_delta": -1.0}):

@@ -21,14 +21,8 @@ from torch import nn
 
 from ..plots import image_grid, samples_vs_data
 from ..processes import Process
-from ..training import (
-    Trainer,
-    TrainResult,
-    check_unlocked,
-    choose_resume_checkpoint,
-    is_leftover,
-    latest_checkpoint,
-)
+from ..run_dir import RunDir, is_leftover
+from ..training import Trainer, TrainResult, choose_checkpoint, latest_checkpoint
 from .build import build_loss, build_process, build_score_model
 from .checks import count, positive_int
 from .config import TIME_CONDITIONAL, build_config
@@ -78,8 +72,8 @@ def train(
     """
     out = Path(out_dir).expanduser()
     execution = start(device)  # under torchrun: joins the process group
-    if execution.is_main:
-        check_unlocked(out)  # a second writer: one line, before anything is read or printed
+    if execution.is_main:  # a second writer: one line, before anything is read or printed
+        RunDir(out).check_unlocked()
     if resume:
         config, bundle = _resumed_config(out, options, steps, checkpoint_every, sample_every)
     else:
@@ -119,7 +113,7 @@ def train(
     if resume:
         # The newest good checkpoint (damaged ones are moved aside, and that is said); none:
         # killed before its first one, and fit says so and trains from step 0.
-        ckpt = choose_resume_checkpoint(out / "checkpoints", quarantine=execution.is_main)
+        ckpt = choose_checkpoint(out / "checkpoints", resumable=True, quarantine=execution.is_main)
         if ckpt is not None:
             trainer.resume(ckpt, expected_changes=RESUMABLE + EXECUTION_CHANGES)
         if trainer.step >= target:
@@ -138,7 +132,7 @@ def train(
             "best_step": result.best_step,
             "refit": False,
             "stopped_early": result.stopped_early,
-            "validation": trainer.validation.state(),
+            "validation": trainer.validation.state_dict(),
             "t_min": _t_min(run, bundle),
         }  # fmt: skip
         if execution.is_main:
@@ -210,7 +204,7 @@ def _select_in_memory(config, bundle, process, loss, progress) -> dict[str, Any]
         "best_step": result.best_step,
         "refit": True,
         "stopped_early": result.stopped_early,
-        "validation": trainer.validation.state(),
+        "validation": trainer.validation.state_dict(),
         "t_min": _t_min(run, bundle),
     }
 
