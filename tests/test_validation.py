@@ -136,7 +136,7 @@ def test_levels_declares_the_pixel_values_of_an_image_folder(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from scorematch.runs.config import build_config
+    from scorematch.runs.config import configure
 
     folder = tmp_path / "digits17"
     folder.mkdir()
@@ -144,11 +144,11 @@ def test_levels_declares_the_pixel_values_of_an_image_folder(tmp_path):
     for i in range(12):
         k = rng.integers(0, 17, size=(8, 8))
         Image.fromarray(np.round(k * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{i}.png")
-    config, bundle = build_config({"data": str(folder), "levels": 17, "val_fraction": 0})
+    config, bundle = configure({"data": str(folder), "levels": 17, "val_fraction": 0})
     assert config["data"]["levels"] == 16 and config["data"]["pixel_levels"] == 17
     grid = (bundle.train * 16).round() / 16
     assert torch.equal(bundle.train, grid)  # every pixel is one of the 17 values k/16
     with pytest.raises(ValueError, match="levels"):
-        build_config({"data": "moons", "n": 50, "levels": 17})
+        configure({"data": "moons", "n": 50, "levels": 17})
     with pytest.raises(ValueError, match="levels"):
-        build_config({"data": str(folder), "levels": 1})
+        configure({"data": str(folder), "levels": 1})

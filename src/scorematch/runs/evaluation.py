@@ -15,6 +15,7 @@ from torch import Tensor
 from ..data import ColumnCodec
 from ..io import atomic_write_text
 from ..metrics import Memorisation
+from ..run_dir import RunDir
 from .config import jsonable
 
 __all__ = ["Evaluation", "evaluation_path", "likelihood_convention", "write_evaluation"]
@@ -107,10 +108,8 @@ def likelihood_convention(levels: int | None, columns: ColumnCodec | None) -> st
 
 def evaluation_path(run_dir: str | Path, t_min: float | None = None) -> Path:
     """Where an evaluation is kept: ``RUN/evaluation.json`` at the run's own settings, and
-    ``RUN/evaluation_tmin-T.json`` for an explicit ``t_min = T`` (formatted with ``:g``), so that
-    an evaluation at another bandwidth never replaces the default one."""
-    name = "evaluation.json" if t_min is None else f"evaluation_tmin-{float(t_min):g}.json"
-    return Path(run_dir) / name
+    ``RUN/evaluation_tmin-T.json`` for an explicit ``t_min = T`` (``RunDir.evaluation_path``)."""
+    return RunDir(run_dir).evaluation_path(t_min)
 
 
 def write_evaluation(evaluation: Evaluation, path: str | Path | None = None) -> Path:

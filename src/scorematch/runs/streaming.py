@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._checks import check_positive_int
 from ..io import atomic_save
-from .checks import positive_int, seed_value
+from .checks import seed_value
 
 __all__ = [
     "MAX_DISTANCE_ROWS",
@@ -93,8 +94,8 @@ def iter_samples(
     one progress bar over all ``n`` rows (one chunk: the sampler's bar over its steps).
     ``options`` go to ``Run.sample`` (sampler, steps, churn); ``trajectory`` is kept for the first
     chunk only."""
-    n, seed = positive_int(n, "n"), seed_value(seed)
-    chunk = positive_int(chunk, "chunk") if chunk is not None else chunk_rows(run.shape)
+    n, seed = check_positive_int(n, "n"), seed_value(seed)
+    chunk = check_positive_int(chunk, "chunk") if chunk is not None else chunk_rows(run.shape)
     if n <= chunk:  # one chunk: the sampler's own bar over its steps, as without chunks
         part = run.sample(n, seed=seed, trajectory=trajectory, progress=progress, **options)
         part.x = part.x.cpu()
