@@ -25,7 +25,7 @@ from ..io import read_yaml
 from ..models import MODEL_NAMES, model_spec
 from ..objectives.noise_conditional import WEIGHTINGS
 from ..parametrization import default_noise_input
-from ..processes import NoiseLevels, Process, make_process
+from ..processes import SIGMA_DATA, NoiseLevels, Process, make_process
 from ..samplers import SAMPLERS
 from .checks import choice, positive_float
 from .data import TEST_FRACTION, VAL_FRACTION, DataBundle, load_data
@@ -53,11 +53,9 @@ PROCESSES = ("vp", "ve", "subvp", "edm")
 PREDICTIONS = ("eps", "x0", "score", "edm")
 CONFIG_VERSION = 1
 
-# Defaults by data kind.  The vector ones were chosen by measuring the held-out NLL on `moons`
-# (10 000 points, exact probability-flow likelihood) against a Gaussian mixture with its number of
-# components chosen by BIC; at equal CPU, EDM (σ_data = 0.5, ¼ log σ embedded with Fourier scale 4)
-# beat VP + importance-weighted DSM, and σ_data = 0.5 beat 1.0.  "process"/"weighting" are the
-# defaults of --objective diffusion.
+# Defaults by data kind.  The vector ones were chosen on the held-out NLL of `moons` against a
+# BIC-chosen Gaussian mixture (benchmarks/results/design_choices.md).  "process"/"weighting" are the defaults of
+# --objective diffusion.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "vector": {
         "model": "mlp",
@@ -93,13 +91,13 @@ DEFAULTS: dict[str, dict[str, Any]] = {
 # validation loss is the run's model and training stops after PATIENCE validations without
 # improvement; a table is then trained again on all its rows for the chosen number of steps.
 PATIENCE = {"vector": 8, "image": None}
-# Validations per run: one of a U-Net's costs about 12 of its training steps (digits, CPU).
+# Validations per run: fewer for images, whose validation costs several training steps
+# (benchmarks/results/design_choices.md).
 VALIDATIONS = {"vector": 100, "image": 20}
 REFIT_MAX_ROWS = 5_000
-SIGMA_DATA = 0.5  # EDM's σ_data for the standardised data (measured better than 1.0 on moons)
 # Fourier scale of the noise embedding when the network sees c_noise = ¼ log σ̂ (EDM, NCSN):
 # that input spans about 2.7 units instead of t ∈ [0, 1], so a smaller scale than the default 16
-# keeps the embedding smooth in the noise level (on moons: same NLL, half the ODE evaluations).
+# keeps the embedding smooth in the noise level (benchmarks/results/design_choices.md).
 LOG_SIGMA_FOURIER_SCALE = 4.0
 # What the network predicts by default on each process of diffusion/edm.
 DEFAULT_PREDICTION = {"vp": "eps", "subvp": "eps", "ve": "score", "edm": "edm"}
@@ -260,6 +258,7 @@ def process_section(options: Mapping[str, Any], objective: str, data: DataBundle
     if objective in ("diffusion", "edm"):
         default = "edm" if objective == "edm" else DEFAULTS[data.kind]["process"]
         name = choice(options.get("process", default), "process", PROCESSES)
+        # EDM's own σ_data suits the standardised data (benchmarks/results/design_choices.md).
         extra = {"sigma_data": SIGMA_DATA} if name == "edm" else {}
         return make_process(name, **extra)
     if objective == "ncsn":

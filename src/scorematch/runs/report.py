@@ -224,7 +224,7 @@ def demo(
     the held-out split (and a BIC-selected Gaussian mixture for vector data), and plot.
 
     The held-out NLL uses the exact divergence for vectors and Hutchinson's estimate for images,
-    with ODE tolerances 1e-4 (on moons the NLL moves by about 2e-4 nats from 1e-5 to 1e-4).
+    with ODE tolerances 1e-4 (the NLL hardly moves from 1e-5: ``benchmarks/results/design_choices.md``).
     ``device``: where to compute (``scorematch.devices.resolve_device``); under torchrun the
     training, sampling and likelihood are split over the ranks and rank 0 writes.
     """

@@ -45,8 +45,8 @@ MAX_DISTANCE_ROWS = 10_000  # held-out rows MMD and energy distance use at most 
 def chunk_rows(shape: tuple[int, ...], budget: int = 1 << 21) -> int:
     """Rows per chunk for events of ``shape``: about ``budget`` numbers of samples per chunk,
     between 64 and 50 000 rows.  What a chunk holds most of is the network's activations (about
-    2 KB a row for the default MLP: ~0.1 GB at 50 000 rows); much smaller chunks cost time (at
-    10 000 rows sampling took 1.4x as long as at 100 000, at 50 000 1.1x)."""
+    2 KB a row for the default MLP: ~0.1 GB at 50 000 rows); much smaller chunks cost time
+    (``benchmarks/results/design_choices.md``)."""
     return max(64, min(50_000, budget // max(1, math.prod(shape))))
 
 
