@@ -131,7 +131,7 @@ def test_evaluate_subsamples_the_held_out_split_for_mmd_and_energy(toy, monkeypa
 
     monkeypatch.setattr(run_module, "MAX_DISTANCE_ROWS", 30)
     result = toy.evaluate(40, nll=False)
-    assert result.distance_rows == 30 and result.n_test == ref.shape[0] == 80
+    assert result.samples.distance_rows == 30 and result.n_test == ref.shape[0] == 80
     text = invoke("evaluate", toy.run_dir, "-n", "40", "--no-nll", "--no-progress").output
     assert "random 30 of 80" in text
 

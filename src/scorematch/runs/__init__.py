@@ -41,7 +41,7 @@ from .config import (
     load_config,
 )
 from .data import DataBundle, dataset_table, load_data, table_columns
-from .evaluation import Evaluation, evaluation_path, write_evaluation
+from .evaluation import Evaluation, HeldOutNLL, SampleFigures, evaluation_path, write_evaluation
 from .loading import load_run
 from .report import Baseline, DemoResult, demo, gmm_baseline, make_plots, paired_verdict
 from .run import Run, SampleResult
@@ -58,7 +58,9 @@ __all__ = [
     "DataBundle",
     "DemoResult",
     "Evaluation",
+    "HeldOutNLL",
     "Run",
+    "SampleFigures",
     "SampleResult",
     "build_config",
     "build_loss",

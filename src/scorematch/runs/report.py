@@ -260,7 +260,8 @@ def demo(
     baseline = None
     if kind == "vector" and run.is_main:  # the printed comparison: rank 0 only
         t2 = time.perf_counter()
-        held_out = run.data.test[: evaluation.nll_points or None]
+        points = None if evaluation.likelihood is None else evaluation.likelihood.points
+        held_out = run.data.test[:points]
         baseline = gmm_baseline(run.data.train, held_out, seed=0)
         timings["baseline"] = time.perf_counter() - t2
     t3 = time.perf_counter()

@@ -32,7 +32,7 @@ from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
 from .checks import choice, seed_value
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
-from .evaluation import Evaluation, likelihood_convention
+from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_convention
 from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
 
@@ -393,41 +393,55 @@ class Run:
         x = torch.nan_to_num(x, nan=0.0, posinf=1e6, neginf=-1e6)
         # MMD and energy distance cost O(rows²): on a bounded random subset of the held-out rows.
         pairs = subsample_rows(ref, MAX_DISTANCE_ROWS, torch.Generator().manual_seed(int(seed)))
-        result = Evaluation(
-            run=str(self.run_dir) if self.run_dir else None,
-            step=self.step,
-            objective=self.objective,
-            n_samples=n,
-            n_test=int(ref.shape[0]),
+        samples = SampleFigures(
             sampler=self.config["sampling"]["sampler"],
-            sampler_nfe=drawn.nfe,
-            sample_seconds=round(drawn.seconds, 3),
-            nonfinite_samples=nonfinite,
+            nfe=drawn.nfe,
+            seconds=round(drawn.seconds, 3),
+            n=n,
+            nonfinite=nonfinite,
             sliced_wasserstein=float(sliced_wasserstein(x, ref, projections=256, generator=gen)),
             mmd=float(mmd(x, pairs)),
             energy_distance=float(energy_distance(x, pairs)),
             distance_rows=int(pairs.shape[0]),
         )
+        likelihood, note, lp = None, None, None
         if nll and self.time_conditional:
-            pts = ref[:max_nll_points]
             div = divergence or self.default_divergence
             t1 = time.perf_counter()
             lp, nfe = self.log_likelihood(
-                pts, divergence=div, seed=seed, rtol=rtol, t_min=t_min, progress=progress
+                ref[:max_nll_points],
+                divergence=div,
+                seed=seed,
+                rtol=rtol,
+                t_min=t_min,
+                progress=progress,
             )
             stats = heldout_nll(lp, dims=math.prod(self.shape))
-            levels = self.config["data"].get("levels")
-            result.log_prob = lp
-            result.nll, result.nll_stderr = stats["nll"], stats["stderr"]
-            result.bits_per_dim, result.nll_points = stats["bits_per_dim"], stats["n"]
-            result.nll_divergence, result.nll_rtol, result.nll_nfe = div, rtol, nfe
-            result.nll_t_min = self.t_min if t_min is None else t_min
-            result.nll_seconds = round(time.perf_counter() - t1, 3)
-            result.nll_convention = likelihood_convention(levels, self.columns)
-            if self.columns is not None:
-                result.nll_log_bin_volume = self.columns.log_bin_volume
+            likelihood = HeldOutNLL(
+                nll=stats["nll"],
+                stderr=stats["stderr"],
+                bits_per_dim=stats["bits_per_dim"],
+                points=stats["n"],
+                divergence=div,
+                rtol=rtol,
+                t_min=self.t_min if t_min is None else t_min,
+                nfe=nfe,
+                seconds=round(time.perf_counter() - t1, 3),
+                convention=likelihood_convention(self.config["data"].get("levels"), self.columns),
+                log_bin_volume=None if self.columns is None else self.columns.log_bin_volume,
+            )
         elif nll:
-            result.nll_note = f"no likelihood for the unconditional objective {self.objective!r}"
-        result.set_memorisation(self.memorisation(x, seed=seed))
-        result.seconds = round(time.perf_counter() - t0, 3)
-        return result
+            note = f"no likelihood for the unconditional objective {self.objective!r}"
+        memorised = self.memorisation(x, seed=seed)
+        return Evaluation(
+            run=str(self.run_dir) if self.run_dir else None,
+            step=self.step,
+            objective=self.objective,
+            n_test=int(ref.shape[0]),
+            samples=samples,
+            likelihood=likelihood,
+            nll_note=note,
+            memorisation=memorised,
+            seconds=round(time.perf_counter() - t0, 3),
+            log_prob=lp,
+        )
