@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from ..ensemble import CONSTRAINTS
+from ..run_dir import RunDir
 from ..runs import load_run
 from ..runs.ensemble import build_ensemble
 
@@ -50,4 +51,4 @@ def ensemble(runs: tuple[Path, ...], out: Path, constraint: str, hutchinson: boo
     )
     for path, weight, ism in zip(runs, section["weights"], section["member_validation_ism"]):
         click.echo(f"  {weight:+.4f}  {path}  (alone: {ism:.4g})")
-    click.echo(f"ensemble: {section['validation_ism']:.4g}; wrote {out / 'config.yaml'}")
+    click.echo(f"ensemble: {section['validation_ism']:.4g}; wrote {RunDir(out).config_path}")

@@ -38,6 +38,7 @@ from ..run_dir import RunDir
 from .checkpoint import (
     Checkpoint,
     check_resumable,
+    checkpoint_paths,
     choose_checkpoint,
     config_changes,
     config_hash,
@@ -392,7 +393,7 @@ class Trainer:
         if self.run_dir is None:
             raise ValueError("save_checkpoint needs an out_dir")
         state = self.state.state_dict()  # every rank: the RNG states are gathered
-        path = self.checkpoint_dir / f"step_{self.step:08d}.safetensors"
+        path = checkpoint_paths(self.checkpoint_dir, self.step)[0]
         if self.is_main:
             best = None if self.validation is None else self.validation.best_step
             write_checkpoint(
