@@ -85,3 +85,37 @@ def test_run_dir_names_the_files_of_a_run(tmp_path):
         folder.read_json("bad.json")
     with pytest.raises(FileNotFoundError, match="is not a run directory"):
         RunDir(tmp_path / "nothing").read_config()
+
+
+def test_a_resume_may_change_only_what_one_list_names(old_run):
+    from scorematch.runs import train
+    from scorematch.runs.train import RESUMABLE, RESUME_CHANGES
+
+    assert set(RESUMABLE) == {"steps", "checkpoint_every", "sample_every"}
+    assert {"training.steps", "training.device", "training.precision"} <= set(RESUME_CHANGES)
+    with pytest.raises(ValueError, match="cannot change data, lr when resuming"):
+        train({"data": "moons", "lr": 0.1, "steps": 40}, old_run, resume=True)
+    with pytest.raises(ValueError, match=r"steps must be a positive integer, got 2\.5"):
+        train({"steps": 2.5}, old_run, resume=True, progress=False)
+    result = CliRunner().invoke(cli, ["train", "--resume", "--out", str(old_run), "--lr", "0.1"])
+    assert result.exit_code != 0 and "--lr cannot be changed with --resume" in result.output
+
+
+def test_build_config_reads_no_data_and_builds_no_network(monkeypatch):
+    import scorematch.models.mlp as mlp
+    import scorematch.runs.data as data_module
+    from scorematch.runs import build_config, configure, load_data
+
+    options = {"data": "moons", "n": 200, "width": 8, "depth": 1}
+    loaded = {o: load_data({**options, "objective": o}) for o in ("edm", "ncsn", "dsm")}
+    expected = {o: configure({**options, "objective": o})[0] for o in loaded}
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("build_config read data or built a network")
+
+    monkeypatch.setattr(data_module, "load_split", forbidden)
+    monkeypatch.setattr(mlp._ResidualMLP, "__init__", forbidden)
+    for objective, data in loaded.items():
+        config = build_config({**options, "objective": objective}, data)
+        assert config == expected[objective]
+        assert config["model"]["width"] == 8 and config["data"]["n_train"] == 160
