@@ -137,6 +137,19 @@ class RunDir:
             return True
         return self.path.is_dir() and all(is_leftover(p) for p in self.path.iterdir())
 
+    def check_new(self) -> None:
+        """A fresh run goes into a new or empty folder, never over another run or other files:
+        a one-line ``ValueError`` otherwise (the words of ``train --out``)."""
+        out = self.path
+        if out.exists() and (self.is_run() or any(self.checkpoints.glob("step_*.json"))):
+            raise ValueError(
+                f"{out} already holds a run; pass --resume to continue it or choose a new --out"
+            )
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} exists and is not a directory")
+        if not self.is_empty():
+            raise ValueError(f"--out {out} is not empty; choose a new or empty directory")
+
     # -- config.yaml
     @staticmethod
     def config_text(config: Mapping[str, Any]) -> str:

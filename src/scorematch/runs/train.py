@@ -31,7 +31,7 @@ from ..devices import resolve_device
 from ..plots import image_grid, samples_vs_data
 from ..processes import Process
 from ..run_dir import RunDir
-from ..training import Trainer, TrainResult, latest_checkpoint
+from ..training import Trainer, TrainResult
 from .build import build_loss, build_process, build_score_model, training_settings
 from .config import TIME_CONDITIONAL, configure
 from .data import DataBundle, load_run_data
@@ -87,7 +87,7 @@ def train(
     if resume:
         config, data = _resumed_config(folder, options)
     else:
-        _check_new_run_dir(folder)
+        folder.check_new()
         config, data = configure(dict(options or {}))
     execution.barrier()  # every rank has checked the run directory before rank 0 writes to it
     record_execution(
@@ -237,19 +237,6 @@ def _t_min(run: Run, data: DataBundle) -> dict[str, Any] | None:
     if not run.time_conditional or data.kind != "vector":
         return None
     return choose_t_min(run, data.val)
-
-
-def _check_new_run_dir(folder: RunDir) -> None:
-    """A fresh run goes into a new or empty directory: never over another run or other files."""
-    out = folder.path
-    if out.exists() and (folder.is_run() or latest_checkpoint(folder.checkpoints)):
-        raise ValueError(
-            f"{out} already holds a run; pass --resume to continue it or choose a new --out"
-        )
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    if not folder.is_empty():
-        raise ValueError(f"--out {out} is not empty; choose a new or empty directory")
 
 
 def _resumed_config(
