@@ -214,13 +214,31 @@ def test_train_help_quotes_the_defaults_a_run_gets(default_configs):
     }
     # Vectors: the numbers are the rule's bounds; the rule itself is scaled_defaults, checked
     # against a run's config on the small set and the full moons set.
-    (model, objective, steps, b_lo, b_hi, lr, decay, h_lo, h_hi, sampler, sample_steps, process,
-     weighting) = kinds["vectors"]  # fmt: skip
+    (
+        model,
+        objective,
+        steps,
+        b_lo,
+        b_hi,
+        lr,
+        decay,
+        h_lo,
+        h_hi,
+        sampler,
+        sample_steps,
+        process,
+        weighting,
+    ) = kinds["vectors"]
     tr = vector["training"]
     assert [model, objective, int(steps), float(lr), decay, sampler, int(sample_steps)] == [
-        vector["model"]["name"], vector["objective"]["name"], tr["steps"], tr["lr"],
-        tr["schedule"], vector["sampling"]["sampler"], vector["sampling"]["steps"],
-    ]  # fmt: skip
+        vector["model"]["name"],
+        vector["objective"]["name"],
+        tr["steps"],
+        tr["lr"],
+        tr["schedule"],
+        vector["sampling"]["sampler"],
+        vector["sampling"]["steps"],
+    ]
     assert [process, weighting] == [
         c["diffusion"]["process"]["name"].lower(),
         c["diffusion"]["objective"]["weighting"],

@@ -165,5 +165,6 @@ def test_a_non_finite_log_likelihood_is_an_error_naming_the_computation():
         return torch.where(t[:, None] < 0.5, -x, torch.full_like(x, float("nan")))
 
     with pytest.raises(ValueError, match=r"log_likelihood: 4 of 4 log-densities are NaN"):
-        log_likelihood(broken, VP(), torch.zeros(4, 2), rtol=1e-2, solver="euler",
-                       options={"step_size": 0.1})  # fmt: skip
+        log_likelihood(
+            broken, VP(), torch.zeros(4, 2), rtol=1e-2, solver="euler", options={"step_size": 0.1}
+        )
