@@ -28,7 +28,7 @@ from scorematch.cli import cli
 from scorematch.data import Standardizer, list_datasets, toy_mixture_params
 from scorematch.distributions import GaussianMixture
 from scorematch.processes import VP
-from scorematch.runs import OBJECTIVES, PROCESSES, Run, build_config, load_run
+from scorematch.runs import OBJECTIVES, PROCESSES, Run, configure, load_run
 from scorematch.runs.config import PATIENCE, REFIT_MAX_ROWS, VAL_FRACTION
 
 TINY = [
@@ -140,15 +140,15 @@ def default_configs():
     """Resolved configs with every training option left at its default, per objective (moons),
     for the diffusion objective on each process, and for images (digits)."""
     small = {"data": "moons", "n": 200, "width": 8, "depth": 1}
-    configs = {o: build_config({**small, "objective": o})[0] for o in OBJECTIVES}
+    configs = {o: configure({**small, "objective": o})[0] for o in OBJECTIVES}
     for process in ("vp", "subvp", "ve", "edm"):
-        configs[f"diffusion-{process}"] = build_config(
+        configs[f"diffusion-{process}"] = configure(
             {**small, "objective": "diffusion", "process": process}
         )[0]
-    configs["moons"] = build_config({"data": "moons"})[0]
+    configs["moons"] = configure({"data": "moons"})[0]
     digits = {"data": "digits", "n": 40, "channels": 8}
-    configs["image"] = build_config(digits)[0]
-    configs["image-diffusion"] = build_config({**digits, "objective": "diffusion"})[0]
+    configs["image"] = configure(digits)[0]
+    configs["image-diffusion"] = configure({**digits, "objective": "diffusion"})[0]
     return configs
 
 
@@ -214,13 +214,31 @@ def test_train_help_quotes_the_defaults_a_run_gets(default_configs):
     }
     # Vectors: the numbers are the rule's bounds; the rule itself is scaled_defaults, checked
     # against a run's config on the small set and the full moons set.
-    (model, objective, steps, b_lo, b_hi, lr, decay, h_lo, h_hi, sampler, sample_steps, process,
-     weighting) = kinds["vectors"]  # fmt: skip
+    (
+        model,
+        objective,
+        steps,
+        b_lo,
+        b_hi,
+        lr,
+        decay,
+        h_lo,
+        h_hi,
+        sampler,
+        sample_steps,
+        process,
+        weighting,
+    ) = kinds["vectors"]
     tr = vector["training"]
     assert [model, objective, int(steps), float(lr), decay, sampler, int(sample_steps)] == [
-        vector["model"]["name"], vector["objective"]["name"], tr["steps"], tr["lr"],
-        tr["schedule"], vector["sampling"]["sampler"], vector["sampling"]["steps"],
-    ]  # fmt: skip
+        vector["model"]["name"],
+        vector["objective"]["name"],
+        tr["steps"],
+        tr["lr"],
+        tr["schedule"],
+        vector["sampling"]["sampler"],
+        vector["sampling"]["steps"],
+    ]
     assert [process, weighting] == [
         c["diffusion"]["process"]["name"].lower(),
         c["diffusion"]["objective"]["weighting"],
@@ -293,10 +311,10 @@ def test_train_help_says_which_objectives_have_a_likelihood(default_configs):
     for name in OBJECTIVES:
         options = {"data": "moons", "n": 100, "objective": name, "model": "energy-mlp", "width": 8}
         if name in energy:
-            build_config(options)
+            configure(options)
         else:
             with pytest.raises(ValueError, match="energy-mlp"):
-                build_config(options)
+                configure(options)
     # What `likelihood` and `evaluate` ask of a loaded run.
     for name in OBJECTIVES:
         run = Run(default_configs[name], torch.nn.Identity(), None, Standardizer("identity", (2,)))

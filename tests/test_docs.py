@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from scorematch.cli import cli
-from scorematch.runs import build_config, demo
+from scorematch.runs import configure, demo
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -41,10 +41,10 @@ def configs():
     """Resolved configs of small runs with default settings: vectors (edm and diffusion) and images."""
     small = {"n": 200, "width": 8, "depth": 1}
     return {
-        "vector": build_config({"data": "moons", **small})[0],
-        "vector-diffusion": build_config({"data": "moons", "objective": "diffusion", **small})[0],
-        "image": build_config({"data": "digits", "n": 40, "channels": 8})[0],
-        "image-diffusion": build_config(
+        "vector": configure({"data": "moons", **small})[0],
+        "vector-diffusion": configure({"data": "moons", "objective": "diffusion", **small})[0],
+        "image": configure({"data": "digits", "n": 40, "channels": 8})[0],
+        "image-diffusion": configure(
             {"data": "digits", "n": 40, "channels": 8, "objective": "diffusion"}
         )[0],
     }

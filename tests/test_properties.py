@@ -27,8 +27,8 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from scorematch.data import load_image_folder, load_table
-from scorematch.runs import build_config, load_config
-from scorematch.runs.config_files import read_run_config
+from scorematch.run_dir import RunDir
+from scorematch.runs import configure, load_config
 
 SETTINGS = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow], derandomize=True
@@ -281,7 +281,7 @@ def test_option_files_read_as_a_mapping_or_refuse_in_one_line(text, encoding):
         config_dir.mkdir()
         (config_dir / "config.yaml").write_bytes(path.read_bytes())
         with pytest.raises(USER_ERRORS) as err:  # not a run config: refused, in one line
-            read_run_config(config_dir)
+            RunDir(config_dir).read_config()
         _one_line(err.value, config_dir)
 
 
@@ -298,7 +298,7 @@ OPTIONS = ["n", "seed", "test_fraction", "objective", "process", "model", "predi
 @given(st.dictionaries(st.sampled_from(OPTIONS), VALUE, max_size=3))
 def test_option_values_of_any_type_build_a_config_or_refuse_in_one_line(options):
     try:
-        config, bundle = build_config({"data": "moons", "width": 4, "depth": 1, "n": 60, **options})
+        config, bundle = configure({"data": "moons", "width": 4, "depth": 1, "n": 60, **options})
     except USER_ERRORS as err:
         _one_line(err, *options, *(str(v) for v in options.values()), "must", "unknown", "choose")
         return

@@ -19,7 +19,7 @@ from scorematch.cli import cli
 from scorematch.data import ColumnCodec, Standardizer, Table
 from scorematch.distributions import Gaussian
 from scorematch.processes import VP
-from scorematch.runs import Run, build_config, load_run, paired_verdict
+from scorematch.runs import Run, configure, load_run, paired_verdict
 from scorematch.runs.build import build_loss, dequantisation_widths, dequantised
 
 F64 = torch.float64
@@ -104,7 +104,7 @@ def test_training_batches_are_dequantised_afresh_with_the_trainers_generator(tmp
     rng = np.random.default_rng(0)
     table = np.stack([rng.integers(0, 5, 60), rng.normal(size=60)], 1)
     np.savetxt(tmp_path / "t.csv", table, delimiter=",", header="k,x", comments="")
-    config, bundle = build_config({"data": str(tmp_path / "t.csv"), "width": 8, "depth": 1})
+    config, bundle = configure({"data": str(tmp_path / "t.csv"), "width": 8, "depth": 1})
     widths = dequantisation_widths(config)
     s = bundle.standardizer.std
     torch.testing.assert_close(widths, torch.tensor([1.0 / float(s[0]), 0.0], dtype=F64))
@@ -120,10 +120,10 @@ def test_training_batches_are_dequantised_afresh_with_the_trainers_generator(tmp
     assert torch.equal(seen[0][:, 1], z[:, 1])  # the continuous column is untouched
     # A continuous table's loss is the objective itself: nothing extra is drawn.
     np.savetxt(tmp_path / "c.csv", rng.normal(size=(60, 2)), delimiter=",")
-    cont, _ = build_config({"data": str(tmp_path / "c.csv"), "width": 8, "depth": 1})
+    cont, _ = configure({"data": str(tmp_path / "c.csv"), "width": 8, "depth": 1})
     assert dequantisation_widths(cont) is None
     assert build_loss(cont, VP()).__name__ == "<lambda>"  # the objective's own closure
-    toy, _ = build_config({"data": "moons", "n": 100, "width": 8, "depth": 1})
+    toy, _ = configure({"data": "moons", "n": 100, "width": 8, "depth": 1})
     assert "columns" not in toy["data"]  # toy sets: no column section, exactly as before
 
 

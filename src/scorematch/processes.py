@@ -28,6 +28,7 @@ from ._checks import as_time, check_positive, check_positive_int, expand_like, r
 
 __all__ = [
     "EDM",
+    "SIGMA_DATA",
     "VE",
     "VP",
     "NoiseLevels",
@@ -281,6 +282,11 @@ class SigmaClock(Process):
         return self.t_max
 
 
+# The data standard deviation EDM's preconditioning assumes unless a process states its own
+# (Karras et al. 2022, Table 1): EDM's default, and the fallback of every σ_data.
+SIGMA_DATA = 0.5
+
+
 class EDM(SigmaClock):
     """Karras et al. 2022 ("Elucidating the Design Space…"): α_t = 1, σ_t = t, g(t) = √(2t).
 
@@ -290,7 +296,7 @@ class EDM(SigmaClock):
     """
 
     def __init__(
-        self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5
+        self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = SIGMA_DATA
     ) -> None:
         self.sigma_min = check_positive(sigma_min, "sigma_min")
         self.sigma_max = check_positive(sigma_max, "sigma_max")

@@ -127,39 +127,41 @@ def evaluate(
     for name, value in _report_rows(result, shows_bits_per_dim(run)):
         click.echo(f"{name:<28}{format_value(value)}")
     click.echo(checkpoint_line(run, checkpoint))
-    if result.nll_t_min is not None:
+    if result.likelihood is not None:
         chosen = run.t_min_reason if t_min is None else "--t-min"
-        click.echo(f"likelihood read at t_min {result.nll_t_min:.4g} ({chosen})")
+        click.echo(f"likelihood read at t_min {result.likelihood.t_min:.4g} ({chosen})")
     for note in _notes(result):
         click.echo(f"note: {note}")
-    if result.memorisation_warning:
-        click.echo(f"warning: {result.memorisation_warning}")
+    warning = result.memorisation.warning() if result.memorisation is not None else None
+    if warning:
+        click.echo(f"warning: {warning}")
     click.echo(f"wrote {path}" + (f" and {json_out}" if json_out else ""))
 
 
 def _report_rows(result: Evaluation, bits: bool) -> list[tuple[str, Any]]:
     """The table `evaluate` prints (bits/dim only for discrete data)."""
+    s, nll, m = result.samples, result.likelihood, result.memorisation
     rows: list[tuple[str, Any]] = [
         ("step", result.step),
-        ("samples / held-out", f"{result.n_samples} / {result.n_test}"),
-        *_subset_row(result.distance_rows, result.n_test),
-        ("sliced Wasserstein", result.sliced_wasserstein),
-        ("MMD² (unbiased)", result.mmd),
-        ("energy distance (unbiased)", result.energy_distance),
-        ("held-out NLL (nats/sample)", result.nll),
-        ("  ± std. error", result.nll_stderr),
+        ("samples / held-out", f"{s.n} / {result.n_test}"),
+        *_subset_row(s.distance_rows, result.n_test),
+        ("sliced Wasserstein", s.sliced_wasserstein),
+        ("MMD² (unbiased)", s.mmd),
+        ("energy distance (unbiased)", s.energy_distance),
+        ("held-out NLL (nats/sample)", None if nll is None else nll.nll),
+        ("  ± std. error", None if nll is None else nll.stderr),
     ]
     if bits:
-        rows.append(("bits/dim", result.bits_per_dim))
-    rows.append(("  density at t_min", result.nll_t_min))
-    if result.memorisation_ratio is not None:
+        rows.append(("bits/dim", None if nll is None else nll.bits_per_dim))
+    rows.append(("  density at t_min", None if nll is None else nll.t_min))
+    if m is not None:
         rows += [
-            ("memorisation ratio", result.memorisation_ratio),
-            ("  ± std. error", result.memorisation_ratio_stderr),
+            ("memorisation ratio", m.ratio),
+            ("  ± std. error", m.ratio_stderr),
             (
                 "near-copies",
-                f"{100 * result.copy_fraction:.1f}% of samples "
-                f"(held-out rows: {100 * result.heldout_copy_fraction:.1f}%)",
+                f"{100 * m.copy_fraction:.1f}% of samples "
+                f"(held-out rows: {100 * m.heldout_copy_fraction:.1f}%)",
             ),
         ]
     return rows
@@ -170,19 +172,20 @@ def _notes(result: Evaluation) -> list[str]:
     notes = []
     if result.nll_note:
         notes.append(result.nll_note)
-    if min(result.mmd, result.energy_distance) < 0:
+    if min(result.samples.mmd, result.samples.energy_distance) < 0:
         notes.append(
             "MMD² and energy distance are unbiased estimates: a value slightly below 0 means no "
             "measurable difference between samples and held-out data"
         )
-    volume = result.nll_log_bin_volume
-    if result.nll is not None and volume:
+    nll = result.likelihood
+    if nll is not None and nll.log_bin_volume:
+        volume = nll.log_bin_volume
         sign = "+" if volume < 0 else "−"
         notes.append(
-            f"the NLL is the {result.nll_convention}; a continuous density p in data units "
+            f"the NLL is the {nll.convention}; a continuous density p in data units "
             f"compares as −log p(x) {sign} {abs(volume):.4g} (Σ log step of the discrete columns)"
         )
-    if result.memorisation_ratio is not None:
+    if result.memorisation is not None:
         notes.append(
             "memorisation ratio = median distance from a sample to its closest training row / the "
             "same for held-out rows (≈ 1: generalises; ≪ 1: copies training rows)"

@@ -143,8 +143,11 @@ def checkpoint_line(run: Run, choice: str | None) -> str:
     if choice is not None:
         why = f"--checkpoint {choice}"
     elif run.config["training"].get("model") == "best" and run.selection:
-        why = ("the run's model, trained again on all rows for the steps chosen on validation"
-               if run.selection.get("refit") else "the run's model, lowest validation loss")  # fmt: skip
+        why = (
+            "the run's model, trained again on all rows for the steps chosen on validation"
+            if run.selection.get("refit")
+            else "the run's model, lowest validation loss"
+        )
     else:
         why = "the run's model, its last step"
     return f"checkpoint: step {run.step} ({why})"

@@ -10,11 +10,12 @@ import click
 from ..data import DEFAULT_TOY_SIZE, ColumnCodec
 from ..models import MODEL_NAMES
 from ..objectives.noise_conditional import WEIGHTINGS
+from ..run_dir import RunDir
 from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
 from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, TEST_FRACTION
-from ..runs.config_files import read_run_config
 from ..runs.selection import read_selection
+from ..runs.train import RESUMABLE
 from ..training import TrainResult
 from .options import (
     categorical_option,
@@ -68,8 +69,6 @@ start; `scorematch datasets FILE` shows it without training): discrete ones are 
 training and rounded back on `sample` (docs/guide.md).
 """
 
-# What --resume may change (everything else is fixed by the run's config.yaml).
-RESUME_OPTIONS = ("steps", "checkpoint_every", "sample_every")
 VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 
 
@@ -204,8 +203,9 @@ def train(
     **flags: Any,
 ) -> None:
     # Where and how to train; a resume may change them (`torchrun` adds processes).
-    execution = dict(device=device, precision=precision, compile=compile_network,
-                     grad_accum=grad_accum)  # fmt: skip
+    execution = dict(
+        device=device, precision=precision, compile=compile_network, grad_accum=grad_accum
+    )
     options = load_config(config_file) if config_file is not None else {}
     for key, value in flags.items():
         if value is not None:
@@ -219,19 +219,16 @@ def train(
         raise click.UsageError("missing --out DIR (the run directory)")
     out = Path(out)
     if resume:
-        extra = sorted(k for k in options if k not in RESUME_OPTIONS)
+        extra = sorted(k for k in options if k not in RESUMABLE)
         if extra:
             names = ", ".join("--" + k.replace("_", "-") for k in extra)
             raise click.UsageError(
                 f"{names} cannot be changed with --resume: the run's config.yaml fixes them"
             )
         result = train_run(
-            None,
+            options,
             out,
             resume=True,
-            steps=options.get("steps"),
-            checkpoint_every=options.get("checkpoint_every"),
-            sample_every=options.get("sample_every"),
             progress=not no_progress,
             checkpoint_minutes=minutes or None,
             **execution,
@@ -239,8 +236,14 @@ def train(
     else:
         if "data" not in options:
             raise click.UsageError("missing --data (a built-in name, a file or a folder)")
-        result = train_run(options, out, progress=not no_progress, announce=_announce,
-                           checkpoint_minutes=minutes or None, **execution)  # fmt: skip
+        result = train_run(
+            options,
+            out,
+            progress=not no_progress,
+            announce=_announce,
+            checkpoint_minutes=minutes or None,
+            **execution,
+        )
     click.echo(
         f"trained {out} to step {result.step}: loss {result.loss:.4g}, "
         f"{result.seconds:.1f} s of training; checkpoint {result.checkpoint}"
@@ -280,7 +283,7 @@ def _selection_lines(out: Path, result: TrainResult) -> list[str]:
     if not selection:
         return []
     best = selection["best_step"]
-    if read_run_config(out)["training"].get("model") == "last":
+    if RunDir(out).read_config()["training"].get("model") == "last":
         lines = [f"model: the last step, {result.step} (lowest validation loss at step {best})"]
     else:
         how = "stopped early" if selection.get("stopped_early") else "ran to the end"

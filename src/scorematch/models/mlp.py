@@ -112,13 +112,67 @@ def _flatten(x: Tensor, dim: int, cls: str) -> Tensor:
     return x.reshape(x.shape[0], dim)
 
 
-class MLPScore(nn.Module):
+class _MLPNetwork(nn.Module):
+    """What ``MLPScore`` and ``MLPEnergy`` share: their arguments (recorded in ``config``; the
+    width and depth default to the class's ``default_width``/``default_depth``) and the residual
+    trunk from ``dim`` features to ``dim`` outputs (a score) or one (an energy)."""
+
+    default_width: int
+    default_depth: int
+    scalar_output: bool
+
+    def __init__(
+        self,
+        dim: int,
+        width: int | None = None,
+        depth: int | None = None,
+        time_embed_dim: int = 64,
+        fourier_scale: float = 16.0,
+        activation: str = "silu",
+        norm: str = "none",
+        seed: int = 0,
+        input_features: int = 0,
+        input_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        self.dim = int(dim)
+        width = self.default_width if width is None else width
+        depth = self.default_depth if depth is None else depth
+        self.config = dict(
+            dim=dim,
+            width=width,
+            depth=depth,
+            time_embed_dim=time_embed_dim,
+            fourier_scale=fourier_scale,
+            activation=activation,
+            norm=norm,
+            seed=seed,
+            input_features=input_features,
+            input_scale=input_scale,
+        )
+        out_dim = 1 if self.scalar_output else dim
+        self.net = _ResidualMLP(
+            dim,
+            out_dim,
+            width,
+            depth,
+            time_embed_dim,
+            fourier_scale,
+            activation,
+            norm,
+            seed,
+            input_features,
+            input_scale,
+        )
+
+
+class MLPScore(_MLPNetwork):
     """Residual MLP score network s_θ(x, t) with the shape of x.
 
     Args:
         dim: number of features per sample (an event of any shape with ``dim`` elements is
             flattened and the output reshaped back).
-        width, depth: hidden width and number of residual blocks.
+        width, depth: hidden width and number of residual blocks (default 256 and 4).
         time_embed_dim: size of the noise embedding; 0 builds an unconditional network.
         fourier_scale: standard deviation s of the Fourier frequencies, w ~ N(0, s²).
         activation: ``"silu"`` (default), ``"gelu"``, ``"softplus"`` or ``"tanh"``.
@@ -132,69 +186,23 @@ class MLPScore(nn.Module):
     it as a plain score function s_θ(x) (the noise embedding is then skipped).
     """
 
-    def __init__(
-        self,
-        dim: int,
-        width: int = 256,
-        depth: int = 4,
-        time_embed_dim: int = 64,
-        fourier_scale: float = 16.0,
-        activation: str = "silu",
-        norm: str = "none",
-        seed: int = 0,
-        input_features: int = 0,
-        input_scale: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.dim = int(dim)
-        self.config = dict(
-            dim=dim, width=width, depth=depth, time_embed_dim=time_embed_dim,
-            fourier_scale=fourier_scale, activation=activation, norm=norm, seed=seed,
-            input_features=input_features, input_scale=input_scale,
-        )  # fmt: skip
-        self.net = _ResidualMLP(
-            dim, dim, width, depth, time_embed_dim, fourier_scale, activation, norm, seed,
-            input_features, input_scale,
-        )  # fmt: skip
+    default_width, default_depth, scalar_output = 256, 4, False
 
     def forward(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
         return self.net(_flatten(x, self.dim, "MLPScore"), t).reshape(x.shape)
 
 
-class MLPEnergy(nn.Module):
+class MLPEnergy(_MLPNetwork):
     """Residual MLP energy E_θ(x, t) → one scalar per sample, shape ``(B,)``.
 
     The model density is p_θ(x) ∝ exp(−E_θ(x)) and its score is s_θ(x) = −∇ₓE_θ(x); the
     normalising constant never enters score matching (Hyvärinen 2005).  All layers are smooth, so
     E_θ is C^∞ in x and second derivatives (needed by implicit / sliced score matching of
-    −∇E_θ) exist.  Arguments as in :class:`MLPScore`; the output layer starts at zero, so the
-    initial energy is constant and the initial score is 0.
+    −∇E_θ) exist.  Arguments as in :class:`MLPScore` (width and depth default to 128 and 3); the
+    output layer starts at zero, so the initial energy is constant and the initial score is 0.
     """
 
-    def __init__(
-        self,
-        dim: int,
-        width: int = 128,
-        depth: int = 3,
-        time_embed_dim: int = 64,
-        fourier_scale: float = 16.0,
-        activation: str = "silu",
-        norm: str = "none",
-        seed: int = 0,
-        input_features: int = 0,
-        input_scale: float = 1.0,
-    ) -> None:
-        super().__init__()
-        self.dim = int(dim)
-        self.config = dict(
-            dim=dim, width=width, depth=depth, time_embed_dim=time_embed_dim,
-            fourier_scale=fourier_scale, activation=activation, norm=norm, seed=seed,
-            input_features=input_features, input_scale=input_scale,
-        )  # fmt: skip
-        self.net = _ResidualMLP(
-            dim, 1, width, depth, time_embed_dim, fourier_scale, activation, norm, seed,
-            input_features, input_scale,
-        )  # fmt: skip
+    default_width, default_depth, scalar_output = 128, 3, True
 
     def forward(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
         return self.net(_flatten(x, self.dim, "MLPEnergy"), t)[:, 0]

@@ -1,5 +1,6 @@
-"""What a run config builds: the process, the score model (network + parametrization) and the
-training loss.  ``train`` and ``load_run`` both build through here, so a run rebuilds exactly."""
+"""What a run config builds: the process, the score model (network + parametrization), the
+training loss and the ``Trainer``'s settings.  ``train`` and ``load_run`` both build through here,
+so a run rebuilds exactly; each object is built once."""
 
 from __future__ import annotations
 
@@ -15,8 +16,10 @@ from ..models import build_model
 from ..objectives import diffusion, dsm, edm, ism, ncsn, ssm
 from ..parametrization import wrap
 from ..processes import NoiseLevels, Process, make_process
+from ..training import TrainingSettings
 from .config import UNCONDITIONAL
 from .data import run_columns
+from .execution import first_order
 
 __all__ = [
     "Unconditional",
@@ -24,6 +27,7 @@ __all__ = [
     "build_process",
     "build_score_model",
     "dequantisation_widths",
+    "training_settings",
 ]
 
 LossFn = Callable[[nn.Module, Tensor, torch.Generator], Tensor]
@@ -117,4 +121,40 @@ def objective_loss(config: Mapping[str, Any], process: Process | None) -> LossFn
     variance_reduced = name == "ssm-vr"
     return lambda m, b, g: ssm(
         m, perturbed(b, g), variance_reduced=variance_reduced, generator=g, **options
+    )
+
+
+def training_settings(
+    config: Mapping[str, Any],
+    rows: int,
+    *,
+    files: bool,
+    validate: bool,
+    progress: bool = True,
+    checkpoint_minutes: float | None = None,
+) -> TrainingSettings:
+    """The ``Trainer``'s settings of a run config's ``training`` section, for ``rows`` training
+    rows (the batch is at most that many).  ``files``: the trainer writes a run folder
+    (checkpoints and sample plots on the config's grid, and every ``checkpoint_minutes``);
+    ``validate``: it validates and may stop early."""
+    tr = config["training"]
+    return TrainingSettings(
+        batch_size=min(tr["batch_size"], rows),
+        lr=tr["lr"],
+        warmup_steps=tr["warmup_steps"],
+        schedule=tr["schedule"],
+        total_steps=tr["steps"] if tr["schedule"] == "cosine" else None,
+        grad_clip=tr["grad_clip"],
+        ema_half_life=tr["ema_half_life"],
+        seed=tr["seed"],
+        checkpoint_every=tr["checkpoint_every"] if files else None,
+        checkpoint_seconds=None if checkpoint_minutes is None else 60.0 * checkpoint_minutes,
+        sample_every=(tr["sample_every"] or None) if files else None,
+        validate_every=tr["validate_every"] if validate else None,
+        patience=tr.get("patience") if validate else None,
+        progress=progress,
+        precision=tr.get("precision", "fp32"),
+        compile=bool(tr.get("compile", False)),
+        grad_accum=int(tr.get("grad_accum", 1)),
+        first_order=first_order(config),
     )

@@ -1,17 +1,21 @@
-"""The data of a run: loading the set a config names, its seeded train/test split, the validation
-rows carved from the training rows, the kinds of a table's columns (:func:`table_columns`), and
-the table of built-in sets that ``scorematch datasets`` prints."""
+"""The data of a run — the one place that reads it: :func:`load_data` resolves the data options,
+loads the set, splits it (seeded), carves the validation rows from the training rows and fits the
+standardisation; :func:`load_run_data` does the same from a run's config.  Also the kinds of a
+table's columns (:func:`table_columns`) and the table of built-in sets that ``scorematch
+datasets`` prints."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from .._checks import check_positive_int
 from ..data import (
     DEFAULT_TOY_SIZE,
     TOY_DATASETS,
@@ -24,11 +28,13 @@ from ..data import (
     load_table,
     train_test_split,
 )
+from .checks import fraction, pixel_levels, seed_value
 
 __all__ = [
     "DataBundle",
     "data_kind",
     "dataset_table",
+    "load_data",
     "load_run_data",
     "load_split",
     "run_columns",
@@ -48,6 +54,17 @@ class DataBundle:
     kind: str  # "vector" or "image"
     levels: int | None  # number of grey levels − 1 of quantised image data (digits: 16), or None
     val_index: Tensor | None = None
+    section: dict[str, Any] = field(default_factory=dict)  # the config's data section
+
+    @cached_property
+    def max_distance(self) -> float:
+        """The largest distance between standardised training points (on an evenly strided
+        subset of at most 2000): NCSN's σ_max (Song & Ermon 2020, "Improved techniques for
+        training score-based generative models", §3.1)."""
+        z = self.standardizer.transform(self.train)
+        flat = z.reshape(z.shape[0], -1).double()
+        flat = flat[:: max(1, flat.shape[0] // 2000)]
+        return float(torch.cdist(flat, flat).max())
 
     @property
     def val(self) -> Tensor | None:
@@ -64,6 +81,11 @@ class DataBundle:
         return self.train[keep]
 
 
+TEST_FRACTION = 0.2
+# Model selection: a share of the training rows validates — the checkpoint with the lowest
+# validation loss can be the run's model, early stopping watches it, and the likelihood's
+# bandwidth t_min is chosen on these rows (``runs.selection``).
+VAL_FRACTION = {"vector": 0.15, "image": 0.1}
 # A validation split needs enough rows on both sides to mean something.
 MIN_VAL_ROWS, MIN_FIT_ROWS = 8, 16
 
@@ -132,7 +154,56 @@ def load_run_data(config: Mapping[str, Any]) -> DataBundle:
     train, test, kind, levels = load_split(data)
     val = validation_index(train.shape[0], data.get("val_fraction", 0.0), data.get("val_seed", 0))
     standardizer = Standardizer.from_dict(config["standardizer"])
-    return DataBundle(train, test, standardizer, kind, levels, val)
+    return DataBundle(train, test, standardizer, kind, levels, val, dict(data))
+
+
+def load_data(options: Mapping[str, Any]) -> DataBundle:
+    """Resolve the data options (``data``, ``n``, ``seed``, ``image_size``, ``levels``,
+    ``test_fraction``, ``val_fraction``, ``categorical``, ``continuous``; absent = default),
+    load and split the data, fit the standardisation and choose the validation rows.  The
+    bundle's ``section`` is the config's ``data`` section."""
+    seed = seed_value(options.get("seed", 0))
+    spec = str(options["data"])
+    path = Path(spec).expanduser()
+    if spec.lower() in list_datasets():
+        spec = spec.lower()
+    elif path.exists():
+        spec = str(path.resolve())  # the run then loads from any working directory
+    image_size = options.get("image_size")
+    section: dict[str, Any] = {
+        "spec": spec,
+        "n": check_positive_int(options["n"], "n") if "n" in options else None,
+        "seed": seed,
+        "image_size": None if image_size is None else check_positive_int(image_size, "image_size"),
+        "pixel_levels": None if "levels" not in options else pixel_levels(options["levels"]),
+        "test_fraction": fraction(options.get("test_fraction", TEST_FRACTION), "test_fraction"),
+        "split_seed": seed,
+    }
+    chosen_val = options.get("val_fraction")
+    if chosen_val is not None and not 0.0 <= float(chosen_val) < 1.0:
+        raise ValueError(f"val_fraction must be in [0, 1), got {chosen_val}")
+    if spec in TOY_DATASETS and section["n"] is None:
+        section["n"] = DEFAULT_TOY_SIZE
+    # A table's columns: their kinds and encodings (docs/guide.md), recorded for load_run.
+    columns = table_columns(spec, options.get("categorical"), options.get("continuous"))
+    if columns is not None:
+        section["columns"] = columns.to_config()
+    train, test, kind, levels = load_split(section)
+    standardizer = Standardizer.fit(train, kind)
+    share = float(VAL_FRACTION[kind] if chosen_val is None else chosen_val)
+    val_index = validation_index(train.shape[0], share, seed + 1)
+    section.update(
+        kind=kind,
+        shape=list(train.shape[1:]),
+        levels=levels,
+        n_train=int(train.shape[0]),
+        n_test=int(test.shape[0]),
+        # 0 when the training rows are too few to spare validation rows
+        val_fraction=share if val_index is not None else 0.0,
+        val_seed=seed + 1,
+        n_val=0 if val_index is None else int(val_index.numel()),
+    )
+    return DataBundle(train, test, standardizer, kind, levels, val_index, section)
 
 
 def table_columns(spec: str, categorical: Any = None, continuous: Any = None) -> ColumnCodec | None:

@@ -18,8 +18,8 @@ from torch import Tensor
 from ..metrics import heldout_nll
 from ..parametrization import at_time
 from ..plots import image_grid, loss_curve, samples_vs_data, score_field, trajectory_gif
+from ..run_dir import RunDir
 from .config import DEFAULTS
-from .config_files import is_run_dir
 from .data import data_kind
 from .evaluation import Evaluation, write_evaluation
 from .execution import start
@@ -101,7 +101,7 @@ def make_plots(
     if out_dir is None:
         if run.run_dir is None:
             raise ValueError("make_plots needs an out_dir for a run without a directory")
-        out_dir = run.run_dir / "plots"
+        out_dir = RunDir(run.run_dir).plots
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
@@ -133,9 +133,10 @@ def make_plots(
             if drawn.trajectory is not None and len(drawn.trajectory) > 1:
                 gif = folder / "trajectory.gif"
                 paths.append(trajectory_gif(drawn.trajectory, gif, data=run.data.test))
-    if run.run_dir is not None and (run.run_dir / "metrics.csv").is_file():
+    metrics = None if run.run_dir is None else RunDir(run.run_dir).metrics_path
+    if metrics is not None and metrics.is_file():
         with contextlib.suppress(ValueError):  # a run with no logged row yet has no curve
-            paths.append(loss_curve(run.run_dir / "metrics.csv", folder / "loss.png"))
+            paths.append(loss_curve(metrics, folder / "loss.png"))
     return paths
 
 
@@ -223,17 +224,18 @@ def demo(
     the held-out split (and a BIC-selected Gaussian mixture for vector data), and plot.
 
     The held-out NLL uses the exact divergence for vectors and Hutchinson's estimate for images,
-    with ODE tolerances 1e-4 (on moons the NLL moves by about 2e-4 nats from 1e-5 to 1e-4).
+    with ODE tolerances 1e-4 (the NLL hardly moves from 1e-5: ``benchmarks/results/design_choices.md``).
     ``device``: where to compute (``scorematch.devices.resolve_device``); under torchrun the
     training, sampling and likelihood are split over the ranks and rank 0 writes.
     """
-    out = Path(out_dir).expanduser()
+    folder = RunDir(out_dir)
+    out = folder.path
     execution = start(device)
-    if out.exists() and not is_run_dir(out) and not (out.is_dir() and not any(out.iterdir())):
+    if out.exists() and not folder.is_run() and not (out.is_dir() and not any(out.iterdir())):
         raise ValueError(
             f"{out} exists and is not a scorematch run; choose another --out for the demo"
         )
-    if out.exists() and is_run_dir(out) and execution.is_main:
+    if out.exists() and folder.is_run() and execution.is_main:
         shutil.rmtree(out)
     execution.barrier()
     kind = data_kind(data)
@@ -258,7 +260,8 @@ def demo(
     baseline = None
     if kind == "vector" and run.is_main:  # the printed comparison: rank 0 only
         t2 = time.perf_counter()
-        held_out = run.data.test[: evaluation.nll_points or None]
+        points = None if evaluation.likelihood is None else evaluation.likelihood.points
+        held_out = run.data.test[:points]
         baseline = gmm_baseline(run.data.train, held_out, seed=0)
         timings["baseline"] = time.perf_counter() - t2
     t3 = time.perf_counter()
