@@ -343,8 +343,13 @@ def score_comparison(
         if t is None:
             law, label = mixture, "data"
         else:
-            alpha, sigma = process.marginal(torch.tensor(float(t), dtype=torch.float64))
-            law, label = mixture.perturbed(float(alpha), float(sigma)), f"t = {float(t):.3g}"
+            alpha, sigma = (float(v) for v in process.marginal(torch.tensor(float(t), dtype=torch.float64)))  # fmt: skip
+            law = mixture.perturbed(alpha, sigma)
+            # On a σ clock (α = 1, σ = t) the level is σ itself; else name both.
+            label = (
+                f"σ = {sigma:.3g}" if alpha == 1.0 and sigma == float(t)
+                else f"t = {float(t):.3g}, σ/α = {sigma / alpha:.3g}"
+            )  # fmt: skip
         xlim, ylim = _law_limits(law.to(dtype=torch.float64))
         hx, hy, learned_h, true_h, log_p, fisher = score_error_map(model, law, xlim, ylim, t=t, grid=heat)  # fmt: skip
         ax_, ay_, learned_a, true_a, _, _ = score_error_map(model, law, xlim, ylim, t=t, grid=arrows)  # fmt: skip
