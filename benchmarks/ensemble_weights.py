@@ -17,7 +17,7 @@ same Fisher divergence on 5 000 test samples.  Compared: ρ = 1e-10 (the old def
 simplex, the best single member by held-out ISM, and the oracle affine weights (fitted with the
 true score on the test set: the best the members' span allows).
 
-Run (about 4 min on one core):  python benchmarks/ensemble_weights.py   (--quick: < 1 min smoke run)
+Run (16 min niced on a loaded, shared 2-core machine):  python benchmarks/ensemble_weights.py   (--quick: < 1 min smoke run)
 Writes benchmarks/results/ensemble_weights.md (+ .json).
 """
 
