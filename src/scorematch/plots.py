@@ -225,8 +225,6 @@ def loss_curve(metrics_csv: str | Path, path: str | Path) -> Path:
 
 
 # -- The learned score and energy against the true ones (issue #22) ---------------------------------
-# A model is compared with the law it targets at time t: p_t, the mixture noised by the process
-# (GaussianMixture.perturbed(α_t, σ_t)), or the clean mixture for an unconditional score function.
 
 __all__ += ["energy_density", "normalised_density", "score_comparison", "score_error_map"]
 
@@ -257,18 +255,11 @@ def _grid_points(xlim, ylim, n: int, dtype, device) -> tuple[np.ndarray, np.ndar
     return gx, gy, pts
 
 
-def _call(model, x: Tensor, t: float | None) -> Tensor:
-    if t is None:
-        return model(x)
-    return model(x, torch.full((x.shape[0],), t, dtype=x.dtype, device=x.device))
-
-
 def _arrows(ax, gx, gy, s: np.ndarray, scale: float, color: str) -> None:
     """Arrows compressed by log1p of their length (the score grows linearly far from the data)."""
     norm = np.linalg.norm(s, axis=1, keepdims=True)
     s = s / np.maximum(norm, 1e-12) * np.log1p(norm) / scale
-    ax.quiver(gx.ravel(), gy.ravel(), s[:, 0], s[:, 1], color=color, angles="xy", width=0.004,
-              scale=1.0, scale_units="xy")  # fmt: skip
+    ax.quiver(gx.ravel(), gy.ravel(), s[:, 0], s[:, 1], color=color, angles="xy", width=0.004, scale=1.0, scale_units="xy")  # fmt: skip
 
 
 def score_error_map(
@@ -280,14 +271,12 @@ def score_error_map(
     t: float | None = None,
     grid: int = 121,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
-    """A 2-D model's score against a known law's exact score on a ``grid`` × ``grid`` box.
+    """A 2-D model's score against the exact score of ``law`` (the ``GaussianMixture`` it targets;
+    at time t the noised mixture ``perturbed(α_t, σ_t)``) on a ``grid`` × ``grid`` box.
 
-    ``law`` is the ``GaussianMixture`` the model targets (at time t: the noised mixture
-    ``mixture.perturbed(α_t, σ_t)``); the model is called ``model(x)``, or ``model(x, t)`` when t is
-    given, in its own dtype and device (float32 for a plain function).  Returns the x and y grids, the learned and the exact
-    scores ``(grid², 2)``, log p on the grid ``(grid, grid)``, and the Fisher divergence
-    F = E_p‖s_θ − ∇log p‖² by quadrature on the grid (p-weighted mean over the grid points,
-    normalised by the mass the box holds).
+    The model is called ``model(x)``, or ``model(x, t)`` given t, in its own dtype and device
+    (float32 for a plain function).  Returns the x and y grids, the learned and exact scores
+    ``(grid², 2)``, log p ``(grid, grid)`` and F = E_p‖s_θ − ∇log p‖² by quadrature on the grid.
     """
     if int(grid) != grid or grid < 2:
         raise ValueError(f"grid must be an integer >= 2, got {grid}")
@@ -295,7 +284,7 @@ def score_error_map(
     dtype, device = _module_dtype_device(model)
     gx, gy, pts = _grid_points(xlim, ylim, int(grid), dtype, device)
     with torch.no_grad():
-        learned = _call(model, pts, t)
+        learned = model(pts) if t is None else model(pts, torch.full((len(pts),), t, dtype=dtype, device=device))  # fmt: skip
     if not isinstance(learned, Tensor) or learned.shape != pts.shape:
         got = tuple(learned.shape) if isinstance(learned, Tensor) else type(learned).__name__
         raise ValueError(f"model must return a score of shape {tuple(pts.shape)}, got {got}")
@@ -320,15 +309,12 @@ def score_comparison(
 ) -> Path:
     """The learned 2-D score field beside the true one, and a map of ‖s_θ − ∇log p_t‖.
 
-    One row per noise level: the learned field s_θ(x, t) (arrows over the density p_t), the exact
-    field ∇log p_t of ``mixture`` noised by ``process`` (``GaussianMixture.perturbed(α_t, σ_t)``)
-    and log₁₀‖s_θ − ∇log p_t‖ with contours of p_t (where the data are; away from them the loss
-    puts no weight and the error is not controlled).  Each row's title gives the Fisher divergence
-    F = E_{p_t}‖s_θ − ∇log p_t‖² by quadrature on the heat-map grid (``score_error_map``), so it
-    is deterministic.  Without ``process`` the model is an unconditional ``model(x)`` and there is
-    one row, the clean mixture; with one, ``times`` (default ``[process.t_min]``) are the levels
-    and the model is called ``model(x, t)``.  The box is each component's mean ± 4 standard
-    deviations of p_t.  Arrows of both fields share one scale.
+    One row per noise level: s_θ(x, t) (arrows over p_t), the exact ∇log p_t of ``mixture`` noised
+    by ``process`` (``perturbed(α_t, σ_t)``), and log₁₀‖s_θ − ∇log p_t‖ with contours of p_t (away
+    from the data the loss puts no weight, so the error there is not controlled); titles give
+    F = E_{p_t}‖s_θ − ∇log p_t‖² by quadrature (``score_error_map``).  Without ``process``: one
+    row, ``model(x)`` against the clean mixture; with one: ``model(x, t)`` at ``times`` (default
+    ``[process.t_min]``).  Box: component means ± 4 sd of p_t; both fields share one arrow scale.
     """
     if getattr(mixture, "dim", None) != 2:
         raise ValueError(f"score_comparison draws 2-D mixtures, got dim={getattr(mixture, 'dim', None)}")  # fmt: skip
@@ -346,10 +332,7 @@ def score_comparison(
             alpha, sigma = (float(v) for v in process.marginal(torch.tensor(float(t), dtype=torch.float64)))  # fmt: skip
             law = mixture.perturbed(alpha, sigma)
             # On a σ clock (α = 1, σ = t) the level is σ itself; else name both.
-            label = (
-                f"σ = {sigma:.3g}" if alpha == 1.0 and sigma == float(t)
-                else f"t = {float(t):.3g}, σ/α = {sigma / alpha:.3g}"
-            )  # fmt: skip
+            label = f"σ = {sigma:.3g}" if alpha == 1.0 and sigma == float(t) else f"t = {float(t):.3g}, σ/α = {sigma / alpha:.3g}"  # fmt: skip
         xlim, ylim = _law_limits(law.to(dtype=torch.float64))
         hx, hy, learned_h, true_h, log_p, fisher = score_error_map(model, law, xlim, ylim, t=t, grid=heat)  # fmt: skip
         ax_, ay_, learned_a, true_a, _, _ = score_error_map(model, law, xlim, ylim, t=t, grid=arrows)  # fmt: skip
@@ -364,13 +347,9 @@ def score_comparison(
             ax.imshow(np.exp(log_p), origin="lower", extent=extent, cmap="Greys", aspect="auto")
             _arrows(ax, ax_, ay_, field, scale, color)
             ax.set(xlim=xlim, ylim=ylim, title=name)
-        im = row[2].imshow(
-            np.log10(np.maximum(err, 1e-6)).reshape(hx.shape), origin="lower", extent=extent,
-            cmap="magma", aspect="auto",
-        )  # fmt: skip
+        im = row[2].imshow(np.log10(np.maximum(err, 1e-6)).reshape(hx.shape), origin="lower", extent=extent, cmap="magma", aspect="auto")  # fmt: skip
         peak = log_p.max()
-        row[2].contour(hx, hy, log_p, levels=[peak - 8, peak - 4.5, peak - 1.5], colors="white",
-                       linewidths=0.7)  # fmt: skip
+        row[2].contour(hx, hy, log_p, levels=[peak - 8, peak - 4.5, peak - 1.5], colors="white", linewidths=0.7)  # fmt: skip
         row[2].set(xlim=xlim, ylim=ylim, title=f"log₁₀‖s_θ − ∇log p‖, F = {fisher:.3g}")
         fig.colorbar(im, ax=row[2], fraction=0.046, pad=0.04)
         for ax in row:
@@ -392,11 +371,9 @@ def normalised_density(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
     """An energy E on a 2-D box and its normalised density e^{−E}/Z, Z by quadrature on the box.
 
-    Z = Σ e^{−E(xᵢ)} h_x h_y over the ``grid`` × ``grid`` cell centres (midpoint rule, computed as a
-    log-sum-exp), so the density integrates to 1 on the box; when the box holds nearly all of
-    e^{−E}'s mass this is the model's density p_θ = e^{−E}/Z.  ``energy`` maps ``(n, 2)`` to
-    ``(n,)`` or ``(n, 1)`` (an ``EnergyScore``'s ``.energy``, or the network).  Returns the cell
-    centres' x and y grids, E and the density on them (``(grid, grid)`` arrays), and log Z.
+    Z = Σ e^{−E(xᵢ)} h_x h_y over the ``grid``² cell centres (midpoint rule, as a log-sum-exp): when
+    the box holds e^{−E}'s mass this is p_θ = e^{−E}/Z.  ``energy`` maps ``(n, 2)`` to ``(n,)`` or
+    ``(n, 1)``.  Returns the cells' x and y grids, E and the density on them, and log Z.
     """
     if int(grid) != grid or grid < 2:
         raise ValueError(f"grid must be an integer >= 2, got {grid}")
@@ -428,34 +405,26 @@ def energy_density(
     """A 2-D energy model: the learned energy E, its normalised density e^{−E}/Z (Z by quadrature
     on the plot grid, see ``normalised_density``) and, given ``mixture``, the true density.
 
-    The score −∇E does not see Z, the density does: the middle panel's title gives log Z, and with
-    a mixture the right panel's title the total-variation distance ½∫|p_θ − p| on the grid.
-    ``energy`` is an ``EnergyScore`` (its ``.energy`` is used) or a callable E(x).  The box is
-    ``limits``, else the mixture's (component means ± 4 sd), else the data's range.
+    The score −∇E does not see Z, the density does: titles give log Z and the total-variation
+    distance ½∫|p_θ − p| on the grid.  ``energy``: an ``EnergyScore`` (``.energy`` is used) or E(x).
+    Box: ``limits``, else the mixture's (means ± 4 sd), else the data's range.
     """
     fn = energy.energy if hasattr(energy, "energy") else energy
+    if limits is None and mixture is None and data is None:
+        raise ValueError("energy_density needs limits, a mixture or data to choose its box")
     if limits is None:
-        if mixture is not None:
-            limits = _law_limits(mixture.to(dtype=torch.float64))
-        elif data is not None:
-            limits = _limits(_np(data)[:, :2], pad=0.15)
-        else:
-            raise ValueError("energy_density needs limits, a mixture or data to choose its box")
+        limits = _law_limits(mixture.to(dtype=torch.float64)) if mixture is not None else _limits(_np(data)[:, :2], pad=0.15)  # fmt: skip
     dtype, device = _module_dtype_device(energy)
-    gx, gy, e, density, log_z = normalised_density(
-        fn, *limits, grid=grid, dtype=dtype, device=device
-    )
+    gx, gy, e, density, log_z = normalised_density(fn, *limits, grid=grid, dtype=dtype, device=device)  # fmt: skip
     extent = (*limits[0], *limits[1])
     panels = 3 if mixture is not None else 2
     fig = Figure(figsize=(4.4 * panels, 4.2))
     axes = fig.subplots(1, panels)
     shown = e - e.min()
     top = float(np.percentile(shown, 90))  # far corners would swamp the colour scale
-    im = axes[0].imshow(shown, origin="lower", extent=extent, cmap="viridis", aspect="auto",
-                        vmax=top)  # fmt: skip
+    im = axes[0].imshow(shown, origin="lower", extent=extent, cmap="viridis", aspect="auto", vmax=top)  # fmt: skip
     if top > 0:
-        axes[0].contour(gx, gy, shown, levels=np.linspace(0, top, 8)[1:], colors="white",
-                        linewidths=0.5)  # fmt: skip
+        axes[0].contour(gx, gy, shown, levels=np.linspace(0, top, 8)[1:], colors="white", linewidths=0.5)  # fmt: skip
     fig.colorbar(im, ax=axes[0], fraction=0.046, pad=0.04)
     axes[0].set_title("learned energy E − min E")
     axes[1].imshow(density, origin="lower", extent=extent, cmap="Blues", aspect="auto")
