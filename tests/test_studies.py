@@ -70,3 +70,12 @@ def test_uniqueness_quotes_the_ratio_range_of_its_convergence_table():
     assert f"({min(last):.2f}–{max(last):.2f} at 8 000 steps)" in flat
     assert f"{min(ratios):.2f} at t = 0.2 after 250 steps" in flat
     assert min(ratios) == ratios[2]  # the t = 0.2 cell of the first row, as the prose says
+
+
+def test_theory_quotes_the_ensemble_ridge_measurement():
+    results = (ROOT / "benchmarks" / "results" / "ensemble_weights.md").read_text(encoding="utf-8")
+    found = re.search(r"lower in (\d+) of (\d+) \(setting, N\) cells", results)
+    assert found, "benchmarks/results/ensemble_weights.md no longer states its count"
+    theory = _flat((ROOT / "docs" / "theory.md").read_text(encoding="utf-8"))
+    assert f"in {found.group(1)} of {found.group(2)} settings" in theory
+    assert "Chosen on A: **ρ* = 0.001**" in results  # the default fit uses (ensemble.DEFAULT_RIDGE)
