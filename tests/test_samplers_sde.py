@@ -24,12 +24,14 @@ from _shared import rotated as _rotated
 import scorematch as sm
 from scorematch.metrics import mixture_error
 from scorematch.processes import NoiseLevels
-from scorematch.samplers.langevin import (
-    annealed_langevin,
+from scorematch.samplers.langevin import annealed_langevin
+from scorematch.samplers.sde import (
+    ancestral,
+    euler_maruyama,
     langevin_corrector,
     predictor_corrector,
+    reverse_diffusion,
 )
-from scorematch.samplers.sde import ancestral, euler_maruyama, reverse_diffusion
 
 F64 = torch.float64
 PROCESSES = ["VE", "VP", "SubVP", "EDM"]

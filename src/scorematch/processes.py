@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -49,9 +51,14 @@ class Process(ABC):
 
     t_min: float
     t_max: float
-    # The time grid samplers use when asked for grid="auto": uniform in the process's own clock
-    # (score-SDE's discretisation of VP and VE), overridden where that clock is a poor one.
-    default_grid: str = "uniform"
+    # What a sampler's grid="auto" means on this process, per sampler family (the one place it is
+    # decided; ``default_grid``): the reverse-SDE samplers step uniformly in the process's own clock
+    # (score-SDE's discretisation of VP and VE), annealed Langevin visits levels geometric in σ/α
+    # (NCSN), the ODE solvers (ode, heun) take Karras et al.'s ρ = 7 grid, and DPM-Solver its own
+    # recipe (``samplers.grids.dpm_recipe``).  Subclasses override entries where their clock differs.
+    DEFAULT_GRIDS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"sde": "uniform", "langevin": "log_snr", "ode": "edm_rho", "dpm": "dpm_recipe"}
+    )
     # The data standard deviation the process assumes (EDM's preconditioning and DPM-Solver's
     # few-step grid read it); None when the process states none.
     sigma_data: float | None = None
@@ -76,6 +83,16 @@ class Process(ABC):
     @abstractmethod
     def prior_std(self) -> float:
         """Standard deviation of the Gaussian prior N(0, prior_std² I) that approximates p_{t_max}."""
+
+    def default_grid(self, family: str) -> str:
+        """The grid name ``grid="auto"`` stands for with samplers of ``family`` ("sde": euler_maruyama,
+        reverse_diffusion, ancestral, predictor_corrector; "langevin": annealed_langevin; "ode":
+        ode, heun; "dpm": dpm_solver), from ``DEFAULT_GRIDS``."""
+        if family not in self.DEFAULT_GRIDS:
+            raise ValueError(
+                f"unknown sampler family {family!r}; choose one of {', '.join(self.DEFAULT_GRIDS)}"
+            )
+        return self.DEFAULT_GRIDS[family]
 
     def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
         """f(t) x, with t a scalar or of shape ``(batch,)``."""
@@ -261,7 +278,8 @@ class SigmaClock(Process):
     """A process whose clock is its noise level: α_t = 1, σ_t = t, drift 0, g(t) = √(2t)
     (so dσ²/dt = g²), λ(t) = −2 log t, prior N(0, t_max² I).  Subclasses set t_min and t_max."""
 
-    default_grid = "edm_rho"
+    # t = σ: a grid uniform in t would spend nearly every step at high noise
+    DEFAULT_GRIDS = MappingProxyType({**Process.DEFAULT_GRIDS, "sde": "edm_rho"})
 
     def marginal(self, t):
         t = as_time(t)
@@ -285,8 +303,8 @@ class EDM(SigmaClock):
     """Karras et al. 2022 ("Elucidating the Design Space…"): α_t = 1, σ_t = t, g(t) = √(2t).
 
     t ∈ [σ_min, σ_max]; σ_data is the data standard deviation its preconditioning assumes;
-    prior N(0, σ_max² I).  Its default grid is Karras et al.'s ρ = 7 grid (uniform in σ would
-    spend nearly every step at high noise).
+    prior N(0, σ_max² I).  The reverse-SDE samplers' default grid is Karras et al.'s ρ = 7 grid
+    (uniform in σ would spend nearly every step at high noise), as the ODE solvers'.
     """
 
     def __init__(
@@ -312,14 +330,17 @@ class NoiseLevels(SigmaClock):
 
     Like ``EDM`` (α_t = 1, σ_t = t), but training (``objectives.ncsn``) and annealed Langevin
     sampling only visit the levels, t ∈ {σ_i}; the marginal is defined for every t > 0.  Its
-    default sampling grid (``grid="auto"``) is the levels themselves.
+    default grid (``grid="auto"``) for the stochastic and Langevin samplers is the levels themselves.
 
     Args:
         sigmas: the levels, any order (stored descending as a float64 tensor ``.sigmas``); positive,
             finite, distinct, at least one.
     """
 
-    default_grid = "levels"
+    # the models were trained at the levels only
+    DEFAULT_GRIDS = MappingProxyType(
+        {**SigmaClock.DEFAULT_GRIDS, "sde": "levels", "langevin": "levels"}
+    )
 
     def __init__(self, sigmas: Sequence[float] | Tensor) -> None:
         levels = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()

@@ -27,21 +27,28 @@ from tqdm.auto import tqdm
 
 from ._common import check_finite, report, time_grid
 from .base import Callback, CountingModel, Samples, initial_state
-from .grids import few_step_range
+from .grids import FEW_STEPS, dpm_recipe_choice
 
-__all__ = ["DEFAULT_STEPS", "FEW_STEPS", "dpm_solver", "dpm_solver_defaults"]
+__all__ = ["DEFAULT_STEPS", "FAMILY", "FEW_STEPS", "dpm_solver", "dpm_solver_defaults"]
 
 DEFAULT_STEPS = 20  # Lu et al.'s 20 steps (21 model calls with the final x̂₀)
-FEW_STEPS = 11  # grid="auto" is the few-step grid up to this many intervals (12 NFE with x̂₀)
+FAMILY = "dpm"  # grid="auto" is process.default_grid("dpm"): "dpm_recipe" on every process
+
+
+def default_order(intervals: int, x0_step: bool = True) -> int:
+    """``order=None``: 2 up to ``FEW_STEPS`` intervals followed by the x̂₀ step — the few-step regime,
+    where 3M's divided differences would span long steps and unequal neighbours (the few-step grid's
+    jump) — else 3 (Lu et al.'s choice for unconditional sampling; it halves 2M's error at 10–20
+    steps on the log-SNR grid)."""
+    return 2 if x0_step and intervals <= FEW_STEPS else 3
 
 
 def dpm_solver_defaults(process, steps: int, denoise: bool = True) -> tuple[str, int]:
-    """The (grid, order) that ``grid="auto"`` and ``order=None`` give: the few-step grid with 2M
-    for 2 ≤ steps ≤ ``FEW_STEPS`` when it fits the process and ``denoise`` is on, else the
-    log-SNR grid with 3M."""
-    if denoise and 2 <= steps <= FEW_STEPS and few_step_range(process)[0] is not None:
-        return "few_step", 2
-    return "log_snr", 3
+    """The (grid, order) that ``grid="auto"`` and ``order=None`` give on ``process`` at ``steps``
+    intervals: the few-step grid with 2M for 2 ≤ steps ≤ ``FEW_STEPS`` when it fits the process
+    and ``denoise`` is on (``grids.dpm_recipe``), else the log-SNR grid (2M up to ``FEW_STEPS``
+    steps, 3M above)."""
+    return dpm_recipe_choice(process, steps, denoise), default_order(steps, denoise)
 
 
 def dpm_solver(
@@ -73,13 +80,15 @@ def dpm_solver(
     below 15 steps; we do it at any step count, since a grid may end with a long log-SNR step
     (VP's uniform grid: higher orders extrapolating across it made the error grow with steps).
 
-    Defaults, in full (``dpm_solver_defaults``): ``grid="auto"`` is ``"few_step"`` for
-    2 ≤ steps ≤ 11 (``grids.few_step``: one interval from t_max to σ̂ = 10 σ_data, log-SNR steps to
-    0.1 σ_data, then the final x̂₀ — measured 5× / 4.5× lower error at 10 NFE than the plain grid on
-    the 2-D / 16-D benchmark mixtures), else ``"log_snr"`` (uniform in λ from t_max to t_min);
-    ``order=None`` is 2 on the few-step grid (3M's divided differences would span its jump), else 3
-    (Lu et al.'s choice for unconditional sampling; it halves 2M's error at 10–20 steps on the
-    log-SNR grid).  The few-step grid is used only with ``denoise=True``, which it relies on.
+    Defaults, in full (``dpm_solver_defaults``): ``grid="auto"`` is ``process.default_grid("dpm")``,
+    i.e. ``grids.dpm_recipe``: ``"few_step"`` for 2 ≤ steps ≤ 11 with ``denoise`` (one interval
+    from t_max to σ̂ = 10 σ_data, log-SNR steps to 0.1 σ_data, then the final x̂₀ — measured 5× /
+    4.5× lower error at 10 NFE than the plain grid on the 2-D / 16-D benchmark mixtures,
+    benchmarks/results/samplers.md), else ``"log_snr"`` (uniform in λ from t_max to t_min).
+    ``order=None`` depends on the resolved times only (so any grid, named or explicit, gets the same
+    rule, ``default_order``): 2 for up to 11 intervals followed by x̂₀ (3M's divided differences
+    would span the few-step grid's jump and its unequal neighbours), else 3 (Lu et al.'s choice for
+    unconditional sampling; it halves 2M's error at 10–20 steps on the log-SNR grid).
 
     Args:
         steps: grid intervals N (default 20).  **NFE = steps (+1 with denoise)**.
@@ -91,14 +100,11 @@ def dpm_solver(
     """
     if order is not None and order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    if isinstance(grid, str) and grid == "auto":
-        n = steps if steps is not None else DEFAULT_STEPS
-        grid, auto_order = dpm_solver_defaults(process, int(n), bool(denoise))
-    else:
-        auto_order = 2 if isinstance(grid, str) and grid == "few_step" else 3
-    order = auto_order if order is None else order
-    t_grid = time_grid(grid, process, steps, DEFAULT_STEPS)
+    t_grid, x0_step = time_grid(
+        grid, process, steps, family=FAMILY, default_steps=DEFAULT_STEPS, denoise=denoise
+    )
     intervals = len(t_grid) - 1
+    order = default_order(intervals, x0_step) if order is None else order
     counted = CountingModel(model)
 
     with torch.inference_mode():
@@ -141,6 +147,6 @@ def dpm_solver(
             history = [m0, *history][: order - 1]
             if trajectory is not None:
                 trajectory.append(x)
-        if denoise:
+        if x0_step:
             x = data_prediction(x, intervals)
     return Samples(x, counted.nfe, trajectory)

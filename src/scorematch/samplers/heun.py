@@ -21,9 +21,10 @@ from .._checks import check_positive, noise_like
 from ._common import check_finite, report, time_grid
 from .base import Callback, CountingModel, Samples, initial_state
 
-__all__ = ["DEFAULT_STEPS", "heun"]
+__all__ = ["DEFAULT_STEPS", "FAMILY", "heun"]
 
 DEFAULT_STEPS = 18  # EDM's CIFAR-10 setting: 35 model calls (+1 with denoise)
+FAMILY = "ode"  # grid="auto" is process.default_grid("ode")
 
 
 def heun(
@@ -32,7 +33,7 @@ def heun(
     x_init_or_shape,
     steps: int | None = None,
     *,
-    grid="edm_rho",
+    grid="auto",
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
@@ -58,7 +59,8 @@ def heun(
     Args:
         steps: grid intervals N (default 18).  NFE = 2N − 1 (the last step is Euler only), +1 with
             ``denoise``.
-        grid: default ``"edm_rho"`` (ρ = 7, Karras et al. eq. 5); any grid name, callable or tensor.
+        grid: ``"auto"`` = ``process.default_grid("ode")``, ``"edm_rho"`` (ρ = 7, Karras et al.
+            eq. 5) on every process; any grid name, callable or tensor.
         s_churn, s_tmin, s_tmax, s_noise: EDM's S_churn, S_tmin, S_tmax, S_noise; the noise
             window [s_tmin, s_tmax] is in scaled noise level σ̂.  ``s_churn = 0``: deterministic.
         callback, progress, denoise, return_trajectory: see :mod:`scorematch.samplers.base`; the
@@ -71,7 +73,9 @@ def heun(
     if not float(s_tmax) >= float(s_tmin):
         raise ValueError(f"need s_tmax >= s_tmin, got {s_tmax} and {s_tmin}")
     check_positive(s_noise, "s_noise")
-    t_grid = time_grid(grid, process, steps, DEFAULT_STEPS)
+    t_grid, x0_step = time_grid(
+        grid, process, steps, family=FAMILY, default_steps=DEFAULT_STEPS, denoise=denoise
+    )
     steps = len(t_grid) - 1
     counted = CountingModel(model)
 
@@ -115,6 +119,6 @@ def heun(
             x = alphas[i + 1] * y
             if trajectory is not None:
                 trajectory.append(x)
-        if denoise:
+        if x0_step:
             x = denoiser(y, t_grid[-1])
     return Samples(x, counted.nfe, trajectory)
