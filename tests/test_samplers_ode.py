@@ -141,10 +141,11 @@ def test_nfe_formulas(steps):
     process = sm.VP()
     model = _gaussian().score_model(process)
     x = _prior(process, n=4)
-    assert heun(model, process, x, steps, denoise=False).nfe == 2 * steps - 1
+    # Heun on every interval; denoise adds the x̂₀ step (EDM's Euler step to σ = 0)
+    assert heun(model, process, x, steps, denoise=False).nfe == 2 * steps
     churned = heun(model, process, x, steps, s_churn=5.0, generator=_gen(1), denoise=False)
-    assert churned.nfe == 2 * steps - 1
-    assert heun(model, process, x, steps, denoise=True).nfe == 2 * steps
+    assert churned.nfe == 2 * steps
+    assert heun(model, process, x, steps, denoise=True).nfe == 2 * steps + 1
     for order in (1, 2, 3):
         assert dpm_solver(model, process, x, steps, order=order, denoise=False).nfe == steps
     assert dpm_solver(model, process, x, steps, denoise=True).nfe == steps + 1
@@ -293,7 +294,11 @@ def test_denoise_returns_tweedie_mean_at_t_min():
     x = _prior(process, n=8)
     for run in (
         lambda **k: heun(model, process, x, 8, **k),
-        lambda **k: dpm_solver(model, process, x, 8, grid="log_snr", **k),
+        # (lower_order_final lowers the last real steps only when no x̂₀ step follows, and
+        # order=None is 2 only when one does)
+        lambda **k: dpm_solver(
+            model, process, x, 8, grid="log_snr", order=3, lower_order_final=False, **k
+        ),
         lambda **k: ode(model, process, x, 4, **k),
     ):
         last = run(denoise=False).x
@@ -317,8 +322,8 @@ def test_churn_is_clamped_at_the_prior_level():
 def test_sample_by_name():
     process = sm.EDM()
     model = _gaussian().score_model(process)
-    out = api.sample(model, process, (6, 2), generator=_gen(0))  # default: heun, 18 steps, x̂₀
-    assert out.x.shape == (6, 2) and out.nfe == 2 * api.DEFAULT_STEPS["heun"]
+    out = api.sample(model, process, (6, 2), generator=_gen(0))  # default: heun, 17 steps, x̂₀
+    assert out.x.shape == (6, 2) and out.nfe == 2 * api.DEFAULT_STEPS["heun"] + 1 == 35  # EDM's
     direct = heun(model, process, (6, 2), api.DEFAULT_STEPS["heun"], generator=_gen(0))
     assert torch.equal(out.x, direct.x)
     out = api.sample(model, process, (6, 2), sampler="dpm_solver", steps=9, order=3)
@@ -470,3 +475,66 @@ def test_dpm_solver_lowers_the_final_order_at_any_step_count():
         for n in (10, 20, 50)
     ]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.02, errors
+
+
+# -- EDM's Algorithms 1 and 2, written out independently ---------------------------------------
+
+
+def _edm_steps(n, sigma_min, sigma_max, rho=7.0):
+    """Karras et al. 2022, eq. 5: t_i for i < N, then t_N = 0 (Python floats, float64)."""
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return [(a + i / (n - 1) * (b - a)) ** rho for i in range(n)] + [0.0]
+
+
+def _edm_sampler(denoiser, latents, t_steps, churn=0.0, s_min=0.0, s_max=float("inf"),
+                 s_noise=1.0, generator=None):  # fmt: skip
+    """EDM's Algorithm 2 (Algorithm 1 when churn = 0), step by step as in the paper."""
+    n = len(t_steps) - 1
+    x, calls = latents * t_steps[0], 0
+    for i in range(n):
+        t_cur, t_next = t_steps[i], t_steps[i + 1]
+        gamma = min(churn / n, 2**0.5 - 1) if s_min <= t_cur <= s_max else 0.0
+        t_hat = t_cur + gamma * t_cur
+        if gamma > 0:
+            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x = x + (t_hat**2 - t_cur**2) ** 0.5 * s_noise * eps
+        d_cur = (x - denoiser(x, t_hat)) / t_hat
+        x_next = x + (t_next - t_hat) * d_cur
+        calls += 1
+        if t_next != 0:  # 2nd-order correction on every step but the one to σ = 0
+            d_prime = (x_next - denoiser(x_next, t_next)) / t_next
+            x_next = x + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+            calls += 1
+        x = x_next
+    return x, calls
+
+
+@pytest.mark.parametrize("churn", [0.0, 40.0])
+def test_heun_is_edms_algorithm(churn):
+    # heun on EDM's grid without its final 0 (denoise=True adds the x̂₀ step), on the named grid
+    # with steps = N − 1, and on the grid with its 0 are EDM's Alg. 1 (churn 0) / Alg. 2, N = 18:
+    # 35 model calls.
+    mixture = _mixture()
+    process = sm.EDM(sigma_min=0.002, sigma_max=80.0)
+    model = mixture.score_model(process)
+
+    def denoiser(x, sigma):  # D(x; σ) = x + σ² ∇log p(x; σ), the exact mixture's
+        return x + sigma**2 * mixture.perturbed(1.0, sigma).score(x)
+
+    n = 18
+    t_steps = _edm_steps(n, 0.002, 80.0)
+    latents = torch.randn(256, 2, generator=_gen(7), dtype=F64)
+    options = {"s_churn": churn, "s_tmin": 0.05, "s_tmax": 50.0, "s_noise": 1.003}
+    ref, calls = _edm_sampler(denoiser, latents, t_steps, churn, 0.05, 50.0, 1.003, _gen(8))
+    assert calls == 35
+    runs = [
+        heun(model, process, latents * 80.0, grid=torch.tensor(t_steps[:-1], dtype=F64),
+             generator=_gen(8), **options),
+        heun(model, process, latents * 80.0, grid=torch.tensor(t_steps, dtype=F64),
+             generator=_gen(8), **options),
+        heun(model, process, latents * 80.0, n - 1, generator=_gen(8), **options),
+    ]  # fmt: skip
+    for out in runs:
+        assert out.nfe == 35
+        torch.testing.assert_close(out.x, ref, rtol=1e-12, atol=1e-12)
+    assert api.DEFAULT_STEPS["heun"] == n - 1  # EDM's CIFAR-10 setting is the default

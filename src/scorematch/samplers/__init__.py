@@ -16,15 +16,9 @@ from .base import Samples
 from .dpm_solver import dpm_solver, dpm_solver_defaults
 from .grids import dpm_recipe, edm_rho, few_step, levels, log_snr, make_grid, resolve, uniform
 from .heun import heun
-from .langevin import annealed_langevin
+from .langevin import annealed_langevin, langevin_corrector
 from .ode import ode
-from .sde import (
-    ancestral,
-    euler_maruyama,
-    langevin_corrector,
-    predictor_corrector,
-    reverse_diffusion,
-)
+from .sde import ancestral, euler_maruyama, predictor_corrector, reverse_diffusion
 
 __all__ = [
     "DEFAULT_STEPS",

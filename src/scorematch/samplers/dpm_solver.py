@@ -32,6 +32,8 @@ from .grids import FEW_STEPS, dpm_recipe_choice
 __all__ = ["DEFAULT_STEPS", "FAMILY", "FEW_STEPS", "dpm_solver", "dpm_solver_defaults"]
 
 DEFAULT_STEPS = 20  # Lu et al.'s 20 steps (21 model calls with the final x̂₀)
+# lower_order_final: a step this many times longer in log-SNR than the one before takes order 1
+LONG_STEP = 3.0
 FAMILY = "dpm"  # grid="auto" is process.default_grid("dpm"): "dpm_recipe" on every process
 
 
@@ -76,9 +78,14 @@ def dpm_solver(
         order 2 is Lu et al.'s 2M step, which takes c₀h/2 for c₁).
 
     The first step is order 1 and the second at most order 2 (no history yet).  With
-    ``lower_order_final`` the last two steps drop order (the last is order 1), as DPM-Solver does
-    below 15 steps; we do it at any step count, since a grid may end with a long log-SNR step
-    (VP's uniform grid: higher orders extrapolating across it made the error grow with steps).
+    ``lower_order_final`` the final step is first order: with ``denoise`` that is the x̂₀ step
+    (the order-1 step to σ = 0 is x̂₀ itself, as in k-diffusion's DPM-Solver++ samplers), and every
+    real interval keeps its order; without it the last two steps drop order (the last is order 1),
+    as DPM-Solver does below 15 steps — at any step count here.  In both cases a step more than
+    ``LONG_STEP`` = 3 times longer in log-SNR than the one before also takes order 1: VP's uniform
+    grid ends with such a step (6× its predecessor at 10–20 steps), and higher orders extrapolating
+    across it made the error grow with the steps; EDM's ρ = 7 grids (≤ 2.1×), the log-SNR and
+    few-step grids never trigger it.
 
     Defaults, in full (``dpm_solver_defaults``): ``grid="auto"`` is ``process.default_grid("dpm")``,
     i.e. ``grids.dpm_recipe``: ``"few_step"`` for 2 ≤ steps ≤ 11 with ``denoise`` (one interval
@@ -124,9 +131,12 @@ def dpm_solver(
         for i in tqdm(range(intervals), disable=not progress, desc="dpm_solver++"):
             m0 = data_prediction(x, i)
             k = min(order, i + 1)
-            if lower_order_final:
-                k = min(k, intervals - i)
             h = lam[i + 1] - lam[i]
+            if lower_order_final and not x0_step:
+                k = min(k, intervals - i)
+            if lower_order_final and k >= 2 and h > LONG_STEP * (lam[i] - lam[i - 1]):
+                k = 1  # divided differences of short steps extrapolated across a long one
+
             c0 = -math.expm1(-h)
             c1 = h - c0
             c2 = 0.5 * h * h - c1

@@ -2,27 +2,20 @@
 Langevin corrector, all run by one predictor–corrector loop.
 
 A forward process dx = f(t) x dt + g(t) dW with marginals x_t = α_t x₀ + σ_t ε is reversed by
+dx = [f(t) x − ½(1 + η²) g(t)² ∇ₓ log p_t(x)] dt + η g(t) dW̄ (t from t_max to t_min), which has
+the forward marginals for every η ≥ 0 (``Process.reverse_drift``; η = 1 is Anderson's reverse
+SDE, η = 0 the probability-flow ODE).  Three discretisations (*predictors*), written against the
+process interface only: ``euler_maruyama`` (any η), ``reverse_diffusion`` (score-SDE's: reverse
+one step of the discretised forward chain) and ``ancestral`` (the exact Gaussian posterior
+q(x_s | x_t, x̂₀): DDPM / SMLD, DDIM for ``eta`` < 1).  The *corrector* is a Langevin step at the
+new time (``langevin.langevin_corrector``).  ``pc_loop`` is the one loop, as score-SDE's ``get_pc_sampler``
+with its "none" predictor and corrector: the three samplers are predictor-only,
+``predictor_corrector`` adds corrector steps (or runs them alone).
 
-    dx = [f(t) x − ½(1 + η²) g(t)² ∇ₓ log p_t(x)] dt + η g(t) dW̄     (t from t_max to t_min),
-
-which has the forward marginals for every η ≥ 0 (``Process.reverse_drift``; η = 1 is Anderson's
-reverse SDE, η = 0 the probability-flow ODE).  Three discretisations (*predictors*) live here, all
-written against the process interface only, so they run on VE, VP, SubVP, EDM and any new process:
-
-* ``euler_maruyama``  — the Euler–Maruyama step of the reverse SDE, for any η;
-* ``reverse_diffusion`` — score-SDE's "reverse diffusion" predictor: reverse one step of the
-  discretised forward chain;
-* ``ancestral`` — the exact Gaussian posterior q(x_s | x_t, x̂₀) (DDPM / SMLD ancestral sampling,
-  and DDIM for ``eta`` < 1).
-
-The *corrector* is a Langevin step at the new time (``langevin_corrector``).  ``pc_loop`` is the one
-loop, as score-SDE's ``get_pc_sampler`` with its "none" predictor and corrector: the three samplers
-above are predictor-only, ``predictor_corrector`` adds corrector steps (or runs them alone).
-
-On a grid t_0 = t_max > t_1 > … > t_N = t_min (N = ``steps``) a predictor makes one model call per
-interval and draws no noise on the final interval (score-SDE's "noise removal"); ``denoise`` ends
-with Tweedie's x̂₀ at t_min (the grid's trailing 0, :func:`~.grids.resolve`).  Coefficients are
-computed in float64 and applied in x's dtype.  The common contract is in :mod:`.base`.
+One model call per interval of the grid t_0 = t_max > … > t_N = t_min (N = ``steps``);
+``denoise`` ends with Tweedie's x̂₀ at t_min (the grid's trailing 0, :func:`~.grids.resolve`),
+after noise on every interval; without it the final interval draws no noise (score-SDE's "noise
+removal").  Coefficients are computed in float64 and applied in x's dtype.  Contract: :mod:`.base`.
 """
 
 from __future__ import annotations
@@ -35,7 +28,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from .._checks import broadcast_time, expand_like, noise_like
+from .._checks import expand_like, noise_like
 from ._common import check_finite, coefficients, report, score_at, time_grid, transition
 from .base import CountingModel, Samples, initial_state
 
@@ -44,7 +37,6 @@ __all__ = [
     "FAMILY",
     "ancestral",
     "euler_maruyama",
-    "langevin_corrector",
     "pc_loop",
     "predictor_corrector",
     "reverse_diffusion",
@@ -122,13 +114,13 @@ PREDICTORS: dict[str, Predictor | None] = {
 
 
 # -- the Langevin corrector --------------------------------------------------------------------
-def _check_norms(norms: str) -> str:
+def check_norms(norms: str) -> str:
     if norms not in NORMS:
         raise ValueError(f"unknown norms {norms!r}; choose one of {', '.join(NORMS)}")
     return norms
 
 
-def _check_snr(snr: float) -> float:
+def check_snr(snr: float) -> float:
     if not (snr > 0 and math.isfinite(snr)):
         raise ValueError(f"snr must be a positive finite number, got {snr}")
     return float(snr)
@@ -154,34 +146,6 @@ def corrector_step(
     return x + eps * score + (2.0 * eps).sqrt() * z, score
 
 
-def langevin_corrector(
-    model,
-    x: Tensor,
-    t: float | Tensor,
-    *,
-    snr: float = 0.16,
-    alpha: float = 1.0,
-    norms: str = "batch",
-    generator: torch.Generator | None = None,
-) -> Tensor:
-    """One Langevin corrector step of Song et al. 2021 (Alg. 2 and 4), one model call.
-
-        ε = 2 α (snr · ‖z‖ / ‖s(x, t)‖)²,   x ← x + ε s(x, t) + √(2ε) z,   z ~ N(0, I),
-
-    so that the signal-to-noise ratio ‖ε s‖ / ‖√(2ε) z‖ equals ``snr``.  ``norms="batch"`` (default,
-    as score-SDE) uses the batch means of the per-sample norms (taken over the event), one ε for
-    the batch; ``norms="sample"`` gives each sample its own ε.  Per-sample steps only behave in high
-    dimension, where ‖z‖ and ‖s‖ concentrate: in low dimension ‖s‖ → 0 near a mode makes ε blow up
-    (on the 2-D mixture tests per-sample norms inflate the modes 40–200× beyond sampling noise).
-    ``alpha`` is score-SDE's per-step factor α_i = 1 − β_i for VP (1 for VE);
-    ``predictor_corrector`` passes (α_t/α_s)², its continuous-time analogue, for every process.
-    """
-    t_batch = broadcast_time(t, x)
-    return corrector_step(
-        model, x, t_batch, _check_snr(snr), float(alpha), _check_norms(norms), generator
-    )[0]
-
-
 # -- the one loop ----------------------------------------------------------------------------------
 def pc_loop(
     name: str,
@@ -204,8 +168,8 @@ def pc_loop(
 
     For each interval t_i → t_{i+1} of ``times``: one ``predictor`` step (None: none), then
     ``corrector_steps`` Langevin steps at t_{i+1} with ε = 2a²(snr‖z‖/‖s‖)², a = α_{t_i}/α_{t_{i+1}}
-    (0: none).  The predictor draws no noise on the last interval.  ``x0_step``: end with Tweedie's
-    x̂₀ at t_N (one call).  The callback's ``denoised`` is the predictor's x̂₀ at t_i, or without a
+    (0: none).  ``x0_step``: end with Tweedie's x̂₀ at t_N (one call); without it the predictor
+    draws no noise on the last interval.  The callback's ``denoised`` is the predictor's x̂₀ at t_i, or without a
     predictor the first corrector call's at t_{i+1}.
     """
     counted = CountingModel(model)
@@ -217,8 +181,11 @@ def pc_loop(
             t, s = times[i], times[i + 1]
             x_next, denoised = x, None
             if predictor is not None:
+                # noise on every interval; score-SDE's noise removal on the last one only when no
+                # x̂₀ step follows (that step removes the noise itself)
+                noise = x0_step or i < n - 1
                 x_next, score = predictor(
-                    counted, process, x, t, s, noise=i < n - 1, generator=generator
+                    counted, process, x, t, s, noise=noise, generator=generator
                 )
                 denoised = process.denoise(x, t, score) if callback is not None else None
             if corrector_steps:
@@ -285,7 +252,7 @@ def euler_maruyama(
 
         x_{i+1} = x_i − [f(t_i) x_i − ½(1 + η²) g(t_i)² s(x_i, t_i)] Δ_i + η g(t_i) √Δ_i z,
 
-    no noise on the final step.  ``eta = 1`` (default) is Anderson's reverse SDE, ``eta = 0`` the
+    then x̂₀ at t_N with ``denoise`` (else no noise on the final step).  ``eta = 1`` (default) is Anderson's reverse SDE, ``eta = 0`` the
     Euler method on the probability-flow ODE; every η ≥ 0 has the same marginals p_t, so every η
     reproduces the data law as the steps shrink, with a step error that depends on η.
 
@@ -342,7 +309,8 @@ def reverse_diffusion(
     discretisations, here for every process.  ``"euler"`` uses F_i = f(t_i) x_i Δ_i and
     G_i = g(t_i) √Δ_i, which makes the step identical to ``euler_maruyama``.
 
-    No noise on the final step; NFE = steps (+1 if denoise).  Other arguments as ``euler_maruyama``.
+    Noise on every step, then x̂₀ with ``denoise`` (else none on the final step); NFE = steps (+1 if
+    denoise).  Other arguments as ``euler_maruyama``.
     """
     step = partial(reverse_diffusion_step, discretization=check_discretization(discretization))
     return pc_loop(
@@ -388,7 +356,8 @@ def ancestral(
     σ_s² by using √(σ_s² − c²) ε̂ with ε̂ = −σ_t s (DDIM's generalised step); η = 0 is the
     deterministic DDIM sampler.  Requires 0 ≤ η ≤ 1.
 
-    No noise on the final step; NFE = steps (+1 if denoise).  Other arguments as ``euler_maruyama``.
+    Noise on every step, then x̂₀ with ``denoise`` (else none on the final step); NFE = steps (+1 if
+    denoise).  Other arguments as ``euler_maruyama``.
     """
     step = partial(ancestral_step, eta=check_eta(eta, at_most_one=True))
     return pc_loop(
@@ -435,8 +404,8 @@ def predictor_corrector(
 
     ``norms``: "batch" (default) takes ‖z‖, ‖s‖ as batch means of per-sample norms, as score-SDE;
     "sample" gives every sample its own ε — fine in high dimension, divergent in low dimension
-    (see ``langevin_corrector``).  The predictor draws no noise on the final interval;
-    ``denoise`` adds Tweedie's x̂₀ = (x + σ² s)/α at t_min.
+    (see ``langevin_corrector``).  ``denoise`` adds Tweedie's x̂₀ = (x + σ² s)/α at t_min; without
+    it the predictor draws no noise on the final interval.
 
     **NFE = steps · (corrector_steps + 1) (+1 if denoise)**; steps · corrector_steps (+1) with
     ``predictor="none"`` (whose callback's ``denoised`` is then the corrector's, at t_{i+1}).
@@ -465,8 +434,8 @@ def predictor_corrector(
         *_grid(grid, process, steps, denoise),
         predictor=PREDICTORS[predictor],
         corrector_steps=int(corrector_steps),
-        snr=_check_snr(snr),
-        norms=_check_norms(norms),
+        snr=check_snr(snr),
+        norms=check_norms(norms),
         generator=generator,
         callback=callback,
         progress=progress,
