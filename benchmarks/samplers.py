@@ -169,7 +169,10 @@ def plan(row: Row, target: int) -> tuple[dict, int]:
             # the largest step count without a repeat.
             target = min(target, 999)
         return {"steps": target}, target
-    if k in ("heun", "peer-heun"):  # 2·steps − 1 (last step Euler only)
+    if k == "heun":  # 2·steps (Heun on every interval; these rows stop at σ_min, no x̂₀)
+        steps = max(target // 2, 1)
+        return {"steps": steps}, 2 * steps
+    if k == "peer-heun":  # 2·steps − 1 (last step Euler only, to σ = 0)
         steps = max((target + 1) // 2, 1)
         return {"steps": steps}, 2 * steps - 1
     if k == "pc":  # 2·steps + 1 (predictor + 1 corrector per step, final denoise)
@@ -827,6 +830,244 @@ def load_raw(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+# -- every budget against every peer: k-diffusion and diffusers, exact float64 scores ---------------
+BUDGETS = (5, 10, 20, 50)
+K_ONE_CALL = ("euler", "lms", "dpmpp_2m", "dpmpp_2m_sde", "dpmpp_3m_sde")  # NFE = intervals
+K_TWO_CALLS = ("heun", "dpm_2", "dpmpp_2s_ancestral")  # NFE = 2·intervals − 1 (Euler to σ = 0)
+K_GRIDS = ("karras", "exponential", "vp")
+K_SIGMAS = (0.002, 80.0)  # EDM's range, ours too
+# (seed, dim, σ_data, separation): the family the recipe was chosen on, and the one it is reported on
+TUNE_FAMILY = [(11, 8, 4.0, 3.0), (12, 2, 0.25, 3.0), (1, 2, 1.0, 1.5), (13, 8, 1.0, 1.0),
+               (14, 2, 4.0, 0.8)]  # fmt: skip
+REPORT_FAMILY = [(101 + i, dim, scale, sep) for i, (dim, scale, sep) in enumerate(
+    (d, sc, sp) for d in (2, 8) for sc in (0.3, 3.5) for sp in (0.8, 2.5))]  # fmt: skip
+
+
+def kdiffusion_sampling():
+    """k-diffusion 0.1.1.post1's ``sampling`` module, loaded without the package's ``__init__``
+    (which imports its training, CLIP and evaluation stack); its one helper from ``utils``,
+    ``append_dims``, is supplied (k-diffusion's own one-line definition)."""
+    import importlib.util
+    import sys
+    import types
+    from importlib.metadata import distribution
+
+    if "k_diffusion.sampling" in sys.modules:
+        return sys.modules["k_diffusion.sampling"]
+    root = distribution("k-diffusion").locate_file("k_diffusion")
+    package = types.ModuleType("k_diffusion")
+    package.__path__ = [str(root)]
+    utils = types.ModuleType("k_diffusion.utils")
+    utils.append_dims = lambda x, n: x[(...,) + (None,) * (n - x.ndim)]
+    package.utils = utils
+    sys.modules.update({"k_diffusion": package, "k_diffusion.utils": utils})
+    spec = importlib.util.spec_from_file_location("k_diffusion.sampling", root / "sampling.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["k_diffusion.sampling"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def family_mixture(seed: int, dim: int, sigma_data: float, separation: float) -> GaussianMixture:
+    """6 (2-D) or 8 components with log-uniform eigenvalues in [0.03, 1] on random axes and means
+    N(0, separation² I), unequal weights — rescaled so that the data's RMS per-coordinate standard
+    deviation is ``sigma_data``: float64."""
+    g = torch.Generator().manual_seed(seed)
+    k = 6 if dim == 2 else 8
+    means = separation * torch.randn(k, dim, generator=g, dtype=torch.float64)
+    covs = []
+    for _ in range(k):
+        u = _rotation(dim, g)
+        lam = torch.exp(math.log(0.03) * torch.rand(dim, generator=g, dtype=torch.float64))
+        covs.append(u @ torch.diag(lam) @ u.T)
+    weights = torch.softmax(0.5 * torch.randn(k, generator=g, dtype=torch.float64), 0)
+    mixture = GaussianMixture(means, torch.stack(covs), weights, dtype=torch.float64)
+    c = sigma_data / data_std(mixture)
+    return GaussianMixture(means * c, torch.stack(covs) * c * c, weights, dtype=torch.float64)
+
+
+def data_std(mixture: GaussianMixture) -> float:
+    """RMS over coordinates of the mixture's standard deviation (EDM's σ_data)."""
+    w = mixture.weights.to(torch.float64)
+    means, covs = mixture.means.to(torch.float64), mixture.covs.to(torch.float64)
+    mean = (w[:, None] * means).sum(0)
+    var = (w[:, None] * (torch.diagonal(covs, dim1=1, dim2=2) + means**2)).sum(0) - mean**2
+    return float(var.mean().sqrt())
+
+
+class Oracle:
+    """The exact float64 score of the mixture, counted: s(x; α, σ) = ∇log p of α x₀ + σ ε."""
+
+    def __init__(self, mixture: GaussianMixture) -> None:
+        self.mixture, self.calls = mixture, 0
+
+    def score(self, x: Tensor, sigma: float, alpha: float = 1.0) -> Tensor:
+        self.calls += 1
+        return self.mixture.perturbed(alpha, sigma).score(x)
+
+    def denoiser(self, x: Tensor, sigma: Tensor) -> Tensor:  # k-diffusion's D(x; σ)
+        s = float(sigma.reshape(-1)[0])
+        return x + s * s * self.score(x, s)
+
+    def model(self, x: Tensor, t: Tensor) -> Tensor:  # scorematch's model(x, t) under EDM (t = σ)
+        return self.score(x, float(t.reshape(-1)[0]))
+
+
+def budget_peers() -> list[tuple[str, str, str]]:
+    """(library, sampler, grid) of every peer: k-diffusion's deterministic samplers (η = 0) on its
+    grids over σ ∈ [0.002, 80], DPM-Solver-fast, and diffusers' multistep solvers."""
+    peers = [("k-diffusion", s, g) for s in K_ONE_CALL + K_TWO_CALLS for g in K_GRIDS]
+    peers.append(("k-diffusion", "dpm_fast", "log-SNR"))
+    for name in ("DPMSolverMultistep 2M", "DPMSolverMultistep 3M", "UniPCMultistep"):
+        peers += [("diffusers", name, spacing) for spacing in ("linspace", "karras")]
+    return peers
+
+
+def run_budget_peer(peer, mixture: GaussianMixture, z: Tensor, nfe: int) -> tuple[Tensor, int]:
+    library, name, grid = peer
+    oracle = Oracle(mixture)
+    if library == "k-diffusion":
+        k = kdiffusion_sampling()
+        if name == "dpm_fast":
+            x = z * K_SIGMAS[1]
+            return k.sample_dpm_fast(oracle.denoiser, x, *K_SIGMAS, nfe, disable=True), oracle.calls
+        n = nfe if name in K_ONE_CALL else (nfe + 1) // 2
+        if grid == "vp":
+            sigmas = k.get_sigmas_vp(n)
+        else:
+            sigmas = getattr(k, f"get_sigmas_{grid}")(n, *K_SIGMAS)
+        sigmas = sigmas.to(torch.float64)
+        eta = {"eta": 0.0} if name in ("dpmpp_2m_sde", "dpmpp_3m_sde", "dpmpp_2s_ancestral") else {}
+        sampler = getattr(k, f"sample_{name}")
+        return sampler(
+            oracle.denoiser, z * float(sigmas[0]), sigmas, disable=True, **eta
+        ), oracle.calls
+    import diffusers
+
+    common = {"num_train_timesteps": 1000, "beta_start": 1e-4, "beta_end": 0.02,
+              "beta_schedule": "linear", "prediction_type": "epsilon",
+              "use_karras_sigmas": grid == "karras"}  # fmt: skip
+    if name.startswith("UniPC"):
+        scheduler = diffusers.UniPCMultistepScheduler(**common)
+    else:
+        order = int(name[-2])
+        scheduler = diffusers.DPMSolverMultistepScheduler(
+            algorithm_type="dpmsolver++", solver_order=order, **common
+        )
+    scheduler.set_timesteps(min(nfe, 999))
+    x = z * float(scheduler.init_noise_sigma)
+    with torch.inference_mode():
+        for i, t in enumerate(scheduler.timesteps):
+            x_in = scheduler.scale_model_input(x, t)
+            index = scheduler.step_index if scheduler.step_index is not None else i
+            sigma_k = float(scheduler.sigmas[index])
+            alpha = 1.0 / math.sqrt(sigma_k**2 + 1.0)
+            eps = -(sigma_k * alpha) * oracle.score(x_in, sigma_k * alpha, alpha)
+            x = scheduler.step(eps, t, x).prev_sample
+    return x, oracle.calls
+
+
+def estimate_sigma_data(mixture: GaussianMixture, n: int = 2000) -> float:
+    """σ_data as a run measures it: RMS per-coordinate std of n training draws."""
+    x = mixture.sample(n, generator=torch.Generator().manual_seed(5)).to(torch.float64)
+    return float(x.var(0).mean().sqrt())
+
+
+def run_budget_ours(
+    label: str, mixture: GaussianMixture, z: Tensor, nfe: int, sigma_data: float
+) -> tuple[Tensor, int]:
+    """scorematch on EDM (σ 0.002…80) with the data's measured σ_data: ``dpm_solver`` with all
+    defaults (nfe − 1 steps + x̂₀), or ``sample()``'s default ``heun``."""
+    oracle = Oracle(mixture)
+    process = EDM(sigma_data=sigma_data)
+    if label == "heun":  # 2·steps + 1
+        out = get_sampler("heun")(oracle.model, process, z * 80.0, max((nfe - 1) // 2, 1))
+    else:
+        out = get_sampler("dpm_solver")(oracle.model, process, z * 80.0, nfe - 1)
+    if out.nfe != oracle.calls:
+        raise RuntimeError(f"{label}: Samples.nfe {out.nfe} but {oracle.calls} model calls")
+    return out.x, out.nfe
+
+
+OURS = ("dpm_solver (defaults)", "heun")
+
+
+def budget_task(spec, n: int, budgets: tuple[int, ...]) -> list[dict]:
+    """Every peer and ours on one mixture ``spec`` (a benchmark name or a family tuple)."""
+    if isinstance(spec, str):
+        mixture = MIXTURES[spec]().to(dtype=torch.float64)
+    else:
+        mixture = family_mixture(*spec)
+    exact, floor = exact_floor(mixture, n)
+    z = torch.randn(
+        n, mixture.dim, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64
+    )
+    sigma_data = estimate_sigma_data(mixture)
+    out = []
+    entries = [("scorematch", label, "EDM, σ_data") for label in OURS] + budget_peers()
+    for entry in entries:
+        for nfe in budgets:
+            start = time.perf_counter()
+            if entry[0] == "scorematch":
+                x, calls = run_budget_ours(entry[1], mixture, z, nfe, sigma_data)
+            else:
+                x, calls = run_budget_peer(entry, mixture, z, nfe)
+            out.append({"mixture": str(spec), "library": entry[0], "sampler": entry[1],
+                        "grid": entry[2], "target": nfe, "nfe": calls,
+                        "seconds": time.perf_counter() - start, "sigma_data": sigma_data,
+                        "floor_weight": floor["weight_error"], "bures_noise": floor["bures_noise"],
+                        **measure(x, mixture, exact, floor)})  # fmt: skip
+    return out
+
+
+def budgets(specs: list, n: int, nfes: tuple[int, ...], jobs: int, raw: Path) -> list[dict]:
+    """Run ``budget_task`` for every mixture (in ``jobs`` processes), appending to ``raw``."""
+    results: list[dict] = []
+    with ProcessPoolExecutor(
+        max_workers=jobs, mp_context=get_context("spawn"), initializer=_init_worker
+    ) as pool, raw.open("a") as log:  # fmt: skip
+        futures = {pool.submit(budget_task, spec, n, nfes): spec for spec in specs}
+        for fut in as_completed(futures):
+            rows_ = fut.result()
+            results += rows_
+            for r in rows_:
+                log.write(json.dumps(r) + "\n")
+            log.flush()
+            print(f"done {futures[fut]} ({len(rows_)} cells)", flush=True)
+    return results
+
+
+def _label(r: dict) -> str:
+    return f"{r['library']} {r['sampler']} [{r['grid']}]"
+
+
+def budget_tables(results: list[dict], nfes: tuple[int, ...], metric: str = "total") -> str:
+    """Per mixture and budget: ours against the best peer, and over all mixtures the worst case."""
+    by_mix: dict[str, list[dict]] = {}
+    for r in results:
+        by_mix.setdefault(r["mixture"], []).append(r)
+    head = "| mixture (σ_data) | " + " | ".join(
+        f"{k} NFE: ours / best peer" for k in nfes
+    ) + " |"  # fmt: skip
+    lines = [head, "|" + "---|" * (1 + len(nfes))]
+    worst = {k: (0.0, "") for k in nfes}
+    for mix, rs in by_mix.items():
+        cells = []
+        for k in nfes:
+            ours = next(r for r in rs if r["sampler"] == OURS[0] and r["target"] == k)
+            peers = [r for r in rs if r["library"] != "scorematch" and r["target"] == k]
+            best = min(peers, key=lambda r: r[metric] if math.isfinite(r[metric]) else math.inf)
+            ratio = ours[metric] / max(best[metric], 1e-12)
+            if ratio > worst[k][0]:
+                worst[k] = (ratio, mix)
+            cells.append(f"{_num(ours[metric])} / {_num(best[metric])} ({best['sampler']}, "
+                         f"{best['grid']}; ×{ratio:.2f})")  # fmt: skip
+        lines.append(f"| {mix} ({rs[0]['sigma_data']:.2f}) | " + " | ".join(cells) + " |")
+    lines.append("| **worst ratio ours / best peer** | " + " | ".join(
+        f"**×{worst[k][0]:.2f}** ({worst[k][1]})" for k in nfes) + " |")  # fmt: skip
+    return "\n".join(lines)
+
+
 # -- main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -844,7 +1085,36 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--investigate", action="store_true", help="only the 10-NFE dpm_solver sweep (--samples)"
     )
+    parser.add_argument(
+        "--budgets",
+        choices=("report", "tune", "benchmark"),
+        help="ours (library defaults) against every k-diffusion and diffusers sampler and grid at "
+        "5/10/20/50 NFE, exact float64 scores, on the report or tuning family of mixtures or the "
+        "two benchmark mixtures (--samples, default 10 000 / 20 000 for benchmark)",
+    )
+    parser.add_argument("--budgets-render", action="store_true", help="tables from the saved raw")
     a = parser.parse_args(argv)
+    if a.budgets is not None:
+        torch.set_num_threads(1)
+        specs = {"report": REPORT_FAMILY, "tune": TUNE_FAMILY, "benchmark": ["2d", "16d"]}[
+            a.budgets
+        ]
+        raw = RESULTS / f"samplers_budgets_{a.budgets}.jsonl"
+        if a.budgets_render:
+            results = [json.loads(line) for line in raw.read_text().splitlines() if line.strip()]
+        else:
+            n = (
+                a.samples
+                if a.samples != 50_000
+                else (20_000 if a.budgets == "benchmark" else 10_000)
+            )
+            raw.parent.mkdir(parents=True, exist_ok=True)
+            raw.write_text("")
+            results = budgets(specs, n, BUDGETS, a.jobs, raw)
+        print(budget_tables(results, BUDGETS, "total"))
+        print()
+        print(budget_tables(results, BUDGETS, "bures_excess"))
+        return
     if a.investigate:
         torch.set_num_threads(1)
         print(investigate(20_000 if a.samples == 50_000 else a.samples))

@@ -71,6 +71,19 @@ SOLVERS = {
         40,
     ),
 }
+# UniPC's corrector raises the order by one at no extra model call.
+SOLVERS["dpm1-unic"] = (
+    lambda m, p, x, n: dpm_solver(m, p, x, n, order=1, corrector=True, denoise=False),
+    2,
+    40,
+)
+SOLVERS["dpm2-unic"] = (
+    lambda m, p, x, n: dpm_solver(
+        m, p, x, n, order=2, corrector=True, grid="edm_rho", denoise=False
+    ),
+    3,
+    40,
+)
 # Every solver on VP and EDM; the cheap high-order ones on all four processes.
 CONVERGENCE_CASES = [
     (p, s)

@@ -59,8 +59,9 @@ class Process(ABC):
     DEFAULT_GRIDS: ClassVar[Mapping[str, str]] = MappingProxyType(
         {"sde": "uniform", "langevin": "log_snr", "ode": "edm_rho", "dpm": "dpm_recipe"}
     )
-    # The data standard deviation the process assumes (EDM's preconditioning and DPM-Solver's
-    # few-step grid read it); None when the process states none.
+    # The data's standard deviation (RMS over coordinates), when the process states it: EDM's
+    # preconditioning and loss weight and DPM-Solver's default grid (in units of σ_data) read it.
+    # Every process takes it as ``sigma_data=``; a run measures it on its training data.
     sigma_data: float | None = None
 
     @abstractmethod
@@ -168,11 +169,18 @@ class VE(Process):
     """Variance exploding SDE (SMLD/NCSN++): α_t = 1, σ_t = σ_min (σ_max/σ_min)^t, t ∈ [t_min, 1].
 
     g(t) = σ_t √(2 log(σ_max/σ_min)) (Song et al. 2021, eq. 30); prior N(0, σ_max² I).
+    ``sigma_data``: the data's standard deviation, if known (see ``Process.sigma_data``).
     """
 
     def __init__(
-        self, sigma_min: float = 0.01, sigma_max: float = 50.0, *, t_min: float = 1e-5
+        self,
+        sigma_min: float = 0.01,
+        sigma_max: float = 50.0,
+        *,
+        t_min: float = 1e-5,
+        sigma_data: float | None = None,
     ) -> None:
+        self.sigma_data = _check_sigma_data(sigma_data)
         self.sigma_min = check_positive(sigma_min, "sigma_min")
         self.sigma_max = check_positive(sigma_max, "sigma_max")
         if not self.sigma_min < self.sigma_max:
@@ -200,18 +208,26 @@ class VE(Process):
         return self.sigma_max
 
     def _args(self):
-        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "t_min": self.t_min}
+        args = {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "t_min": self.t_min}
+        return _with_sigma_data(args, self.sigma_data)
 
 
 class VP(Process):
     """Variance preserving SDE (DDPM): β(t) = β_min + t(β_max − β_min), dx = −½β x dt + √β dW.
 
     With B(t) = ∫₀ᵗ β = β_min t + ½(β_max − β_min) t²:  α_t = e^{−B/2}, σ_t = √(1 − e^{−B}); prior N(0, I).
+    ``sigma_data``: the data's standard deviation, if known (see ``Process.sigma_data``).
     """
 
     def __init__(
-        self, beta_min: float = 0.1, beta_max: float = 20.0, *, t_min: float = 1e-3
+        self,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        *,
+        t_min: float = 1e-3,
+        sigma_data: float | None = None,
     ) -> None:
+        self.sigma_data = _check_sigma_data(sigma_data)
         self.beta_min = check_positive(beta_min, "beta_min")
         self.beta_max = check_positive(beta_max, "beta_max")
         if not self.beta_min <= self.beta_max:
@@ -251,7 +267,8 @@ class VP(Process):
         return 1.0
 
     def _args(self):
-        return {"beta_min": self.beta_min, "beta_max": self.beta_max, "t_min": self.t_min}
+        args = {"beta_min": self.beta_min, "beta_max": self.beta_max, "t_min": self.t_min}
+        return _with_sigma_data(args, self.sigma_data)
 
 
 class SubVP(VP):
@@ -397,6 +414,15 @@ class NoiseLevels(SigmaClock):
 
     def __repr__(self) -> str:
         return f"NoiseLevels(n={len(self)}, sigma_max={self.t_max:.4g}, sigma_min={self.t_min:.4g})"
+
+
+def _check_sigma_data(sigma_data: float | None) -> float | None:
+    return None if sigma_data is None else check_positive(sigma_data, "sigma_data")
+
+
+def _with_sigma_data(args: dict, sigma_data: float | None) -> dict:
+    """A process's config, with ``sigma_data`` only when it states one (older configs lack it)."""
+    return args if sigma_data is None else {**args, "sigma_data": sigma_data}
 
 
 def _check_range(t_min: float, t_max: float) -> tuple[float, float]:

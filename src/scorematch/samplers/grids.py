@@ -6,7 +6,7 @@ noise level σ̂ = σ_t/α_t (the noise level of x_t/α_t) or in the log-SNR λ 
 to t through the process's closed-form inverse ``t_of_log_snr``.
 
 Named grids: ``uniform``, ``edm_rho``, ``log_snr``, ``few_step`` (DPM-Solver's few-step grid),
-``dpm_recipe`` (DPM-Solver's default: ``few_step`` or ``log_snr`` by the step count) and ``levels``
+``dpm_recipe`` (DPM-Solver's default, in the data's scale, by the step count) and ``levels``
 (a ``NoiseLevels`` process's own levels).
 
 ``resolve`` turns a sampler's ``grid``/``steps``/``denoise`` into the one explicit tensor the sampler
@@ -33,6 +33,7 @@ __all__ = [
     "levels",
     "log_snr",
     "make_grid",
+    "recipe_range",
     "resolve",
     "t_of_sigma",
     "uniform",
@@ -40,7 +41,8 @@ __all__ = [
 
 # DPM-Solver's few-step recipe, in units of σ_data: its first stop and its end (benchmarks/samplers.py)
 FEW_STEP_JUMP, FEW_STEP_END = 10.0, 0.1
-FEW_STEPS = 11  # dpm_recipe is the few-step grid up to this many intervals (12 NFE with x̂₀)
+# dpm_recipe, in units of σ_data: the first stop and the end at 4 steps (recipe_range)
+RECIPE_JUMP, RECIPE_END = 2.5, 0.1
 
 
 def _ends(process, t_min: float | None, t_max: float | None) -> tuple[float, float]:
@@ -176,6 +178,28 @@ def few_step_range(process, sigma_data: float | None = None) -> tuple[float | No
     return jump, (end if end > s_min else None)
 
 
+def recipe_range(process, steps: int) -> tuple[float | None, float | None] | None:
+    """(σ̂ of the jump, σ̂ of the end) of ``dpm_recipe`` at ``steps`` intervals, in the data's scale
+    σ_d = ``process.sigma_data`` (0.5 when the process states none):
+
+        jump = 2.5 · 2^{(steps − 4)/2.5} σ_d,     end = 0.1 · (4 / steps) σ_d,
+
+    i.e. 2.5 σ_d → 0.1 σ_d at 4 steps (5 NFE with x̂₀), 10 σ_d → 0.044 σ_d at 9 (10 NFE); the jump
+    outgrows the prior's σ̂_max from ≈ 16 steps on (then None: no jump), while the end keeps
+    shrinking (0.021 σ_d at 19).  Chosen on a family of mixtures (benchmarks/samplers.py, "How the
+    default recipe was chosen").  End None: the process's t_min is above it.  None when the
+    process's noise range cannot hold the end.
+    """
+    sigma_data = process.sigma_data if process.sigma_data is not None else 0.5
+    ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
+    s_max, s_min = process.sigma_hat(ends).tolist()
+    jump = RECIPE_JUMP * 2.0 ** ((steps - 4) / 2.5) * sigma_data
+    end = RECIPE_END * 4.0 / steps * sigma_data
+    if not end < s_max:
+        return None
+    return (jump if max(end, s_min) < jump < s_max else None), (end if end > s_min else None)
+
+
 def dpm_recipe(
     process,
     steps: int,
@@ -184,17 +208,22 @@ def dpm_recipe(
     device=None,
     dtype: torch.dtype = torch.float64,
 ) -> Tensor:
-    """DPM-Solver's default grid (``grid="auto"`` of ``dpm_solver``): ``few_step`` for
-    2 ≤ steps ≤ ``FEW_STEPS`` when it fits the process and the sampler ends with x̂₀ (``denoise``,
-    which the few-step grid relies on), else ``log_snr`` over the process's whole range."""
-    name = dpm_recipe_choice(process, check_positive_int(steps, "steps"), denoise)
-    return GRIDS[name](process, steps, device=device, dtype=dtype)
-
-
-def dpm_recipe_choice(process, steps: int, denoise: bool = True) -> str:
-    """The grid ``dpm_recipe`` is at ``steps`` intervals: "few_step" or "log_snr"."""
-    few = denoise and 2 <= steps <= FEW_STEPS and few_step_range(process)[0] is not None
-    return "few_step" if few else "log_snr"
+    """DPM-Solver's default grid (``grid="auto"`` of ``dpm_solver``), for the sampler that ends with
+    x̂₀ (``denoise``): one interval from t_max straight to σ̂ = jump, then ``steps − 1`` intervals
+    equally spaced in log-SNR down to σ̂ = end (``recipe_range``: both in units of the data's
+    standard deviation σ_d, shrinking the end with the budget; from ≈ 16 steps on no jump, all
+    ``steps`` intervals equal in log-SNR), then x̂₀.  Above ≈ 10 σ_d, x̂₀ is
+    close to the data mean and varies slowly (one data-prediction step crosses it), and below the
+    data's finest scale x̂₀ barely changes: few steps are best spent between.  Without ``denoise``,
+    for a single step or where the process's range cannot hold it: ``log_snr`` over the whole
+    range."""
+    steps = check_positive_int(steps, "steps")
+    span = recipe_range(process, steps) if denoise and steps >= 2 else None
+    if span is None:
+        return log_snr(process, steps, device=device, dtype=dtype)
+    jump, end = span
+    t_end = process.t_min if end is None else t_of_sigma(process, end)
+    return log_snr(process, steps, t_min=t_end, sigma_jump=jump, device=device, dtype=dtype)
 
 
 def levels(process, steps: int | None = None, *, device=None, dtype=torch.float64) -> Tensor:
