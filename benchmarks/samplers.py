@@ -1068,6 +1068,41 @@ def budget_tables(results: list[dict], nfes: tuple[int, ...], metric: str = "tot
     return "\n".join(lines)
 
 
+# -- grids fitted to the model (tune_grid) against the best fixed grid ------------------------------
+TUNE_NFE = (5, 10, 20)
+FIXED_GRIDS = ("auto", "log_snr", "edm_rho")  # dpm_solver's defaults otherwise (x̂₀, UniPC-2)
+
+
+def tune_grid_task(name: str, n: int, nfes: tuple[int, ...]) -> list[dict]:
+    """On a benchmark mixture (float64, exact score, EDM with the measured σ_data): ``dpm_solver``
+    with its defaults on each fixed grid and on ``tune_grid``'s grid (fitted on 256 other draws)."""
+    from scorematch.samplers import tune_grid
+
+    mixture = MIXTURES[name]().to(dtype=torch.float64)
+    exact, floor = exact_floor(mixture, n)
+    z = torch.randn(
+        n, mixture.dim, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64
+    )
+    process = EDM(sigma_data=estimate_sigma_data(mixture))
+    oracle = Oracle(mixture)
+    out = []
+    for nfe in nfes:
+        runs = {grid: grid for grid in FIXED_GRIDS}
+        start = time.perf_counter()
+        tuned = tune_grid(oracle.model, process, (1, mixture.dim), nfe,
+                          generator=torch.Generator().manual_seed(0))  # fmt: skip
+        runs["tuned"] = tuned.times
+        seconds = time.perf_counter() - start
+        for label, grid in runs.items():
+            steps = None if label == "tuned" else nfe - 1
+            x = get_sampler("dpm_solver")(oracle.model, process, z * 80.0, steps, grid=grid).x
+            out.append({"mixture": name, "grid": label, "target": nfe,
+                        "tune_seconds": seconds if label == "tuned" else 0.0,
+                        "times": tuned.times.tolist() if label == "tuned" else None,
+                        **measure(x, mixture, exact, floor)})  # fmt: skip
+    return out
+
+
 # -- main --------------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -1093,7 +1128,23 @@ def main(argv: list[str] | None = None) -> None:
         "two benchmark mixtures (--samples, default 10 000 / 20 000 for benchmark)",
     )
     parser.add_argument("--budgets-render", action="store_true", help="tables from the saved raw")
+    parser.add_argument(
+        "--tune-grids",
+        action="store_true",
+        help="tune_grid vs fixed grids, 2-D and 16-D, 5/10/20 NFE",
+    )
     a = parser.parse_args(argv)
+    if a.tune_grids:
+        torch.set_num_threads(1)
+        n = a.samples if a.samples != 50_000 else 20_000
+        results = [r for m in ("2d", "16d") for r in tune_grid_task(m, n, TUNE_NFE)]
+        raw = RESULTS / "samplers_tune_grid.jsonl"
+        raw.write_text("".join(json.dumps(r) + "\n" for r in results))
+        for r in results:
+            print(f"{r['mixture']:>4} {r['target']:3d} NFE {r['grid']:>8}: total {r['total']:.4f} "
+                  f"bures {r['bures_excess']:+.4f} weight {r['weight_error']:.4f}"
+                  f" ({r['tune_seconds']:.0f} s)")  # fmt: skip
+        return
     if a.budgets is not None:
         torch.set_num_threads(1)
         specs = {"report": REPORT_FAMILY, "tune": TUNE_FAMILY, "benchmark": ["2d", "16d"]}[

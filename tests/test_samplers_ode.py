@@ -11,6 +11,7 @@ Ground truths:
 from __future__ import annotations
 
 import itertools
+import json
 
 import pytest
 import torch
@@ -434,27 +435,60 @@ def test_log_snr_grid_with_a_jump(name):
     assert grids.t_of_sigma(process, 2.0) == pytest.approx(float(t[1]), rel=1e-9)
 
 
-def test_dpm_solver_few_step_default_is_its_documented_recipe():
-    process = sm.EDM()  # σ_data = 0.5: jump to σ̂ = 5, log-SNR steps to 0.05, then x̂₀
+def test_dpm_solver_default_is_its_documented_recipe():
+    # with x̂₀: jump to 2.5·2^((N−4)/2.5) σ_d, log-SNR steps to 0.4 σ_d / N, x̂₀; UniPC-2
+    process = sm.EDM(sigma_data=1.0)
     model = _mixture().score_model(process)
     x = _prior(process, n=64, seed=4)
     out = dpm_solver(model, process, x, 9)
-    t_end = grids.t_of_sigma(process, 0.05)
+    t_end = grids.t_of_sigma(process, 0.4 / 9)
     explicit = dpm_solver(
         model,
         process,
         x,
         9,
         order=2,
-        grid=lambda p, n: grids.log_snr(p, n, t_min=t_end, sigma_jump=5.0),
+        corrector=True,
+        grid=lambda p, n: grids.log_snr(p, n, t_min=t_end, sigma_jump=10.0),
         denoise=True,
     )
     assert out.nfe == explicit.nfe == 10
     assert torch.equal(out.x, explicit.x)
-    assert torch.equal(out.x, dpm_solver(model, process, x, 9, grid="few_step").x)
-    plain = dpm_solver(model, process, x, 12)  # above 11 steps: the log-SNR grid over the range
-    assert plain.nfe == 13
-    assert torch.equal(plain.x, dpm_solver(model, process, x, 12, grid="log_snr", order=3).x)
+    assert sm.samplers.dpm_solver_defaults(process, 9) == ("dpm_recipe", 2, True)
+    # the recipe's times are in units of σ_data (EDM: t = σ)
+    one, three = (grids.dpm_recipe(sm.EDM(sigma_data=v), 9) for v in (1.0, 3.0))
+    torch.testing.assert_close(three[1:], 3 * one[1:], rtol=1e-12, atol=0)
+    # from about 16 steps on the jump would pass the prior's σ: plain log-SNR steps to the end
+    plain = dpm_solver(model, process, x, 19)
+    t_end = grids.t_of_sigma(process, 0.4 / 19)
+    grid = lambda p, n: grids.log_snr(p, n, t_min=t_end)  # noqa: E731
+    assert torch.equal(
+        plain.x, dpm_solver(model, process, x, 19, grid=grid, order=2, corrector=True).x
+    )
+    # without x̂₀: the log-SNR grid over the whole range, 3M, no corrector
+    a = dpm_solver(model, process, x, 9, denoise=False).x
+    assert torch.equal(
+        a, dpm_solver(model, process, x, 9, denoise=False, grid="log_snr", order=3).x
+    )
+    # the few-step grid of before stays available by name: 80 → 10 σ_d, log-SNR to 0.1 σ_d
+    t = grids.few_step(sm.EDM(), 9)
+    assert float(t[1]) == pytest.approx(5.0) and float(t[-1]) == pytest.approx(0.05)
+
+
+def test_dpm_solver_default_follows_the_data_scale():
+    # The failure: data of std ≈ 5 sampled with a recipe set for σ_data = 0.5.  With the
+    # measured σ_data the recipe is scale-free: the same error as the mixture shrunk to std 0.45
+    # (measured, 20 000 samples, 10 NFE: 0.318 with σ_data = 0.5, 0.072 measured; shrunk: 0.075).
+    base = _mixture()
+    errors = []
+    for scale, stated in ((3.0, None), (3.0, "measured"), (0.25, "measured")):
+        mix = sm.GaussianMixture(base.means * scale, base.covs * scale**2, base.weights, dtype=F64)
+        sigma_data = float(mix.sample(2000, generator=_gen(5)).var(0).mean().sqrt())
+        process = sm.EDM() if stated is None else sm.EDM(sigma_data=sigma_data)
+        x = dpm_solver(mix.score_model(process), process, (20_000, 2), 9, generator=_gen(0)).x
+        errors.append(mixture_error(x, mix, generator=_gen(1))["total"])
+    assert errors[1] < 0.4 * errors[0], errors
+    assert abs(errors[1] - errors[2]) < 0.02, errors
 
 
 @pytest.mark.parametrize("name", ["VP", "VE", "EDM"])
@@ -551,3 +585,32 @@ def test_heun_is_edms_algorithm(churn):
         assert out.nfe == 35
         torch.testing.assert_close(out.x, ref, rtol=1e-12, atol=1e-12)
     assert api.DEFAULT_STEPS["heun"] == n - 1  # EDM's CIFAR-10 setting is the default
+
+
+# -- a grid fitted to the model ----------------------------------------------------------------
+
+
+def test_tune_grid_fits_the_default_sampler_to_the_model():
+    process = sm.EDM(sigma_data=1.0)
+    model = _mixture().score_model(process)
+    kw = {"n": 64, "max_evaluations": 60, "reference_steps": 100}
+    tuned = sm.samplers.tune_grid(model, process, (1, 2), 5, generator=_gen(0), **kw)
+    again = sm.samplers.tune_grid(model, process, (1, 2), 5, generator=_gen(0), **kw)
+    assert torch.equal(tuned.times, again.times)  # deterministic given the generator
+    assert (
+        tuned.loss < 0.7 * tuned.loss_default
+    )  # measured 0.0021 against 0.0050 (2-D bench mixture)
+    t = tuned.times
+    assert t.numel() == 6 and float(t[0]) == process.t_max and float(t[-1]) == 0.0
+    assert bool((t[1:] < t[:-1]).all()) and float(t[-2]) >= process.t_min
+    # the samplers take it as it is: nfe model calls
+    z = _prior(process, n=64, seed=9)
+    out = dpm_solver(model, process, z, grid=tuned.times)
+    assert out.nfe == tuned.nfe == 5
+    # JSON-storable: list of floats, nfe, sampler name
+    data = json.loads(json.dumps(tuned.to_dict()))
+    assert data["sampler"] == "dpm_solver" and data["nfe"] == 5
+    back = sm.samplers.TunedGrid.from_dict(data)
+    assert torch.equal(back.times, tuned.times)
+    with pytest.raises(ValueError, match="nfe"):
+        sm.samplers.tune_grid(model, process, (1, 2), 2)

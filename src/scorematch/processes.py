@@ -51,17 +51,14 @@ class Process(ABC):
 
     t_min: float
     t_max: float
-    # What a sampler's grid="auto" means on this process, per sampler family (the one place it is
-    # decided; ``default_grid``): the reverse-SDE samplers step uniformly in the process's own clock
-    # (score-SDE's discretisation of VP and VE), annealed Langevin visits levels geometric in σ/α
-    # (NCSN), the ODE solvers (ode, heun) take Karras et al.'s ρ = 7 grid, and DPM-Solver its own
-    # recipe (``samplers.grids.dpm_recipe``).  Subclasses override entries where their clock differs.
+    # grid="auto" per sampler family, decided here only (``default_grid``): reverse-SDE samplers
+    # step uniformly in the process's clock (score-SDE's), annealed Langevin on geometric levels
+    # (NCSN), ode/heun on Karras et al.'s ρ = 7 grid, DPM-Solver on ``samplers.grids.dpm_recipe``.
     DEFAULT_GRIDS: ClassVar[Mapping[str, str]] = MappingProxyType(
         {"sde": "uniform", "langevin": "log_snr", "ode": "edm_rho", "dpm": "dpm_recipe"}
     )
-    # The data's standard deviation (RMS over coordinates), when the process states it: EDM's
-    # preconditioning and loss weight and DPM-Solver's default grid (in units of σ_data) read it.
-    # Every process takes it as ``sigma_data=``; a run measures it on its training data.
+    # The data's RMS standard deviation, when stated (``sigma_data=`` on every process): EDM's
+    # preconditioning and loss weight and DPM-Solver's default grid (in units of it) read it.
     sigma_data: float | None = None
 
     @abstractmethod
@@ -420,8 +417,7 @@ def _check_sigma_data(sigma_data: float | None) -> float | None:
     return None if sigma_data is None else check_positive(sigma_data, "sigma_data")
 
 
-def _with_sigma_data(args: dict, sigma_data: float | None) -> dict:
-    """A process's config, with ``sigma_data`` only when it states one (older configs lack it)."""
+def _with_sigma_data(args: dict, sigma_data: float | None) -> dict:  # named only when stated
     return args if sigma_data is None else {**args, "sigma_data": sigma_data}
 
 

@@ -19,11 +19,13 @@ from .heun import heun
 from .langevin import annealed_langevin, langevin_corrector
 from .ode import ode
 from .sde import ancestral, euler_maruyama, predictor_corrector, reverse_diffusion
+from .tuning import TunedGrid, tune_grid
 
 __all__ = [
     "DEFAULT_STEPS",
     "SAMPLERS",
     "Samples",
+    "TunedGrid",
     "ancestral",
     "annealed_langevin",
     "dpm_recipe",
@@ -45,5 +47,6 @@ __all__ = [
     "resolve_grid",
     "reverse_diffusion",
     "sample",
+    "tune_grid",
     "uniform",
 ]
