@@ -436,7 +436,7 @@ def test_log_snr_grid_with_a_jump(name):
 
 
 def test_dpm_solver_default_is_its_documented_recipe():
-    # with x̂₀: jump to 2.5·2^((N−4)/2.5) σ_d, log-SNR steps to 0.4 σ_d / N, x̂₀; UniPC-2
+    # with x̂₀: jump to 2·2.5^((N−4)/5) σ_d, log-SNR steps to 0.4 σ_d / N, x̂₀; UniPC-2
     process = sm.EDM(sigma_data=1.0)
     model = _mixture().score_model(process)
     x = _prior(process, n=64, seed=4)
@@ -449,7 +449,7 @@ def test_dpm_solver_default_is_its_documented_recipe():
         9,
         order=2,
         corrector=True,
-        grid=lambda p, n: grids.log_snr(p, n, t_min=t_end, sigma_jump=10.0),
+        grid=lambda p, n: grids.log_snr(p, n, t_min=t_end, sigma_jump=5.0),
         denoise=True,
     )
     assert out.nfe == explicit.nfe == 10
@@ -458,12 +458,12 @@ def test_dpm_solver_default_is_its_documented_recipe():
     # the recipe's times are in units of σ_data (EDM: t = σ)
     one, three = (grids.dpm_recipe(sm.EDM(sigma_data=v), 9) for v in (1.0, 3.0))
     torch.testing.assert_close(three[1:], 3 * one[1:], rtol=1e-12, atol=0)
-    # from about 16 steps on the jump would pass the prior's σ: plain log-SNR steps to the end
-    plain = dpm_solver(model, process, x, 19)
-    t_end = grids.t_of_sigma(process, 0.4 / 19)
+    # past about 24 steps the jump would pass the prior's σ = 80: plain log-SNR steps to the end
+    plain = dpm_solver(model, process, x, 25)
+    t_end = grids.t_of_sigma(process, 0.4 / 25)
     grid = lambda p, n: grids.log_snr(p, n, t_min=t_end)  # noqa: E731
     assert torch.equal(
-        plain.x, dpm_solver(model, process, x, 19, grid=grid, order=2, corrector=True).x
+        plain.x, dpm_solver(model, process, x, 25, grid=grid, order=2, corrector=True).x
     )
     # without x̂₀: the log-SNR grid over the whole range, 3M, no corrector
     a = dpm_solver(model, process, x, 9, denoise=False).x

@@ -42,7 +42,7 @@ __all__ = [
 # DPM-Solver's few-step recipe, in units of σ_data: its first stop and its end (benchmarks/samplers.py)
 FEW_STEP_JUMP, FEW_STEP_END = 10.0, 0.1
 # dpm_recipe, in units of σ_data: the first stop and the end at 4 steps (recipe_range)
-RECIPE_JUMP, RECIPE_END = 2.5, 0.1
+RECIPE_JUMP, RECIPE_END = 2.0, 0.1
 
 
 def _ends(process, t_min: float | None, t_max: float | None) -> tuple[float, float]:
@@ -182,18 +182,18 @@ def recipe_range(process, steps: int) -> tuple[float | None, float | None] | Non
     """(σ̂ of the jump, σ̂ of the end) of ``dpm_recipe`` at ``steps`` intervals, in the data's scale
     σ_d = ``process.sigma_data`` (0.5 when the process states none):
 
-        jump = 2.5 · 2^{(steps − 4)/2.5} σ_d,     end = 0.1 · (4 / steps) σ_d,
+        jump = 2 · 2.5^{(steps − 4)/5} σ_d,     end = 0.1 · (4 / steps) σ_d,
 
-    i.e. 2.5 σ_d → 0.1 σ_d at 4 steps (5 NFE with x̂₀), 10 σ_d → 0.044 σ_d at 9 (10 NFE); the jump
-    outgrows the prior's σ̂_max from ≈ 16 steps on (then None: no jump), while the end keeps
-    shrinking (0.021 σ_d at 19).  Chosen on a family of mixtures (benchmarks/samplers.py, "How the
+    i.e. 2 σ_d → 0.1 σ_d at 4 steps (5 NFE with x̂₀), 5 σ_d → 0.044 σ_d at 9 (10 NFE), 31 σ_d →
+    0.021 σ_d at 19; past the prior's σ̂_max (≈ 24 steps on EDM for σ_d = 1) there is no jump
+    (None), while the end keeps shrinking.  Chosen on a family of mixtures (benchmarks/samplers.py, "How the
     default recipe was chosen").  End None: the process's t_min is above it.  None when the
     process's noise range cannot hold the end.
     """
     sigma_data = process.sigma_data if process.sigma_data is not None else 0.5
     ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
     s_max, s_min = process.sigma_hat(ends).tolist()
-    jump = RECIPE_JUMP * 2.0 ** ((steps - 4) / 2.5) * sigma_data
+    jump = RECIPE_JUMP * 2.5 ** ((steps - 4) / 5) * sigma_data
     end = RECIPE_END * 4.0 / steps * sigma_data
     if not end < s_max:
         return None
@@ -211,8 +211,8 @@ def dpm_recipe(
     """DPM-Solver's default grid (``grid="auto"`` of ``dpm_solver``), for the sampler that ends with
     x̂₀ (``denoise``): one interval from t_max straight to σ̂ = jump, then ``steps − 1`` intervals
     equally spaced in log-SNR down to σ̂ = end (``recipe_range``: both in units of the data's
-    standard deviation σ_d, shrinking the end with the budget; from ≈ 16 steps on no jump, all
-    ``steps`` intervals equal in log-SNR), then x̂₀.  Above ≈ 10 σ_d, x̂₀ is
+    standard deviation σ_d, shrinking the end with the budget; once the jump would pass the
+    prior's σ̂, all ``steps`` intervals equal in log-SNR), then x̂₀.  Above ≈ 10 σ_d, x̂₀ is
     close to the data mean and varies slowly (one data-prediction step crosses it), and below the
     data's finest scale x̂₀ barely changes: few steps are best spent between.  Without ``denoise``,
     for a single step or where the process's range cannot hold it: ``log_snr`` over the whole
