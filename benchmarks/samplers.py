@@ -1068,6 +1068,186 @@ def budget_tables(results: list[dict], nfes: tuple[int, ...], metric: str = "tot
     return "\n".join(lines)
 
 
+def before_task(spec, n: int, budgets: tuple[int, ...]) -> list[dict]:
+    """``dpm_solver`` with its defaults, on EDM() (σ_data = 0.5 stated) and on EDM with the measured
+    σ_data, for whichever scorematch is imported: run with PYTHONPATH=<tree of an older commit>/src
+    for the "before" figures (same mixtures, noise, samples and metric as ``budget_task``)."""
+    if isinstance(spec, str):
+        mixture = MIXTURES[spec]().to(dtype=torch.float64)
+    else:
+        mixture = family_mixture(*spec)
+    exact, floor = exact_floor(mixture, n)
+    z = torch.randn(
+        n, mixture.dim, generator=torch.Generator().manual_seed(SEED), dtype=torch.float64
+    )
+    sigma_data = estimate_sigma_data(mixture)
+    out = []
+    for label, process in (("EDM()", EDM()), ("EDM(sigma_data)", EDM(sigma_data=sigma_data))):
+        for nfe in budgets:
+            oracle = Oracle(mixture)
+            x = get_sampler("dpm_solver")(oracle.model, process, z * 80.0, nfe - 1).x
+            out.append({"mixture": str(spec), "label": label, "target": nfe, "nfe": oracle.calls,
+                        "sigma_data": sigma_data, **measure(x, mixture, exact, floor)})  # fmt: skip
+    return out
+
+
+def _read(name: str) -> list[dict]:
+    path = RESULTS / name
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _best_of(rows_: list[dict], metric: str) -> dict:
+    return min(rows_, key=lambda r: r[metric] if math.isfinite(r[metric]) else math.inf)
+
+
+def _fmt(r: dict | None, bures: bool) -> str:
+    if r is None:
+        return "—"
+    return _num(r["total"]) + (f" / {r['bures_excess']:+.4f}" if bures else "")
+
+
+BUDGET_INTRO = [
+    "## Every budget against every peer (issue #23): k-diffusion 0.1.1.post1 and diffusers",
+    "",
+    "Commands (from the repository root, the `bench` extra installed):",
+    "",
+    "```",
+    "python benchmarks/samplers.py --budgets benchmark   # the 2-D and 16-D mixtures, 20 000 samples",
+    "python benchmarks/samplers.py --budgets report      # the report family, 10 000 samples",
+    "python benchmarks/samplers.py --budgets tune        # the family the recipe was chosen on",
+    "python benchmarks/samplers.py --tune-grids          # tune_grid against fixed grids",
+    "git archive 97392b8 src | tar x -C /tmp/old && "
+    "PYTHONPATH=/tmp/old/src python benchmarks/samplers.py --before",
+    "python benchmarks/samplers.py --budgets-markdown    # this section, from the raw files",
+    "```",
+    "",
+    "Protocol: exact float64 mixture scores for every library, the same standard normal draw z "
+    "(seed 1234) scaled by each sampler's own σ_max, all in one process; NFE counted by a wrapper "
+    "around the score. **ours** = `dpm_solver` with every default on `EDM(sigma_data=σ̂)`, σ̂ the "
+    "RMS standard deviation of 2 000 training draws (what a run would store): UniPC-2 on "
+    "`grids.dpm_recipe`, nfe − 1 steps + x̂₀. **before** = the same call on main at 97392b8, with "
+    "`EDM()` (σ_data = 0.5 stated) and with `EDM(sigma_data=σ̂)`. **Peers**: every deterministic "
+    "k-diffusion sampler (`euler`, `lms`, `heun`, `dpm_2`, `dpmpp_2m`, and `dpmpp_2m_sde`, "
+    "`dpmpp_3m_sde`, `dpmpp_2s_ancestral` with η = 0) on each of its grids (`karras` ρ = 7, "
+    "`exponential`, `vp`; σ ∈ [0.002, 80], the last step to σ = 0), `dpm_fast`, and diffusers' "
+    "DPMSolverMultistep (2M, 3M) and UniPCMultistep on the DDPM schedule with `linspace` or "
+    "Karras timesteps — 33 peers, the best of each library in each cell. Figures: `total` "
+    "(mode-weight error + Bures excess / scale); for the benchmark mixtures `total / "
+    "bures_excess` (units of x). Exact samples of the same size score ≈ 0.005–0.01 `total` and "
+    "± `bures_noise` ≈ 0.0015 (20 000) / 0.003 (10 000) in Bures excess: differences below that "
+    "are noise (all samplers are there at 50 NFE).",
+    "",
+]
+
+
+def _budget_block(title: str, rows_: list[dict], before: list[dict], bures: bool) -> list[str]:
+    out = [f"### {title}", ""]
+    out += [
+        "| mixture (σ̂) | NFE | before: EDM() | before: EDM(σ̂) | **ours** | best k-diffusion "
+        "| best diffusers |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    worst = {k: (0.0, "") for k in BUDGETS}
+    targets = []
+    for mix in dict.fromkeys(r["mixture"] for r in rows_):
+        rs = [r for r in rows_ if r["mixture"] == mix]
+        for k in BUDGETS:
+            cell = [r for r in rs if r["target"] == k]
+            if not cell:
+                continue
+            ours = next(r for r in cell if r["sampler"] == OURS[0])
+            kd = _best_of([r for r in cell if r["library"] == "k-diffusion"], "total")
+            df = _best_of([r for r in cell if r["library"] == "diffusers"], "total")
+            ratio = ours["total"] / max(min(kd["total"], df["total"]), 1e-12)
+            if ratio > worst[k][0]:
+                worst[k] = (ratio, mix)
+            old = {r["label"]: r for r in before if r["mixture"] == mix and r["target"] == k}
+            out.append(
+                f"| {mix} ({ours['sigma_data']:.2f}) | {k} | {_fmt(old.get('EDM()'), bures)} | "
+                f"{_fmt(old.get('EDM(sigma_data)'), bures)} | **{_fmt(ours, bures)}** | "
+                f"{_fmt(kd, bures)} ({kd['sampler']}, {kd['grid']}) | {_fmt(df, bures)} "
+                f"({df['sampler']}, {df['grid']}) |"
+            )
+        five = next((r for r in rs if r["sampler"] == OURS[0] and r["target"] == 5), None)
+        ten = [r for r in rs if r["library"] != "scorematch" and r["target"] == 10]
+        if five is not None and ten:
+            best10 = _best_of(ten, "total")["total"]
+            verdict = "met" if five["total"] <= best10 else "not met"
+            targets.append(f"{mix} {_num(five['total'])} vs {_num(best10)} ({verdict})")
+    out += [
+        "",
+        "Worst ratio ours / best peer (`total`) over these mixtures: "
+        + "; ".join(f"{k} NFE ×{worst[k][0]:.2f} ({worst[k][1]})" for k in BUDGETS)
+        + ".",
+        "",
+        "Ours at 5 NFE against the best peer at 10 NFE (`total`): " + "; ".join(targets) + ".",
+        "",
+    ]
+    return out
+
+
+def budget_markdown() -> str:
+    """The report section of the --budgets, --before and --tune-grids runs (from their raw files)."""
+    bench, report = (
+        _read("samplers_budgets_benchmark.jsonl"),
+        _read("samplers_budgets_report.jsonl"),
+    )
+    tune, before = _read("samplers_budgets_tune.jsonl"), _read("samplers_budgets_before.jsonl")
+    tuned = _read("samplers_tune_grid.jsonl")
+    out = list(BUDGET_INTRO)
+    for title, rows_, bures in (
+        ("The two benchmark mixtures (20 000 samples)", bench, True),
+        ("The report family: 8 mixtures never used for choosing (10 000 samples)", report, False),
+        ("The tuning family: where the recipe was chosen (10 000 samples)", tune, False),
+    ):
+        if rows_:
+            out += _budget_block(title, rows_, before, bures)
+    if tuned:
+        out += [
+            "### A grid fitted to the model: `tune_grid` against the fixed grids",
+            "",
+            "`dpm_solver` (defaults: UniPC-2, x̂₀) on EDM(σ̂), 20 000 fresh samples; **tuned** = "
+            "`sm.samplers.tune_grid(model, process, (1, D), nfe, generator=torch.Generator()"
+            ".manual_seed(0))` (256 other prior draws, 200-step reference). Cells "
+            "`total / bures_excess`.",
+            "",
+            "| mixture | NFE | auto (dpm_recipe) | log_snr | edm_rho | **tuned** | tuning time |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for mix in dict.fromkeys(r["mixture"] for r in tuned):
+            for k in TUNE_NFE:
+                cell = {r["grid"]: r for r in tuned if r["mixture"] == mix and r["target"] == k}
+                if len(cell) < 1 + len(FIXED_GRIDS):
+                    continue
+                vals = [_fmt(cell[g], True) for g in (*FIXED_GRIDS, "tuned")]
+                out.append(
+                    f"| {mix} | {k} | {vals[0]} | {vals[1]} | {vals[2]} | **{vals[3]}** | "
+                    f"{cell['tuned']['tune_seconds']:.0f} s |"
+                )
+        out.append("")
+    return "\n".join(out)
+
+
+BUDGET_BEGIN, BUDGET_END = "<!-- budgets:begin -->", "<!-- budgets:end -->"
+
+
+def write_budget_section(path: Path) -> None:
+    """Put ``budget_markdown()`` between the markers near the top of the report (atomically)."""
+    text = path.read_text() if path.exists() else ""
+    section = f"{BUDGET_BEGIN}\n{budget_markdown()}\n{BUDGET_END}\n"
+    if BUDGET_BEGIN in text:
+        head, rest = text.split(BUDGET_BEGIN, 1)
+        text = head + section + rest.split(BUDGET_END, 1)[1].lstrip("\n")
+    else:
+        first, _, rest = text.partition("\n\n")
+        text = f"{first}\n\n{section}\n{rest}"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
 # -- grids fitted to the model (tune_grid) against the best fixed grid ------------------------------
 TUNE_NFE = (5, 10, 20)
 FIXED_GRIDS = ("auto", "log_snr", "edm_rho")  # dpm_solver's defaults otherwise (x̂₀, UniPC-2)
@@ -1133,7 +1313,29 @@ def main(argv: list[str] | None = None) -> None:
         action="store_true",
         help="tune_grid vs fixed grids, 2-D and 16-D, 5/10/20 NFE",
     )
+    parser.add_argument(
+        "--budgets-markdown", action="store_true", help="write the budgets section of samplers.md"
+    )
+    parser.add_argument(
+        "--before",
+        action="store_true",
+        help="dpm_solver defaults only, for an older tree's figures",
+    )
     a = parser.parse_args(argv)
+    if a.budgets_markdown:
+        write_budget_section(RESULTS / "samplers.md")
+        print(budget_markdown())
+        return
+    if a.before:
+        torch.set_num_threads(1)
+        results = []
+        for spec in ["2d", "16d", *REPORT_FAMILY]:
+            results += before_task(spec, 20_000 if isinstance(spec, str) else 10_000, BUDGETS)
+            print(f"done {spec}", flush=True)
+        (RESULTS / "samplers_budgets_before.jsonl").write_text(
+            "".join(json.dumps(r) + "\n" for r in results)
+        )
+        return
     if a.tune_grids:
         torch.set_num_threads(1)
         n = a.samples if a.samples != 50_000 else 20_000

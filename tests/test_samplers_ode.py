@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 
 import pytest
 import torch
@@ -614,3 +615,43 @@ def test_tune_grid_fits_the_default_sampler_to_the_model():
     assert torch.equal(back.times, tuned.times)
     with pytest.raises(ValueError, match="nfe"):
         sm.samplers.tune_grid(model, process, (1, 2), 2)
+
+
+def _dpmpp_2m(denoiser, x, sigmas):
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) on σ's ending at 0, in t = −log σ, written out:
+    first order on the first step and on the step to σ = 0 (x̂₀ itself)."""
+    old = None
+    for i in range(len(sigmas) - 1):
+        d = denoiser(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = d
+        else:
+            h = math.log(sigmas[i]) - math.log(sigmas[i + 1])
+            if old is None:
+                x = sigmas[i + 1] / sigmas[i] * x - math.expm1(-h) * d
+            else:
+                r = (math.log(sigmas[i - 1]) - math.log(sigmas[i])) / h
+                x = sigmas[i + 1] / sigmas[i] * x - math.expm1(-h) * (
+                    (1 + 1 / (2 * r)) * d - old / (2 * r)
+                )
+        old = d
+    return x
+
+
+def test_dpm_solver_2m_is_dpmpp_2m_on_a_grid_ending_at_zero():
+    mixture = _mixture()
+    process = sm.EDM()
+    model = mixture.score_model(process)
+
+    def denoiser(x, sigma):
+        return x + sigma**2 * mixture.perturbed(1.0, sigma).score(x)
+
+    latents = torch.randn(128, 2, generator=_gen(3), dtype=F64)
+    for n in (5, 10, 18):
+        sigmas = _edm_steps(n, 0.002, 80.0)
+        ref = _dpmpp_2m(denoiser, latents * 80.0, sigmas)
+        out = dpm_solver(
+            model, process, latents * 80.0, grid=torch.tensor(sigmas, dtype=F64), order=2
+        )
+        assert out.nfe == n
+        torch.testing.assert_close(out.x, ref, rtol=1e-12, atol=1e-12)
