@@ -10,12 +10,17 @@ best diffusers peer on both mixtures.
 
 Run (from the repository root, dev venv with the ``bench`` extra, i.e. diffusers, installed)::
 
-    .venv/bin/pip install -c constraints.txt "diffusers>=0.27"      # once
+    .venv/bin/pip install -c constraints.txt -e ".[bench]"           # once: diffusers, torchsde
+    .venv/bin/pip install --no-deps k-diffusion==0.1.1.post1          # its sampling module only
     .venv/bin/python benchmarks/samplers.py                           # full run → results/
     .venv/bin/python benchmarks/samplers.py --quick                   # 5 000 samples, NFE ≤ 100
     .venv/bin/python benchmarks/samplers.py --samples 20000 --nfe 5,10,20 --rows heun,dpm
 
     .venv/bin/python benchmarks/samplers.py --investigate             # the 10-NFE grid sweep
+    .venv/bin/python benchmarks/samplers.py --budgets benchmark       # ours vs k-diffusion and
+    .venv/bin/python benchmarks/samplers.py --budgets report          # diffusers at 5-50 NFE
+    .venv/bin/python benchmarks/samplers.py --tune-grids --samples 10000   # tune_grid's gain
+    .venv/bin/python benchmarks/samplers.py --budgets-markdown        # → results/samplers.md
 
 Options: ``--samples N`` per cell, ``--nfe`` list of target NFE, ``--rows`` substrings selecting
 rows, ``--mixtures 2d,16d``, ``--jobs`` worker processes (default 2, one torch thread each: on a
@@ -759,6 +764,8 @@ def write_markdown(data: dict, path: Path) -> str:
     tmp = path.with_suffix(".md.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+    if any((RESULTS / f"samplers_budgets_{k}.jsonl").exists() for k in ("benchmark", "report")):
+        write_budget_section(path)  # keep the --budgets section at the top
     return text
 
 
@@ -1115,9 +1122,9 @@ BUDGET_INTRO = [
     "",
     "```",
     "python benchmarks/samplers.py --budgets benchmark   # the 2-D and 16-D mixtures, 20 000 samples",
-    "python benchmarks/samplers.py --budgets report      # the report family, 10 000 samples",
+    "python benchmarks/samplers.py --budgets report      # the report family, 5 000 samples",
     "python benchmarks/samplers.py --budgets tune        # the family the recipe was chosen on",
-    "python benchmarks/samplers.py --tune-grids          # tune_grid against fixed grids",
+    "python benchmarks/samplers.py --tune-grids --samples 10000   # tune_grid against fixed grids",
     "git archive 97392b8 src | tar x -C /tmp/old && "
     "PYTHONPATH=/tmp/old/src python benchmarks/samplers.py --before",
     "python benchmarks/samplers.py --budgets-markdown    # this section, from the raw files",
@@ -1136,7 +1143,7 @@ BUDGET_INTRO = [
     "Karras timesteps — 33 peers, the best of each library in each cell. Figures: `total` "
     "(mode-weight error + Bures excess / scale); for the benchmark mixtures `total / "
     "bures_excess` (units of x). Exact samples of the same size score ≈ 0.005–0.01 `total` and "
-    "± `bures_noise` ≈ 0.0015 (20 000) / 0.003 (10 000) in Bures excess: differences below that "
+    "± `bures_noise` ≈ 0.0015 (20 000) / 0.004 (5 000) in Bures excess: differences below that "
     "are noise (all samplers are there at 50 NFE).",
     "",
 ]
@@ -1199,8 +1206,8 @@ def budget_markdown() -> str:
     out = list(BUDGET_INTRO)
     for title, rows_, bures in (
         ("The two benchmark mixtures (20 000 samples)", bench, True),
-        ("The report family: 8 mixtures never used for choosing (10 000 samples)", report, False),
-        ("The tuning family: where the recipe was chosen (10 000 samples)", tune, False),
+        ("The report family: 8 mixtures never used for choosing (5 000 samples)", report, False),
+        ("The tuning family: where the recipe was chosen (5 000 samples)", tune, False),
     ):
         if rows_:
             out += _budget_block(title, rows_, before, bures)
@@ -1208,7 +1215,7 @@ def budget_markdown() -> str:
         out += [
             "### A grid fitted to the model: `tune_grid` against the fixed grids",
             "",
-            "`dpm_solver` (defaults: UniPC-2, x̂₀) on EDM(σ̂), 20 000 fresh samples; **tuned** = "
+            "`dpm_solver` (defaults: UniPC-2, x̂₀) on EDM(σ̂), 10 000 fresh samples; **tuned** = "
             "`sm.samplers.tune_grid(model, process, (1, D), nfe, generator=torch.Generator()"
             ".manual_seed(0))` (256 other prior draws, 200-step reference). Cells "
             "`total / bures_excess`.",
@@ -1305,7 +1312,7 @@ def main(argv: list[str] | None = None) -> None:
         choices=("report", "tune", "benchmark"),
         help="ours (library defaults) against every k-diffusion and diffusers sampler and grid at "
         "5/10/20/50 NFE, exact float64 scores, on the report or tuning family of mixtures or the "
-        "two benchmark mixtures (--samples, default 10 000 / 20 000 for benchmark)",
+        "two benchmark mixtures (--samples, default 5 000 / 20 000 for benchmark)",
     )
     parser.add_argument("--budgets-render", action="store_true", help="tables from the saved raw")
     parser.add_argument(
@@ -1330,7 +1337,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(1)
         results = []
         for spec in ["2d", "16d", *REPORT_FAMILY]:
-            results += before_task(spec, 20_000 if isinstance(spec, str) else 10_000, BUDGETS)
+            results += before_task(spec, 20_000 if isinstance(spec, str) else 5_000, BUDGETS)
             print(f"done {spec}", flush=True)
         (RESULTS / "samplers_budgets_before.jsonl").write_text(
             "".join(json.dumps(r) + "\n" for r in results)
@@ -1359,7 +1366,7 @@ def main(argv: list[str] | None = None) -> None:
             n = (
                 a.samples
                 if a.samples != 50_000
-                else (20_000 if a.budgets == "benchmark" else 10_000)
+                else (20_000 if a.budgets == "benchmark" else 5_000)
             )
             raw.parent.mkdir(parents=True, exist_ok=True)
             raw.write_text("")
