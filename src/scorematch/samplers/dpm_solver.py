@@ -96,8 +96,8 @@ def dpm_solver(
     log-SNR steps down to an end that shrinks with the budget, in units of the data's standard
     deviation ``process.sigma_data``, then x̂₀), ``order=None`` is 2 and ``corrector=None`` is on
     (with an explicit ``order``, off):
-    UniPC-2 on the data's own scale, which beat every sampler and grid of k-diffusion and diffusers
-    at 5–50 NFE on the mixtures of benchmarks/results/samplers.md.  Without ``denoise``: the plain
+    UniPC-2 on the data's own scale (measured against every sampler and grid of k-diffusion and
+    diffusers in benchmarks/results/samplers.md).  Without ``denoise``: the plain
     log-SNR grid to t_min, 3M (Lu et al.'s choice for unconditional sampling), no corrector.
     ``corrector=False, order=2`` is DPM-Solver++(2M), k-diffusion's ``sample_dpmpp_2m`` on the same
     grid ending at 0.

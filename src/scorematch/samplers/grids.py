@@ -186,9 +186,9 @@ def recipe_range(process, steps: int) -> tuple[float | None, float | None] | Non
 
     i.e. 2 σ_d → 0.1 σ_d at 4 steps (5 NFE with x̂₀), 5 σ_d → 0.044 σ_d at 9 (10 NFE), 31 σ_d →
     0.021 σ_d at 19; past the prior's σ̂_max (≈ 24 steps on EDM for σ_d = 1) there is no jump
-    (None), while the end keeps shrinking.  Chosen on a family of mixtures (benchmarks/samplers.py, "How the
-    default recipe was chosen").  End None: the process's t_min is above it.  None when the
-    process's noise range cannot hold the end.
+    (None), while the end keeps shrinking.  Chosen on a family of mixtures
+    (benchmarks/results/samplers.md, "how the default recipe was chosen").  End None: the
+    process's t_min is above it.  None when the process's noise range cannot hold the end.
     """
     sigma_data = process.sigma_data if process.sigma_data is not None else 0.5
     ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
