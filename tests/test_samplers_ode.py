@@ -66,7 +66,9 @@ SOLVERS = {
     "dpm2": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=2, denoise=False), 2, 40),
     # On the uniform log-SNR grid 3M converges faster than h³ on this target; EDM's grid shows h³.
     "dpm3": (
-        lambda m, p, x, n: dpm_solver(m, p, x, n, order=3, grid="edm_rho", denoise=False), 3, 40
+        lambda m, p, x, n: dpm_solver(m, p, x, n, order=3, grid="edm_rho", denoise=False),
+        3,
+        40,
     ),
 }
 # Every solver on VP and EDM; the cheap high-order ones on all four processes.
@@ -270,9 +272,7 @@ def test_trajectory_and_callback(name):
     model = _gaussian().score_model(process)
     x = _prior(process, n=4)
     seen = []
-    out = ALL[name](
-        model, process, x, callback=seen.append, return_trajectory=True, denoise=False
-    )
+    out = ALL[name](model, process, x, callback=seen.append, return_trajectory=True, denoise=False)
     steps = len(seen)
     assert [c["i"] for c in seen] == list(range(steps))
     assert len(out.trajectory) == steps + 1

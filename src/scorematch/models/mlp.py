@@ -8,6 +8,10 @@ so an untrained score network returns s(x, t) = 0 and an untrained energy is con
 usual choice for diffusion networks (Ho et al. 2020; Karras et al. 2022), which keeps the initial
 loss at its data-only value.
 
+A score network may be conditioned (``MLPScore(num_classes=..., mask_conditional=...)``): a class
+label's embedding is added to the noise embedding, and a mask-conditional network reads the known
+entries of a row as extra inputs (``embedding.mask_channels``; :mod:`scorematch.conditional`).
+
 Only smooth activations are offered, because implicit and sliced score matching differentiate
 s_θ (for an energy, E_θ twice) with respect to x (Hyvärinen 2005; Song et al. 2019).
 """
@@ -18,7 +22,14 @@ import math
 
 from torch import Tensor, nn
 
-from .embedding import InputFourierFeatures, TimeEmbedding, make_activation, time_as_batch
+from .embedding import (
+    InputFourierFeatures,
+    LabelEmbedding,
+    TimeEmbedding,
+    make_activation,
+    mask_channels,
+    time_as_batch,
+)
 
 NORMS = ("layer", "none")
 
@@ -55,6 +66,7 @@ class _ResidualMLP(nn.Module):
         seed: int,
         input_features: int = 0,
         input_scale: float = 1.0,
+        num_classes: int = 0,
     ) -> None:
         super().__init__()
         for name, value, low in (("dim", in_dim, 1), ("width", width, 1), ("depth", depth, 0)):
@@ -73,6 +85,11 @@ class _ResidualMLP(nn.Module):
             else None
         )
         self.emb_act = make_activation(activation)
+        self.label_embed = None
+        if num_classes:
+            if not time_embed_dim:
+                raise ValueError("num_classes needs a noise embedding (time_embed_dim > 0)")
+            self.label_embed = LabelEmbedding(num_classes, time_embed_dim)
         # seed + 1: frequencies independent of the noise embedding's
         self.features = (
             InputFourierFeatures(in_dim, input_features, input_scale, seed + 1)
@@ -89,10 +106,13 @@ class _ResidualMLP(nn.Module):
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, h: Tensor, t: Tensor | float | None) -> Tensor:
+    def forward(self, h: Tensor, t: Tensor | float | None, label=None) -> Tensor:
         emb = None
         if t is not None and self.time_embed is not None:
-            emb = self.emb_act(self.time_embed(time_as_batch(t, h)))
+            emb = self.time_embed(time_as_batch(t, h))
+            if self.label_embed is not None:
+                emb = emb + self.label_embed(label, h.shape[0], emb)
+            emb = self.emb_act(emb)
         if self.features is not None:
             h = self.features(h)
         h = self.inp(h)
@@ -127,6 +147,9 @@ class MLPScore(nn.Module):
         seed: seed of the private generator that draws the Fourier frequencies.
         input_features, input_scale: m > 0 adds random Fourier features of x with frequencies
             ~ N(0, input_scale²) (:class:`InputFourierFeatures`; for sharp low-dimensional data).
+        num_classes: C > 0 takes ``label=`` (C classes and a "no label" token, −1 or None).
+        mask_conditional: take ``known=``, ``mask=``, ``absent=`` (a row's known entries, see
+            ``embedding.mask_channels``) and model the other entries given them.
 
     Call ``model(x, t)`` with t a scalar or ``(B,)`` tensor, or ``model(x)`` / ``t=None`` to use
     it as a plain score function s_θ(x) (the noise embedding is then skipped).
@@ -144,21 +167,43 @@ class MLPScore(nn.Module):
         seed: int = 0,
         input_features: int = 0,
         input_scale: float = 1.0,
+        num_classes: int = 0,
+        mask_conditional: bool = False,
     ) -> None:
         super().__init__()
         self.dim = int(dim)
+        self.mask_conditional = bool(mask_conditional)
+        self.conditioning = ("label",) * bool(num_classes) + ("mask",) * self.mask_conditional
         self.config = dict(
             dim=dim, width=width, depth=depth, time_embed_dim=time_embed_dim,
             fourier_scale=fourier_scale, activation=activation, norm=norm, seed=seed,
-            input_features=input_features, input_scale=input_scale,
+            input_features=input_features, input_scale=input_scale, num_classes=num_classes,
+            mask_conditional=self.mask_conditional,
         )  # fmt: skip
         self.net = _ResidualMLP(
-            dim, dim, width, depth, time_embed_dim, fourier_scale, activation, norm, seed,
-            input_features, input_scale,
+            4 * self.dim if self.mask_conditional else dim, dim, width, depth, time_embed_dim,
+            fourier_scale, activation, norm, seed, input_features, input_scale, num_classes,
         )  # fmt: skip
 
-    def forward(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
-        return self.net(_flatten(x, self.dim, "MLPScore"), t).reshape(x.shape)
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | float | None = None,
+        *,
+        label: Tensor | int | None = None,
+        known: Tensor | None = None,
+        mask: Tensor | None = None,
+        absent: Tensor | None = None,
+    ) -> Tensor:
+        h = _flatten(x, self.dim, "MLPScore")
+        if label is not None and "label" not in self.conditioning:
+            raise ValueError("this MLPScore has no labels (built with num_classes=0)")
+        if self.mask_conditional:
+            flat = [None if v is None else v.reshape(h.shape) for v in (known, mask, absent)]
+            h = mask_channels(h, *flat)
+        elif not (known is None and mask is None and absent is None):
+            raise ValueError("this MLPScore is not mask-conditional (mask_conditional=False)")
+        return self.net(h, t, label).reshape(x.shape)
 
 
 class MLPEnergy(nn.Module):
