@@ -35,12 +35,6 @@ class TrainingRows:
         check_batch(x, "x", finite=False)
         if bool(torch.isinf(x).any()):
             raise ValueError("x has infinite values (NaN marks a missing cell)")
-        missing_rows = torch.isnan(x).reshape(x.shape[0], -1).all(1)
-        if bool(missing_rows.any()):
-            raise ValueError(
-                f"{int(missing_rows.sum())} rows have no observed cell (e.g. row "
-                f"{int(missing_rows.nonzero()[0])}); drop them first"
-            )
         if label is not None:
             label = torch.as_tensor(label)
             if label.shape != (x.shape[0],) or label.is_floating_point():
