@@ -85,11 +85,6 @@ class _ResidualMLP(nn.Module):
             else None
         )
         self.emb_act = make_activation(activation)
-        self.label_embed = None
-        if num_classes:
-            if not time_embed_dim:
-                raise ValueError("num_classes needs a noise embedding (time_embed_dim > 0)")
-            self.label_embed = LabelEmbedding(num_classes, time_embed_dim)
         # seed + 1: frequencies independent of the noise embedding's
         self.features = (
             InputFourierFeatures(in_dim, input_features, input_scale, seed + 1)
@@ -105,6 +100,12 @@ class _ResidualMLP(nn.Module):
         self.out = nn.Linear(width, out_dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # built last, so that the other layers draw the same initial weights as without labels
+        self.label_embed = None
+        if num_classes:
+            if not time_embed_dim:
+                raise ValueError("num_classes needs a noise embedding (time_embed_dim > 0)")
+            self.label_embed = LabelEmbedding(num_classes, time_embed_dim)
 
     def forward(self, h: Tensor, t: Tensor | float | None, label=None) -> Tensor:
         emb = None
