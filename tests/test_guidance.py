@@ -181,3 +181,21 @@ def test_the_likelihood_takes_a_guided_model():
     assert (out.log_prob - target).abs().max() < 1e-3
     guided = sm.log_likelihood(sm.Guided(mix.score_model(process), k, 2.0), process, x)
     assert bool(torch.isfinite(guided.log_prob).all())
+
+
+def test_linear_skip_starts_at_zero_and_is_linear_in_the_input():
+    plain = build_model("mlp", (3,), seed=0, width=8, depth=1, mask_conditional=True)
+    skip = build_model(
+        "mlp", (3,), seed=0, width=8, depth=1, mask_conditional=True, linear_skip=True
+    )
+    x, t = torch.randn(4, 3, generator=gen(1)), torch.full((4,), 0.2)
+    mask = torch.tensor([[1, 0, 0]] * 4, dtype=torch.bool)
+    known = torch.randn(4, 3, generator=gen(2))
+    torch.testing.assert_close(
+        skip(x, t, known=known, mask=mask), plain(x, t, known=known, mask=mask)
+    )
+    with torch.no_grad():
+        skip.net.skip.weight.normal_(0.0, 1.0, generator=gen(3))
+    gap = skip(x, t, known=known, mask=mask) - plain(x, t, known=known, mask=mask)
+    inputs = torch.cat([x * ~mask, known * mask, mask.float(), torch.zeros_like(x)], 1)
+    torch.testing.assert_close(gap, inputs @ skip.net.skip.weight.T)

@@ -67,6 +67,7 @@ class _ResidualMLP(nn.Module):
         input_features: int = 0,
         input_scale: float = 1.0,
         num_classes: int = 0,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         for name, value, low in (("dim", in_dim, 1), ("width", width, 1), ("depth", depth, 0)):
@@ -106,6 +107,10 @@ class _ResidualMLP(nn.Module):
             if not time_embed_dim:
                 raise ValueError("num_classes needs a noise embedding (time_embed_dim > 0)")
             self.label_embed = LabelEmbedding(num_classes, time_embed_dim)
+        self.skip = None
+        if linear_skip:  # a linear map from the input to the output, zero at first
+            self.skip = nn.Linear(in_dim, out_dim, bias=False)
+            nn.init.zeros_(self.skip.weight)
 
     def forward(self, h: Tensor, t: Tensor | float | None, label=None) -> Tensor:
         emb = None
@@ -114,12 +119,14 @@ class _ResidualMLP(nn.Module):
             if self.label_embed is not None:
                 emb = emb + self.label_embed(label, h.shape[0], emb)
             emb = self.emb_act(emb)
+        h_in = h
         if self.features is not None:
             h = self.features(h)
         h = self.inp(h)
         for block in self.blocks:
             h = block(h, emb)
-        return self.out(self.out_act(self.out_norm(h)))
+        out = self.out(self.out_act(self.out_norm(h)))
+        return out if self.skip is None else out + self.skip(h_in)
 
 
 def _flatten(x: Tensor, dim: int, cls: str) -> Tensor:
@@ -151,6 +158,8 @@ class MLPScore(nn.Module):
         num_classes: C > 0 takes ``label=`` (C classes and a "no label" token, −1 or None).
         mask_conditional: take ``known=``, ``mask=``, ``absent=`` (a row's known entries, see
             ``embedding.mask_channels``) and model the other entries given them.
+        linear_skip: add a linear map from the input (with the known entries) to the output,
+            zero at first: linear relations between a table's columns are then one layer away.
 
     Call ``model(x, t)`` with t a scalar or ``(B,)`` tensor, or ``model(x)`` / ``t=None`` to use
     it as a plain score function s_θ(x) (the noise embedding is then skipped).
@@ -170,6 +179,7 @@ class MLPScore(nn.Module):
         input_scale: float = 1.0,
         num_classes: int = 0,
         mask_conditional: bool = False,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         self.dim = int(dim)
@@ -179,11 +189,12 @@ class MLPScore(nn.Module):
             dim=dim, width=width, depth=depth, time_embed_dim=time_embed_dim,
             fourier_scale=fourier_scale, activation=activation, norm=norm, seed=seed,
             input_features=input_features, input_scale=input_scale, num_classes=num_classes,
-            mask_conditional=self.mask_conditional,
+            mask_conditional=self.mask_conditional, linear_skip=bool(linear_skip),
         )  # fmt: skip
         self.net = _ResidualMLP(
             4 * self.dim if self.mask_conditional else dim, dim, width, depth, time_embed_dim,
             fourier_scale, activation, norm, seed, input_features, input_scale, num_classes,
+            linear_skip,
         )  # fmt: skip
 
     def forward(
