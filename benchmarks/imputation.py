@@ -338,9 +338,16 @@ def table_md(results: dict) -> list[str]:
     return lines
 
 
-def render(path: Path = RESULTS / "imputation.json") -> None:
-    """Write results/imputation.md from the JSON files of the last runs."""
-    out = json.loads(path.read_text(encoding="utf-8"))
+def render() -> None:
+    """Write results/imputation.md from the JSON files of the last runs (imputation.json, or the
+    per-table imputation_*_*.json of parallel runs, merged)."""
+    paths = [RESULTS / "imputation.json"]
+    if not paths[0].exists():
+        paths = [RESULTS / f"imputation_{t}_{p}.json" for t in TABLES for p in PATTERNS]
+    parts = [json.loads(p.read_text(encoding="utf-8")) for p in paths if p.exists()]
+    out = {"settings": parts[0]["settings"], "tables": {}}
+    for part in parts:
+        out["tables"].update(part["tables"])
     lines = [
         "# Imputation (benchmarks/imputation.py)",
         "",
@@ -355,6 +362,15 @@ def render(path: Path = RESULTS / "imputation.json") -> None:
         "",
     ]
     lines += table_md(out["tables"])
+    study_path = RESULTS / "imputation_study.json"
+    if study_path.exists():
+        study = json.loads(study_path.read_text(encoding="utf-8"))
+        lines += ["## Settings study (wine/MCAR)", "", study["note"] + ".", "",
+                  "| settings | RMSE | 90 % coverage | CRPS | best step |", "|---|---:|---:|---:|---:|"]  # fmt: skip
+        for r in study["runs"]:
+            lines.append(f"| {r['set']} | {r['rmse']:.3f} | {r['coverage']:.3f} | {r['crps']:.3f} | "
+                         f"{r['best_step']} |")  # fmt: skip
+        lines.append("")
     draws_path = RESULTS / "imputation_draws.json"
     if draws_path.exists():
         study = json.loads(draws_path.read_text(encoding="utf-8"))

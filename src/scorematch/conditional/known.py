@@ -26,6 +26,8 @@ unchanged.  ``impute`` (:mod:`.imputation`) builds them for a table.
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
+
 import torch
 from torch import Tensor, nn
 
@@ -41,7 +43,7 @@ def point_mass_score(process, x: Tensor, t: Tensor, known: Tensor) -> Tensor:
     return -(x - expand_like(alpha, x) * known) / expand_like(sigma**2, x)
 
 
-class KnownEntries(nn.Module):
+class KnownEntries(nn.Module, metaclass=ABCMeta):
     """A score model given known entries: the point-mass score on them, ``unknown_score`` elsewhere.
 
     Args:
@@ -61,8 +63,9 @@ class KnownEntries(nn.Module):
         self.mask = mask.to(device=known.device, dtype=torch.bool)
         self.known = torch.where(self.mask, known, torch.zeros_like(known))
 
+    @abstractmethod
     def unknown_score(self, x: Tensor, t: Tensor) -> Tensor:
-        raise NotImplementedError
+        """The score on the unknown entries (values elsewhere are replaced)."""
 
     def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
         if x.shape != self.known.shape:
