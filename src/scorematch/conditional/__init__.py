@@ -12,12 +12,13 @@
 """
 
 from .guidance import Guided
-from .imputation import METHODS, imputation_method, impute
+from .imputation import METHODS, POINT_DRAWS, imputation_method, impute
 from .known import KnownEntries, MaskConditioned, Replacement, point_mass_score
 from .training import TrainingRows
 
 __all__ = [
     "METHODS",
+    "POINT_DRAWS",
     "Guided",
     "KnownEntries",
     "MaskConditioned",
