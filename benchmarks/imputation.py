@@ -361,6 +361,9 @@ def render() -> None:
         f"scorematch settings: `{json.dumps(out['settings'])}`.",
         "",
     ]
+    reading = RESULTS / "imputation_reading.md"  # the hand-written reading of the figures
+    if reading.exists():
+        lines += [reading.read_text(encoding="utf-8"), ""]
     lines += table_md(out["tables"])
     study_path = RESULTS / "imputation_study.json"
     if study_path.exists():
