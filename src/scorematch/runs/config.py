@@ -18,14 +18,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..data import DEFAULT_TOY_SIZE, TOY_DATASETS, Standardizer, list_datasets
+from ..data import DEFAULT_TOY_SIZE, TOY_DATASETS, Standardizer, list_datasets, to_model
 from ..models import MODEL_NAMES, build_model, model_config
 from ..objectives.noise_conditional import WEIGHTINGS
 from ..parametrization import default_noise_input
 from ..processes import NoiseLevels, make_process
 from ..samplers import SAMPLERS
 from .checks import choice, count, fraction, pixel_levels, positive_float, positive_int, seed_value
-from .data import DataBundle, load_split, table_columns, validation_index
+from .data import DataBundle, fit_columns, load_split, source_section, validation_index
 
 __all__ = [
     "CONFIG_VERSION",
@@ -130,8 +130,8 @@ OPTION_NAMES = (
     "refit",
     "sampler",
     "sample_steps",
-    "categorical",
-    "continuous",
+    *("categorical", "continuous", "keep", "na_values", "drop_missing", "transform"),
+    "image_channels",
 )
 
 
@@ -166,7 +166,7 @@ def build_config(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
     _check_options_apply(options, objective, model_name, bundle.kind)
     # Three defaults of the training section derive from the number of steps: check it once.
     steps = positive_int(options.get("steps", d["steps"]), "steps")
-    z_train = bundle.standardizer.transform(bundle.train)
+    z_train = bundle.standardised(bundle.train)
 
     process_cfg = process_section(options, objective, bundle.kind, z_train)
     objective_cfg = objective_section(options, objective, bundle.kind)
@@ -226,17 +226,15 @@ def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
     if spec in TOY_DATASETS and data_cfg["n"] is None:
         data_cfg["n"] = DEFAULT_TOY_SIZE
-    # A table's columns: their kinds and encodings (docs/guide.md), recorded for load_run.
-    columns = table_columns(spec, options.get("categorical"), options.get("continuous"))
-    if columns is not None:
-        data_cfg["columns"] = columns.to_config()
+    data_cfg.update(source_section(spec, options))  # a table's columns (docs/guide.md), …
     train, test, kind, levels = load_split(data_cfg)
-    standardizer = Standardizer.fit(train, kind)
+    columns = fit_columns(data_cfg, train, options.get("transform"))  # on the training rows
+    standardizer = Standardizer.fit(to_model(columns, train), kind)
     val_fraction = float(VAL_FRACTION[kind] if val_fraction is None else val_fraction)
     val_index = validation_index(train.shape[0], val_fraction, seed + 1)
     data_cfg.update(
         kind=kind,
-        shape=list(train.shape[1:]),
+        shape=[columns.dim] if columns is not None else list(train.shape[1:]),  # the model's
         levels=levels,
         n_train=int(train.shape[0]),
         n_test=int(test.shape[0]),
@@ -245,7 +243,7 @@ def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle
         val_seed=seed + 1,
         n_val=0 if val_index is None else int(val_index.numel()),
     )
-    return data_cfg, DataBundle(train, test, standardizer, kind, levels, val_index)
+    return data_cfg, DataBundle(train, test, standardizer, kind, levels, val_index, columns)
 
 
 def _check_options_apply(

@@ -85,7 +85,7 @@ def build_ensemble(
     if out.exists() and (is_run_dir(out) or not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"--out {out} is not a new or empty directory")
     first = members[0]
-    z_val = first.standardizer.transform(first.data.val).double()
+    z_val = first.standardised(first.data.val).double()
     models = [copy.deepcopy(run.model).double() for run in members]
     t = float(first.process.t_min) if first.time_conditional else None
     gram, lin = ScoreEnsemble.ism_quadratic(models, z_val, t=t, divergence=divergence,

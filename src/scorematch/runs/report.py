@@ -105,7 +105,11 @@ def make_plots(
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    two_d = run.kind == "vector" and run.shape == (2,)
+    two_d = (
+        run.kind == "vector"
+        and run.shape == (2,)
+        and (run.columns is None or run.columns.passthrough)
+    )
     if run.kind == "image":
         drawn = run.sample(64, seed=seed)
         if not run.is_main:

@@ -109,7 +109,7 @@ def train(
         # killed before its selection.json is written makes the same choice again (seeded).
         selection = _select_in_memory(config, bundle, process, loss, progress)
     rows = bundle.train if refit or not validated else bundle.fit
-    z_rows = bundle.standardizer.transform(rows)
+    z_rows = bundle.standardised(rows)
     target = selection["best_step"] if refit else tr["steps"]
     # The refit keeps the selection pass's schedule (cosine over training.steps) up to the chosen
     # step: decaying over the chosen steps instead made iris 0.05 and wine 0.36 nats worse.
@@ -153,7 +153,7 @@ def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate,
     sample_every = tr["sample_every"] if out is not None else 0
     options: dict[str, Any] = {}
     if validate:
-        z_val = bundle.standardizer.transform(bundle.val)
+        z_val = bundle.standardised(bundle.val)
         options = dict(
             validate_fn=validation_loss(
                 loss, z_val, seed=tr["seed"] + 1, batch_size=max(tr["batch_size"], 256),
@@ -189,7 +189,7 @@ def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate,
 def _select_in_memory(config, bundle, process, loss, progress) -> dict[str, Any]:
     """The selection pass of a small table: train on the rows without the validation rows, in
     memory, with validation and early stopping; keep the best EMA model; choose t_min with it."""
-    z_fit = bundle.standardizer.transform(bundle.fit)
+    z_fit = bundle.standardised(bundle.fit)
     trainer = _trainer(config, bundle, process, loss, z_fit, None, progress, validate=True)
     watched, best = trainer.validation.fn, {"value": float("inf"), "state": None}
 
