@@ -265,7 +265,7 @@ def likelihood(
     )
     if not run.is_main:  # under torchrun every rank scored its share; rank 0 writes and prints
         return
-    stats = heldout_nll(lp, dims=math.prod(run.shape))
+    stats = heldout_nll(lp, dims=math.prod(run.data_shape))
     bpd = f"{stats['bits_per_dim']:.4f} bits/dim, " if shows_bits_per_dim(run) else ""
     click.echo(
         f"{what}: {stats['n']} samples, mean log-likelihood {-stats['nll']:.4f} nats "
