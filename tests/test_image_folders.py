@@ -65,7 +65,7 @@ def test_mixed_sizes_and_modes_are_listed_with_the_options_that_fix_them(tmp_pat
     text = str(err.value)
     assert "images have different sizes: 5 8×8, 1 16×12, 1 10×8" in text
     assert "(not 8×8: big.png, wide.png)" in text
-    assert "modes: 6 greyscale, 1 colour (--channels 1 or 3 picks one)" in text
+    assert "modes: 6 greyscale, 1 colour (--image-channels 1 or 3 picks one)" in text
     assert text.endswith("pass an image size (--image-size S) to crop and resize them all to S×S")
 
 
@@ -80,10 +80,10 @@ def test_the_majority_mode_is_the_default_and_the_conversion_is_said(tmp_path, c
     (line,) = [m for m in _messages(caplog) if "converted" in m]
     assert line.endswith(
         "2 of 7 images are colour and are converted to greyscale, the majority's mode "
-        "(--channels 3 keeps them as they are)"
+        "(--image-channels 3 keeps them as they are)"
     )
     assert load_image_folder(d, mode="RGB").shape == (7, 3, 8, 8)
     lines = scan_image_folder(d).lines()
     assert lines[0].endswith("g: 7 readable image(s)")
     assert "  sizes: 7 8×8" in lines and "  modes: 5 greyscale, 2 colour" in lines
-    assert any("greyscale (1 channel)" in line and "--channels 3" in line for line in lines)
+    assert any("greyscale (1 channel)" in line and "--image-channels 3" in line for line in lines)

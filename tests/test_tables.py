@@ -217,3 +217,44 @@ def test_scatter_of_a_wide_table_has_axis_labels_and_visible_held_out_points(tmp
     assert held_out.get_sizes()[0] >= 4 * many.get_sizes()[0] and held_out.get_alpha() >= 0.8
     path = plots.samples_vs_data(torch.randn(50, 5), None, tmp_path / "q.png", labels=["a", "b"])
     assert path == tmp_path / "q.png"
+
+
+def test_one_hot_box_bound_is_a_proper_probability_of_each_label():
+    """A 3-label column is one-hot: label k owns the box B_k = {y_k ∈ [½, 1), y_j ∈ [0, ½)}
+    (inside its argmax region, so the boxes are disjoint).  Under a Gaussian with diagonal
+    covariance in those coordinates P(B_k) is a product of normal CDF differences; the run reports
+    E_u log p(ỹ) + 3 log ½ ≤ log P(B_k) (Jensen), and Σ_k P(B_k) ≤ 1."""
+    from scipy.stats import norm
+
+    codec = ColumnCodec.detect(Table(np.repeat([[0.0], [1.0], [2.0]], 5, 0), ["c"]),
+                               categorical="c")  # fmt: skip
+    assert codec.columns[0].one_hot and codec.dim == 3
+    mean, sd = np.array([0.6, 0.3, 0.2]), np.array([0.3, 0.25, 0.2])
+    run = _oracle(mean.tolist(), np.diag(sd**2).tolist(), [0.0] * 3, [1.0] * 3, codec)
+    reps = 400
+    ks = torch.arange(3.0, dtype=F64)
+    lp, _ = run.log_likelihood(ks.repeat(reps)[:, None], seed=0)
+    lp = lp.reshape(reps, 3)
+    mean_lp, se = lp.mean(0), lp.std(0) / math.sqrt(reps)
+    # The exact box probabilities (the VP prior at t_min blurs by ≪ the box: the oracle's law is
+    # the data law at t_min up to e^{-t} scaling, well inside the tolerance below).
+    inside = lambda lo, hi: norm.cdf(hi, mean, sd) - norm.cdf(lo, mean, sd)  # noqa: E731
+    p_box = np.array([np.prod(np.where(np.arange(3) == k, inside(0.5, 1.0), inside(0.0, 0.5)))
+                      for k in range(3)])  # fmt: skip
+    assert p_box.sum() < 1
+    # The bound's expectation, separable over the coordinates: Σ_j E log N(y_j) by 48-point
+    # Gauss–Legendre over each side of the box, + 3 log ½.
+    nodes, weights = np.polynomial.legendre.leggauss(48)
+
+    def mean_log_pdf(lo, hi):
+        y = (lo + hi) / 2 + (hi - lo) / 2 * nodes[:, None]
+        return (norm.logpdf(y, mean, sd) * weights[:, None] / 2).sum(0)
+
+    bound = np.array([np.where(np.arange(3) == k, mean_log_pdf(0.5, 1.0), mean_log_pdf(0.0, 0.5))
+                      .sum() for k in range(3)]) + 3 * math.log(0.5)  # fmt: skip
+    assert (bound <= np.log(p_box)).all()
+    np.testing.assert_array_less(np.abs(mean_lp.numpy() - bound), 4 * se.numpy() + 1e-2)
+    # Decoding: every dequantised point lies in its label's box and decodes to the label.
+    y, corr = codec.dequantise(ks.repeat(50)[:, None], torch.Generator().manual_seed(1))
+    assert torch.equal(codec.from_model(y)[:, 0], ks.repeat(50))
+    torch.testing.assert_close(corr, torch.full((150,), 3 * math.log(0.5), dtype=F64))

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from .columns import COLUMN_KINDS, Column, ColumnCodec, from_model, to_model
+from .columns import COLUMN_KINDS, Column, ColumnCodec
 from .digits import DIGITS_SIZE, load_digits_images
 from .files import load_table, read_table, write_csv
 from .images import ImageFolder, image_folder_levels, load_image_folder, scan_image_folder
@@ -151,3 +151,13 @@ def load_dataset(
         f"unknown data set {text!r}; choose one of {', '.join(_BUILTIN)}, "
         "or give a path to a .csv/.npy/.npz file or an image folder"
     )
+
+
+def to_model(columns: ColumnCodec | None, x: Tensor) -> Tensor:
+    """``columns.to_model(x)``, or ``x`` itself for data without a codec (toys, images, arrays)."""
+    return x if columns is None else columns.to_model(x)
+
+
+def from_model(columns: ColumnCodec | None, y: Tensor) -> Tensor:
+    """``columns.from_model(y)``, or ``y`` itself for data without a codec."""
+    return y if columns is None else columns.from_model(y)

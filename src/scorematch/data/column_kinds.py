@@ -84,7 +84,7 @@ ID_SHARE = 0.9  # text with distinct labels in at least this share of the rows: 
 ID_MIN_ROWS = 5  # fewer rows than this say nothing about identifiers
 ODD_CELLS = 3  # at most this many distinct non-number cells in a column of numbers …
 ODD_SHARE = 0.05  # … in at most this share of its cells: those cells are missing
-ONE_HOT_MIN_LABELS = 2**31  # one-hot columns land with their wiring in runs/ (3 then)
+ONE_HOT_MIN_LABELS = 3  # categorical columns of this many labels or more are one-hot
 
 
 def number_label(v: float) -> str:

@@ -64,10 +64,8 @@ __all__ = [
     "Column",
     "ColumnCodec",
     "detect_column",
-    "from_model",
     "number_label",
     "parse_column_list",
-    "to_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -212,6 +210,12 @@ class ColumnCodec:
     def all_quantised(self) -> bool:
         """True when every column is (the likelihood is then a discrete probability)."""
         return bool(self._mask.all())
+
+    @property
+    def passthrough(self) -> bool:
+        """True when the model's coordinates are the data units themselves (no one-hot column,
+        no transform): then only dequantisation tells them apart."""
+        return self.dim == len(self) and all(t is None for t in self._transforms)
 
     def steps(self) -> Tensor:
         """Bin widths of the model's coordinates, float64 ``(dim,)``: each quantised coordinate's
@@ -437,13 +441,3 @@ class ColumnCodec:
         counts = ", ".join(f"{kinds.count(k)} {k}" for k in COLUMN_KINDS if k in kinds)
         left = f", {len(self.excluded)} excluded" if self.excluded else ""
         return f"ColumnCodec({len(self)} columns: {counts}{left}; {self.dim} coordinates)"
-
-
-def to_model(columns: ColumnCodec | None, x: Tensor) -> Tensor:
-    """``columns.to_model(x)``, or ``x`` itself for data without a codec (toys, images, arrays)."""
-    return x if columns is None else columns.to_model(x)
-
-
-def from_model(columns: ColumnCodec | None, y: Tensor) -> Tensor:
-    """``columns.from_model(y)``, or ``y`` itself for data without a codec."""
-    return y if columns is None else columns.from_model(y)

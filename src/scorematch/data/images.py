@@ -165,7 +165,7 @@ class ImageFolder:
             c = self.channels
             out.append(
                 f"  train reads them as {'greyscale (1 channel)' if c == 1 else 'colour (3 channels)'}"
-                f" (the majority; --channels {3 if c == 1 else 1} converts the other way)"
+                f" (the majority; --image-channels {3 if c == 1 else 1} converts the other way)"
             )
             if len(set(self.sizes)) > 1:
                 out.append(
@@ -246,7 +246,7 @@ def load_image_folder(path: str | Path, size: int | None = None, mode: str | Non
         if converted:
             logger.warning(
                 "%s: %d of %d images are %s and are converted to %s, the majority's mode "
-                "(--channels %d keeps them as they are)",
+                "(--image-channels %d keeps them as they are)",
                 shown(root), converted, len(ok), "colour" if mode == "L" else "greyscale",
                 "greyscale" if mode == "L" else "colour", 3 if mode == "L" else 1,
             )  # fmt: skip
@@ -258,7 +258,7 @@ def load_image_folder(path: str | Path, size: int | None = None, mode: str | Non
             if s != common
         ]
         modes = (
-            f"; modes: {_counts(folder.modes, _mode_text)} (--channels 1 or 3 picks one)"
+            f"; modes: {_counts(folder.modes, _mode_text)} (--image-channels 1 or 3 picks one)"
             if 0 < grey < len(ok)
             else ""
         )
