@@ -212,6 +212,11 @@ class ColumnCodec:
         return bool(self._mask.all())
 
     @property
+    def labels(self) -> list[tuple[str, ...] | None]:
+        """Per column, a categorical column's labels (its codes index them), else None."""
+        return [c.labels if c.kind == "categorical" else None for c in self.columns]
+
+    @property
     def passthrough(self) -> bool:
         """True when the model's coordinates are the data units themselves (no one-hot column,
         no transform): then only dequantisation tells them apart."""
