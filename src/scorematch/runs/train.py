@@ -19,7 +19,7 @@ from typing import Any
 
 from torch import nn
 
-from ..plots import image_grid, samples_vs_data
+from ..plots import image_grid, samples_picture
 from ..processes import Process
 from ..training import (
     Trainer,
@@ -277,6 +277,6 @@ def _sample_plotter(
         if bundle.kind == "image":
             image_grid(x.clamp(0, 1), path, nrow=8)
         else:
-            samples_vs_data(x, bundle.train, path, title=f"step {step}")
+            samples_picture(x, bundle.train, path, columns=bundle.columns, title=f"step {step}")
 
     return plot_samples
