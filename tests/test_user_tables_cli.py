@@ -101,3 +101,14 @@ def test_datasets_shows_the_decisions_for_a_table_and_previews_a_folder(tmp_path
     shown = invoke("datasets", folder).output
     assert "4 readable image(s)" in shown and "sizes: 3 8×8, 1 12×12" in shown
     assert "--image-size" in shown and "skipped 1 of 5 image files" in shown
+
+
+def test_likelihood_of_a_file_with_gaps_is_refused_with_a_count_or_drops_them(penguins_run):
+    out, _ = penguins_run
+    result = invoke("likelihood", out, DATA / "penguins.csv", "--no-progress", ok=False)
+    assert result.exit_code == 1 and result.output.strip().endswith(
+        "11 of 344 rows have empty cells (first: row 5, bill_length_mm); pass --drop-missing to "
+        "score the 333 complete rows"
+    )
+    text = invoke("likelihood", out, DATA / "penguins.csv", "--drop-missing", "--no-progress")
+    assert "penguins.csv: 333 samples" in text.output

@@ -102,6 +102,7 @@ def load_dataset(
     mode: str | None = None,
     columns: ColumnCodec | None = None,
     drop_missing: bool = False,
+    purpose: str = "train on",
 ) -> Tensor:
     """Load a data set as a float32 tensor ``(N, *event)``.
 
@@ -118,7 +119,8 @@ def load_dataset(
             is read with the codec's missing-value markers.
         drop_missing: with ``columns``, what rows with missing cells do
             (:func:`~scorematch.data.missing.complete_rows`): refused with a count (False), or
-            left out (True), before the subset is drawn.
+            left out (True), before the subset is drawn; ``purpose`` words the refusal
+            ("pass --drop-missing to PURPOSE the N complete rows").
     """
     text = str(spec)
     key = text.lower()
@@ -138,7 +140,7 @@ def load_dataset(
             table = columns.match(read_table(path, na_values=columns.na_values))
             x = complete_rows(
                 columns.encode(table), columns.names, table.lines, drop_missing=drop_missing,
-                where=shown(path),
+                where=shown(path), purpose=purpose,
             )  # fmt: skip
             return _subset(x, n, seed, text)
         return _subset(load_table(path), n, seed, text)

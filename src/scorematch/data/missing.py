@@ -81,9 +81,11 @@ def complete_rows(
     *,
     drop_missing: bool = False,
     where: str = "",
+    purpose: str = "train on",
 ) -> Tensor:
     """Rows ``x`` without gaps: ``x`` itself when complete; with gaps, a one-line ValueError that
-    counts them and names the way on, or (``drop_missing``) the complete rows, said in one line.
+    counts them and names the way on (``--drop-missing`` to ``purpose`` the complete rows), or
+    (``drop_missing``) the complete rows, said in one line.
 
     This is the only place a run decides what to do with missing cells (training on rows with
     gaps replaces it)."""
@@ -100,7 +102,7 @@ def complete_rows(
                 "cannot help: fill the gaps or remove the emptiest columns"
             )
         raise ValueError(
-            f"{prefix}{gaps.describe()}; pass --drop-missing to train on the {kept} complete rows"
+            f"{prefix}{gaps.describe()}; pass --drop-missing to {purpose} the {kept} complete rows"
         )
     if kept < 2:
         raise ValueError(f"{prefix}{gaps.describe()}; only {kept} complete row(s) are left")
