@@ -221,9 +221,13 @@ def _subset_row(rows: int | None, n_test: int) -> list[tuple[str, str]]:
 @t_min_option
 @checkpoint_option
 @device_option
+@click.option(
+    "--drop-missing", is_flag=True, help="FILE: score its rows without missing cells only."
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
+    drop_missing: bool,
     checkpoint: str | None,
     device: str,
     file: Path | None,
@@ -252,7 +256,8 @@ def likelihood(
     else:
         if not file.exists():
             raise FileNotFoundError(f"data file not found: {file}")
-        x, what = load_dataset(file, columns=run.columns), str(file)
+        x = load_dataset(file, columns=run.columns, drop_missing=drop_missing, purpose="score")
+        what = str(file)
     divergence = run.default_divergence if exact is None else ("exact" if exact else "hutchinson")
     lp, nfe = run.log_likelihood(
         x,
