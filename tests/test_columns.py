@@ -196,3 +196,16 @@ def test_csv_cells_have_seven_significant_digits_and_integers_for_integer_grids(
         ["0.13"],
         ["0.66"],
     ]
+
+
+def test_a_codec_stored_by_an_earlier_run_keeps_its_encoding():
+    """Runs made before one-hot columns stored categoricals as codes: their config has no
+    one_hot, missing or transform keys, and the codec they rebuild sees one coordinate."""
+    legacy = {"name": "colour", "kind": "categorical", "lo": 0.0, "hi": 2.0, "distinct": 3,
+              "origin": 0.0, "step": 1.0, "levels": 3, "values": None,
+              "labels": ["b", "g", "r"], "reason": "holds text"}  # fmt: skip
+    codec = ColumnCodec.from_config([legacy])
+    assert codec.dim == 1 and not codec.columns[0].one_hot and codec.passthrough
+    fresh = ColumnCodec.detect(Table(np.zeros((3, 1)), ["c"], {0: ["b", "g", "r"]}))
+    assert fresh.columns[0].one_hot and fresh.dim == 3
+    assert ColumnCodec.from_config(fresh.to_config()).dim == 3

@@ -107,7 +107,9 @@ class Column:
     ``values`` are the observed values (samples snap to them; None above ``MAX_STORED_VALUES``),
     ``labels`` a categorical's labels; ``lo``/``hi`` the observed range; ``missing`` the number
     of missing cells; ``transform`` a continuous column's learned transform (a mapping, see
-    :mod:`scorematch.data.marginals`) or None; ``reason`` says why."""
+    :mod:`scorematch.data.marginals`) or None; ``one_hot``: a categorical column the model sees
+    as K coordinates (``ONE_HOT_MIN_LABELS`` labels or more; False in runs made before, which
+    saw codes); ``reason`` says why."""
 
     name: str
     kind: str
@@ -122,6 +124,7 @@ class Column:
     reason: str = ""
     missing: int = 0
     transform: Mapping[str, Any] | None = None
+    one_hot: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in (*COLUMN_KINDS, EXCLUDED):
@@ -135,11 +138,6 @@ class Column:
     def quantised(self) -> bool:
         """True for the kinds that are dequantised (binary, discrete, categorical)."""
         return self.kind in ("discrete", "binary", "categorical")
-
-    @property
-    def one_hot(self) -> bool:
-        """True for a categorical column of ``ONE_HOT_MIN_LABELS`` labels or more."""
-        return self.kind == "categorical" and self.levels >= ONE_HOT_MIN_LABELS
 
     @property
     def width(self) -> int:
@@ -277,7 +275,7 @@ def detect_column(
         why = "named categorical" if categorical else "holds text"
         return Column(
             name, "categorical", 0.0, k - 1.0, k, 0.0, 1.0, k, labels=labels, reason=why,
-            missing=n_missing,
+            missing=n_missing, one_hot=k >= ONE_HOT_MIN_LABELS,
         )  # fmt: skip
     v = v_all[~missing]
     distinct = np.unique(v)
