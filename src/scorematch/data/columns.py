@@ -5,29 +5,10 @@ column is — continuous, discrete, binary, categorical, excluded — and why is
 :func:`~scorematch.data.column_kinds.detect_column` (the rule is in
 :mod:`scorematch.data.column_kinds`).
 
-The model's coordinates y (:meth:`ColumnCodec.to_model`), column by column:
-
-- continuous: y = T(x), the column's Yeo–Johnson transform learned on the training rows
-  (:meth:`ColumnCodec.fit`, :mod:`scorematch.data.marginals`), else y = x;
-- discrete, binary and categorical of at most two labels: y = x (the value, or the code), its bin
-  [y − step/2, y + step/2) of width w = step;
-- categorical of K ≥ 3 labels: K coordinates, y = ¼ + ½·e_k for label k (e_k the k-th unit
-  vector), its bin the box B_k = {y_k ∈ [½, 1), y_j ∈ [0, ½) for j ≠ k} of width w = ½ in each
-  coordinate.  B_k lies inside the argmax region of k, so the boxes of different labels are
-  disjoint and decoding by argmax gives label k on all of B_k: no order is put on the labels.
-
-Dequantisation (:meth:`ColumnCodec.dequantise`): ỹ = y + w·(u − ½) with u ~ U[0, 1)^D drawn
-afresh, uniform on the value's bin.  For a model density p on the coordinates, the bins of the
-discrete values are disjoint, so P(x_discrete) · p(x_continuous) = ∫_bin p(ỹ) dỹ_q · |T'(x_c)|,
-and by Jensen's inequality
-
-    log P(x) ≥ E_u log p(ỹ) + Σ_q log w_q + Σ_c log T_c'(x_c),
-
-a proper (bound on the) probability of the discrete values times the density of the continuous
-ones in data units (Theis et al. 2016; uniform dequantisation).  ``dequantise`` returns ỹ and
-the last two sums, the likelihood's correction term.  :meth:`ColumnCodec.from_model` decodes:
-argmax for one-hot columns, T⁻¹ for transformed ones, and discrete values snapped onto the
-values the column holds.
+The model sees the modelled columns through :class:`~scorematch.data.coordinates.Coordinates`
+(one-hot argmax regions, Yeo–Johnson transforms, the dequantisation bound and its correction);
+the codec's :meth:`~ColumnCodec.to_model`, :meth:`~ColumnCodec.dequantise` and
+:meth:`~ColumnCodec.from_model` are that map, with values snapped onto the columns' grids.
 """
 
 from __future__ import annotations
@@ -41,7 +22,6 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .._checks import rand
 from .column_kinds import (
     COLUMN_KINDS,
     EXCLUDED,
@@ -52,6 +32,7 @@ from .column_kinds import (
     number_label,
     odd_cells,
 )
+from .coordinates import Coordinates
 from .files import read_table
 from .marginals import TRANSFORMS, YeoJohnson
 from .missing import na_markers
@@ -60,7 +41,6 @@ from .table import Table, parse_column_list
 __all__ = [
     "COLUMN_KINDS",
     "MIN_REPEATS",
-    "ONE_HOT_WIDTH",
     "Column",
     "ColumnCodec",
     "detect_column",
@@ -69,9 +49,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-ONE_HOT_WIDTH = 0.5  # the side of a one-hot label's box in each coordinate
-_ONE_HOT_LOW = 0.25  # a one-hot coordinate's centre when it is not the label's
 
 
 def _shortest(v: float, digits: int) -> str:
@@ -114,19 +91,7 @@ class ColumnCodec:
         self._origin = torch.tensor([c.origin for c in self.columns], dtype=torch.float64)
         self._step = torch.tensor([c.step for c in self.columns], dtype=torch.float64)
         self._top = torch.tensor([max(c.levels - 1, 0) for c in self.columns], dtype=torch.float64)
-        self._transforms = [
-            YeoJohnson.from_dict(c.transform) if c.transform is not None else None
-            for c in self.columns
-        ]
-        widths, starts = [], []
-        for c in self.columns:
-            starts.append(len(widths))
-            if c.one_hot:
-                widths += [ONE_HOT_WIDTH] * c.levels
-            else:
-                widths.append(c.step if c.quantised else 0.0)
-        self._starts = starts
-        self._widths = torch.tensor(widths, dtype=torch.float64)
+        self._coords = Coordinates(self.columns)
 
     # -- construction and storage
     @classmethod
@@ -199,7 +164,7 @@ class ColumnCodec:
     @property
     def dim(self) -> int:
         """The number of coordinates the model sees (one-hot columns count K)."""
-        return int(self._widths.numel())
+        return self._coords.dim
 
     @property
     def quantised(self) -> bool:
@@ -220,12 +185,19 @@ class ColumnCodec:
     def passthrough(self) -> bool:
         """True when the model's coordinates are the data units themselves (no one-hot column,
         no transform): then only dequantisation tells them apart."""
-        return self.dim == len(self) and all(t is None for t in self._transforms)
+        return self._coords.identity
 
     def steps(self) -> Tensor:
-        """Bin widths of the model's coordinates, float64 ``(dim,)``: each quantised coordinate's
-        w (a discrete column's step, ½ for a one-hot coordinate), 0 for continuous ones."""
-        return self._widths.clone()
+        """Bin widths of the model's coordinates, float64 ``(dim,)``: a discrete, binary or
+        two-label column's step, 0 for continuous and one-hot coordinates (their bins are argmax
+        regions, :meth:`spread`)."""
+        return self._coords.widths.clone()
+
+    @property
+    def log_volume(self) -> float:
+        """log of the volume of a row's bin in the model's coordinates: Σ log w − Σ log K over
+        one-hot columns (a constant: the likelihood adds it with Σ log T')."""
+        return self._coords.log_volume
 
     @property
     def log_bin_volume(self) -> float:
@@ -237,7 +209,7 @@ class ColumnCodec:
     def coordinate_columns(self) -> list[int]:
         """For each model coordinate, the index of its column (to map a column mask, e.g. of
         missing cells, onto the coordinates)."""
-        return [j for j, c in enumerate(self.columns) for _ in range(c.width)]
+        return self._coords.column_of()
 
     def describe(self) -> list[tuple[str, str, str, str]]:
         """Rows (index in the file, name, kind, what it holds — and why) for printing."""
@@ -320,41 +292,27 @@ class ColumnCodec:
         return ((x64 - self._origin.to(x64.device)) / self._step.to(x64.device)).round()
 
     def to_model(self, x: Tensor) -> Tensor:
-        """The model's coordinates ``(N, dim)`` of data-unit rows ``x`` ``(N, D)`` (module doc):
-        transformed continuous values, discrete values and codes as they are, one-hot vectors
-        ¼ + ½·e_k; NaN where missing.  Dtype and device follow ``x``."""
+        """The model's coordinates ``(N, dim)`` of data-unit rows ``x`` ``(N, D)``
+        (:meth:`Coordinates.to_model`); dtype and device follow ``x``."""
         self._check_width(x)
-        x64 = x.double()
-        parts = []
-        for j, c in enumerate(self.columns):
-            v = x64[:, j]
-            if c.one_hot:
-                k = v.nan_to_num(0.0).round().clamp(0, c.levels - 1).long()
-                onehot = torch.nn.functional.one_hot(k, c.levels).double()
-                y = _ONE_HOT_LOW + ONE_HOT_WIDTH * onehot
-                parts.append(torch.where(v.isnan()[:, None], torch.nan, y))
-            elif self._transforms[j] is not None:
-                parts.append(self._transforms[j].forward(v)[:, None])
-            else:
-                parts.append(v[:, None])
-        return torch.cat(parts, 1).to(x.dtype)
+        return self._coords.to_model(x)
 
     def log_jacobian(self, x: Tensor) -> Tensor:
-        """Σ over transformed continuous columns of log T'(x), float64 ``(N,)`` (0 without any)."""
+        """Σ over transformed continuous columns of log T'(x), float64 ``(N,)``."""
         self._check_width(x)
-        out = torch.zeros(x.shape[0], dtype=torch.float64, device=x.device)
-        for j, t in enumerate(self._transforms):
-            if t is not None:
-                out = out + t.log_derivative(x[:, j])
-        return out
+        return self._coords.log_jacobian(x)
+
+    def spread(self, y: Tensor, generator: torch.Generator | None) -> Tensor:
+        """Model coordinates moved uniformly within their bins (:meth:`Coordinates.spread`)."""
+        return self._coords.spread(y, generator)
 
     def dequantise(self, x: Tensor, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
         """(ỹ, correction): the model's coordinates of data-unit rows ``x`` with each quantised
-        coordinate moved uniformly within its bin, ỹ = y + w·(u − ½), u ~ U[0, 1) from
-        ``generator`` (drawn only when a column is quantised), and the likelihood's correction
-        term Σ log w + Σ log T'(x), float64 ``(N,)``, so that log P(x) ≥ E_u log p(ỹ) +
-        correction (module doc).  A discrete value off its column's grid — a number the table
-        did not hold — is scored as the bin that holds it."""
+        value moved to a uniform point of its bin (:meth:`spread`, drawn from ``generator`` only
+        when a column is quantised), and the likelihood's correction term log vol(bin) +
+        Σ log T'(x), float64 ``(N,)``, so that log P(x) ≥ E log p(ỹ) + correction (module doc).
+        A discrete value off its column's grid — a number the table did not hold — is scored as
+        the bin that holds it."""
         self._check_width(x)
         correction = self.log_jacobian(x)
         if not self.quantised:
@@ -363,31 +321,15 @@ class ColumnCodec:
         origin, step = self._origin.to(x.device), self._step.to(x.device)
         mask = self._mask.to(x.device)
         on_grid = torch.where(mask, origin + step * k, x.double())
-        y = self.to_model(on_grid).double()
-        widths = self._widths.to(x.device)
-        u = rand(y.shape, generator, device=x.device, dtype=torch.float64)
-        y = y + widths * (u - 0.5)
-        volume = float(widths[widths > 0].log().sum())
-        return y.to(x.dtype), correction + volume
+        y = self.spread(self.to_model(on_grid).double(), generator)
+        return y.to(x.dtype), correction + self.log_volume
 
     def from_model(self, y: Tensor) -> Tensor:
         """Data-unit rows ``(N, D)`` of model coordinates ``y`` ``(N, dim)``: argmax for one-hot
         columns, T⁻¹ for transformed ones, then :meth:`round` onto the columns' values."""
         if y.ndim != 2 or y.shape[1] != self.dim:
             raise ValueError(f"expected rows of {self.dim} coordinates, got shape {tuple(y.shape)}")
-        y64 = y.double()
-        cols = []
-        for j, c in enumerate(self.columns):
-            s = self._starts[j]
-            if c.one_hot:
-                block = y64[:, s : s + c.levels]
-                code = block.nan_to_num(-torch.inf).argmax(1).double()
-                cols.append(torch.where(block.isnan().any(1), torch.nan, code))
-            elif self._transforms[j] is not None:
-                cols.append(self._transforms[j].inverse(y64[:, s]))
-            else:
-                cols.append(y64[:, s])
-        return self.round(torch.stack(cols, 1)).to(y.dtype)
+        return self.round(self._coords.decode(y)).to(y.dtype)
 
     def round(self, x: Tensor) -> Tensor:
         """Data-unit rows onto the columns' values: quantised columns to the nearest value the
