@@ -6,7 +6,7 @@ column is — continuous, discrete, binary, categorical, excluded — and why is
 :mod:`scorematch.data.column_kinds`).
 
 The model sees the modelled columns through :class:`~scorematch.data.coordinates.Coordinates`
-(one-hot argmax regions, Yeo–Johnson transforms, the dequantisation bound and its correction);
+(one-hot boxes, Yeo–Johnson transforms, the dequantisation bound and its correction);
 the codec's :meth:`~ColumnCodec.to_model`, :meth:`~ColumnCodec.dequantise` and
 :meth:`~ColumnCodec.from_model` are that map, with values snapped onto the columns' grids.
 """
@@ -189,14 +189,13 @@ class ColumnCodec:
 
     def steps(self) -> Tensor:
         """Bin widths of the model's coordinates, float64 ``(dim,)``: a discrete, binary or
-        two-label column's step, 0 for continuous and one-hot coordinates (their bins are argmax
-        regions, :meth:`spread`)."""
+        two-label column's step, ½ for a one-hot coordinate, 0 for continuous ones."""
         return self._coords.widths.clone()
 
     @property
     def log_volume(self) -> float:
-        """log of the volume of a row's bin in the model's coordinates: Σ log w − Σ log K over
-        one-hot columns (a constant: the likelihood adds it with Σ log T')."""
+        """log of the volume of a row's bin in the model's coordinates, Σ log w (a constant: the
+        likelihood adds it with Σ log T')."""
         return self._coords.log_volume
 
     @property
