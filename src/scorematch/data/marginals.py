@@ -35,9 +35,10 @@ import torch
 from scipy.optimize import minimize_scalar
 from torch import Tensor
 
-__all__ = ["LAMBDA_RANGE", "TRANSFORMS", "YeoJohnson"]
+__all__ = ["LAMBDA_RANGE", "MIN_SKEW", "TRANSFORMS", "YeoJohnson"]
 
 TRANSFORMS = ("yeo-johnson", "none")
+MIN_SKEW = 1.0  # columns whose |sample skewness| is below this keep no transform
 LAMBDA_RANGE = (0.0, 2.0)  # ψ_λ is a bijection of the real line for λ in this range
 _NEAR = 1e-6  # |λ| or |2 − λ| below this: the logarithmic limit
 
@@ -80,12 +81,15 @@ class YeoJohnson:
     def fit(cls, x: np.ndarray | Tensor) -> YeoJohnson:
         """Standardise by the values' mean and standard deviation, then λ by the profile
         likelihood on [0, 2] (bounded Brent search, deterministic).  NaN values are ignored; a
-        constant column gets the identity (λ = 1, scale 1)."""
+        constant column, and one whose sample skewness is below ``MIN_SKEW`` in absolute value
+        (a clearly skewed column only: ``benchmarks/results/skew.md``), gets the identity λ = 1."""
         v = np.asarray(x.detach().cpu() if isinstance(x, Tensor) else x, dtype=np.float64)
         v = v[np.isfinite(v)]
         if v.size < 2 or not float(v.std()) > 0:
             return cls(float(v.mean()) if v.size else 0.0, 1.0, 1.0)
         m, s = float(v.mean()), float(v.std())
+        if abs(float((((v - m) / s) ** 3).mean())) < MIN_SKEW:
+            return cls(m, s, 1.0)
         u = torch.from_numpy((v - m) / s)
         log_dpsi = (torch.sign(u) * torch.log1p(u.abs())).sum().item()
 
