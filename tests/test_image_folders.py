@@ -79,11 +79,27 @@ def test_the_majority_mode_is_the_default_and_the_conversion_is_said(tmp_path, c
     assert x.shape == (7, 1, 8, 8)
     (line,) = [m for m in _messages(caplog) if "converted" in m]
     assert line.endswith(
-        "2 of 7 images are colour and are converted to greyscale, the majority's mode "
-        "(--image-channels 3 keeps them as they are)"
+        "2 of 7 images are colour and are converted to greyscale, the mode of most images "
+        "(colour on a tie; --image-channels 3 keeps them as they are)"
     )
     assert load_image_folder(d, mode="RGB").shape == (7, 3, 8, 8)
     lines = scan_image_folder(d).lines()
     assert lines[0].endswith("g: 7 readable image(s)")
     assert "  sizes: 7 8×8" in lines and "  modes: 5 greyscale, 2 colour" in lines
     assert any("greyscale (1 channel)" in line and "--image-channels 3" in line for line in lines)
+
+
+def test_train_records_the_image_channels_it_was_told(tmp_path):
+    from scorematch.runs import build_config
+
+    specs = [(f"g{i}.png", _png("L", (8, 8), 10 * i)) for i in range(12)]
+    specs += [(f"c{i}.png", _png("RGB", (8, 8), (200, 0, i))) for i in range(12)]
+    d = _folder(tmp_path / "mixed", specs)  # a tie: colour by default
+    config, _ = build_config({"data": str(d)})
+    assert config["data"]["shape"] == [3, 8, 8] and "image_mode" not in config["data"]
+    config, _ = build_config({"data": str(d), "image_channels": 1})
+    assert config["data"]["image_mode"] == "L" and config["data"]["shape"] == [1, 8, 8]
+    with pytest.raises(ValueError, match="image_channels"):
+        build_config({"data": str(d), "image_channels": 2})
+    with pytest.raises(ValueError, match="apply to image folders only, not to 'moons'"):
+        build_config({"data": "moons", "image_channels": 1})

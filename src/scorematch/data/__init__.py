@@ -127,7 +127,9 @@ def load_dataset(
     path = Path(text).expanduser()
     is_folder = key not in _BUILTIN and path.is_dir()
     if (image_size is not None or mode is not None) and not is_folder:
-        raise ValueError(f"image_size and mode apply to image folders only, not to {text!r}")
+        raise ValueError(
+            f"image_size and mode (image channels) apply to image folders only, not to {text!r}"
+        )
     if key in TOY_DATASETS:
         gen = torch.Generator().manual_seed(int(seed))
         return toy_dataset(key, DEFAULT_TOY_SIZE if n is None else n, generator=gen)

@@ -245,8 +245,8 @@ def load_image_folder(path: str | Path, size: int | None = None, mode: str | Non
         converted = len(ok) - grey if mode == "L" else grey
         if converted:
             logger.warning(
-                "%s: %d of %d images are %s and are converted to %s, the majority's mode "
-                "(--image-channels %d keeps them as they are)",
+                "%s: %d of %d images are %s and are converted to %s, the mode of most images "
+                "(colour on a tie; --image-channels %d keeps them as they are)",
                 shown(root), converted, len(ok), "colour" if mode == "L" else "greyscale",
                 "greyscale" if mode == "L" else "colour", 3 if mode == "L" else 1,
             )  # fmt: skip
