@@ -224,9 +224,13 @@ def _subset_row(rows: int | None, n_test: int) -> list[tuple[str, str]]:
 @t_min_option
 @checkpoint_option
 @device_option
+@click.option(
+    "--drop-missing", is_flag=True, help="FILE: score its rows without missing cells only."
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
+    drop_missing: bool,
     checkpoint: str | None,
     device: str,
     file: Path | None,
@@ -255,7 +259,8 @@ def likelihood(
     else:
         if not file.exists():
             raise FileNotFoundError(f"data file not found: {file}")
-        x, what = load_dataset(file, columns=run.columns), str(file)
+        x = load_dataset(file, columns=run.columns, drop_missing=drop_missing, purpose="score")
+        what = str(file)
     divergence = run.default_divergence if exact is None else ("exact" if exact else "hutchinson")
     lp, nfe = run.log_likelihood(
         x,
@@ -268,7 +273,7 @@ def likelihood(
     )
     if not run.is_main:  # under torchrun every rank scored its share; rank 0 writes and prints
         return
-    stats = heldout_nll(lp, dims=math.prod(run.shape))
+    stats = heldout_nll(lp, dims=math.prod(run.data_shape))
     bpd = f"{stats['bits_per_dim']:.4f} bits/dim, " if shows_bits_per_dim(run) else ""
     click.echo(
         f"{what}: {stats['n']} samples, mean log-likelihood {-stats['nll']:.4f} nats "

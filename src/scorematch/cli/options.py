@@ -30,6 +30,8 @@ __all__ = [
     "device_option",
     "divergence_option",
     "format_value",
+    "keep_option",
+    "na_values_option",
     "open_run",
     "rtol_option",
     "save_array",
@@ -100,6 +102,18 @@ categorical_option = click.option(
 continuous_option = click.option(
     "--continuous",
     help="Table files: columns to treat as continuous, whatever their values (no dequantisation).",
+)
+keep_option = click.option(
+    "--keep",
+    metavar="COLS",
+    help="Table files: identifier columns (a distinct value in nearly every row: row numbers, "
+    "names) to model anyway; they are left out by default.",
+)
+na_values_option = click.option(
+    "--na-values",
+    metavar="LIST",
+    help='Table files: the cells that mean "missing", comma-separated (default: NA, N/A, NaN, '
+    "nan, NULL, ?, - and the empty cell, which is always missing).",
 )
 
 

@@ -22,6 +22,8 @@ from .options import (
     column_lines,
     continuous_option,
     device_option,
+    keep_option,
+    na_values_option,
     speed_options,
 )
 
@@ -166,8 +168,27 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     "saved as 8-bit PNGs); pixels are snapped to them and bits/dim use them (default: the files' "
     "bit depth, 256 for 8-bit).",
 )
+@click.option(
+    "--image-channels",
+    type=click.Choice(["1", "3"]),
+    help="Image folders: 1 (greyscale) or 3 (colour); default: the mode of most images.",
+)
 @categorical_option
 @continuous_option
+@keep_option
+@na_values_option
+@click.option(
+    "--drop-missing",
+    is_flag=True,
+    default=None,
+    help="Table files: train on the rows without missing cells (rows with gaps are refused).",
+)
+@click.option(
+    "--transform",
+    type=click.Choice(["yeo-johnson", "none"]),
+    help="Table files: the per-column transform of continuous columns, learned on the training "
+    "rows (default yeo-johnson; benchmarks/results/skew.md).",
+)
 @click.option(
     "--checkpoint-every", type=int, help="Save a checkpoint every N steps (default: 4 per run)."
 )

@@ -133,8 +133,8 @@ OPTION_NAMES = (
     "refit",
     "sampler",
     "sample_steps",
-    "categorical",
-    "continuous",
+    *("categorical", "continuous", "keep", "na_values", "drop_missing", "transform"),
+    "image_channels",
 )
 
 
