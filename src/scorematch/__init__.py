@@ -11,7 +11,7 @@ score networks (``sm.models``), their weighted averages (``sm.ScoreEnsemble``), 
 from typing import Any
 
 from . import data, metrics, models, objectives, samplers
-from .data import Standardizer, load_dataset, toy_dataset
+from .data import Standardizer, load_dataset, toy_dataset, toy_mixture
 from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
 from .ensemble import EnsembleFit, ScoreEnsemble
@@ -86,5 +86,6 @@ __all__ = [
     "sample",
     "samplers",
     "toy_dataset",
+    "toy_mixture",
     "wrap",
 ]

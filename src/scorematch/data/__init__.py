@@ -27,7 +27,14 @@ from .files import (
     read_table,
     write_csv,
 )
-from .toy import TOY_DATASETS, TOY_DESCRIPTIONS, toy_dataset, toy_mixture_params
+from .toy import (
+    TOY_DATASETS,
+    TOY_DESCRIPTIONS,
+    TOY_MIXTURES,
+    toy_dataset,
+    toy_mixture,
+    toy_mixture_params,
+)
 from .transforms import Standardizer, train_test_split
 
 DEFAULT_TOY_SIZE = 10_000
@@ -37,6 +44,7 @@ __all__ = [
     "COLUMN_KINDS",
     "DEFAULT_TOY_SIZE",
     "TOY_DATASETS",
+    "TOY_MIXTURES",
     "Column",
     "ColumnCodec",
     "Standardizer",
@@ -50,6 +58,7 @@ __all__ = [
     "load_table",
     "read_table",
     "toy_dataset",
+    "toy_mixture",
     "toy_mixture_params",
     "train_test_split",
     "write_csv",
