@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -237,7 +237,10 @@ class OracleComparison:
             "mixture_bures_excess": s["bures_excess"],
             "mixture_bures_noise": s["bures_noise"],
             "mixture_total": s["total"],
-            **{f"true_nll_{k}": v for k, v in (asdict(self.nll) if self.nll else {}).items()},
+            **{
+                f"true_nll_{f.name}": None if self.nll is None else getattr(self.nll, f.name)
+                for f in fields(TrueNLL)
+            },
         }
 
 
