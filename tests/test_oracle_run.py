@@ -279,3 +279,9 @@ def test_a_mixture_given_through_the_api(tmp_path):
     assert result.oracle.nll.points == 30 and len(result.oracle.fisher) == 3
     paths = make_plots(run, tmp_path / "plots", n=100, mixture=mix)
     assert tmp_path / "plots" / "score_comparison.png" in paths
+
+
+def test_help_names_the_sets_with_a_known_density():
+    sets = f"({', '.join(TOY_MIXTURES)})"
+    for command in ("evaluate", "plot", "train"):
+        assert sets in " ".join(invoke(command, "--help").output.split()), command

@@ -23,6 +23,11 @@ def plot(run_dir: Path, n: int, seed: int, checkpoint: str | None, device: str) 
 
     Samples beside the held-out data (2-D scatter, or image grids), the learned score field as
     arrows over the data density (2-D), the sampling trajectories as a GIF (2-D) and the loss curve.
+    For the built-in Gaussian-mixture sets (mixture, 8gaussians), whose score is known:
+    score_comparison.png, the learned score beside the true one and the map of their difference,
+    at the data and (time-conditional objectives) at a few noise levels, in standardised units.
+    For a 2-D energy model (--model energy-mlp): energy_density.png, the learned energy and the
+    normalised density e^(−E)/Z, Z by quadrature on the plot's grid.
     """
     if n <= 0:
         raise click.UsageError(f"-n must be positive, got {n}")
