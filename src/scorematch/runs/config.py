@@ -21,6 +21,7 @@ import numpy as np
 from torch import Tensor
 
 from .._checks import check_count, check_positive_int
+from ..data import TOY_MIXTURES
 from ..io import read_yaml
 from ..models import MODEL_NAMES, model_spec
 from ..objectives import PROJECTIONS
@@ -30,7 +31,6 @@ from ..processes import SIGMA_DATA, NoiseLevels, Process, make_process
 from ..samplers import SAMPLERS
 from .checks import choice, positive_float
 from .data import TEST_FRACTION, VAL_FRACTION, DataBundle, load_data
-from .oracle import require_known_score
 
 __all__ = [
     "CONFIG_VERSION",
@@ -46,6 +46,7 @@ __all__ = [
     "configure",
     "jsonable",
     "load_config",
+    "require_known_score",
 ]
 
 TIME_CONDITIONAL = ("diffusion", "edm", "ncsn")
@@ -260,6 +261,15 @@ def _check_options_apply(
     if "sigma" in options and not unconditional:
         raise ValueError(
             f"--sigma (the noise level of an unconditional objective) does not apply to {objective!r}"
+        )
+
+
+def require_known_score(spec: str) -> None:
+    """Refuse, in one line, ``--objective esm`` on data whose true score is not known."""
+    if str(spec) not in TOY_MIXTURES:
+        raise ValueError(
+            f"esm needs the true score; it is known for the built-in mixture sets: "
+            f"{', '.join(TOY_MIXTURES)} (not for {spec!r}); use ism, ssm or dsm"
         )
 
 

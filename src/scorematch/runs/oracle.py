@@ -36,6 +36,7 @@ from ..distributions import GaussianMixture
 from ..metrics import fisher_divergence, mixture_error, nll_gap
 from ..plots import energy_density, score_comparison
 from ..processes import NoiseLevels, Process
+from .config import TIME_CONDITIONAL, require_known_score
 from .data import run_columns
 
 __all__ = [
@@ -50,7 +51,6 @@ __all__ = [
     "esm_target",
     "known_mixture",
     "oracle_plots",
-    "require_known_score",
     "standardised_mixture",
     "true_nll",
 ]
@@ -105,15 +105,6 @@ def _to_data_units(law_z: GaussianMixture, standardizer: Standardizer) -> Gaussi
     return law_z.affine(1.0 / a, -b / a)
 
 
-def require_known_score(spec: str) -> None:
-    """Refuse, in one line, ``--objective esm`` on data whose true score is not known."""
-    if str(spec) not in TOY_MIXTURES:
-        raise ValueError(
-            f"esm needs the true score; it is known for the built-in mixture sets: "
-            f"{', '.join(TOY_MIXTURES)} (not for {spec!r}); use ism, ssm or dsm"
-        )
-
-
 def esm_target(config: Mapping[str, Any]) -> Callable[[Tensor], Tensor]:
     """``--objective esm``'s target: the exact score of the run's standardised data, blurred at
     the objective's σ (the law of z + σε), as a function ``score(z)``."""
@@ -146,7 +137,7 @@ def comparison_levels(config: Mapping[str, Any], process: Process | None) -> lis
     time-conditional model is compared at t_min (the data, as samplers end there) and where
     σ_t/α_t = ``NOISE_LEVELS`` (NCSN: its nearest trained levels).
     """
-    if config["objective"]["name"] not in ("diffusion", "edm", "ncsn"):
+    if config["objective"]["name"] not in TIME_CONDITIONAL:
         levels = [Level("data", None, 0.0)]
         sigma = float(config["objective"].get("sigma", 0.0))
         if sigma > 0 and not config.get("ensemble"):  # an ensemble's members differ in σ
@@ -317,11 +308,7 @@ def compare_with_mixture(
     divergence at each of ``comparison_levels``, ``mixture_error`` of ``samples`` (data units)
     and, given the model's ``log_prob`` of ``rows`` at ``t_min``, the exact NLL gap."""
     law_z = standardised_mixture(mixture, standardizer)
-    model_z = (
-        model
-        if config["objective"]["name"] in ("diffusion", "edm", "ncsn")
-        else _AtEveryTime(model)
-    )
+    model_z = model if config["objective"]["name"] in TIME_CONDITIONAL else _AtEveryTime(model)
     fisher = tuple(
         _fisher(model_z, law_z, process, level, seed + i)
         for i, level in enumerate(comparison_levels(config, process))
