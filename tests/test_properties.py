@@ -123,15 +123,21 @@ def arrays(draw):
     if dtype.kind in "biu":
         low, high = (0, 1) if dtype.kind == "b" else (np.iinfo(dtype).min, np.iinfo(dtype).max)
         ints = st.integers(max(int(low), -(10**9)), min(int(high), 10**9))
-        values = np.array(draw(st.lists(ints, min_size=size, max_size=size)), np.int64).astype(dtype)
+        values = np.array(draw(st.lists(ints, min_size=size, max_size=size)), np.int64).astype(
+            dtype
+        )
     elif dtype.kind == "f":
         floats = draw(st.lists(st.floats(-1e5, 1e5), min_size=size, max_size=size))
         with np.errstate(over="ignore"):  # beyond float16's range: inf, refused like any inf
             values = np.array(floats, dtype=dtype)
         if size and draw(st.booleans()):
             flat = values.reshape(-1)
-            with np.errstate(over="ignore"):  # 1e39 is inf in float16 and float32: that is the point
-                flat[draw(st.integers(0, size - 1))] = draw(st.sampled_from([np.nan, np.inf, -np.inf, 1e39]))
+            with np.errstate(
+                over="ignore"
+            ):  # 1e39 is inf in float16 and float32: that is the point
+                flat[draw(st.integers(0, size - 1))] = draw(
+                    st.sampled_from([np.nan, np.inf, -np.inf, 1e39])
+                )
     elif dtype.kind == "O":
         values = np.array([{"a": 1}] * size, dtype=object)
     else:
@@ -207,7 +213,11 @@ def test_npz_archives_load_one_array_or_refuse(members, extra):
 # ------------------------------------------------------------------------------------------------
 @st.composite
 def images(draw):
-    kind = draw(st.sampled_from(["L", "RGB", "RGBA", "LA", "P", "1", "I;16", "raw16rgb", "raw4", "jpeg", "junk"]))
+    kind = draw(
+        st.sampled_from(
+            ["L", "RGB", "RGBA", "LA", "P", "1", "I;16", "raw16rgb", "raw4", "jpeg", "junk"]
+        )
+    )
     w, h = draw(st.integers(1, 9)), draw(st.integers(1, 9))
     seed = draw(st.integers(0, 2**16))
     return kind, w, h, seed
@@ -232,7 +242,11 @@ def _write_image(path: Path, kind: str, w: int, h: int, seed: int) -> Path:
 
 
 @SETTINGS
-@given(st.lists(images(), min_size=1, max_size=4), st.one_of(st.none(), st.integers(1, 6)), st.sampled_from([None, "L", "RGB"]))
+@given(
+    st.lists(images(), min_size=1, max_size=4),
+    st.one_of(st.none(), st.integers(1, 6)),
+    st.sampled_from([None, "L", "RGB"]),
+)
 def test_image_folders_load_into_0_1_or_refuse_in_one_line(specs, size, mode):
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
@@ -302,5 +316,8 @@ def test_option_values_of_any_type_build_a_config_or_refuse_in_one_line(options)
     except USER_ERRORS as err:
         _one_line(err, *options, *(str(v) for v in options.values()), "must", "unknown", "choose")
         return
-    assert config["data"]["n_train"] + config["data"]["n_test"] == bundle.train.shape[0] + bundle.test.shape[0]
+    assert (
+        config["data"]["n_train"] + config["data"]["n_test"]
+        == bundle.train.shape[0] + bundle.test.shape[0]
+    )
     assert yaml.safe_load(yaml.safe_dump(config)) == config  # what config.yaml will hold

@@ -69,7 +69,7 @@ def sample(
     """Draw samples from a trained RUN, in data units (the standardisation undone).
 
     \b
-    Samplers: heun (EDM, 2·steps−1 NFE), ode (RK4 probability flow), dpm_solver, euler_maruyama,
+    Samplers: heun (EDM, 2·steps+1 NFE), ode (RK4 probability flow), dpm_solver, euler_maruyama,
     reverse_diffusion, ancestral, predictor_corrector (stochastic), annealed_langevin (NCSN and the
     unconditional objectives dsm/ssm/ism, which only support it).
     """
