@@ -43,8 +43,7 @@ for eta in (0.0, 0.5, 1.0, 2.0):
     )
 
 ve, edm = sm.VE(), sm.EDM()
-# Points of their own seed: the quoted gaps do not move when a sampler above draws differently.
-x = mix.sample(500, generator=torch.Generator().manual_seed(1))
+x = mix.sample(500, generator=torch.Generator().manual_seed(1))  # its own seed: the gaps quoted
 vp_score = mix.score_model(vp)(x, 0.5)
 for process, quoted in ((ve, 1.68), (edm, 1.70)):  # the gaps docs/theory.md §10 quotes
     gap = float((mix.score_model(process)(x, 0.5) - vp_score).norm(dim=1).mean())
