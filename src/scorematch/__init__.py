@@ -13,7 +13,7 @@ from typing import Any
 
 from . import conditional, data, metrics, models, objectives, samplers
 from .conditional import Guided, impute
-from .data import Standardizer, load_dataset, toy_dataset
+from .data import Standardizer, load_dataset, toy_dataset, toy_mixture
 from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
 from .ensemble import EnsembleFit, ScoreEnsemble
@@ -91,5 +91,6 @@ __all__ = [
     "sample",
     "samplers",
     "toy_dataset",
+    "toy_mixture",
     "wrap",
 ]

@@ -128,6 +128,40 @@ class GaussianMixture:
         new.weights = self.weights
         return new
 
+    def affine(self, scale, shift=0.0) -> GaussianMixture:
+        """Exact law of A·x + b with x ~ self: components N(Aμ_k + b, AΣ_kAᵀ), same weights.
+
+        ``scale`` is A: a number, a ``(D,)`` vector (element-wise, A = diag(scale)) or an
+        invertible ``(D, D)`` matrix; ``shift`` is b, a number or a ``(D,)`` vector.  With
+        y = Ax + b the density and score follow the change of variables,
+        log q(y) = log p(x) − log|det A| and ∇_y log q(y) = A^{−T} ∇ₓ log p(x): e.g. the law of
+        standardised data z = (x − μ)/s is ``affine(1 / s, −μ / s)``.
+        """
+        d, dtype, device = self.dim, self.dtype, self.device
+        a = torch.as_tensor(scale, dtype=dtype, device=device)
+        b = torch.as_tensor(shift, dtype=dtype, device=device)
+        if a.ndim == 0 or a.shape == (d,):
+            a = torch.diag_embed(a.expand(d))
+        if a.shape != (d, d):
+            raise ValueError(f"scale must be a number, a ({d},) vector or a ({d}, {d}) matrix, got shape {tuple(a.shape)}")  # fmt: skip
+        if b.ndim == 0:
+            b = b.expand(d)
+        if b.shape != (d,):
+            raise ValueError(f"shift must be a number or a ({d},) vector, got shape {tuple(b.shape)}")  # fmt: skip
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise ValueError("scale and shift must be finite")
+        if torch.linalg.matrix_rank(a.to(torch.float64)) < d:
+            raise ValueError("scale must be invertible (the image of a density under a singular map has none)")  # fmt: skip
+        covs = a @ self.covs @ a.T
+        new = type(self).__new__(type(self))
+        new.means = self.means @ a.T + b
+        new.covs = 0.5 * (covs + covs.transpose(-1, -2))
+        new.weights = self.weights
+        new._eigvals, new._eigvecs = torch.linalg.eigh(new.covs)
+        if (new._eigvals <= 0).any():
+            raise ValueError("the mapped covariances are not positive definite (scale too ill-conditioned)")  # fmt: skip
+        return new
+
     # -- sampling and densities ------------------------------------------------------------------
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw n exact samples, shape ``(n, D)``."""

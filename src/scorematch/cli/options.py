@@ -66,7 +66,7 @@ def speed_options(command):
             "--compile/--no-compile",
             "compile_network",
             default=None,
-            help="torch.compile the network (first-order objectives: dsm, ncsn, diffusion, edm). "
+            help="torch.compile the network (first-order objectives: dsm, esm, ncsn, diffusion, edm). "
             "Off by default: on CPU compiling took 24 s (MLP) and 80 s (U-Net) to save 7 % and "
             "14 % of a step (benchmarks/results/scale.md). --resume: the run's.",
         ),

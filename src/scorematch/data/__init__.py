@@ -22,7 +22,14 @@ from .files import load_table, read_table, write_csv
 from .images import ImageFolder, image_folder_levels, load_image_folder, scan_image_folder
 from .missing import NA_VALUES, Gaps, complete_rows, find_gaps
 from .table import IMAGE_SUFFIXES, TABLE_SUFFIXES, Table, shown, table_suffix
-from .toy import TOY_DATASETS, TOY_DESCRIPTIONS, toy_dataset, toy_mixture_params
+from .toy import (
+    TOY_DATASETS,
+    TOY_DESCRIPTIONS,
+    TOY_MIXTURES,
+    toy_dataset,
+    toy_mixture,
+    toy_mixture_params,
+)
 from .transforms import Standardizer, train_test_split
 
 DEFAULT_TOY_SIZE = 10_000
@@ -33,6 +40,7 @@ __all__ = [
     "DEFAULT_TOY_SIZE",
     "NA_VALUES",
     "TOY_DATASETS",
+    "TOY_MIXTURES",
     "Column",
     "ColumnCodec",
     "Gaps",
@@ -55,6 +63,7 @@ __all__ = [
     "table_suffix",
     "to_model",
     "toy_dataset",
+    "toy_mixture",
     "toy_mixture_params",
     "train_test_split",
     "write_csv",

@@ -14,13 +14,14 @@ from .._checks import noise_like
 from ..data import Standardizer
 from ..energy import EnergyScore
 from ..models import build_model
-from ..objectives import diffusion, dsm, edm, ism, ncsn, ssm
+from ..objectives import diffusion, dsm, edm, esm, ism, ncsn, ssm
 from ..parametrization import wrap
 from ..processes import NoiseLevels, Process, make_process
 from ..training import TrainingSettings
 from .config import UNCONDITIONAL
 from .data import run_columns
 from .execution import first_order
+from .oracle import esm_target
 
 __all__ = [
     "Unconditional",
@@ -118,13 +119,16 @@ def objective_loss(config: Mapping[str, Any], process: Process | None) -> LossFn
         return lambda m, b, g: dsm(m, b, sigma, generator=g)
 
     def perturbed(b: Tensor, g: torch.Generator) -> Tensor:
-        """ISM/SSM on the data perturbed at level σ (σ = 0: the clean data)."""
+        """ISM/SSM/ESM on the data perturbed at level σ (σ = 0: the clean data)."""
         if sigma == 0:
             return b
         return b + sigma * noise_like(b, g)
 
     if name == "ism":
         return lambda m, b, g: ism(m, perturbed(b, g))
+    if name == "esm":  # regression onto the exact score of the (blurred) standardised mixture
+        target = esm_target(config)
+        return lambda m, b, g: esm(m, perturbed(b, g), target)
     variance_reduced = name == "ssm-vr"
     return lambda m, b, g: ssm(
         m, perturbed(b, g), variance_reduced=variance_reduced, generator=g, **options

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..distributions import GaussianMixture
 from ..metrics import heldout_nll
 from ..parametrization import at_time
 from ..plots import image_grid, loss_curve, samples_picture, score_field, trajectory_gif
@@ -24,6 +25,7 @@ from .data import data_kind
 from .evaluation import Evaluation, write_evaluation
 from .execution import start
 from .loading import load_run
+from .oracle import known_mixture, oracle_plots
 from .run import Run
 from .train import train
 
@@ -98,11 +100,15 @@ def make_plots(
     n: int = 2000,
     seed: int = 0,
     columns: str | None = None,
+    mixture: GaussianMixture | None = None,
 ) -> list[Path]:
     """Write the run's pictures into ``out_dir`` (default ``RUN/plots``) and return their paths:
     samples beside data (or an image grid), the learned score field and a sampling-trajectory
     GIF (2-D data), and the loss curve; a table's samples in a pair plot against its training
-    rows (``columns``: which, default the most informative few).  Under torchrun every rank
+    rows (``columns``: which, default the most informative few).  Where the law of 2-D data is
+    known (a built-in mixture set, or ``mixture`` in data units) also the learned score beside the
+    true one (``score_comparison.png``), and for a 2-D energy model its energy and normalised
+    density (``energy_density.png``): :func:`~.oracle.oracle_plots`.  Under torchrun every rank
     samples its share and rank 0 alone writes (the others return an empty list)."""
     if out_dir is None:
         if run.run_dir is None:
@@ -116,6 +122,7 @@ def make_plots(
         and run.shape == (2,)
         and (run.columns is None or run.columns.passthrough)
     )
+    truth = known_mixture(run.config, mixture)
     if run.kind == "image":
         drawn = run.sample(64, seed=seed)
         if not run.is_main:
@@ -135,6 +142,16 @@ def make_plots(
                                      data_name=name))  # fmt: skip
         if two_d:
             paths.append(_score_field(run, folder / "score_field.png"))
+            paths += oracle_plots(
+                truth,
+                run.config,
+                run.model,
+                run.process,
+                run.standardizer,
+                folder,
+                data=run.data.test,
+                step=run.step,
+            )
             if drawn.trajectory is not None and len(drawn.trajectory) > 1:
                 gif = folder / "trajectory.gif"
                 paths.append(trajectory_gif(drawn.trajectory, gif, data=run.data.test))

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_positive_int, model_device
 from ..data import ColumnCodec, Standardizer, from_model, to_model
+from ..distributions import GaussianMixture
 from ..likelihood import bits_per_dim, log_likelihood
 from ..metrics import (
     Memorisation,
@@ -33,6 +34,7 @@ from .checks import choice, seed_value
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
 from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_convention
+from .oracle import compare_with_mixture, describe_source, known_mixture
 from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
 
@@ -391,12 +393,18 @@ class Run:
         rtol: float = 1e-5,
         t_min: float | None = None,
         progress: bool = False,
+        mixture: GaussianMixture | None = None,
     ) -> Evaluation:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
         NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`) on at most
-        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`)."""
+        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`).
+
+        Where the law of the data is known — a built-in mixture set, or ``mixture`` (a
+        ``GaussianMixture`` in data units) — also the comparison with it (``Evaluation.oracle``:
+        :func:`~.oracle.compare_with_mixture`)."""
         n = check_positive_int(n, "n")
         self._check_t_min(t_min)  # here too, so that a bad t_min fails before the sampling
+        truth = known_mixture(self.config, mixture)
         test = self.data.test
         t0 = time.perf_counter()
         drawn = self.sample(n, seed=seed, progress=progress)
@@ -447,6 +455,21 @@ class Run:
         elif nll:
             note = f"no likelihood for the unconditional objective {self.objective!r}"
         memorised = self.memorisation(x, seed=seed)
+        oracle = None
+        if truth is not None:
+            oracle = compare_with_mixture(
+                truth,
+                self.config,
+                self.model,
+                self.process,
+                self.standardizer,
+                drawn.x,
+                log_prob=lp,
+                rows=None if lp is None else ref[: lp.shape[0]],
+                t_min=None if likelihood is None else likelihood.t_min,
+                source=describe_source(self.config, given=mixture is not None),
+                seed=seed,
+            )
         return Evaluation(
             run=str(self.run_dir) if self.run_dir else None,
             step=self.step,
@@ -458,4 +481,5 @@ class Run:
             memorisation=memorised,
             seconds=round(time.perf_counter() - t0, 3),
             log_prob=lp,
+            oracle=oracle,
         )
