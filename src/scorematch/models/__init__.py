@@ -20,6 +20,7 @@ from .mlp import MLPEnergy, MLPScore
 from .unet import UNet
 
 MODEL_NAMES: tuple[str, ...] = ("mlp", "unet", "energy-mlp")
+_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLPScore, "unet": UNet, "energy-mlp": MLPEnergy}
 
 __all__ = [
     "MODEL_NAMES",
@@ -31,6 +32,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "model_config",
+    "model_spec",
 ]
 
 
@@ -60,10 +62,12 @@ def _unet_defaults(shape: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
-def build_model(
+def model_spec(
     name: str, shape: tuple[int, ...], *, seed: int | None = None, **kwargs: Any
-) -> nn.Module:
-    """Build a network for samples of event shape ``shape`` (without the batch dimension).
+) -> dict[str, Any]:
+    """The resolved, JSON-able arguments of the network ``build_model(name, shape, seed=seed,
+    **kwargs)`` builds — its defaults for ``shape`` filled in, ``kwargs`` checked — without
+    building it (a run's config records these).
 
     Names: ``"mlp"`` → :class:`MLPScore` on ``prod(shape)`` features (any shape, flattened);
     ``"unet"`` → :class:`UNet` for ``shape = (C, H, W)``; ``"energy-mlp"`` → :class:`MLPEnergy`.
@@ -71,12 +75,6 @@ def build_model(
     512 × 4 beyond; U-Net: images ≤ 16 px get 32 base channels and 3 levels (one residual block
     per level at ≤ 8 px), larger ones 64 channels and 4 levels, fewer levels when H or W do not
     halve often enough); ``kwargs`` override them.
-
-    With ``seed`` the weights are initialised from ``torch.manual_seed(seed)`` inside
-    ``torch.random.fork_rng``, so the global random state is left untouched and the same call
-    returns the same weights.  The Fourier frequencies always come from their own seeded
-    generator.  The resolved arguments are stored on the module (see :func:`model_config`), so
-    ``build_model(**model_config(m))`` rebuilds the same architecture.
     """
     key = str(name).lower()
     if key not in MODEL_NAMES:
@@ -87,18 +85,16 @@ def build_model(
     if key == "unet":
         if len(shape) != 3:
             raise ValueError(f"model 'unet' needs an image shape (C, H, W), got {shape}")
-        cls: type[nn.Module] = UNet
         defaults = _unet_defaults(shape)
         if "in_channels" in kwargs and kwargs["in_channels"] != shape[0]:
             raise ValueError(
                 f"in_channels={kwargs['in_channels']} does not match the data's {shape[0]} channels"
             )
     else:
-        cls = MLPScore if key == "mlp" else MLPEnergy
         defaults = {"dim": math.prod(shape), **_mlp_defaults(math.prod(shape))}
         if "dim" in kwargs and kwargs["dim"] != math.prod(shape):
             raise ValueError(f"dim={kwargs['dim']} does not match shape {shape}")
-    allowed = set(inspect.signature(cls).parameters)
+    allowed = set(inspect.signature(_CLASSES[key]).parameters)
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise ValueError(
@@ -106,18 +102,37 @@ def build_model(
             f"valid: {', '.join(sorted(allowed))}"
         )
     resolved = {**defaults, **kwargs}
+    return {
+        "name": key,
+        "shape": list(shape),
+        "seed": seed,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
+    }
+
+
+def build_model(
+    name: str, shape: tuple[int, ...], *, seed: int | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a network for samples of event shape ``shape`` (without the batch dimension), with
+    the arguments :func:`model_spec` resolves (names and defaults are listed there).
+
+    With ``seed`` the weights are initialised from ``torch.manual_seed(seed)`` inside
+    ``torch.random.fork_rng``, so the global random state is left untouched and the same call
+    returns the same weights.  The Fourier frequencies always come from their own seeded
+    generator.  The resolved arguments are stored on the module (see :func:`model_config`), so
+    ``build_model(**model_config(m))`` rebuilds the same architecture.
+    """
+    spec = model_spec(name, shape, seed=seed, **kwargs)
+    cls = _CLASSES[spec["name"]]
+    resolved = {k: v for k, v in spec.items() if k not in ("name", "shape", "seed")}
+    resolved = {k: tuple(v) if isinstance(v, list) else v for k, v in resolved.items()}
     if seed is None:
         model = cls(**resolved)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             model = cls(**resolved)
-    model.build_spec = {  # type: ignore[assignment]
-        "name": key,
-        "shape": list(shape),
-        "seed": seed,
-        **{k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
-    }
+    model.build_spec = spec  # type: ignore[assignment]
     return model
 
 
