@@ -93,6 +93,8 @@ TIMEOUT = 1800  # seconds per command
 STOP_PATIENCE = 24
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks/results/real_tables.md"
+# The same benchmark on main before the data layer (src 97392b8), kept for the before/after table.
+BEFORE = ROOT / "benchmarks/results/real_tables_before.json"
 
 
 # ----------------------------------------------------------------------------- the tables
@@ -449,8 +451,13 @@ def misreads(r: dict) -> list[str]:
     row names modelled, numeric columns with NA typed categorical (NA read as a label), other
     numeric columns typed categorical, text columns with a distinct value in ≥ 90 % of the rows
     (identifiers) modelled."""
-    kinds = {name: (kind, distinct) for name, kind, distinct in r.get("column_kinds") or []}
-    if not kinds:
+    # A column the run excludes (kind "excluded": an identifier or empty) is not modelled.
+    kinds = {
+        name: (kind, distinct)
+        for name, kind, distinct in r.get("column_kinds") or []
+        if kind != "excluded"
+    }
+    if not r.get("column_kinds"):
         return []
     frame = load_frame(r["table"])
     found = []
@@ -470,12 +477,93 @@ def misreads(r: dict) -> list[str]:
     return found
 
 
+MISREADS = ("rownames modelled", "NA read as a label", "numeric typed categorical",
+            "identifier modelled")  # fmt: skip
+
+
+def misread_kind(found: str) -> str:
+    """Which of ``MISREADS`` one of :func:`misreads`' lines is."""
+    if found.startswith("rownames"):
+        return MISREADS[0]
+    if " NA typed" in found:
+        return MISREADS[1]
+    return MISREADS[3] if "identifier" in found else MISREADS[2]
+
+
+def summary_rows(n: int) -> list[tuple[str, object]]:
+    """(label, figure of a half's results) for the before/after table; ``n`` tables per half."""
+
+    def errors_in(command: str):
+        return lambda d: str(sum(any(e["command"] == command for e in r.get("errors", []))
+                                 for r in d))  # fmt: skip
+
+    def misread(what: str):
+        return lambda d: str(sum(misread_kind(f) == what for r in d for f in misreads(r)))
+
+    def wins(d: list) -> str:
+        won = sum(bool(r.get("win")) for r in d)
+        return f"{won} of {len(d)} ({100 * won / len(d):.0f} %)"
+
+    return [
+        ("tables run", lambda d: f"{len(d)} of {n}"),
+        ("tables with an error (any command)",
+         lambda d: str(sum(bool(r.get("errors")) or "harness_error" in r for r in d))),
+        *((f"… in `{c}`", errors_in(c)) for c in ("train", "sample", "evaluate", "likelihood")),
+        *((f"columns misread: {w}", misread(w)) for w in MISREADS),
+        ("wins against both GMM and KDE", wins),
+    ]  # fmt: skip
+
+
+def before_after(before: dict, after: dict, halves: dict) -> list[str]:
+    """Markdown lines: per half, the BEFORE store (main before the data layer) beside the AFTER
+    one: tables run, tables with an error per command, misread columns per kind, wins against
+    both GMM and KDE; then per table. NLLs are not compared across the two: the modelled columns
+    changed (row names and identifiers are no longer modelled), so the densities are of other
+    columns, and the baselines are now fitted in the model's coordinates (one-hot, transforms)."""
+    stores = {"before": before, "after": after}
+    commits = {k: ", ".join(sorted({r.get("commit", "?") for r in v.values()})) or "—"
+               for k, v in stores.items()}  # fmt: skip
+    lines = ["## Before / after the data layer", "",
+             f"Before: src {commits['before']} (main before the data layer; "
+             "`results/real_tables_before.{md,json}`). After: src "
+             f"{commits['after']}. Same command, same tables, same splits rule.", ""]  # fmt: skip
+    for half in ("tuning", "report"):
+        rows = {k: [v[t] for t in halves[half] if t in v] for k, v in stores.items()}
+        if not rows["after"]:
+            lines += [f"- **{half} half**: not run after yet.", ""]
+            continue
+        lines += [f"**{half} half**", "", "| | before | after |", "|---|---:|---:|"]
+        lines += [
+            f"| {label} | " + " | ".join("—" if not d else fn(d) for d in rows.values()) + " |"
+            for label, fn in summary_rows(len(halves[half]))
+        ]
+        lines.append("")
+    lines += ["Per table (✓ = lower held-out NLL than both GMM and KDE; ours − best baseline in "
+              "nats/row ± paired SE; E = a command failed):", "",
+              "| half | table | before | after |", "|---|---|---|---|"]  # fmt: skip
+
+    def verdict(r: dict | None) -> str:
+        if r is None:
+            return "not run"
+        if r.get("errors") or "harness_error" in r or "ours" not in r:
+            return "E " + ", ".join(sorted({e["command"] for e in r.get("errors", [])}))
+        best = min(("gmm", "kde"), key=lambda k: r[k][0])
+        return f"{'✓' if r.get('win') else '✗'} {fmt(r.get(f'diff_{best}'))} vs {best.upper()}"
+
+    for half in ("tuning", "report"):
+        for t in halves[half]:
+            if t in after:
+                lines.append(f"| {half} | {t} | {verdict(before.get(t))} | {verdict(after[t])} |")
+    return [*lines, ""]
+
+
 def significant(r: dict) -> bool:
     """Ours below both baselines by more than two standard errors of the paired differences."""
     return all(r[f"diff_{b}"][0] + 2 * r[f"diff_{b}"][1] < 0 for b in ("gmm", "kde"))
 
 
-def render(store: dict, plan: dict) -> str:
+def render(store: dict, plan: dict, before: dict | None = None) -> str:
+    """The report; with ``before`` (a store of an earlier commit), a before/after section."""
     results = store["tables"]
     halves = {h: [t["table"] for t in plan[h]] for h in ("tuning", "report")}
     lines = [
@@ -554,6 +642,8 @@ def render(store: dict, plan: dict) -> str:
                 f"{fmt(r.get('diff_gmm'))} | {fmt(r.get('diff_kde'))} | {stop} | "
                 f"{r.get('seconds', 0) / 60:.1f} |"
             )
+    if before:
+        lines += ["", *before_after(before["tables"], results, halves)]
     # errors
     lines += ["", "## Errors (command, message)", ""]
     distinct: dict[tuple[str, str], list[str]] = {}
@@ -607,16 +697,7 @@ def render(store: dict, plan: dict) -> str:
         if key not in results:
             continue
         found = misreads(results[key])
-        for f in found:
-            what = (
-                "rownames modelled"
-                if f.startswith("rownames")
-                else "NA read as a label"
-                if " NA typed" in f
-                else "identifier modelled"
-                if "identifier" in f
-                else "numeric typed categorical"
-            )
+        for what in map(misread_kind, found):
             counts[what] = counts.get(what, 0) + 1
         if found:
             lines.append(f"- {key}: " + "; ".join(found))
@@ -678,7 +759,7 @@ def main() -> None:
         return
     if args.render:
         store = json.loads(args.out.with_suffix(".json").read_text())
-        args.out.write_text(render(store, plan), encoding="utf-8")
+        args.out.write_text(render(store, plan, load_before(args.out)), encoding="utf-8")
         print(f"wrote {args.out}")
         return
     half_of = {t["table"]: h for h in ("tuning", "report") for t in plan[h]}
@@ -737,7 +818,14 @@ def save(out: Path, fresh: dict, plan: dict) -> None:
     tmp = store_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(store, indent=1, default=str) + "\n", encoding="utf-8")
     os.replace(tmp, store_path)
-    out.write_text(render(store, plan), encoding="utf-8")
+    out.write_text(render(store, plan, load_before(out)), encoding="utf-8")
+
+
+def load_before(out: Path) -> dict | None:
+    """The BEFORE store, for the default report only (a report elsewhere is its own)."""
+    if out.resolve() != RESULTS.resolve() or not BEFORE.exists():
+        return None
+    return json.loads(BEFORE.read_text())
 
 
 if __name__ == "__main__":
