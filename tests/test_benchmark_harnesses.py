@@ -53,3 +53,51 @@ def test_labels_are_spelled_alike_whatever_their_type():
     assert generation.label(3.0) == generation.label("3") == generation.label(3) == "3"
     assert generation.label("setosa") == "setosa"
     assert generation.label(0.5) == "0.5"
+
+
+def _bundle(tmp_path, header: str, rows: list[str], **options):
+    from types import SimpleNamespace
+
+    from scorematch.runs.data import load_data
+
+    path = tmp_path / "t.csv"
+    path.write_text("\n".join([header, *rows]) + "\n")
+    bundle = load_data({"data": str(path), **options})
+    run = SimpleNamespace(columns=bundle.columns, standardizer=bundle.standardizer)
+    return run, bundle.train.double().numpy(), bundle.test.double().numpy()
+
+
+def test_baseline_nll_is_in_data_units_whatever_the_standardisation(tmp_path):
+    # A Gaussian fitted on standardised rows is the data's own MLE Gaussian: the data-unit NLL
+    # must equal scipy's, so the log-Jacobian enters with the right sign.
+    import baselines
+    import tables
+    from scipy.stats import multivariate_normal
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 2)) @ np.array([[30.0, 0.0], [12.0, 0.5]]) + [100.0, -7.0]
+    run, train, test = _bundle(
+        tmp_path, "a,b", [f"{u!r},{v!r}" for u, v in x.tolist()], transform="none"
+    )
+    nll, _ = tables.baseline_nll(baselines.fit_gaussian, run, train, test)
+    oracle = -multivariate_normal(train.mean(0), np.cov(train.T, bias=True)).logpdf(test)
+    np.testing.assert_allclose(nll, oracle, rtol=1e-4)
+
+
+def test_baseline_nll_of_a_one_hot_column_is_a_probability_bound(tmp_path):
+    # Three labels are one-hot coordinates (3 of them for 1 column): the baseline is fitted and
+    # scored there, exp(−NLL) over the labels sums to at most 1 (a bound on P(label): the
+    # Gaussian also puts mass between the boxes) and follows the labels' frequencies.
+    import baselines
+    import tables
+
+    labels = ["red"] * 50 + ["green"] * 30 + ["blue"] * 20
+    run, train, _ = _bundle(tmp_path, "colour", labels)
+    assert run.columns.dim == 3
+    codes = np.array([[0.0], [1.0], [2.0]])
+    nll, _ = tables.baseline_nll(baselines.fit_gaussian, run, train, codes)
+    total = np.exp(-nll).sum()
+    assert nll.shape == (3,) and np.isfinite(nll).all()
+    assert 0.0 < total <= 1.0
+    order = [run.columns.labels[0].index(k) for k in ("red", "green", "blue")]
+    assert nll[order[0]] < nll[order[1]] < nll[order[2]]
