@@ -114,6 +114,8 @@ def evaluate(
         raise click.UsageError(f"-n must be a positive number of samples, got {n}")
     if nll_rows <= 0:
         raise click.UsageError(f"--nll-rows must be positive, got {nll_rows}")
+    if json_out is not None:
+        json_out = check_out(json_out, (".json",), "--json")
     run = open_run(run_dir, checkpoint, device)
     divergence = None if exact is None else ("exact" if exact else "hutchinson")
     result = run.evaluate(

@@ -167,14 +167,18 @@ def checkpoint_line(run: Run, choice: str | None) -> str:
     return f"checkpoint: step {run.step} ({why})"
 
 
-def check_out(path: Path, suffixes: tuple[str, ...]) -> Path:
-    """``--out PATH`` with one of ``suffixes``, in a folder that exists (a usage error if not)."""
+def check_out(path: Path, suffixes: tuple[str, ...], option: str = "--out") -> Path:
+    """``--out PATH`` with one of ``suffixes``; its folder is created when missing (a usage error
+    when a file stands in the way)."""
     if path.suffix.lower() not in suffixes:
         raise click.UsageError(
-            f"--out {path}: unsupported file type {path.suffix or '(none)'!r}; use {', '.join(suffixes)}"
+            f"{option} {path}: unsupported file type {path.suffix or '(none)'!r}; use "
+            f"{', '.join(suffixes)}"
         )
-    if not path.parent.exists():
-        raise click.UsageError(f"--out {path}: folder {path.parent} does not exist")
+    blocked = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), None)
+    if blocked is not None:
+        raise click.UsageError(f"{option} {path}: {blocked} is a file, not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 

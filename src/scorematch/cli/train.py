@@ -163,7 +163,8 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 @click.option(
     "--validate-every",
     type=int,
-    help="Validate every N steps (default: steps/100 for tables, steps/20 for images, within 10–100).",
+    help="Validate every N steps (default: steps/100 for tables, steps/20 for images, within "
+    "10–100; none with --steps, whose model is its last step, unless --patience asks).",
 )
 @click.option(
     "--refit/--no-refit",
@@ -322,7 +323,9 @@ def _selection_lines(out: Path, result: TrainResult) -> list[str]:
     if not selection:
         return []
     best = selection["best_step"]
-    if RunDir(out).read_config()["training"].get("model") == "last":
+    if not selection.get("validation"):
+        lines = [f"model: the last step, {result.step} (no validation: --steps fixes the length)"]
+    elif RunDir(out).read_config()["training"].get("model") == "last":
         lines = [f"model: the last step, {result.step} (lowest validation loss at step {best})"]
     else:
         how = "stopped early" if selection.get("stopped_early") else "ran to the end"

@@ -389,11 +389,13 @@ def training_section(options: Mapping[str, Any], data: DataBundle, steps: int) -
     # Early stopping guards small data against memorising their rows.
     selects = selects_on_validation(options, data)
     patience = options.get("patience", PATIENCE[kind] if selects else None)
+    refit = bool(options.get("refit", selects and kind == "vector")) and validated
+    # Validate only when something reads the figure: the model choice, early stopping, the
+    # refit's length, or an explicit --validate-every (a fixed --steps alone validates nothing).
     validate_every = None
-    if validated:
+    if validated and (selects or refit or patience or "validate_every" in options):
         every = options.get("validate_every", min(max(steps // VALIDATIONS[kind], 10), 100))
         validate_every = check_positive_int(every, "validate_every")
-    refit = bool(options.get("refit", selects and kind == "vector")) and validated
     training = {
         "steps": steps,
         "batch_size": check_positive_int(

@@ -103,14 +103,15 @@ def train(
     tr = config["training"]
     process = build_process(config)
     loss = build_loss(config, process)
-    validated = data.val_index is not None and bool(tr.get("validate_every"))
+    held = data.val_index is not None  # validation rows: kept out of training (but by a refit)
+    validated = held and bool(tr.get("validate_every"))
     selection = read_selection(folder.path) if resume else None
     refit = validated and bool(tr.get("refit"))
     if refit and selection is None:
         # In memory: the run folder appears only when the Trainer creates and locks it.  A run
         # killed before its selection.json is written makes the same choice again (seeded).
         selection = _select_in_memory(config, data, process, loss, progress)
-    rows = data.train if refit or not validated else data.fit
+    rows = data.train if refit or not held else data.fit
     # The refit keeps the selection pass's schedule (cosine over training.steps) up to the chosen
     # step (benchmarks/results/tables.md: decaying over the chosen steps instead was worse).
     target = selection["best_step"] if refit else tr["steps"]
@@ -139,13 +140,14 @@ def train(
         if execution.is_main:
             write_selection(folder.path, selection)
         return dataclasses.replace(result, best_step=selection["best_step"])
-    if validated:
+    if held:
         run = load_run(folder.path, device=execution.device)  # the best step, or --steps' last
         selected = {
-            "best_step": result.best_step,
+            # Without validation (a fixed --steps) the run's model is its last step.
+            "best_step": result.best_step if validated else result.step,
             "refit": False,
             "stopped_early": result.stopped_early,
-            "validation": trainer.validation.state_dict(),
+            "validation": trainer.validation.state_dict() if validated else None,
             "t_min": _t_min(run, data),
         }
         if execution.is_main:
