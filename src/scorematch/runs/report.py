@@ -1,6 +1,6 @@
-"""Reporting on a run: its pictures (:func:`make_plots`), a Gaussian-mixture baseline to judge
-its held-out NLL by (:func:`gmm_baseline`), and :func:`demo`, which trains, evaluates, compares
-and plots in one go."""
+"""Reporting on a run: its pictures (:func:`make_plots`) and :func:`demo`, which trains,
+evaluates, compares with a Gaussian mixture (:func:`~.verdict.gmm_baseline`) and plots in one
+go."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import contextlib
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +16,6 @@ import torch
 from torch import Tensor
 
 from ..distributions import GaussianMixture
-from ..metrics import heldout_nll
 from ..parametrization import at_time
 from ..plots import image_grid, loss_curve, samples_picture, score_field, trajectory_gif
 from ..run_dir import RunDir
@@ -28,66 +27,9 @@ from .loading import load_run
 from .oracle import known_mixture, oracle_plots
 from .run import Run
 from .train import train
+from .verdict import Baseline, gmm_baseline, paired_verdict
 
-__all__ = [
-    "DEMO_SETTINGS",
-    "SIGNIFICANCE",
-    "Baseline",
-    "DemoResult",
-    "demo",
-    "gmm_baseline",
-    "make_plots",
-    "paired_verdict",
-]
-
-SIGNIFICANCE = 2.0  # standard errors a paired difference needs before one model is called better
-
-
-# ------------------------------------------------------------------------------------------------
-# Baseline
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class Baseline:
-    """A fitted scikit-learn ``GaussianMixture``'s held-out NLL (nats/sample, bits/dim)."""
-
-    components: int
-    nll: float
-    nll_stderr: float
-    bits_per_dim: float
-    log_prob: Tensor = field(repr=False)  # per held-out row
-    seconds: float
-
-
-def gmm_baseline(
-    train_x: Tensor, test_x: Tensor, *, max_components: int = 20, seed: int = 0
-) -> Baseline:
-    """scikit-learn ``GaussianMixture`` (full covariances) with the number of components chosen by
-    BIC over 1 … ``max_components`` on ``train_x``; held-out NLL (nats/sample) on ``test_x``."""
-    from sklearn.mixture import GaussianMixture  # a second or so to import: only when asked
-    from threadpoolctl import threadpool_limits
-
-    tr = train_x.reshape(train_x.shape[0], -1).double().numpy()
-    te = test_x.reshape(test_x.shape[0], -1).double().numpy()
-    t0 = time.perf_counter()
-    best = None
-    # One BLAS thread: these matrices are tiny, and extra threads only contend on a busy machine.
-    with threadpool_limits(1):
-        for k in range(1, min(max_components, tr.shape[0]) + 1):
-            gm = GaussianMixture(k, covariance_type="full", random_state=seed).fit(tr)
-            bic = gm.bic(tr)
-            if best is None or bic < best[0]:
-                best = (bic, k, gm)
-    _, k, gm = best
-    lp = torch.from_numpy(gm.score_samples(te))
-    stats = heldout_nll(lp, dims=tr.shape[1])
-    return Baseline(
-        components=k,
-        nll=stats["nll"],
-        nll_stderr=stats["stderr"],
-        bits_per_dim=stats["bits_per_dim"],
-        log_prob=lp,
-        seconds=round(time.perf_counter() - t0, 3),
-    )
+__all__ = ["DEMO_SETTINGS", "DemoResult", "demo", "make_plots"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -212,15 +154,6 @@ class DemoResult:
         """:func:`paired_verdict` of :meth:`model_minus_baseline` (None without both NLLs)."""
         paired = self.model_minus_baseline()
         return None if paired is None else paired_verdict(*paired)
-
-
-def paired_verdict(mean: float, stderr: float, threshold: float = SIGNIFICANCE) -> str:
-    """``"better"`` / ``"worse"`` when the paired NLL difference (model − baseline) is at least
-    ``threshold`` standard errors below / above 0, else ``"not significantly different"``: a
-    difference of about one standard error is what two equally good models show by chance."""
-    if math.isfinite(stderr) and abs(mean) >= threshold * stderr and mean != 0:
-        return "better" if mean < 0 else "worse"
-    return "not significantly different"
 
 
 # What the demo changes from the training defaults, by data kind (normal, --quick).

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +37,7 @@ from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_conven
 from .oracle import compare_with_mixture, describe_source, known_mixture
 from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
+from .verdict import judge, target_column
 
 __all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
 
@@ -239,6 +240,12 @@ class Run:
             )
 
     @property
+    def refitted(self) -> bool:
+        """True when the run's model was trained again on all its training rows (a small table):
+        then it saw the validation rows too."""
+        return bool((self.selection or {}).get("refit"))
+
+    @property
     def t_min(self) -> float:
         """The t_min the likelihood is read at unless told: the one chosen on the validation rows
         (``selection.json``) when the run made that choice, else the process's own."""
@@ -394,19 +401,34 @@ class Run:
         t_min: float | None = None,
         progress: bool = False,
         mixture: GaussianMixture | None = None,
+        verdict: bool = True,
+        target: str | None = None,
+        announce: Callable[[str], None] | None = None,
     ) -> Evaluation:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
         NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`) on at most
         ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`).
 
-        Where the law of the data is known — a built-in mixture set, or ``mixture`` (a
-        ``GaussianMixture`` in data units) — also the comparison with it (``Evaluation.oracle``:
-        :func:`~.oracle.compare_with_mixture`)."""
+        Vector data (``verdict``): also the verdict (``Evaluation.verdict``,
+        :func:`~.verdict.judge`) — the figures in standardised units beside a BIC Gaussian
+        mixture fitted on the same training rows and the training rows themselves, with the
+        train-on-synthetic figure for the column ``target``.  ``announce(line)`` is told what each
+        phase does.  Where the law of the data is known — a built-in mixture set, or ``mixture``
+        (a ``GaussianMixture`` in data units) — also the comparison with it
+        (``Evaluation.oracle``: :func:`~.oracle.compare_with_mixture`)."""
         n = check_positive_int(n, "n")
         self._check_t_min(t_min)  # here too, so that a bad t_min fails before the sampling
+        judged = verdict and self.kind == "vector"
+        names = self.columns.names if self.columns is not None else None
+        if target is not None:
+            if not judged:
+                raise ValueError("--target needs the verdict of vector data (a table)")
+            target_column(names or [f"x{j + 1}" for j in range(self.shape[0])], target)
+        say = (announce if self.is_main else None) or (lambda line: None)
         truth = known_mixture(self.config, mixture)
         test = self.data.test
         t0 = time.perf_counter()
+        say(f"drawing {n} samples ({self.config['sampling']['sampler']})")
         drawn = self.sample(n, seed=seed, progress=progress)
         x = drawn.x.double().cpu()
         ref = test.double()
@@ -429,6 +451,8 @@ class Run:
         likelihood, note, lp = None, None, None
         if nll and self.time_conditional:
             div = divergence or self.default_divergence
+            rows = min(max_nll_points, ref.shape[0])
+            say(f"held-out NLL of {rows} rows (probability-flow ODE, {div} divergence)")
             t1 = time.perf_counter()
             lp, nfe = self.log_likelihood(
                 ref[:max_nll_points],
@@ -454,7 +478,24 @@ class Run:
             )
         elif nll:
             note = f"no likelihood for the unconditional objective {self.objective!r}"
+        say("memorisation: distances to the closest training row")
         memorised = self.memorisation(x, seed=seed)
+        judgement = None
+        if judged and self.is_main:
+            # The rows the model was fitted on: without the validation rows unless refitted.
+            fitted = self.data.train if self.refitted else self.data.fit
+            judgement = judge(
+                x,
+                fitted,
+                ref,
+                standardizer=self.standardizer,
+                columns=self.columns,
+                log_prob=lp,
+                memorised=memorised,
+                target=target,
+                seed=seed,
+                announce=say,
+            )
         oracle = None
         if truth is not None:
             oracle = compare_with_mixture(
@@ -482,4 +523,5 @@ class Run:
             seconds=round(time.perf_counter() - t0, 3),
             log_prob=lp,
             oracle=oracle,
+            verdict=judgement,
         )
