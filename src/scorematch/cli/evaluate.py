@@ -212,7 +212,7 @@ def verdict_lines(result: Evaluation) -> list[str]:
     if v is None:
         return []
     lines = [
-        f"verdict, in standardised units (numeric columns / their sd, labels one-hot), on {v.rows} "
+        f"compared in standardised units (numeric columns / their sd, labels one-hot), on {v.rows} "
         f"held-out rows; the mixture: {v.mixture_components} Gaussian component(s) chosen by BIC "
         f"on {v.mixture_rows} training rows; {v.samples} rows per source:",
         f"  {'':<36}{'model':>11}{'mixture':>11}{'train rows':>11}",
@@ -227,6 +227,7 @@ def verdict_lines(result: Evaluation) -> list[str]:
     lines += [f"  - {f.sentence}" for f in v.figures]
     if v.memorisation:
         lines.append(f"  - {v.memorisation}")
+    lines.append(f"verdict: {v.summary}")
     return lines
 
 

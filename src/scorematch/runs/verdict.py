@@ -207,9 +207,31 @@ class Verdict:
     def figure(self, key: str) -> Figure | None:
         return next((f for f in self.figures if f.key == key), None)
 
+    @property
+    def summary(self) -> str:
+        """The verdict in one line: better than / level with / worse than the mixture overall
+        (better on some figures and worse on none: better; the reverse: worse; both: mixed),
+        naming the figures of each kind."""
+        said = {v: [f.label for f in self.figures if f.verdict == v]
+                for v in ("better", "level", "worse")}  # fmt: skip
+        if said["better"] and not said["worse"]:
+            head = "better than"
+        elif said["worse"] and not said["better"]:
+            head = "worse than"
+        elif said["better"]:
+            head = "mixed against"
+        else:
+            head = "level with"
+        parts = [f"{v} on {', '.join(labels)}" for v, labels in said.items() if labels]
+        return (
+            f"the model is {head} a Gaussian mixture fitted on the same training rows "
+            f"({'; '.join(parts)}; {SIGNIFICANCE:g} paired standard errors decide)"
+        )
+
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON: the settings and one mapping per figure."""
+        """Plain JSON: the settings, the one-line :attr:`summary` and one mapping per figure."""
         record = asdict(self)
+        record["summary"] = self.summary
         record["figures"] = {f.key: {k: v for k, v in asdict(f).items() if k != "key"}
                              for f in self.figures}  # fmt: skip
         return record
@@ -437,11 +459,9 @@ def _make(key: str, model: float, mixture: float, floor: float | None, diff: flo
     label, lower = FIGURES[key]
     verdict = _judged(diff, se, lower)
     said = {"better": "better than", "level": "level with", "worse": "worse than"}[verdict]
-    unit = " nats/row" if key == "nll" else ""
     sentence = (
-        f"{label}: {said} the mixture (model {model:.4g}, mixture {mixture:.4g}{unit}; "
-        f"model − mixture {diff:+.3g} ± {se:.2g}, a paired standard error: "
-        f"{SIGNIFICANCE:g} of them decide)"
+        f"{label}: {said} the mixture (model − mixture {diff:+.3g} ± {se:.2g}, a paired standard "
+        "error; " + ("lower" if lower else "higher") + " is better)"
     )
     if floor is not None:
         sentence += f"; real training rows reach {floor:.4g}"
