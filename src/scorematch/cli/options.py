@@ -17,6 +17,7 @@ from ..devices import DEVICE_CHOICES
 from ..io import atomic_save
 from ..runs import Run, load_run
 from ..runs.execution import start
+from ..runs.run import EVALUATE_RTOL
 from ..training.precision import PRECISIONS
 
 __all__ = [
@@ -128,7 +129,7 @@ divergence_option = click.option(
 rtol_option = click.option(
     "--rtol",
     type=float,
-    default=1e-5,
+    default=EVALUATE_RTOL,
     show_default=True,
     help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
 )

@@ -16,7 +16,7 @@ from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
 from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, SLICED_DEFAULTS, TEST_FRACTION
 from ..runs.selection import read_selection
-from ..runs.train import RESUMABLE
+from ..runs.train import RESUMABLE, Estimate
 from ..training import TrainResult
 from .options import (
     categorical_option,
@@ -281,6 +281,7 @@ def train(
             out,
             progress=not no_progress,
             announce=_announce,
+            estimate=_estimate,
             checkpoint_minutes=minutes or None,
             **execution,
         )
@@ -315,6 +316,24 @@ def _announce(config: dict[str, Any]) -> None:
     if tr.get("validate_every"):
         line += f"; validation every {tr['validate_every']} steps{stop}"
     click.echo(line)
+
+
+ESTIMATE_FROM_SECONDS = 30.0  # shorter trainings start without an estimate
+
+
+def _estimate(e: Estimate) -> None:
+    """The expected training time, measured on this machine before the run starts."""
+    if e.seconds < ESTIMATE_FROM_SECONDS:
+        return
+    parts = f"{e.steps} steps × {e.step_seconds:.3g} s"
+    if e.validations:
+        parts += f" + {e.validations} validations × {e.validation_seconds:.3g} s"
+    minutes = e.seconds / 60
+    total = f"{minutes:.1f} min" if minutes < 100 else f"{minutes / 60:.1f} h"
+    click.echo(
+        f"expected training time: about {total} ({parts}, measured here just now; early "
+        "stopping can end it sooner, and a busy machine makes it longer)"
+    )
 
 
 def _selection_lines(out: Path, result: TrainResult) -> list[str]:

@@ -8,6 +8,7 @@ import contextlib
 import math
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -174,6 +175,7 @@ def demo(
     quick: bool = False,
     progress: bool = True,
     device: str | None = "auto",
+    announce: Callable[[dict[str, Any]], None] | None = None,
 ) -> DemoResult:
     """Train on ``data`` into ``out_dir`` (replacing an earlier run there), sample, evaluate against
     the held-out split (and a BIC-selected Gaussian mixture for vector data), and plot.
@@ -182,6 +184,7 @@ def demo(
     with ODE tolerances 1e-4 (the NLL hardly moves from 1e-5: ``benchmarks/results/design_choices.md``).
     ``device``: where to compute (``scorematch.devices.resolve_device``); under torchrun the
     training, sampling and likelihood are split over the ranks and rank 0 writes.
+    ``announce(config)``: told the resolved config before training starts (as by ``train``).
     """
     folder = RunDir(out_dir)
     out = folder.path
@@ -200,7 +203,7 @@ def demo(
     options["sample_every"] = options.get("steps", DEFAULTS[kind]["steps"])  # one, at the end
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    train(options, out, progress=progress, device=execution.device)
+    train(options, out, progress=progress, device=execution.device, announce=announce)
     timings["train"] = time.perf_counter() - t0
     run = load_run(out, device=execution.device)
     t1 = time.perf_counter()
@@ -208,7 +211,10 @@ def demo(
         n, nll_points = (500, 500) if quick else (2000, 2000)
     else:
         n, nll_points = (16, 16) if quick else (256, 200)
-    evaluation = run.evaluate(n, max_nll_points=nll_points, rtol=1e-4, progress=progress)
+    # The demo prints its own comparison with the mixture (below): no second one in evaluate.
+    evaluation = run.evaluate(
+        n, max_nll_points=nll_points, rtol=1e-4, progress=progress, verdict=False
+    )
     if run.is_main:
         write_evaluation(evaluation)
     timings["evaluate"] = time.perf_counter() - t1

@@ -39,11 +39,16 @@ from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
 from .verdict import judge, target_column
 
-__all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
+__all__ = ["EVALUATE_RTOL", "EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
 
 # Up to this many dimensions the likelihood's divergence is exact by default (D backward passes
 # per ODE step are cheap there); above it, Hutchinson's estimate.
 EXACT_DIVERGENCE_MAX_DIM = 16
+MAX_MEMORISATION_ROWS = 2000  # held-out rows the memorisation figures compare at most
+# The likelihood's ODE tolerance in `evaluate` and the CLI's `likelihood`: the NLL moves by
+# ~0.003 nats/row from 1e-5's at 2.4× fewer network calls (benchmarks/results/phases.md), far
+# inside its standard error.
+EVALUATE_RTOL = 1e-4
 LANGEVIN_STEPS = 100  # annealed Langevin steps per level when a run samples with it unasked (NCSN)
 
 
@@ -383,10 +388,11 @@ class Run:
         """Whether samples ``x`` (data units) copy training rows: distances to the closest
         training row against those of the held-out rows, in the standardised units the model
         sees (:func:`scorematch.metrics.memorisation`)."""
-        rows = [
-            self.standardised(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)
-        ]
         gen = torch.Generator().manual_seed(int(seed))
+        # The held-out side is a median too: MAX_MEMORISATION_ROWS rows pin it as well as 10 000
+        # (each costs a search of every training row; benchmarks/results/phases.md).
+        test = subsample_rows(self.data.test, MAX_MEMORISATION_ROWS, gen)
+        rows = [self.standardised(v.to(torch.float64)) for v in (x, self.data.train, test)]
         return memorisation(*rows, standardize=False, generator=gen)
 
     def evaluate(
@@ -397,7 +403,7 @@ class Run:
         nll: bool = True,
         divergence: str | None = None,
         max_nll_points: int = 2000,
-        rtol: float = 1e-5,
+        rtol: float = EVALUATE_RTOL,
         t_min: float | None = None,
         progress: bool = False,
         mixture: GaussianMixture | None = None,

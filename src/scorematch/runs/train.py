@@ -20,10 +20,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import statistics
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .._checks import check_count, check_positive_int
@@ -40,7 +43,7 @@ from .loading import load_run
 from .run import Run
 from .selection import choose_t_min, read_selection, validation_loss, write_selection
 
-__all__ = ["RESUMABLE", "RESUME_CHANGES", "train"]
+__all__ = ["RESUMABLE", "RESUME_CHANGES", "Estimate", "measure_training", "train"]
 
 logger = logging.getLogger("scorematch")
 
@@ -66,6 +69,7 @@ def train(
     precision: str | None = None,
     compile: bool | None = None,
     grad_accum: int | None = None,
+    estimate: Callable[[Estimate], None] | None = None,
 ) -> TrainResult:
     """Train a run into ``out_dir``.
 
@@ -76,6 +80,8 @@ def train(
     a checkpoint every so many minutes of wall time (None: only on the step grid); not part of
     the config.  ``device`` (``"auto"``: CUDA when available), ``precision``, ``compile`` and
     ``grad_accum``: where and how to train (``execution``; None on resume: as the run recorded).
+    ``estimate(Estimate)``: told, before a fresh run trains (one process, no in-memory selection
+    pass first), how long its steps and validations take, measured (:func:`measure_training`).
     Under torchrun every rank calls this; rank 0 writes.  Returns the trainer's ``TrainResult``.
     The run folder is created with its config.yaml in one step and locked while training (see
     ``scorematch.run_dir``).
@@ -135,6 +141,8 @@ def train(
                 f"{folder.path} is already at step {trainer.step}; pass --steps above "
                 f"{trainer.step} to train longer"
             )
+    if estimate is not None and not resume and not refit and trainer.world_size == 1:
+        estimate(measure_training(trainer, target))
     result = trainer.fit(target, resume=resume)
     if refit:
         if execution.is_main:
@@ -148,11 +156,53 @@ def train(
             "refit": False,
             "stopped_early": result.stopped_early,
             "validation": trainer.validation.state_dict() if validated else None,
-            "t_min": _t_min(run, data),
+            "t_min": _t_min(run, data, progress),
         }
         if execution.is_main:
             write_selection(folder.path, selected)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """How long a training will take, measured on this machine: ``steps`` steps of
+    ``step_seconds`` and ``validations`` validations of ``validation_seconds``; ``seconds`` is
+    their total (checkpoints and sample pictures come on top)."""
+
+    steps: int
+    step_seconds: float
+    validations: int
+    validation_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.steps * self.step_seconds + self.validations * self.validation_seconds
+
+
+def measure_training(trainer: Trainer, steps: int, repeats: int = 3) -> Estimate:
+    """Time the trainer's own step on its first batch — one warm-up, then the median of
+    ``repeats`` forward and backward passes, with a generator of their own, the gradients
+    cleared after, so the training that follows is unchanged — and one validation, when the
+    trainer validates; :class:`Estimate` for ``steps`` steps (from the trainer's current one)."""
+    model, engine = trainer.model, trainer.engine
+    batch = trainer.state.data.batch(1, trainer.rank).to(trainer.device)
+    generator = torch.Generator(device=trainer.device).manual_seed(0)
+    model.train()
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        engine.gradients(trainer.loss_fn, batch, generator)
+        times.append(time.perf_counter() - t0)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    validation, val_seconds, count = trainer.validation, 0.0, 0
+    remaining = max(0, steps - trainer.step)
+    if validation is not None:
+        count = remaining // validation.every
+        if count:
+            t0 = time.perf_counter()
+            validation.fn(trainer.ema_model, trainer.step)
+            val_seconds = time.perf_counter() - t0
+    return Estimate(remaining, statistics.median(times[1:]), count, val_seconds)
 
 
 def _trainer(
@@ -230,15 +280,15 @@ def _select_in_memory(config, data, process, loss, progress) -> dict[str, Any]:
         "refit": True,
         "stopped_early": result.stopped_early,
         "validation": trainer.validation.state_dict(),
-        "t_min": _t_min(run, data),
+        "t_min": _t_min(run, data, progress),
     }
 
 
-def _t_min(run: Run, data: DataBundle) -> dict[str, Any] | None:
+def _t_min(run: Run, data: DataBundle, progress: bool) -> dict[str, Any] | None:
     """t_min chosen on the validation rows, for runs with a likelihood on vector data."""
     if not run.time_conditional or data.kind != "vector":
         return None
-    return choose_t_min(run, data.val)
+    return choose_t_min(run, data.val, progress=progress)
 
 
 def _resumed_config(
