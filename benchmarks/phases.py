@@ -17,6 +17,7 @@ times, with the process's CPU seconds beside the wall seconds (one thread: the C
 what an idle core would take).
 
     nice -n 10 .venv/bin/python benchmarks/phases.py --label after   # → benchmarks/results/phases.json
+    nice -n 10 .venv/bin/python benchmarks/phases.py --run R --tolerances --no-write  # R: reuse
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--label", default="current", help="the name of this measurement")
     parser.add_argument("--run", type=Path, help="reuse this run folder (trained by this script)")
+    parser.add_argument(
+        "--tolerances",
+        action="store_true",
+        help="also the held-out NLL of 500 rows at ODE tolerances 1e-5, 1e-4, 1e-3",
+    )
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
 
@@ -97,6 +103,12 @@ def main() -> None:
             print(f"  [{now - last[0]:6.1f} s, {cpu - last[1]:5.1f} s CPU] {last[2]}", flush=True)
             last[:] = [now, cpu, line]
 
+        tolerances = []
+        for rtol in (1e-5, 1e-4, 1e-3) if args.tolerances else ():
+            c0 = time.process_time()
+            lp, nfe = run.log_likelihood(run.data.test[:500], divergence="hutchinson", rtol=rtol)
+            tolerances.append([rtol, float(-lp.mean()), nfe, round(time.process_time() - c0, 2)])
+            print(f"  rtol {rtol:g}: NLL {tolerances[-1][1]:.4f}, {nfe} calls", flush=True)
         print("evaluate (defaults) …", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
         result = run.evaluate(2000, max_nll_points=2000, announce=announce)
@@ -111,6 +123,7 @@ def main() -> None:
         "rows": args.rows,
         "steps": args.steps,
         "load_average": [round(load_before, 2), round(os.getloadavg()[0], 2)],
+        "tolerances": tolerances,  # [rtol, NLL of 500 held-out rows, network calls, CPU s]
         "t_min": {**chosen, "seconds": round(t_min_seconds, 2), "cpu_seconds": round(t_min_cpu, 2)},
         "evaluate": {
             "seconds": round(evaluate_seconds, 2),
@@ -122,6 +135,7 @@ def main() -> None:
         },
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}",
         "command": "nice -n 10 .venv/bin/python benchmarks/phases.py " + command,
+        "reused_run": args.run is not None,
     }
     print(json.dumps(record, indent=1))
     if not args.no_write:

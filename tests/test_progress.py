@@ -55,3 +55,13 @@ def test_choosing_t_min_shows_a_bar_over_the_candidates(tmp_path, capsys):
     assert "choosing t_min on 20 validation rows" in err
     assert f"{len(t_min_candidates(run.process))}/{len(t_min_candidates(run.process))}" in err
     assert loud == quiet  # the bar changes nothing
+
+
+def test_memorisation_reads_at_most_2000_held_out_rows(tmp_path):
+    from scorematch.runs.run import MAX_MEMORISATION_ROWS
+
+    train({**SMALL, "n": 13000, "steps": 5}, tmp_path / "r", progress=False)
+    run = load_run(tmp_path / "r")
+    assert run.data.test.shape[0] > MAX_MEMORISATION_ROWS == 2000
+    m = run.memorisation(run.data.test[:100], seed=0)
+    assert (m.n_samples, m.n_heldout, m.n_train) == (100, 2000, run.data.train.shape[0])
