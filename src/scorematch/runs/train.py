@@ -141,7 +141,9 @@ def train(
                 f"{folder.path} is already at step {trainer.step}; pass --steps above "
                 f"{trainer.step} to train longer"
             )
-    if estimate is not None and not resume and not refit and trainer.world_size == 1:
+    # Measured on a batch that is a function of the step (a tensor's), so the training is the same.
+    pure = trainer.state.data.exact_resume
+    if estimate is not None and pure and not resume and not refit and trainer.world_size == 1:
         estimate(measure_training(trainer, target))
     result = trainer.fit(target, resume=resume)
     if refit:
