@@ -423,6 +423,7 @@ class Run:
         (a ``GaussianMixture`` in data units) — also the comparison with it
         (``Evaluation.oracle``: :func:`~.oracle.compare_with_mixture`)."""
         n = check_positive_int(n, "n")
+        seed_value(seed)  # a bad seed fails before the first phase is announced
         self._check_t_min(t_min)  # here too, so that a bad t_min fails before the sampling
         judged = verdict and self.kind == "vector"
         names = self.columns.names if self.columns is not None else None
