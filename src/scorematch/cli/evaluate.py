@@ -300,8 +300,8 @@ def _notes(result: Evaluation) -> list[str]:
         )
     if result.verdict is not None:
         notes.append(
-            "sliced Wasserstein, MMD² and energy distance above are in data units (the columns "
-            "with the largest units dominate them); the verdict below compares in standardised units"
+            "the three distances above are in data units (the columns with the largest units "
+            "dominate them); the verdict below compares in standardised units"
         )
     elif result.memorisation is not None:
         notes.append(

@@ -202,7 +202,6 @@ class Verdict:
     target: str | None = None
     tstr_metric: str | None = None  # "R²" or "macro F1"
     memorisation: str | None = None  # the memorisation ratio in words
-    seconds: float = 0.0
 
     def figure(self, key: str) -> Figure | None:
         return next((f for f in self.figures if f.key == key), None)
@@ -263,7 +262,6 @@ def judge(
     rows (its NLL figure; none without).  ``target``: the column of the train-on-synthetic figure.
     ``announce(line)`` is told what each phase does."""
     say = announce or (lambda line: None)
-    t0 = time.perf_counter()
     names = columns.names if columns is not None else [f"x{j + 1}" for j in range(train.shape[1])]
     target_index = None if target is None else target_column(names, target)
     gen = torch.Generator().manual_seed(int(seed))
@@ -322,7 +320,6 @@ def judge(
         target=None if target_index is None else names[target_index],
         tstr_metric=metric,
         memorisation=None if memorised is None else explain_memorisation(memorised),
-        seconds=round(time.perf_counter() - t0, 3),
     )
 
 
