@@ -316,6 +316,73 @@ def test_bits_per_dim_same_seed_and_integer_input():
     assert c.bpd.dtype == torch.get_default_dtype() and torch.equal(c.bpd, d.bpd)
 
 
+# -- per-sample steps -------------------------------------------------------------------------------
+
+
+def test_per_sample_steps_match_the_batch_solver_and_cost_less():
+    process = sm.VP(t_min=1e-4)
+    model = _mixture().score_model(process)
+    x = _samples(200, seed=3)
+    target = model.log_prob(x, process.t_min)
+    own = log_likelihood(model, process, x)
+    batch = log_likelihood(model, process, x, step_control="batch")
+    for out in (own, batch):
+        assert (out.log_prob - target).abs().mean() < 2e-3
+    assert (own.log_prob - batch.log_prob).abs().max() < 2e-3
+    # Cost: every sample its own evaluations; the batch solver charges its count to every sample.
+    assert own.nfe_per_sample.shape == (200,) and own.nfe_per_sample.dtype == torch.int64
+    assert int(own.nfe_per_sample.max()) == own.nfe  # the slowest sample sits in every call
+    assert torch.equal(batch.nfe_per_sample, torch.full((200,), batch.nfe))
+    assert own.nfe_per_sample.double().mean() < batch.nfe
+
+
+def test_a_samples_log_likelihood_does_not_depend_on_its_batch():
+    process = sm.EDM()
+    model = _mixture().score_model(process)
+    x = _samples(40, seed=4)
+    whole = log_likelihood(model, process, x)
+    part = log_likelihood(model, process, x[:7])
+    torch.testing.assert_close(part.log_prob, whole.log_prob[:7], rtol=0, atol=1e-10)
+    assert torch.equal(part.nfe_per_sample, whole.nfe_per_sample[:7])
+    batch_whole = log_likelihood(model, process, x, step_control="batch")
+    batch_part = log_likelihood(model, process, x[:7], step_control="batch")
+    assert batch_whole.nfe != batch_part.nfe  # one step for all: the batch sets each row's steps
+
+
+def test_create_graph_through_per_sample_steps():
+    """Differentiating through the accepted per-sample steps gives ∇ₓ log p_{t_min}(x), the score
+    of the noised Gaussian, to the solver's accuracy (the step sizes are not differentiated)."""
+    process = sm.VP(t_min=1e-3)
+    mean = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+    a = torch.tensor([[1.0, 0.3, 0.0], [0.3, 0.5, -0.2], [0.0, -0.2, 0.8]], dtype=F64)
+    gauss = sm.Gaussian(mean, a @ a.T + 0.05 * torch.eye(3, dtype=F64))
+    model = gauss.score_model(process)
+    x = gauss.sample(16, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+    exact_end = lambda z: model.log_prob(z, process.t_max)  # noqa: E731
+    out = log_likelihood(model, process, x, rtol=1e-8, atol=1e-8, prior_log_prob=exact_end,
+                         create_graph=True)  # fmt: skip
+    (grad,) = torch.autograd.grad(out.log_prob.sum(), x)
+    t_min = torch.full((16,), process.t_min, dtype=F64)
+    torch.testing.assert_close(grad, model(x.detach(), t_min), rtol=0, atol=1e-5)
+
+
+def test_step_control_choices():
+    process = sm.VP()
+    model = _mixture().score_model(process)
+    x = _samples(8)
+    with pytest.raises(ValueError, match="step_control must be"):
+        log_likelihood(model, process, x, step_control="global")
+    with pytest.raises(ValueError, match="step_control='batch'"):
+        log_likelihood(model, process, x, solver="dopri8")
+    with pytest.raises(ValueError, match="unknown solver 'tsit5'"):
+        log_likelihood(model, process, x, solver="tsit5", step_control="batch")
+    with pytest.raises(ValueError, match="options"):
+        log_likelihood(model, process, x, options={"step_size": 0.1})
+    for solver in ("tsit5", "bosh3"):
+        out = log_likelihood(model, process, x, solver=solver, rtol=1e-6, atol=1e-6)
+        assert (out.log_prob - model.log_prob(x, process.t_min)).abs().max() < 1e-2
+
+
 # -- user mistakes ----------------------------------------------------------------------------------
 
 
