@@ -109,7 +109,8 @@ class AngleFlow(Flow):
     def velocity_and_divergence(self, s: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         t, tan, c = self._terms(s)
         score, div = self.score_and_divergence(c * z, t)
-        return -tan * (z + c * score), -tan[..., 0] * (z.shape[1] + c[..., 0].square() * div)
+        tan_b, c_b = (v[:, 0] if v.ndim else v for v in (tan, c))  # per sample, or scalars
+        return -tan * (z + c * score), -tan_b * (z.shape[1] + c_b.square() * div)
 
 
 class ClockFlow(Flow):

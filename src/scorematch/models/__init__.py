@@ -16,14 +16,16 @@ import torch
 from torch import nn
 
 from .embedding import GaussianFourierFeatures, TimeEmbedding
+from .hollow import HollowMLP
 from .mlp import MLPEnergy, MLPScore
 from .unet import UNet
 
-MODEL_NAMES: tuple[str, ...] = ("mlp", "unet", "energy-mlp")
+MODEL_NAMES: tuple[str, ...] = ("mlp", "unet", "energy-mlp", "hollow")
 
 __all__ = [
     "MODEL_NAMES",
     "GaussianFourierFeatures",
+    "HollowMLP",
     "MLPEnergy",
     "MLPScore",
     "TimeEmbedding",
@@ -40,6 +42,14 @@ def _mlp_defaults(dim: int) -> dict[str, Any]:
     if dim <= 32:
         return {"width": 256, "depth": 4}
     return {"width": 512, "depth": 4}
+
+
+def _hollow_defaults(dim: int) -> dict[str, Any]:
+    if dim <= 4:
+        return {"width": 128, "features": 32}
+    if dim <= 32:
+        return {"width": 64, "features": 16}
+    return {"width": 32, "features": 8}
 
 
 def _unet_defaults(shape: tuple[int, ...]) -> dict[str, Any]:
@@ -66,7 +76,9 @@ def build_model(
     """Build a network for samples of event shape ``shape`` (without the batch dimension).
 
     Names: ``"mlp"`` → :class:`MLPScore` on ``prod(shape)`` features (any shape, flattened);
-    ``"unet"`` → :class:`UNet` for ``shape = (C, H, W)``; ``"energy-mlp"`` → :class:`MLPEnergy`.
+    ``"unet"`` → :class:`UNet` for ``shape = (C, H, W)``; ``"energy-mlp"`` → :class:`MLPEnergy`;
+    ``"hollow"`` → :class:`HollowMLP` (exact divergence in one backward pass; width 128 and 32
+    features per coordinate up to 4 features, 64/16 up to 32, 32/8 beyond).
     Defaults depend on the shape (MLP: width 128 × depth 3 up to 4 features, 256 × 4 up to 32,
     512 × 4 beyond; U-Net: images ≤ 16 px get 32 base channels and 3 levels (one residual block
     per level at ≤ 8 px), larger ones 64 channels and 4 levels, fewer levels when H or W do not
@@ -94,8 +106,12 @@ def build_model(
                 f"in_channels={kwargs['in_channels']} does not match the data's {shape[0]} channels"
             )
     else:
-        cls = MLPScore if key == "mlp" else MLPEnergy
-        defaults = {"dim": math.prod(shape), **_mlp_defaults(math.prod(shape))}
+        if key == "hollow":
+            cls, sized = HollowMLP, _hollow_defaults(math.prod(shape))
+        else:
+            cls = MLPScore if key == "mlp" else MLPEnergy
+            sized = _mlp_defaults(math.prod(shape))
+        defaults = {"dim": math.prod(shape), **sized}
         if "dim" in kwargs and kwargs["dim"] != math.prod(shape):
             raise ValueError(f"dim={kwargs['dim']} does not match shape {shape}")
     allowed = set(inspect.signature(cls).parameters)
