@@ -486,3 +486,25 @@ def test_create_graph_gives_the_gradient_of_the_solved_log_likelihood():
     down = mean_log_prob(False).item()
     x.data[0, 0] = old
     assert (up - down) / (2 * h) == pytest.approx(grads[-1][0, 0].item(), rel=1e-5, abs=1e-9)
+
+
+def test_the_api_guide_quotes_the_likelihood_defaults():
+    import inspect
+    import re
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text().split())
+    found = re.findall(
+        r'`step_control="(\w+)"`, the default: `solver="(\w+)"` with PI step control, '
+        r"rtol = atol = ([\de.-]+);.*?\(`time=\"(\w+)\"`",
+        text,
+    )
+    assert len(found) == 1, found
+    control, solver, tol, time = found[0]
+    defaults = {k: v.default for k, v in inspect.signature(log_likelihood).parameters.items()}
+    assert (control, solver, time) == (
+        defaults["step_control"],
+        defaults["solver"],
+        defaults["time"],
+    )
+    assert float(tol) == defaults["rtol"] == defaults["atol"]

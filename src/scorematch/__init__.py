@@ -16,7 +16,7 @@ from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
 from .ensemble import EnsembleFit, ScoreEnsemble
 from .likelihood import bits_per_dim, log_likelihood
-from .models import MLPEnergy, MLPScore, UNet, build_model
+from .models import HollowMLP, MLPEnergy, MLPScore, UNet, build_model
 from .parametrization import (
     DataPrediction,
     EDMPrecond,
@@ -55,6 +55,7 @@ __all__ = [
     "EpsilonPrediction",
     "Gaussian",
     "GaussianMixture",
+    "HollowMLP",
     "LogLikelihood",
     "MLPEnergy",
     "MLPScore",

@@ -171,6 +171,7 @@ def solve(
     rtol: float = 1e-5,
     atol: float = 1e-5,
     norm: Callable[[Tensor], Tensor] | None = None,
+    controller: tuple[float, float] = PI_EXPONENTS,
     max_steps: int = 10_000,
     on_step: Callable[[Tensor], None] | None = None,
 ) -> Solution:
@@ -183,7 +184,8 @@ def solve(
     f carries a graph; the step sizes themselves are not differentiated.  ``on_step(t)`` is called
     after every iteration with all samples' current times ``(B,)`` (for progress).  ``norm`` maps
     the scaled errors err / (atol + rtol·max(|y|, |y_new|)) ``(b, n)`` to one number per sample
-    (default: the RMS over the n components).
+    (default: the RMS over the n components).  ``controller`` = (β₁, β₂) of the PI step control;
+    (1, 0) is the classical one.
     """
     if method not in TABLEAUS:
         raise ValueError(f"unknown method {method!r}; choose one of {', '.join(TABLEAUS)}")
@@ -221,7 +223,7 @@ def solve(
         ok, last = (ratio <= 1) | broken, last | broken
         ratio = torch.where(broken, 1.0, ratio).clamp_min(1e-10)
         q = tab.error_order + 1
-        beta1, beta2 = PI_EXPONENTS
+        beta1, beta2 = controller
         grow = SAFETY * ratio ** (-beta1 / q) * previous[active] ** (beta2 / q)
         shrink = (SAFETY * ratio ** (-1.0 / q)).clamp(max=1.0)
         factor = torch.where(ok, grow, shrink).clamp(MIN_FACTOR, MAX_FACTOR)

@@ -44,9 +44,19 @@ from ._checks import (
 from .probability_flow import Divergence, Flow, make_flow
 from .results import BitsPerDim, LogLikelihood
 
-__all__ = ["STEP_CONTROLS", "BitsPerDim", "LogLikelihood", "bits_per_dim", "log_likelihood"]
+__all__ = [
+    "DENSITY_ERROR_WEIGHT",
+    "STEP_CONTROLS",
+    "BitsPerDim",
+    "LogLikelihood",
+    "bits_per_dim",
+    "log_likelihood",
+]
 
 STEP_CONTROLS = ("per_sample", "batch")
+# Per-sample error control: weight of the log-density's error against the points' (see
+# _state_and_density_norm; chosen on the tuning mixture of benchmarks/likelihood.py).
+DENSITY_ERROR_WEIGHT = 0.1
 
 
 def log_likelihood(
@@ -198,11 +208,12 @@ def _per_sample(rhs, z0: Tensor, span, steps: _Steps, bar) -> tuple[Tensor, Tens
 
 
 def _state_and_density_norm(scaled: Tensor) -> Tensor:
-    """Per sample: the larger of the points' RMS error and a tenth of the log-density's, both
-    already divided by their scale.  The points steer the flow; the log-density only sums the
-    divergence along it, and its embedded estimate proved pessimistic (weight chosen on the
-    tuning mixture of benchmarks/likelihood.py, where it saved ~9 % of the evaluations)."""
-    return torch.maximum(scaled[:, :-1].square().mean(1).sqrt(), 0.1 * scaled[:, -1].abs())
+    """Per sample: the larger of the points' RMS error and the log-density's error times
+    ``DENSITY_ERROR_WEIGHT``, both already divided by their scale.  The points steer the flow; the
+    log-density only sums the divergence along it, and its embedded error estimate proved
+    pessimistic (benchmarks/results/likelihood.md, tuning mixture)."""
+    points = scaled[:, :-1].square().mean(1).sqrt()
+    return torch.maximum(points, DENSITY_ERROR_WEIGHT * scaled[:, -1].abs())
 
 
 def _batch(rhs, z0: Tensor, span, steps: _Steps, bar) -> tuple[Tensor, Tensor, int, Tensor]:
