@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import json
 import math
 import os
 import platform
@@ -62,6 +63,7 @@ HOLLOW_ORDER = ["DSM", "ISM (one pass)", "ISM (D vjps)", "SSM", "DSM on the MLP"
 HOLLOW_EXPENSIVE = {"ISM (D vjps)"}
 SLOW_WAY_UP_TO = 64  # "ISM (D vjps)" on the hollow network is timed up to this D only
 OUT = Path(__file__).parent / "results" / "objectives.md"
+DIGITS_PROBES = 8
 
 
 def mlp(d: int) -> nn.Module:
@@ -273,7 +275,8 @@ def render_timing(mlp_results, hollow_results, args, elapsed: float) -> str:
             f"Default sizes: {sizes}; 2 conditioner and 2 transformer blocks.  Ratios to DSM on "
             'the same hollow network, timed the same way.  "ISM (D vjps)": the same network '
             "behind a plain function, so `ism` cannot see its one-pass trace and takes D "
-            'vector-Jacobian products.  "DSM on the MLP": the MLP of (a), for scale.',
+            f"vector-Jacobian products (timed up to D = {SLOW_WAY_UP_TO}).  "
+            '"DSM on the MLP": the MLP of (a), for scale.',
             "",
             *h_rows,
             "",
@@ -360,11 +363,25 @@ def train_diffusion(name: str, z: torch.Tensor, steps: int, seed: int, clock, **
     return ema.eval(), process, clock() - start
 
 
-def evaluate(model, process, z_test, mean, std, seed: int, *, n_samples: int, log_bin: float):
-    """Held-out NLL (nats per row, data units, + ``log_bin``) with its per-row values, NFE, and
-    sample distances against the test rows (data units)."""
+def evaluate(
+    model,
+    process,
+    z_test,
+    mean,
+    std,
+    seed: int,
+    *,
+    n_samples: int,
+    log_bin: float,
+    tol: float,
+    **divergence,
+):
+    """Held-out NLL (nats per row, data units, + ``log_bin``) per row, NFE, and sample distances
+    against the test rows (data units)."""
     start = time.perf_counter()
-    out = log_likelihood(model, process, z_test, rtol=1e-4, atol=1e-4, t_min=RECIPE["t_min"])
+    out = log_likelihood(
+        model, process, z_test, rtol=tol, atol=tol, t_min=RECIPE["t_min"], **divergence
+    )
     nll = -(out.log_prob.double() - std.log().sum()) + log_bin
     seconds = time.perf_counter() - start
     g = torch.Generator().manual_seed(seed)
@@ -387,118 +404,155 @@ def standardise(train: torch.Tensor, *others: torch.Tensor):
     return mean, std, [(t - mean) / std for t in (train, *others)]
 
 
-def quality_rows(args, clock) -> tuple[list[dict], float]:
+def load_set(data: str) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """(train, test, log_bin) in data units: the 2-D toys, or digits as a dequantised table."""
     from scorematch.data import load_digits_images, toy_dataset
 
-    rows = []
-    start = time.perf_counter()
-    sets = [s for s in TOY_SETS if s in args.sets] + (["digits"] if "digits" in args.sets else [])
-    for data in sets:
-        if data == "digits":
-            levels = (load_digits_images().reshape(-1, 64) * 16).round().double()
-            perm = torch.randperm(levels.shape[0], generator=torch.Generator().manual_seed(0))
-            test_rows = levels[perm[:360]]
-            train_rows = levels[perm[360:]]
-            g = torch.Generator().manual_seed(1)
-            # Dequantised: y = (k + u)/16 spreads level k over its bin; log P(k) ≥ log p(y) − 64 log 16.
-            train = (train_rows + torch.rand(train_rows.shape, generator=g, dtype=F64)) / 16
-            test = (test_rows + torch.rand(test_rows.shape, generator=g, dtype=F64)) / 16
-            steps, log_bin, n_samples = args.steps_digits, 64 * math.log(16), 360
-        else:
-            train = toy_dataset(data, 10_000, generator=torch.Generator().manual_seed(0)).double()
-            test = toy_dataset(data, 2_000, generator=torch.Generator().manual_seed(1)).double()
-            steps, log_bin, n_samples = args.steps, 0.0, 2_000
-        mean, std, (z_train, z_test) = standardise(train, test)
-        nets = [("mlp", "mlp", {}), ("hollow", "hollow", {})]
-        if data == "digits":  # also a hollow network of about the MLP's cost per row
-            nets.append(("hollow, width 64", "hollow", {"width": 64, "features": 16}))
-        for label, name, sizes in nets:
-            model, process, seconds = train_diffusion(
-                name, z_train.float(), steps, args.seed, clock, **sizes
+    if data != "digits":
+        train = toy_dataset(data, 10_000, generator=torch.Generator().manual_seed(0)).double()
+        test = toy_dataset(data, 2_000, generator=torch.Generator().manual_seed(1)).double()
+        return train, test, 0.0
+    levels = (load_digits_images().reshape(-1, 64) * 16).round().double()
+    perm = torch.randperm(levels.shape[0], generator=torch.Generator().manual_seed(0))
+    g = torch.Generator().manual_seed(1)
+    # y = (k + u)/16 spreads level k over its bin: log P(k) ≥ E_u log p(y) − 64 log 16.
+    train, test = (
+        (levels[i] + torch.rand(levels[i].shape, generator=g, dtype=F64)) / 16
+        for i in (perm[360:], perm[:360])
+    )
+    return train, test, 64 * math.log(16)
+
+
+def quality_set(data: str, args, clock) -> dict:
+    """Train and score every network on one data set; summaries only (JSON-ready)."""
+    train, test, log_bin = load_set(data)
+    digits = data == "digits"
+    mean, std, (z_train, z_test) = standardise(train, test)
+    nets = [("mlp", "mlp", {}), ("hollow", "hollow", {})]
+    if digits:  # also a hollow network of about the MLP's cost per row
+        nets.append(("hollow, width 64", "hollow", {"width": 64, "features": 16}))
+    out, nll = {}, {}
+    for label, name, sizes in nets:
+        steps = args.steps_digits if digits else args.steps
+        model, process, seconds = train_diffusion(
+            name, z_train.float(), steps, args.seed, clock, **sizes
+        )
+        divergence = {}
+        if digits and name == "mlp":  # 64 backward passes per evaluation: Hutchinson instead
+            divergence = dict(
+                divergence="hutchinson",
+                probes=DIGITS_PROBES,
+                generator=torch.Generator().manual_seed(args.seed),
             )
-            model = model.double()
-            res = evaluate(
-                model, process, z_test, mean, std, args.seed, n_samples=n_samples, log_bin=log_bin
-            )
+        res = evaluate(
+            model.double(),
+            process,
+            z_test,
+            mean,
+            std,
+            args.seed,
+            n_samples=z_test.shape[0],
+            log_bin=log_bin,
+            tol=1e-3 if digits else 1e-4,
+            **divergence,
+        )
+        nll[label] = res.pop("nll")
+        res.update(
+            steps=steps,
+            train_seconds=seconds,
+            params=sum(p.numel() for p in model.parameters()),
+            nll=nll[label].mean().item(),
+            nll_se=(nll[label].std() / math.sqrt(nll[label].numel())).item(),
+            divergence=divergence.get("divergence", "exact"),
+        )
+        if label != "mlp":
+            diff = nll[label] - nll["mlp"]
             res.update(
-                data=data,
-                net=label,
-                train_seconds=seconds,
-                steps=steps,
-                params=sum(p.numel() for p in model.parameters()),
+                delta=diff.mean().item(), delta_se=(diff.std() / math.sqrt(diff.numel())).item()
             )
-            rows.append(res)
-            print(
-                f"{data} {label}: NLL {res['nll'].mean():.3f} SW {res['sw']:.3f} "
-                f"E {res['energy']:.4f} train {seconds:.0f}s",
-                flush=True,
-            )
-    return rows, time.perf_counter() - start
+        out[label] = res
+        print(
+            f"{data} {label}: NLL {res['nll']:.3f} SW {res['sw']:.3f} E {res['energy']:.4f} "
+            f"train {seconds:.0f}s NLL {res['nll_seconds']:.0f}s",
+            flush=True,
+        )
+    return out
 
 
-def render_quality(rows: list[dict], args, elapsed: float) -> str:
+def quality_cache(out: Path) -> Path:
+    """The per-set results behind the quality table, next to the results file."""
+    return out.with_name(f"{out.stem}_quality.json")
+
+
+def quality_results(args, clock) -> tuple[dict, float]:
+    """Per data set, from the cache file, recomputing the sets in ``args.sets``."""
+    start = time.perf_counter()
+    cache = quality_cache(args.out)
+    results = json.loads(cache.read_text()) if cache.exists() else {}
+    for data in [s for s in (*TOY_SETS, "digits") if s in args.sets]:
+        results[data] = quality_set(data, args, clock)
+        tmp = cache.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(results, indent=1))
+        tmp.replace(cache)
+    return results, time.perf_counter() - start
+
+
+def render_quality(results: dict, args, elapsed: float) -> str:
     out = [
         "## Quality: hollow network against the plain MLP (diffusion models)",
         "",
         "Both trained identically: EDM process (σ 0.002…80), EDM preconditioning with σ_d = 1 on "
         "standardised data, the EDM loss, AdamW lr 2e-3 with warm-up and cosine decay, batch 256, "
-        "EMA 0.999, gradient clipping 1, default sizes of `build_model` for the data's D.  NLL: "
-        "exact probability-flow likelihood of p_{t_min} (t_min = 0.002, per-sample dopri5, "
-        "tol 1e-4), nats per row in data units, mean ± standard error over the test rows; "
-        "Δ = hollow − MLP with the standard error of the paired difference.  Distances "
+        "EMA 0.999, gradient clipping 1, default sizes of `build_model` for the data's D, the same "
+        'number of steps (so the hollow network trains longer: see "train s").  NLL: '
+        "probability-flow likelihood of p_{t_min} (t_min = 0.002, per-sample dopri5, tol 1e-4 in "
+        "2-D, 1e-3 on digits), nats per row in data units, mean ± standard error over the test "
+        "rows; Δ = network − MLP with the standard error of the paired difference.  Distances "
         "(data units): sliced Wasserstein-2, energy distance, MMD² (RBF, median bandwidth) "
-        "between generated samples (Heun, 30 steps) and the test rows.  2-D sets: 10 000 "
-        "training and 2 000 test points; digits: 1 437 training rows and 360 test rows, 64 columns "
-        "of 17 pixel levels dequantised as (k + u)/16, NLL as the discrete bound "
-        "−log P(k) ≤ −log p((k + u)/16) + 64 log 16, and also in bits per pixel; besides the "
-        "default hollow network (width 32, 8 features), one of width 64 with 16 features, whose "
-        "cost per row is about the MLP's.",
+        "between as many generated samples (Heun, 30 steps) as test rows and the test rows.  "
+        "2-D sets: 10 000 training and 2 000 test points.  Digits: 1 437 training and 360 test "
+        "rows, 64 columns of 17 pixel levels dequantised as (k + u)/16, NLL as the discrete "
+        "bound −log P(k) ≤ −log p((k + u)/16) + 64 log 16, also in bits per pixel; the MLP's "
+        f"divergence there is Hutchinson's with {DIGITS_PROBES} probes (unbiased; its exact trace "
+        "takes 64 backward passes per evaluation, and one exact run passed 40 CPU-minutes "
+        "unfinished), the hollow networks' the exact one-pass trace; besides the default hollow "
+        "network (width 32, 8 features) one of width 64 with 16 features.",
         "",
-        "| data | network | parameters | steps | train s | NLL | Δ NLL (hollow − MLP) "
+        "| data | network | parameters | steps | train s | NLL | Δ NLL vs MLP | NLL s "
         "| sliced W₂ | energy dist. | MMD² | NFE / row |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    by_data: dict[str, dict] = {}
-    for r in rows:
-        by_data.setdefault(r["data"], {})[r["net"]] = r
-    worse = []
-    for data, pair in by_data.items():
-        for name, r in pair.items():
-            nll = r["nll"]
-            se = nll.std() / math.sqrt(nll.numel())
-            delta = ""
-            if name != "mlp" and "mlp" in pair:
-                d = nll - pair["mlp"]["nll"]
-                d_mean, d_se = d.mean().item(), (d.std() / math.sqrt(d.numel())).item()
-                delta = f"{d_mean:+.3f} ± {d_se:.3f}"
-                if name == "hollow":
-                    worse.append((data, d_mean, d_se))
-            nll_cell = f"{nll.mean():.3f} ± {se:.3f}"
+    gaps = {}
+    for data, nets in results.items():
+        for name, r in nets.items():
+            nll_cell = f"{r['nll']:.3f} ± {r['nll_se']:.3f}"
             if data == "digits":
-                nll_cell += f" ({nll.mean() / (64 * math.log(2)):.3f} bits/px)"
+                nll_cell += f" ({r['nll'] / (64 * math.log(2)):.3f} bits/px)"
+            if r["divergence"] != "exact":
+                nll_cell += f" ({r['divergence']})"
+            delta = f"{r['delta']:+.3f} ± {r['delta_se']:.3f}" if "delta" in r else ""
+            if name == "hollow":
+                gaps[data] = r["delta"]
             out.append(
-                f"| {data} | {name} | {r['params']:,} | {r['steps']} | {r['train_seconds']:.0f} | "
-                f"{nll_cell} | {delta} | {r['sw']:.3f} | {r['energy']:.4f} | {r['mmd']:.4f} | "
-                f"{r['nfe']:.0f} |"
+                f"| {data} | {name} | {r['params']:,} | {r['steps']} | {r['train_seconds']:.0f} "
+                f"| {nll_cell} | {delta} | {r['nll_seconds']:.0f} | {r['sw']:.3f} "
+                f"| {r['energy']:.4f} | {r['mmd']:.4f} | {r['nfe']:.0f} |"
             )
-    toy = [w for w in worse if w[0] != "digits"]
+    toy = {k: v for k, v in gaps.items() if k != "digits"}
     if toy:
-        mean_gap = statistics.mean(w[1] for w in toy)
         out += [
             "",
-            f"On the {len(toy)} 2-D sets the hollow network's held-out NLL is "
-            f"{mean_gap:+.3f} nats per point from the MLP's on average "
-            f"(range {min(w[1] for w in toy):+.3f} … {max(w[1] for w in toy):+.3f})"
-            + (
-                f"; on digits {next(w[1] for w in worse if w[0] == 'digits'):+.2f} nats per row."
-                if any(w[0] == "digits" for w in worse)
-                else "."
-            ),
+            f"Hollow − MLP held-out NLL on the {len(toy)} 2-D sets: mean {statistics.mean(toy.values()):+.3f} "
+            f"nats per point (from {min(toy.values()):+.3f} to {max(toy.values()):+.3f}; negative: "
+            "the hollow network is better)"
+            + (f"; on digits {gaps['digits']:+.2f} nats per row." if "digits" in gaps else "."),
         ]
     out += [
         "",
-        f"Load average {os.getloadavg()[0]:.1f} at the end; {elapsed / 60:.1f} min: "
-        f"`python benchmarks/objectives.py --part quality --steps {args.steps} "
+        f"Per-set results are kept in `{quality_cache(args.out).name}`; `--sets` re-runs only those "
+        "named.  "
+        f"Load average {os.getloadavg()[0]:.1f} at the end; {elapsed / 60:.1f} min for the sets of "
+        f"this run: `python benchmarks/objectives.py --part quality --steps {args.steps} "
         f"--steps-digits {args.steps_digits} --clock {args.clock}"
         + (f" --threads {args.threads}" if args.threads else "")
         + "`.",
@@ -653,8 +707,8 @@ def main() -> None:
         if part == "timing":
             text = part_timing(args, clock)
         elif part == "quality":
-            rows, elapsed = quality_rows(args, clock)
-            text = render_quality(rows, args, elapsed)
+            results, elapsed = quality_results(args, clock)
+            text = render_quality(results, args, elapsed)
         else:
             rows, elapsed = ism_vs_ssm_rows(args, clock)
             text = render_ism_vs_ssm(rows, args, elapsed)
