@@ -35,7 +35,7 @@ from pathlib import Path
 
 import torch
 
-from scorematch.runs import build_config, build_loss, build_process, build_score_model, load_run
+from scorematch.runs import build_loss, build_process, build_score_model, configure, load_run
 from scorematch.runs import train as train_run
 from scorematch.training import Trainer
 
@@ -44,7 +44,7 @@ SETUPS = {"MLP (moons)": {"data": "moons"}, "U-Net (digits 8×8)": {"data": "dig
 
 def setup(options: dict) -> tuple[dict, Callable, Callable, torch.Tensor, int]:
     """Config, a fresh-model factory with its loss, the standardised rows and the batch size."""
-    config, bundle = build_config({**options, "val_fraction": 0, "steps": 1000})
+    config, bundle = configure({**options, "val_fraction": 0, "steps": 1000})
     process = build_process(config)
     loss = build_loss(config, process)
     rows = bundle.standardizer.transform(bundle.train)

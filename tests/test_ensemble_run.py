@@ -12,8 +12,16 @@ from scorematch.ensemble import ScoreEnsemble
 from scorematch.runs import load_run
 from scorematch.runs import train as train_run
 
-TINY = {"data": "moons", "n": 400, "objective": "dsm", "steps": 40, "width": 16, "depth": 1,
-        "refit": False, "sample_every": 0}  # fmt: skip
+TINY = {
+    "data": "moons",
+    "n": 400,
+    "objective": "dsm",
+    "steps": 40,
+    "width": 16,
+    "depth": 1,
+    "refit": False,
+    "sample_every": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,8 +52,12 @@ def test_ensemble_run_is_the_weighted_average_and_samples(members):
     section = run.config["ensemble"]
     assert section["validation_ism"] <= min(section["member_validation_ism"]) + 1e-9
     assert run.sample(50, seed=0).x.shape == (50, 2)  # Langevin at the smallest member level
-    assert CliRunner().invoke(cli, ["evaluate", str(out), "-n", "50", "--no-nll",
-                                    "--no-progress"]).exit_code == 0  # fmt: skip
+    assert (
+        CliRunner()
+        .invoke(cli, ["evaluate", str(out), "-n", "50", "--no-nll", "--no-progress"])
+        .exit_code
+        == 0
+    )
 
 
 def test_ensemble_refuses_runs_it_cannot_average(members, tmp_path):

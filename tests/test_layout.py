@@ -1,6 +1,11 @@
 """The house rules that keep the package easy to change, read off the source with ``ast``:
 no import cycle between modules (lazy imports inside functions included), no module importing
-another module's underscore names, and no file over 450 lines."""
+another module's underscore names, no file over 800 lines, and one concept in one place:
+
+- checkpoint files are read and written only through ``scorematch.training.checkpoint``;
+- a run folder's files (``config.yaml`` and the rest) are named and written only by
+  ``scorematch.run_dir`` (``RunDir``);
+- no module outside ``scorematch.samplers`` calls a time-grid function (``samplers.grids``)."""
 
 from __future__ import annotations
 
@@ -8,7 +13,19 @@ import ast
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "scorematch"
-MAX_LINES = 450
+MAX_LINES = 800
+CHECKPOINT_MODULE = "scorematch.training.checkpoint"
+RUN_DIR_MODULE = "scorematch.run_dir"
+# The names of a run folder's files, as RunDir knows them.
+RUN_FOLDER_NAMES = (
+    "config.yaml",
+    "checkpoints",
+    "metrics.csv",
+    "selection.json",
+    "evaluation.json",
+    ".lock",
+)
+GRIDS_MODULE = "scorematch.samplers.grids"
 
 
 def _modules() -> dict[str, Path]:
@@ -99,6 +116,106 @@ def test_no_file_over_the_line_limit():
     assert not long, f"files over {MAX_LINES} lines: {long}"
 
 
+def _code_strings(path: Path) -> list[str]:
+    """Every string constant of a module's code (f-string parts too), docstrings left out."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]
+
+
+def _calls(path: Path) -> set[str]:
+    """Dotted names of everything a module calls (``yaml.safe_dump``, ``np.save``, …)."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call):
+            parts, f = [], node.func
+            while isinstance(f, ast.Attribute):
+                parts.append(f.attr)
+                f = f.value
+            if isinstance(f, ast.Name):
+                names.add(".".join([f.id, *reversed(parts)]))
+    return names
+
+
+def _imports_safetensors(path: Path) -> bool:
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import) and any(
+            a.name.startswith("safetensors") for a in node.names
+        ):
+            return True
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("safetensors"):
+            return True
+    return False
+
+
+def test_checkpoint_files_are_read_and_written_only_by_the_checkpoint_module():
+    modules, _ = _graph()
+    assert _imports_safetensors(modules[CHECKPOINT_MODULE])  # the rule is not vacuous
+    bad = []
+    for m, path in modules.items():
+        if m == CHECKPOINT_MODULE:
+            continue
+        if _imports_safetensors(path):
+            bad.append(f"{m} imports safetensors")
+        names = [s for s in _code_strings(path) if s.endswith(".safetensors")]
+        if names:
+            bad.append(f"{m} names checkpoint files: {names}")
+    assert not bad, "\n".join(bad)
+
+
+def test_run_folder_files_are_named_and_written_only_by_run_dir():
+    modules, _ = _graph()
+    owner = modules[RUN_DIR_MODULE]  # the rule is not vacuous: RunDir names and writes them
+    assert set(RUN_FOLDER_NAMES) <= set(_code_strings(owner)) and "yaml.safe_dump" in _calls(owner)
+    bad = []
+    for m, path in modules.items():
+        if m == RUN_DIR_MODULE:
+            continue
+        named = sorted({s for s in _code_strings(path) if s in RUN_FOLDER_NAMES})
+        if named:
+            bad.append(f"{m} names run-folder files {named}: use RunDir")
+        dumps = sorted(c for c in _calls(path) if c in ("yaml.safe_dump", "yaml.dump"))
+        if dumps:
+            bad.append(f"{m} writes YAML ({', '.join(dumps)}): config.yaml is RunDir's")
+    assert not bad, "\n".join(bad)
+
+
+def test_no_module_outside_samplers_calls_a_grid_function():
+    modules, graph = _graph()
+    grid_names = set()
+    for node in ast.parse(modules[GRIDS_MODULE].read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.FunctionDef) and not node.name.startswith("_"):
+            grid_names.add(node.name)
+    assert {"uniform", "edm_rho", "log_snr", "make_grid"} <= grid_names
+    bad = []
+    for m, imports in graph.items():
+        if m == "scorematch.samplers" or m.startswith("scorematch.samplers."):
+            continue
+        for target, names in imports:
+            if target == GRIDS_MODULE:
+                bad.append(f"{m} imports {GRIDS_MODULE}")
+            elif target == "scorematch.samplers" and grid_names & set(names):
+                bad.append(
+                    f"{m} imports {sorted(grid_names & set(names))} from scorematch.samplers"
+                )
+        calls = _calls(modules[m])
+        reached = sorted(c for c in calls if ".grids." in f".{c}")
+        if reached:
+            bad.append(f"{m} calls {reached}")
+    assert not bad, "\n".join(bad)
+
+
 def test_the_checker_sees_lazy_imports_and_cycles(tmp_path):
     # The rules above would pass vacuously if the parser missed imports: check it on known code.
     modules = {"scorematch.a": tmp_path / "a.py", "scorematch.b": tmp_path / "b.py"}
@@ -110,3 +227,14 @@ def test_the_checker_sees_lazy_imports_and_cycles(tmp_path):
     assert list(_imports("scorematch.b", modules["scorematch.b"], modules)) == [
         ("scorematch.a", ["_g"])
     ]
+
+
+def test_the_checker_sees_file_names_and_calls_in_code_but_not_in_docstrings(tmp_path):
+    path = tmp_path / "m.py"
+    path.write_text(
+        '"""Writes config.yaml."""\nimport yaml\n\n\ndef f(out):\n    """checkpoints"""\n'
+        "    yaml.safe_dump({}, open(out / 'config.yaml', 'w'))\n"
+        "    return f'{out / \"checkpoints\"}', samplers.grids.uniform(1, 2)\n"
+    )
+    assert sorted(_code_strings(path)) == ["checkpoints", "config.yaml", "w"]
+    assert {"yaml.safe_dump", "open", "samplers.grids.uniform"} <= _calls(path)

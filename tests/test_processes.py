@@ -9,6 +9,7 @@ import pytest
 import scipy.integrate
 import torch
 
+import scorematch as sm
 from scorematch import EDM, VE, VP, SubVP, make_process
 
 F64 = torch.float64
@@ -206,3 +207,19 @@ def test_make_process_and_config_round_trip():
         assert (q.t_min, q.t_max) == (p.t_min, p.t_max)
         torch.testing.assert_close(q.marginal(t + p.t_min), p.marginal(t + p.t_min))
         assert repr(q) == repr(p)
+
+
+def test_every_process_can_state_the_data_scale():
+    # σ_data (the data's RMS standard deviation) travels with the process and its config, so a
+    # sampler's default recipe (samplers.grids.dpm_recipe) works in the data's own scale.
+    for process in (sm.VE(sigma_data=2.0), sm.VP(sigma_data=2.0), sm.SubVP(sigma_data=2.0),
+                    sm.EDM(sigma_data=2.0)):  # fmt: skip
+        rebuilt = sm.make_process(**process.config())
+        assert rebuilt.sigma_data == 2.0 and type(rebuilt) is type(process)
+    assert sm.VP().sigma_data is None and "sigma_data" not in sm.VP().config()
+    with pytest.raises(ValueError, match="sigma_data"):
+        sm.VP(sigma_data=0.0)
+    assert sm.VP().default_grid("sde") == "uniform" and sm.EDM().default_grid("sde") == "edm_rho"
+    assert sm.NoiseLevels([1.0, 0.1]).default_grid("langevin") == "levels"
+    with pytest.raises(ValueError, match="family"):
+        sm.VP().default_grid("nope")

@@ -328,7 +328,7 @@ def test_named_errors_for_an_explicit_damaged_checkpoint_and_when_none_is_good(r
 def test_rotation_keeps_the_last_good_checkpoint_until_the_new_one_reads_back(
     tmp_path, monkeypatch
 ):
-    from scorematch.training import train_state
+    from scorematch.training import checkpoint
 
     x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
     model = torch.nn.Linear(2, 2)
@@ -339,7 +339,7 @@ def test_rotation_keeps_the_last_good_checkpoint_until_the_new_one_reads_back(
     def bad_read_back(path, **_):
         raise CheckpointDamaged(Path(path), f"checkpoint file {path} is corrupted (simulated)")
 
-    monkeypatch.setattr(train_state, "read_checkpoint_files", bad_read_back)
+    monkeypatch.setattr(checkpoint, "verify_checkpoint", bad_read_back)
     with pytest.raises(
         OSError, match=r"could not save checkpoint .*step_00000004.* kept is .*step_00000002"
     ):
@@ -514,7 +514,7 @@ def test_every_test_that_docs_reliability_names_exists():
 
 
 def test_a_folder_created_meanwhile_by_another_process_is_locked_in_place(tmp_path, monkeypatch):
-    from scorematch.training import run_lock
+    from scorematch import run_dir as run_lock
 
     folder = tmp_path / "run"
     real_rename = run_lock.os.rename

@@ -49,8 +49,8 @@ def _run(name, model, process, x, steps=None, **kw):
 def _expected_nfe(name, steps, denoise):
     if name == "annealed_langevin":
         return (steps + 1) * OPTIONS[name]["langevin_steps"] + int(denoise)
-    if name == "heun":
-        return 2 * steps - 1 + int(denoise)
+    if name == "heun":  # Heun on every interval, then the x̂₀ step (EDM's Euler step to σ = 0)
+        return 2 * steps + int(denoise)
     return PER_STEP.get(name, 1) * steps + int(denoise)
 
 
@@ -104,16 +104,51 @@ def test_callback_gets_one_dict_per_step(name):
             assert torch.equal(c["x"], state)
 
 
+# Samplers whose rule on the real intervals does not depend on whether x̂₀ follows; the others add
+# noise on the last interval (SDE samplers) or keep its order (dpm_solver) when it does.
+SAME_INTERVALS = ("annealed_langevin", "ode", "heun")
+
+
 @pytest.mark.parametrize("name", list(SAMPLERS))
 def test_denoise_default_is_tweedie_at_the_last_time(name):
     process, model, x = _setup()
     kw = {"grid": "log_snr"}
-    a = _run(name, model, process, x, 3, generator=torch.Generator().manual_seed(3), **kw)
+    calls = []
+    recording = lambda z, t: (calls.append((z, t)), model(z, t))[1]  # noqa: E731
+    a = _run(name, recording, process, x, 3, generator=torch.Generator().manual_seed(3), **kw)
     b = _run(name, model, process, x, 3, generator=torch.Generator().manual_seed(3),
              denoise=False, **kw)  # fmt: skip
     t_min = process.t_min
-    expected = process.denoise(b.x, t_min, model(b.x, torch.full((6,), t_min, dtype=F64)))
-    torch.testing.assert_close(a.x, expected, rtol=1e-12, atol=1e-12)
+    # the last call is the x̂₀ step: Tweedie's formula at t_min, one call more than without it
+    last_x, last_t = calls[-1]
+    assert a.nfe == b.nfe + 1 == len(calls)
+    torch.testing.assert_close(last_t, torch.full((6,), t_min, dtype=F64), rtol=1e-12, atol=0)
+    torch.testing.assert_close(
+        a.x, process.denoise(last_x, t_min, model(last_x, last_t)), rtol=1e-12, atol=1e-12
+    )
+    if name in SAME_INTERVALS:  # then x̂₀ is applied to exactly the state denoise=False returns
+        expected = process.denoise(b.x, t_min, model(b.x, torch.full((6,), t_min, dtype=F64)))
+        torch.testing.assert_close(a.x, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_grid_ending_at_zero_is_the_x0_step():
+    # k-diffusion's and EDM's grids end at σ = 0: the last interval is the x̂₀ step, the same run
+    # as the grid without its 0 and denoise=True; with denoise=False it is refused.
+    process, model, x = _setup()
+    times = grids.log_snr(process, 4)
+    with_zero = torch.cat([times, times.new_zeros(1)])
+    for name in SAMPLERS:
+        a = _run(name, model, process, x, grid=times, generator=torch.Generator().manual_seed(1))
+        b = _run(name, model, process, x, 5, grid=with_zero,
+                 generator=torch.Generator().manual_seed(1))  # fmt: skip
+        assert a.nfe == b.nfe and torch.equal(a.x, b.x), name
+        with pytest.raises(ValueError, match="x̂₀"):
+            _run(name, model, process, x, grid=with_zero, denoise=False)
+    resolved = sm.samplers.resolve_grid("heun", process, 4, grid="log_snr")
+    torch.testing.assert_close(resolved, with_zero, rtol=0, atol=0)
+    torch.testing.assert_close(
+        sm.samplers.resolve_grid("heun", process, grid=resolved), resolved, rtol=0, atol=0
+    )
 
 
 @pytest.mark.parametrize("name", list(SAMPLERS))

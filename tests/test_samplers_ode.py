@@ -11,6 +11,8 @@ Ground truths:
 from __future__ import annotations
 
 import itertools
+import json
+import math
 
 import pytest
 import torch
@@ -66,9 +68,24 @@ SOLVERS = {
     "dpm2": (lambda m, p, x, n: dpm_solver(m, p, x, n, order=2, denoise=False), 2, 40),
     # On the uniform log-SNR grid 3M converges faster than h³ on this target; EDM's grid shows h³.
     "dpm3": (
-        lambda m, p, x, n: dpm_solver(m, p, x, n, order=3, grid="edm_rho", denoise=False), 3, 40
+        lambda m, p, x, n: dpm_solver(m, p, x, n, order=3, grid="edm_rho", denoise=False),
+        3,
+        40,
     ),
 }
+# UniPC's corrector raises the order by one at no extra model call.
+SOLVERS["dpm1-unic"] = (
+    lambda m, p, x, n: dpm_solver(m, p, x, n, order=1, corrector=True, denoise=False),
+    2,
+    40,
+)
+SOLVERS["dpm2-unic"] = (
+    lambda m, p, x, n: dpm_solver(
+        m, p, x, n, order=2, corrector=True, grid="edm_rho", denoise=False
+    ),
+    3,
+    40,
+)
 # Every solver on VP and EDM; the cheap high-order ones on all four processes.
 CONVERGENCE_CASES = [
     (p, s)
@@ -139,10 +156,11 @@ def test_nfe_formulas(steps):
     process = sm.VP()
     model = _gaussian().score_model(process)
     x = _prior(process, n=4)
-    assert heun(model, process, x, steps, denoise=False).nfe == 2 * steps - 1
+    # Heun on every interval; denoise adds the x̂₀ step (EDM's Euler step to σ = 0)
+    assert heun(model, process, x, steps, denoise=False).nfe == 2 * steps
     churned = heun(model, process, x, steps, s_churn=5.0, generator=_gen(1), denoise=False)
-    assert churned.nfe == 2 * steps - 1
-    assert heun(model, process, x, steps, denoise=True).nfe == 2 * steps
+    assert churned.nfe == 2 * steps
+    assert heun(model, process, x, steps, denoise=True).nfe == 2 * steps + 1
     for order in (1, 2, 3):
         assert dpm_solver(model, process, x, steps, order=order, denoise=False).nfe == steps
     assert dpm_solver(model, process, x, steps, denoise=True).nfe == steps + 1
@@ -270,9 +288,7 @@ def test_trajectory_and_callback(name):
     model = _gaussian().score_model(process)
     x = _prior(process, n=4)
     seen = []
-    out = ALL[name](
-        model, process, x, callback=seen.append, return_trajectory=True, denoise=False
-    )
+    out = ALL[name](model, process, x, callback=seen.append, return_trajectory=True, denoise=False)
     steps = len(seen)
     assert [c["i"] for c in seen] == list(range(steps))
     assert len(out.trajectory) == steps + 1
@@ -293,7 +309,11 @@ def test_denoise_returns_tweedie_mean_at_t_min():
     x = _prior(process, n=8)
     for run in (
         lambda **k: heun(model, process, x, 8, **k),
-        lambda **k: dpm_solver(model, process, x, 8, grid="log_snr", **k),
+        # (lower_order_final lowers the last real steps only when no x̂₀ step follows, and
+        # order=None is 2 only when one does)
+        lambda **k: dpm_solver(
+            model, process, x, 8, grid="log_snr", order=3, lower_order_final=False, **k
+        ),
         lambda **k: ode(model, process, x, 4, **k),
     ):
         last = run(denoise=False).x
@@ -317,8 +337,8 @@ def test_churn_is_clamped_at_the_prior_level():
 def test_sample_by_name():
     process = sm.EDM()
     model = _gaussian().score_model(process)
-    out = api.sample(model, process, (6, 2), generator=_gen(0))  # default: heun, 18 steps, x̂₀
-    assert out.x.shape == (6, 2) and out.nfe == 2 * api.DEFAULT_STEPS["heun"]
+    out = api.sample(model, process, (6, 2), generator=_gen(0))  # default: heun, 17 steps, x̂₀
+    assert out.x.shape == (6, 2) and out.nfe == 2 * api.DEFAULT_STEPS["heun"] + 1 == 35  # EDM's
     direct = heun(model, process, (6, 2), api.DEFAULT_STEPS["heun"], generator=_gen(0))
     assert torch.equal(out.x, direct.x)
     out = api.sample(model, process, (6, 2), sampler="dpm_solver", steps=9, order=3)
@@ -334,10 +354,10 @@ def test_registry_resolves_every_sampler_and_its_default_steps():
     process = sm.EDM(sigma_min=0.01, sigma_max=20.0)
     model = _gaussian().score_model(process)
     assert set(api.SAMPLERS) == set(api.DEFAULT_STEPS)
-    for name, (module, function) in api.SAMPLERS.items():
+    for name, function in api.SAMPLERS.items():  # a name -> function table
         sampler = api.get_sampler(name)
-        assert sampler.__name__ == function == name
-        assert sampler.__module__ == f"scorematch.samplers.{module}"
+        assert sampler is function and sampler.__name__ == name
+        assert sampler.__module__.startswith("scorematch.samplers.")
         seen = []
         options = {"langevin_steps": 1, "step_size": 1e-5} if name == "annealed_langevin" else {}
         sampler(model, process, (2, 2), callback=seen.append, generator=_gen(0), **options)
@@ -416,27 +436,60 @@ def test_log_snr_grid_with_a_jump(name):
     assert grids.t_of_sigma(process, 2.0) == pytest.approx(float(t[1]), rel=1e-9)
 
 
-def test_dpm_solver_few_step_default_is_its_documented_recipe():
-    process = sm.EDM()  # σ_data = 0.5: jump to σ̂ = 5, log-SNR steps to 0.05, then x̂₀
+def test_dpm_solver_default_is_its_documented_recipe():
+    # with x̂₀: jump to 2·2.5^((N−4)/5) σ_d, log-SNR steps to 0.4 σ_d / N, x̂₀; UniPC-2
+    process = sm.EDM(sigma_data=1.0)
     model = _mixture().score_model(process)
     x = _prior(process, n=64, seed=4)
     out = dpm_solver(model, process, x, 9)
-    t_end = grids.t_of_sigma(process, 0.05)
+    t_end = grids.t_of_sigma(process, 0.4 / 9)
     explicit = dpm_solver(
         model,
         process,
         x,
         9,
         order=2,
+        corrector=True,
         grid=lambda p, n: grids.log_snr(p, n, t_min=t_end, sigma_jump=5.0),
         denoise=True,
     )
     assert out.nfe == explicit.nfe == 10
     assert torch.equal(out.x, explicit.x)
-    assert torch.equal(out.x, dpm_solver(model, process, x, 9, grid="few_step").x)
-    plain = dpm_solver(model, process, x, 12)  # above 11 steps: the log-SNR grid over the range
-    assert plain.nfe == 13
-    assert torch.equal(plain.x, dpm_solver(model, process, x, 12, grid="log_snr", order=3).x)
+    assert sm.samplers.dpm_solver_defaults(process, 9) == ("dpm_recipe", 2, True)
+    # the recipe's times are in units of σ_data (EDM: t = σ)
+    one, three = (grids.dpm_recipe(sm.EDM(sigma_data=v), 9) for v in (1.0, 3.0))
+    torch.testing.assert_close(three[1:], 3 * one[1:], rtol=1e-12, atol=0)
+    # past about 24 steps the jump would pass the prior's σ = 80: plain log-SNR steps to the end
+    plain = dpm_solver(model, process, x, 25)
+    t_end = grids.t_of_sigma(process, 0.4 / 25)
+    grid = lambda p, n: grids.log_snr(p, n, t_min=t_end)  # noqa: E731
+    assert torch.equal(
+        plain.x, dpm_solver(model, process, x, 25, grid=grid, order=2, corrector=True).x
+    )
+    # without x̂₀: the log-SNR grid over the whole range, 3M, no corrector
+    a = dpm_solver(model, process, x, 9, denoise=False).x
+    assert torch.equal(
+        a, dpm_solver(model, process, x, 9, denoise=False, grid="log_snr", order=3).x
+    )
+    # the few-step grid of before stays available by name: 80 → 10 σ_d, log-SNR to 0.1 σ_d
+    t = grids.few_step(sm.EDM(), 9)
+    assert float(t[1]) == pytest.approx(5.0) and float(t[-1]) == pytest.approx(0.05)
+
+
+def test_dpm_solver_default_follows_the_data_scale():
+    # The issue's failure: data of std ≈ 5 sampled with a recipe set for σ_data = 0.5.  With the
+    # measured σ_data the recipe is scale-free: the same error as the mixture shrunk to std 0.45
+    # (measured, 20 000 samples, 10 NFE: 0.318 with σ_data = 0.5, 0.072 measured; shrunk: 0.075).
+    base = _mixture()
+    errors = []
+    for scale, stated in ((3.0, None), (3.0, "measured"), (0.25, "measured")):
+        mix = sm.GaussianMixture(base.means * scale, base.covs * scale**2, base.weights, dtype=F64)
+        sigma_data = float(mix.sample(2000, generator=_gen(5)).var(0).mean().sqrt())
+        process = sm.EDM() if stated is None else sm.EDM(sigma_data=sigma_data)
+        x = dpm_solver(mix.score_model(process), process, (20_000, 2), 9, generator=_gen(0)).x
+        errors.append(mixture_error(x, mix, generator=_gen(1))["total"])
+    assert errors[1] < 0.4 * errors[0], errors
+    assert abs(errors[1] - errors[2]) < 0.02, errors
 
 
 @pytest.mark.parametrize("name", ["VP", "VE", "EDM"])
@@ -470,3 +523,135 @@ def test_dpm_solver_lowers_the_final_order_at_any_step_count():
         for n in (10, 20, 50)
     ]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 0.02, errors
+
+
+# -- EDM's Algorithms 1 and 2, written out independently ---------------------------------------
+
+
+def _edm_steps(n, sigma_min, sigma_max, rho=7.0):
+    """Karras et al. 2022, eq. 5: t_i for i < N, then t_N = 0 (Python floats, float64)."""
+    a, b = sigma_max ** (1 / rho), sigma_min ** (1 / rho)
+    return [(a + i / (n - 1) * (b - a)) ** rho for i in range(n)] + [0.0]
+
+
+def _edm_sampler(denoiser, latents, t_steps, churn=0.0, s_min=0.0, s_max=float("inf"),
+                 s_noise=1.0, generator=None):  # fmt: skip
+    """EDM's Algorithm 2 (Algorithm 1 when churn = 0), step by step as in the paper."""
+    n = len(t_steps) - 1
+    x, calls = latents * t_steps[0], 0
+    for i in range(n):
+        t_cur, t_next = t_steps[i], t_steps[i + 1]
+        gamma = min(churn / n, 2**0.5 - 1) if s_min <= t_cur <= s_max else 0.0
+        t_hat = t_cur + gamma * t_cur
+        if gamma > 0:
+            eps = torch.randn(x.shape, generator=generator, dtype=x.dtype)
+            x = x + (t_hat**2 - t_cur**2) ** 0.5 * s_noise * eps
+        d_cur = (x - denoiser(x, t_hat)) / t_hat
+        x_next = x + (t_next - t_hat) * d_cur
+        calls += 1
+        if t_next != 0:  # 2nd-order correction on every step but the one to σ = 0
+            d_prime = (x_next - denoiser(x_next, t_next)) / t_next
+            x_next = x + (t_next - t_hat) * (0.5 * d_cur + 0.5 * d_prime)
+            calls += 1
+        x = x_next
+    return x, calls
+
+
+@pytest.mark.parametrize("churn", [0.0, 40.0])
+def test_heun_is_edms_algorithm(churn):
+    # heun on EDM's grid without its final 0 (denoise=True adds the x̂₀ step), on the named grid
+    # with steps = N − 1, and on the grid with its 0 are EDM's Alg. 1 (churn 0) / Alg. 2, N = 18:
+    # 35 model calls.
+    mixture = _mixture()
+    process = sm.EDM(sigma_min=0.002, sigma_max=80.0)
+    model = mixture.score_model(process)
+
+    def denoiser(x, sigma):  # D(x; σ) = x + σ² ∇log p(x; σ), the exact mixture's
+        return x + sigma**2 * mixture.perturbed(1.0, sigma).score(x)
+
+    n = 18
+    t_steps = _edm_steps(n, 0.002, 80.0)
+    latents = torch.randn(256, 2, generator=_gen(7), dtype=F64)
+    options = {"s_churn": churn, "s_tmin": 0.05, "s_tmax": 50.0, "s_noise": 1.003}
+    ref, calls = _edm_sampler(denoiser, latents, t_steps, churn, 0.05, 50.0, 1.003, _gen(8))
+    assert calls == 35
+    runs = [
+        heun(model, process, latents * 80.0, grid=torch.tensor(t_steps[:-1], dtype=F64),
+             generator=_gen(8), **options),
+        heun(model, process, latents * 80.0, grid=torch.tensor(t_steps, dtype=F64),
+             generator=_gen(8), **options),
+        heun(model, process, latents * 80.0, n - 1, generator=_gen(8), **options),
+    ]  # fmt: skip
+    for out in runs:
+        assert out.nfe == 35
+        torch.testing.assert_close(out.x, ref, rtol=1e-12, atol=1e-12)
+    assert api.DEFAULT_STEPS["heun"] == n - 1  # EDM's CIFAR-10 setting is the default
+
+
+# -- a grid fitted to the model ----------------------------------------------------------------
+
+
+def test_tune_grid_fits_the_default_sampler_to_the_model():
+    process = sm.EDM(sigma_data=1.0)
+    model = _mixture().score_model(process)
+    kw = {"n": 64, "max_evaluations": 60, "reference_steps": 100}
+    tuned = sm.samplers.tune_grid(model, process, (1, 2), 5, generator=_gen(0), **kw)
+    again = sm.samplers.tune_grid(model, process, (1, 2), 5, generator=_gen(0), **kw)
+    assert torch.equal(tuned.times, again.times)  # deterministic given the generator
+    assert (
+        tuned.loss < 0.7 * tuned.loss_default
+    )  # measured 0.0021 against 0.0050 (2-D bench mixture)
+    t = tuned.times
+    assert t.numel() == 6 and float(t[0]) == process.t_max and float(t[-1]) == 0.0
+    assert bool((t[1:] < t[:-1]).all()) and float(t[-2]) >= process.t_min
+    # the samplers take it as it is: nfe model calls
+    z = _prior(process, n=64, seed=9)
+    out = dpm_solver(model, process, z, grid=tuned.times)
+    assert out.nfe == tuned.nfe == 5
+    # JSON-storable: list of floats, nfe, sampler name
+    data = json.loads(json.dumps(tuned.to_dict()))
+    assert data["sampler"] == "dpm_solver" and data["nfe"] == 5
+    back = sm.samplers.TunedGrid.from_dict(data)
+    assert torch.equal(back.times, tuned.times)
+    with pytest.raises(ValueError, match="nfe"):
+        sm.samplers.tune_grid(model, process, (1, 2), 2)
+
+
+def _dpmpp_2m(denoiser, x, sigmas):
+    """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) on σ's ending at 0, in t = −log σ, written out:
+    first order on the first step and on the step to σ = 0 (x̂₀ itself)."""
+    old = None
+    for i in range(len(sigmas) - 1):
+        d = denoiser(x, sigmas[i])
+        if sigmas[i + 1] == 0:
+            x = d
+        else:
+            h = math.log(sigmas[i]) - math.log(sigmas[i + 1])
+            if old is None:
+                x = sigmas[i + 1] / sigmas[i] * x - math.expm1(-h) * d
+            else:
+                r = (math.log(sigmas[i - 1]) - math.log(sigmas[i])) / h
+                x = sigmas[i + 1] / sigmas[i] * x - math.expm1(-h) * (
+                    (1 + 1 / (2 * r)) * d - old / (2 * r)
+                )
+        old = d
+    return x
+
+
+def test_dpm_solver_2m_is_dpmpp_2m_on_a_grid_ending_at_zero():
+    mixture = _mixture()
+    process = sm.EDM()
+    model = mixture.score_model(process)
+
+    def denoiser(x, sigma):
+        return x + sigma**2 * mixture.perturbed(1.0, sigma).score(x)
+
+    latents = torch.randn(128, 2, generator=_gen(3), dtype=F64)
+    for n in (5, 10, 18):
+        sigmas = _edm_steps(n, 0.002, 80.0)
+        ref = _dpmpp_2m(denoiser, latents * 80.0, sigmas)
+        out = dpm_solver(
+            model, process, latents * 80.0, grid=torch.tensor(sigmas, dtype=F64), order=2
+        )
+        assert out.nfe == n
+        torch.testing.assert_close(out.x, ref, rtol=1e-12, atol=1e-12)

@@ -24,12 +24,13 @@ from _shared import rotated as _rotated
 import scorematch as sm
 from scorematch.metrics import mixture_error
 from scorematch.processes import NoiseLevels
-from scorematch.samplers.langevin import (
-    annealed_langevin,
-    langevin_corrector,
+from scorematch.samplers.langevin import annealed_langevin, langevin_corrector
+from scorematch.samplers.sde import (
+    ancestral,
+    euler_maruyama,
     predictor_corrector,
+    reverse_diffusion,
 )
-from scorematch.samplers.sde import ancestral, euler_maruyama, reverse_diffusion
 
 F64 = torch.float64
 PROCESSES = ["VE", "VP", "SubVP", "EDM"]
@@ -85,6 +86,13 @@ def test_single_step_is_the_papers_formula(process_name):
         # DDIM (η = 0): α_s x₀ + σ_s ε̂, ε̂ = (x_t − α_t x₀)/σ_t
         "ddim": a_s * x0 + sig_s * (x - a_t * x0) / sig_t,
     }
+    noise_std = {  # the noise each step draws when x̂₀ follows: η g √Δ, G, G, η σ_s G/σ_t
+        "em": g_t * math.sqrt(t - s),
+        "rd": math.sqrt(var_ts),
+        "rd-euler": g_t * math.sqrt(t - s),
+        "anc": sig_s * math.sqrt(var_ts) / sig_t,
+        "ddim": 0.0,
+    }
     runs = {
         "em": lambda **k: euler_maruyama(model, process, x, 1, **k),
         "rd": lambda **k: reverse_diffusion(model, process, x, 1, **k),
@@ -98,11 +106,12 @@ def test_single_step_is_the_papers_formula(process_name):
         out = run(denoise=False, generator=_gen(1))
         assert out.nfe == 1
         torch.testing.assert_close(out.x, expected[name], rtol=1e-10, atol=1e-10, msg=name)
-        # denoise = one more call: Tweedie at t_min
+        # denoise = one more call: Tweedie at t_min, after the step's own noise c·z
         den = run(denoise=True, generator=_gen(1))
         assert den.nfe == 2
         t_min = torch.full((6,), s, dtype=F64)
-        torch.testing.assert_close(den.x, model.denoise(out.x, t_min), rtol=1e-10, atol=1e-10)
+        noisy = out.x + noise_std[name] * torch.randn(6, 2, generator=_gen(1), dtype=F64)
+        torch.testing.assert_close(den.x, model.denoise(noisy, t_min), rtol=1e-10, atol=1e-10)
     # euler discretisation of the reverse-diffusion predictor is Euler–Maruyama, noise included
     a = reverse_diffusion(model, process, (5, 2), 4, discretization="euler", generator=_gen(2))
     b = euler_maruyama(model, process, (5, 2), 4, generator=_gen(2))
@@ -154,12 +163,12 @@ def _tweedie_law(mean, var, process, t, target):
 
 
 def _chain_law(kind, process, times, eta=1.0, target=(M1, V1)):
-    """Exact (mean, var) of the sampler's output (with denoise) from the prior N(0, prior_std²);
-    m and v may be tensors (independent coordinates of a diagonal Gaussian)."""
+    """Exact (mean, var) of the sampler's output (with denoise: noise on every step, then x̂₀) from
+    the prior N(0, prior_std²); m and v may be tensors (independent coordinates of a diagonal
+    Gaussian)."""
     mean, var = 0.0, process.prior_std**2
     for i in range(len(times) - 1):
         t, s = times[i], times[i + 1]
-        last = i == len(times) - 2
         a_t, sig_t, f_t, g_t = _coef(process, t)
         a_s, sig_s, _, _ = _coef(process, s)
         a_ts = a_t / a_s
@@ -174,7 +183,7 @@ def _chain_law(kind, process, times, eta=1.0, target=(M1, V1)):
             keep = math.sqrt(sig_s**2 - c2)
             step = (a_s / a_t, a_s * sig_t**2 / a_t - keep * sig_t, 0.0, c2)
         sx, ss, c, nv = step
-        mean, var = _push(mean, var, sx, ss, c, 0.0 if last else nv, process, t, target)
+        mean, var = _push(mean, var, sx, ss, c, nv, process, t, target)
     return _tweedie_law(mean, var, process, times[-1], target)
 
 

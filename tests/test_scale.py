@@ -188,8 +188,9 @@ def test_grad_accum_is_exactly_the_update_of_one_batch_k_times_larger(grad_accum
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-12)
         assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-12)
     with pytest.raises(ValueError, match="exceeds the 12 rows"):
-        Trainer(Net(), _regression_loss, _data(20), batch_size=12, grad_accum=13,
-                progress=False).fit(1)  # fmt: skip
+        Trainer(
+            Net(), _regression_loss, _data(20), batch_size=12, grad_accum=13, progress=False
+        ).fit(1)
 
 
 # ---------------------------------------------------------------- torch.compile
@@ -210,8 +211,13 @@ def test_run_settings_are_recorded_checked_and_kept_on_resume():
     config = {"objective": {"name": "ism"}, "model": {"name": "mlp"}, "training": {}}
     cpu = Execution(torch.device("cpu"))
     record_execution(config, cpu, precision="bf16", grad_accum=2)
-    assert config["training"] == {"precision": "bf16", "compile": False, "grad_accum": 2,
-                                  "device": "cpu", "world_size": 1}  # fmt: skip
+    assert config["training"] == {
+        "precision": "bf16",
+        "compile": False,
+        "grad_accum": 2,
+        "device": "cpu",
+        "world_size": 1,
+    }
     record_execution(config, cpu, resume=True)  # a resume keeps what the run used
     assert config["training"]["precision"] == "bf16" and config["training"]["grad_accum"] == 2
     record_execution(config, cpu, resume=False)  # a new run starts from the defaults
@@ -232,8 +238,13 @@ def _free_port() -> int:
 
 
 def _sync_worker(rank: int, world: int, port: int, tmp: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(world), LOCAL_RANK=str(rank))  # fmt: skip
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+        RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_RANK=str(rank),
+    )
     torch.set_num_threads(1)
     try:
         tensors = {}
@@ -241,8 +252,9 @@ def _sync_worker(rank: int, world: int, port: int, tmp: str) -> None:
             ("ddp", _regression_loss, True, 2),  # DDP, with no_sync on the first micro-batch
             ("allreduce", _ism_loss, False, 1),  # torch.func/create-graph loss: explicit
         ):
-            trainer = Trainer(Net(seed=rank), loss, _data(24), first_order=first_order,
-                              grad_accum=accum, **_kw())  # fmt: skip
+            trainer = Trainer(
+                Net(seed=rank), loss, _data(24), first_order=first_order, grad_accum=accum, **_kw()
+            )
             assert trainer.engine.sync == ("ddp" if first_order else "all-reduce")
             trainer.fit(6)
             tensors.update({f"{name}.{k}": v for k, v in trainer.model.state_dict().items()})

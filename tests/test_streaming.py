@@ -131,7 +131,7 @@ def test_evaluate_subsamples_the_held_out_split_for_mmd_and_energy(toy, monkeypa
 
     monkeypatch.setattr(run_module, "MAX_DISTANCE_ROWS", 30)
     result = toy.evaluate(40, nll=False)
-    assert result.distance_rows == 30 and result.n_test == ref.shape[0] == 80
+    assert result.samples.distance_rows == 30 and result.n_test == ref.shape[0] == 80
     text = invoke("evaluate", toy.run_dir, "-n", "40", "--no-nll", "--no-progress").output
     assert "random 30 of 80" in text
 
@@ -165,5 +165,6 @@ def test_a_non_finite_log_likelihood_is_an_error_naming_the_computation():
         return torch.where(t[:, None] < 0.5, -x, torch.full_like(x, float("nan")))
 
     with pytest.raises(ValueError, match=r"log_likelihood: 4 of 4 log-densities are NaN"):
-        log_likelihood(broken, VP(), torch.zeros(4, 2), rtol=1e-2, solver="euler",
-                       options={"step_size": 0.1})  # fmt: skip
+        log_likelihood(
+            broken, VP(), torch.zeros(4, 2), rtol=1e-2, solver="euler", options={"step_size": 0.1}
+        )

@@ -389,7 +389,7 @@ def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path, Net(width=8))
     with pytest.raises(ValueError, match="does not match the model"):
         Trainer(Net(width=8), dsm_loss(), _data(), out_dir=tmp_path, **_kw()).fit(4, resume=True)
-    with pytest.raises(ValueError, match="already holds checkpoints"):
+    with pytest.raises(ValueError, match="already holds a run"):
         Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, **_kw()).fit(4)
 
 
@@ -587,3 +587,60 @@ def test_resume_names_the_config_keys_that_changed(tmp_path, caplog):
         trainer = Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, config=config, **_kw())
         trainer.resume()
     assert "different config" not in caplog.text
+
+
+# ---------------------------------------------------------------- settings and the train state
+def test_settings_whole_or_as_keywords_train_the_same_and_integers_are_checked_once():
+    import numpy as np
+
+    from scorematch._checks import check_positive_int
+    from scorematch.training import TrainingSettings
+
+    settings = TrainingSettings(
+        batch_size=np.int64(16), lr=1e-2, warmup_steps=5, seed=3, log_every=4, progress=False
+    )
+    whole = Trainer(Net(), dsm_loss(), _data(), settings)
+    keywords = Trainer(Net(), dsm_loss(), _data(), **_kw())
+    mixed = Trainer(Net(), dsm_loss(), _data(), TrainingSettings(lr=0.5), **_kw())
+    assert whole.settings == keywords.settings == mixed.settings
+    assert isinstance(whole.settings.batch_size, int)
+    for trainer in (whole, keywords, mixed):
+        trainer.fit(9)
+    _assert_same_state(whole, keywords)
+    _assert_same_state(whole, mixed)
+    with pytest.raises(TypeError, match=r"unknown option.*learning_rate"):
+        Trainer(Net(), dsm_loss(), _data(), learning_rate=0.1)
+    for bad in (3.0, True, 0, "4"):
+        with pytest.raises(ValueError, match=r"^batch_size must be a positive integer, got "):
+            TrainingSettings(batch_size=bad)
+        with pytest.raises(ValueError, match=r"^n must be a positive integer, got "):
+            check_positive_int(bad, "n")
+    assert check_positive_int(np.int64(3), "n") == 3 and check_positive_int(np.uint8(2), "n") == 2
+
+
+def test_the_train_state_is_one_dict_of_its_parts_state_dicts(tmp_path):
+    trainer = Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, **_kw())
+    trainer.fit(6)
+    state = trainer.state.state_dict()
+    assert set(state) == {
+        "step",
+        "elapsed_seconds",
+        "model",
+        "ema",
+        "optimizer",
+        "rng",
+        "world_size",
+        "data_order",
+        "validation",
+        "step_engine",
+        "metrics_window",
+    }
+    assert state["data_order"]["examples_consumed"] == 6 * 16
+    # What the checkpoint gives back is what was saved: a fresh state loads it and equals it.
+    ckpt = load_checkpoint(tmp_path)
+    back = ckpt.train_state()
+    assert back["step"] == 6 and back["metrics_window"] == state["metrics_window"]
+    other = Trainer(Net(seed=5), dsm_loss(), _data(), **_kw())
+    other.state.load_state_dict(back, "test")
+    _assert_same_state(trainer, other)
+    assert other.state.window.state_dict() == trainer.state.window.state_dict()

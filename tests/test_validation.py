@@ -35,7 +35,7 @@ def test_validation_rule():
     assert not v.record(20, float("nan")) and v.should_stop  # a NaN never counts as a best
     assert (v.best_step, v.best_value, v.since_best) == (10, 2.0, 2)
     w = Validation(lambda m, s: 0.0, every=5, patience=2)
-    w.load_state(json.loads(json.dumps(v.state())))
+    w.load_state_dict(json.loads(json.dumps(v.state_dict())))
     assert (w.best_step, w.best_value, w.since_best) == (10, 2.0, 2)
     assert w.history[:3] == v.history[:3] and w.history[3][0] == 20
     for bad in ({"every": 0}, {"every": 5, "patience": 0}, {"every": 5, "min_delta": -1.0}):
@@ -52,18 +52,26 @@ def test_trainer_stops_keeps_the_best_step_and_resumes_the_same(tmp_path):
     # Validations every 4 steps: best at 12, then 3 without improvement → stop at 24.
     values = {4: 5.0, 8: 4.0, 12: 3.0, 16: 3.5, 20: 3.1, 24: 3.2, 28: 1.0}
     kw = _kw(checkpoint_every=10, keep_checkpoints=1, validate_every=4, patience=3)
-    full = Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path / "full",
-                   validate_fn=_scripted(values), **kw)  # fmt: skip
+    full = Trainer(
+        Net(), dsm_loss(), _data(), out_dir=tmp_path / "full", validate_fn=_scripted(values), **kw
+    )
     result = full.fit(40)
     assert (result.step, result.best_step, result.stopped_early) == (24, 12, True)
     steps = [int(p.stem.split("_")[1]) for p in list_checkpoints(tmp_path / "full/checkpoints")]
     assert steps == [12, 24]  # keep 1, but the best step is never rotated away
     # Interrupted at step 17 and resumed: the same choice, the same state.
-    part = Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path / "part",
-                   validate_fn=_scripted(values), **kw)  # fmt: skip
+    part = Trainer(
+        Net(), dsm_loss(), _data(), out_dir=tmp_path / "part", validate_fn=_scripted(values), **kw
+    )
     part.fit(17)
-    again = Trainer(Net(seed=9), dsm_loss(), _data(), out_dir=tmp_path / "part",
-                    validate_fn=_scripted(values), **kw)  # fmt: skip
+    again = Trainer(
+        Net(seed=9),
+        dsm_loss(),
+        _data(),
+        out_dir=tmp_path / "part",
+        validate_fn=_scripted(values),
+        **kw,
+    )
     resumed = again.fit(40, resume=True)
     assert (resumed.step, resumed.best_step, resumed.stopped_early) == (24, 12, True)
     assert again.validation.history == full.validation.history
@@ -72,8 +80,14 @@ def test_trainer_stops_keeps_the_best_step_and_resumes_the_same(tmp_path):
 
 def test_trainer_without_patience_runs_all_steps_and_records_the_best(tmp_path):
     values = {s: abs(s - 8) + 1.0 for s in range(4, 21, 4)}
-    t = Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, validate_fn=_scripted(values),
-                **_kw(validate_every=4, checkpoint_every=None))  # fmt: skip
+    t = Trainer(
+        Net(),
+        dsm_loss(),
+        _data(),
+        out_dir=tmp_path,
+        validate_fn=_scripted(values),
+        **_kw(validate_every=4, checkpoint_every=None),
+    )
     result = t.fit(20)
     assert (result.step, result.best_step, result.stopped_early) == (20, 8, False)
     meta = json.loads(latest_checkpoint(tmp_path / "checkpoints").with_suffix(".json").read_text())
@@ -115,14 +129,21 @@ def test_a_tiny_table_stops_early_and_is_refitted(tmp_path):
     run = load_run(out)
     assert run.step == selection["best_step"]  # refitted for the chosen number of steps
     assert run.t_min == selection["t_min"]["value"]
-    assert torch.equal(run.data.val, run.data.train[validation_index(
-        config["data"]["n_train"], config["data"]["val_fraction"], config["data"]["val_seed"])])  # fmt: skip
+    assert torch.equal(
+        run.data.val,
+        run.data.train[
+            validation_index(
+                config["data"]["n_train"],
+                config["data"]["val_fraction"],
+                config["data"]["val_seed"],
+            )
+        ],
+    )
 
 
 def test_a_larger_table_with_a_fixed_step_count_runs_to_the_end(tmp_path):
     out = tmp_path / "fixed"
-    train_run({"data": str(_table(tmp_path, 2000)), "steps": 120, **TINY_NET}, out,
-              progress=False)  # fmt: skip
+    train_run({"data": str(_table(tmp_path, 2000)), "steps": 120, **TINY_NET}, out, progress=False)
     selection = read_selection(out)
     assert not selection["stopped_early"] and not selection["refit"]
     run = load_run(out)
@@ -136,7 +157,7 @@ def test_levels_declares_the_pixel_values_of_an_image_folder(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from scorematch.runs.config import build_config
+    from scorematch.runs.config import configure
 
     folder = tmp_path / "digits17"
     folder.mkdir()
@@ -144,11 +165,11 @@ def test_levels_declares_the_pixel_values_of_an_image_folder(tmp_path):
     for i in range(12):
         k = rng.integers(0, 17, size=(8, 8))
         Image.fromarray(np.round(k * 255 / 16).astype(np.uint8), mode="L").save(folder / f"{i}.png")
-    config, bundle = build_config({"data": str(folder), "levels": 17, "val_fraction": 0})
+    config, bundle = configure({"data": str(folder), "levels": 17, "val_fraction": 0})
     assert config["data"]["levels"] == 16 and config["data"]["pixel_levels"] == 17
     grid = (bundle.train * 16).round() / 16
     assert torch.equal(bundle.train, grid)  # every pixel is one of the 17 values k/16
     with pytest.raises(ValueError, match="levels"):
-        build_config({"data": "moons", "n": 50, "levels": 17})
+        configure({"data": "moons", "n": 50, "levels": 17})
     with pytest.raises(ValueError, match="levels"):
-        build_config({"data": str(folder), "levels": 1})
+        configure({"data": str(folder), "levels": 1})

@@ -9,6 +9,7 @@ import torch
 import scorematch as sm
 
 torch.set_num_threads(1)
+torch.manual_seed(0)  # MLPScore draws its layers from the global RNG: fix it for a repeatable run
 mix = sm.GaussianMixture(
     [[-2.0, 0.0], [2.0, 1.0]], [[0.5, 0.3], [0.2, 0.6]], [0.6, 0.4], dtype=torch.float64
 )

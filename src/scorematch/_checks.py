@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -67,11 +68,18 @@ def reduce(loss: Tensor, reduction: str) -> Tensor:
 
 
 def check_positive_int(value: object, name: str) -> int:
-    """An integer ≥ 1 (bools and non-integral floats refused)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+    """``value`` as an ``int`` ≥ 1: a Python or NumPy integer; bools and floats (3.0 too) are
+    refused, with one message naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    if int(value) < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_count(value: object, name: str) -> int:
+    """``value`` as an ``int`` ≥ 0 (a count that may be zero; same rules as
+    ``check_positive_int``)."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
     return int(value)
 
 

@@ -71,10 +71,10 @@ def default_threads() -> int:
     """CPU threads for torch's operations unless told: ``OMP_NUM_THREADS`` when it is set to a
     positive integer (torchrun sets 1 per process), else 1.
 
-    Measured: on a busy 2-core machine two intra-op threads trained 7.5–7.9× slower than one
-    (``benchmarks/results/scale.md``; 10.8× in issue #16's measurement) — their spin-waits
-    compete with the other work; on a quiet one they were about as fast for these networks.  One thread never collapses; a big
-    network on an idle machine gains from ``--threads N``.
+    On a busy machine extra intra-op threads made training several times slower — their
+    spin-waits compete with the other work — and on a quiet one they were about as fast for these
+    networks (``benchmarks/results/scale.md``, ``benchmarks/results/design_choices.md``).  One
+    thread never collapses; a big network on an idle machine gains from ``--threads N``.
     """
     value = os.environ.get("OMP_NUM_THREADS", "").strip()
     if value.isdigit() and int(value) > 0:

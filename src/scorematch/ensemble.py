@@ -17,11 +17,19 @@ are denoising models at several σ) solves the KKT system
 
 ``constraint="simplex"`` (w ≥ 0, Σw = 1: a convex average) is a small strictly convex QP solved
 exactly by a primal active-set method (Nocedal & Wright 2006, "Numerical Optimization", Alg. 16.3).
-A singular G (two identical members, a member that is zero) is made definite by a documented
-ridge, G + ρ·mean(diag G)·I with ρ = ``ridge`` (default 1e-10); the loss reported is the
-quadratic with the unregularised G.  ``divergence="hutchinson"`` replaces tr ∇ₓsⱼ by
-vᵀ∇ₓsⱼ v averaged over ``probes`` vectors with E[vvᵀ] = I (Hutchinson 1989), the same vectors for
-every member — the SSM-VR estimate of J (Song et al. 2019).
+``fit`` solves with a relative ridge, G + ρ·mean(diag G)·I with ρ = ``ridge`` (default
+``DEFAULT_RIDGE`` = 1e-3); the loss reported is the quadratic with the unregularised G.  The ridge
+makes a singular G (two identical members, a zero member) definite, and it damps the direction
+along which nearly collinear members — denoising models at neighbouring σ — leave the affine
+weights undetermined: there the unregularised weights are mostly the Monte Carlo error of the
+validation estimate (their spread over validation draws falls like 1/√N), and the ridge pulls
+them towards the minimum-norm affine weights.  ρ = 1e-3 was chosen on exact blurred scores and
+judged on ensembles of trained DSM networks (benchmarks/results/ensemble_weights.md); with very
+large validation sets a smaller ρ extrapolates further (``ridge=1e-10`` is the old, essentially unregularised, fit).
+``solve_weights`` alone (the exact solver of the quadratic) keeps a negligible ridge, 1e-10.
+``divergence="hutchinson"`` replaces tr ∇ₓsⱼ by vᵀ∇ₓsⱼ v averaged over ``probes`` vectors with
+E[vvᵀ] = I (Hutchinson 1989), the same vectors for every member — the SSM-VR estimate of J (Song
+et al. 2019).
 """
 
 from __future__ import annotations
@@ -38,10 +46,13 @@ from .objectives.implicit import exact_trace
 from .objectives.sliced import PROJECTIONS, projections
 from .parametrization import at_time
 
-__all__ = ["CONSTRAINTS", "DIVERGENCES", "EnsembleFit", "ScoreEnsemble", "solve_weights"]
+__all__ = [
+    "CONSTRAINTS", "DEFAULT_RIDGE", "DIVERGENCES", "EnsembleFit", "ScoreEnsemble", "solve_weights",
+]  # fmt: skip
 
 CONSTRAINTS = ("affine", "simplex")
 DIVERGENCES = ("exact", "hutchinson")
+DEFAULT_RIDGE = 1e-3  # relative to mean(diag G); measured in benchmarks/results/ensemble_weights.md
 
 
 class EnsembleFit(NamedTuple):
@@ -187,7 +198,7 @@ class ScoreEnsemble(nn.Module):
         t: Tensor | float | None = None,
         probes: int = 1,
         projection: str = "rademacher",
-        ridge: float = 1e-10,
+        ridge: float = DEFAULT_RIDGE,
         batch_size: int = 1024,
         generator: torch.Generator | None = None,
     ) -> EnsembleFit:
@@ -204,7 +215,7 @@ class ScoreEnsemble(nn.Module):
             divergence: ``"exact"`` trace or ``"hutchinson"`` probes.
             t: call the members as ``sⱼ(x, t)`` at this time (time-conditional members).
             probes, projection, generator: Hutchinson's probe vectors.
-            ridge: relative ridge ρ added to G before solving.
+            ridge: relative ridge ρ added to G before solving (see the module docstring).
             batch_size: rows of x_val per evaluation.
         """
         gram, lin = cls.ism_quadratic(

@@ -1,4 +1,5 @@
-"""Atomic file writes: a reader sees either the old file or the complete new one, never a torn write.
+"""Atomic file writes — a reader sees either the old file or the complete new one, never a torn
+write — and reading YAML with a one-line error naming the file.
 
 Each writer puts the data in a temporary file in the destination's directory (same file system),
 flushes it to disk, then renames it over the destination with ``os.replace``, which POSIX and
@@ -17,8 +18,18 @@ import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
-__all__ = ["atomic_save", "atomic_write_bytes", "atomic_write_text", "file_mode", "is_temp_file"]
+import yaml
+
+__all__ = [
+    "atomic_save",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "file_mode",
+    "is_temp_file",
+    "read_yaml",
+]
 
 # ``.{stem}.{mkstemp's 8 random characters}.tmp{suffix}``, as ``_temp_path`` names them.
 _TEMP_NAME = re.compile(r"^\..*\.[A-Za-z0-9_]{8}\.tmp(\.[^.]*)?$")
@@ -115,3 +126,15 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
 def atomic_write_text(path: str | os.PathLike, text: str, encoding: str = "utf-8") -> Path:
     """Write ``text`` to ``path`` atomically (temporary file in the same directory, then rename)."""
     return atomic_write_bytes(path, text.encode(encoding))
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """A YAML file's content (``yaml.safe_load`` only); a one-line ``ValueError`` naming the file
+    when it does not parse or is not UTF-8 text."""
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None

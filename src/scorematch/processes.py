@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from types import MappingProxyType
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -28,6 +30,7 @@ from ._checks import as_time, check_positive, check_positive_int, expand_like, r
 
 __all__ = [
     "EDM",
+    "SIGMA_DATA",
     "VE",
     "VP",
     "NoiseLevels",
@@ -49,12 +52,20 @@ class Process(ABC):
 
     t_min: float
     t_max: float
-    # The time grid samplers use when asked for grid="auto": uniform in the process's own clock
-    # (score-SDE's discretisation of VP and VE), overridden where that clock is a poor one.
-    default_grid: str = "uniform"
-    # The data standard deviation the process assumes (EDM's preconditioning and DPM-Solver's
-    # few-step grid read it); None when the process states none.
+    # grid="auto" per sampler family, decided here only (``default_grid``): reverse-SDE samplers
+    # step uniformly in the process's clock (score-SDE's), annealed Langevin on geometric levels
+    # (NCSN), ode/heun on Karras et al.'s ρ = 7 grid, DPM-Solver on ``samplers.grids.dpm_recipe``.
+    DEFAULT_GRIDS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {"sde": "uniform", "langevin": "log_snr", "ode": "edm_rho", "dpm": "dpm_recipe"}
+    )
+    # The data's RMS standard deviation, when stated (``sigma_data=`` on every process): EDM's
+    # preconditioning and loss weight and DPM-Solver's default grid (in units of it) read it.
     sigma_data: float | None = None
+
+    @property
+    def data_scale(self) -> float:
+        """σ_data as its readers use it: the stated ``sigma_data``, else ``SIGMA_DATA``."""
+        return SIGMA_DATA if self.sigma_data is None else self.sigma_data
 
     @abstractmethod
     def marginal(self, t: Tensor | float) -> tuple[Tensor, Tensor]:
@@ -76,6 +87,16 @@ class Process(ABC):
     @abstractmethod
     def prior_std(self) -> float:
         """Standard deviation of the Gaussian prior N(0, prior_std² I) that approximates p_{t_max}."""
+
+    def default_grid(self, family: str) -> str:
+        """The grid name ``grid="auto"`` stands for with samplers of ``family`` ("sde": euler_maruyama,
+        reverse_diffusion, ancestral, predictor_corrector; "langevin": annealed_langevin; "ode":
+        ode, heun; "dpm": dpm_solver), from ``DEFAULT_GRIDS``."""
+        if family not in self.DEFAULT_GRIDS:
+            raise ValueError(
+                f"unknown sampler family {family!r}; choose one of {', '.join(self.DEFAULT_GRIDS)}"
+            )
+        return self.DEFAULT_GRIDS[family]
 
     def drift(self, x: Tensor, t: Tensor | float) -> Tensor:
         """f(t) x, with t a scalar or of shape ``(batch,)``."""
@@ -151,11 +172,18 @@ class VE(Process):
     """Variance exploding SDE (SMLD/NCSN++): α_t = 1, σ_t = σ_min (σ_max/σ_min)^t, t ∈ [t_min, 1].
 
     g(t) = σ_t √(2 log(σ_max/σ_min)) (Song et al. 2021, eq. 30); prior N(0, σ_max² I).
+    ``sigma_data``: the data's standard deviation, if known (see ``Process.sigma_data``).
     """
 
     def __init__(
-        self, sigma_min: float = 0.01, sigma_max: float = 50.0, *, t_min: float = 1e-5
+        self,
+        sigma_min: float = 0.01,
+        sigma_max: float = 50.0,
+        *,
+        t_min: float = 1e-5,
+        sigma_data: float | None = None,
     ) -> None:
+        self.sigma_data = _check_sigma_data(sigma_data)
         self.sigma_min = check_positive(sigma_min, "sigma_min")
         self.sigma_max = check_positive(sigma_max, "sigma_max")
         if not self.sigma_min < self.sigma_max:
@@ -183,18 +211,26 @@ class VE(Process):
         return self.sigma_max
 
     def _args(self):
-        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "t_min": self.t_min}
+        args = {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, "t_min": self.t_min}
+        return _with_sigma_data(args, self.sigma_data)
 
 
 class VP(Process):
     """Variance preserving SDE (DDPM): β(t) = β_min + t(β_max − β_min), dx = −½β x dt + √β dW.
 
     With B(t) = ∫₀ᵗ β = β_min t + ½(β_max − β_min) t²:  α_t = e^{−B/2}, σ_t = √(1 − e^{−B}); prior N(0, I).
+    ``sigma_data``: the data's standard deviation, if known (see ``Process.sigma_data``).
     """
 
     def __init__(
-        self, beta_min: float = 0.1, beta_max: float = 20.0, *, t_min: float = 1e-3
+        self,
+        beta_min: float = 0.1,
+        beta_max: float = 20.0,
+        *,
+        t_min: float = 1e-3,
+        sigma_data: float | None = None,
     ) -> None:
+        self.sigma_data = _check_sigma_data(sigma_data)
         self.beta_min = check_positive(beta_min, "beta_min")
         self.beta_max = check_positive(beta_max, "beta_max")
         if not self.beta_min <= self.beta_max:
@@ -234,7 +270,8 @@ class VP(Process):
         return 1.0
 
     def _args(self):
-        return {"beta_min": self.beta_min, "beta_max": self.beta_max, "t_min": self.t_min}
+        args = {"beta_min": self.beta_min, "beta_max": self.beta_max, "t_min": self.t_min}
+        return _with_sigma_data(args, self.sigma_data)
 
 
 class SubVP(VP):
@@ -261,7 +298,8 @@ class SigmaClock(Process):
     """A process whose clock is its noise level: α_t = 1, σ_t = t, drift 0, g(t) = √(2t)
     (so dσ²/dt = g²), λ(t) = −2 log t, prior N(0, t_max² I).  Subclasses set t_min and t_max."""
 
-    default_grid = "edm_rho"
+    # t = σ: a grid uniform in t would spend nearly every step at high noise
+    DEFAULT_GRIDS = MappingProxyType({**Process.DEFAULT_GRIDS, "sde": "edm_rho"})
 
     def marginal(self, t):
         t = as_time(t)
@@ -281,16 +319,21 @@ class SigmaClock(Process):
         return self.t_max
 
 
+# The data standard deviation EDM's preconditioning assumes unless a process states its own
+# (Karras et al. 2022, Table 1): EDM's default, and the fallback of every σ_data.
+SIGMA_DATA = 0.5
+
+
 class EDM(SigmaClock):
     """Karras et al. 2022 ("Elucidating the Design Space…"): α_t = 1, σ_t = t, g(t) = √(2t).
 
     t ∈ [σ_min, σ_max]; σ_data is the data standard deviation its preconditioning assumes;
-    prior N(0, σ_max² I).  Its default grid is Karras et al.'s ρ = 7 grid (uniform in σ would
-    spend nearly every step at high noise).
+    prior N(0, σ_max² I).  The reverse-SDE samplers' default grid is Karras et al.'s ρ = 7 grid
+    (uniform in σ would spend nearly every step at high noise), as the ODE solvers'.
     """
 
     def __init__(
-        self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = 0.5
+        self, sigma_min: float = 0.002, sigma_max: float = 80.0, sigma_data: float = SIGMA_DATA
     ) -> None:
         self.sigma_min = check_positive(sigma_min, "sigma_min")
         self.sigma_max = check_positive(sigma_max, "sigma_max")
@@ -312,14 +355,17 @@ class NoiseLevels(SigmaClock):
 
     Like ``EDM`` (α_t = 1, σ_t = t), but training (``objectives.ncsn``) and annealed Langevin
     sampling only visit the levels, t ∈ {σ_i}; the marginal is defined for every t > 0.  Its
-    default sampling grid (``grid="auto"``) is the levels themselves.
+    default grid (``grid="auto"``) for the stochastic and Langevin samplers is the levels themselves.
 
     Args:
         sigmas: the levels, any order (stored descending as a float64 tensor ``.sigmas``); positive,
             finite, distinct, at least one.
     """
 
-    default_grid = "levels"
+    # the models were trained at the levels only
+    DEFAULT_GRIDS = MappingProxyType(
+        {**SigmaClock.DEFAULT_GRIDS, "sde": "levels", "langevin": "levels"}
+    )
 
     def __init__(self, sigmas: Sequence[float] | Tensor) -> None:
         levels = torch.as_tensor(sigmas, dtype=torch.float64).detach().cpu()
@@ -376,6 +422,14 @@ class NoiseLevels(SigmaClock):
 
     def __repr__(self) -> str:
         return f"NoiseLevels(n={len(self)}, sigma_max={self.t_max:.4g}, sigma_min={self.t_min:.4g})"
+
+
+def _check_sigma_data(sigma_data: float | None) -> float | None:
+    return None if sigma_data is None else check_positive(sigma_data, "sigma_data")
+
+
+def _with_sigma_data(args: dict, sigma_data: float | None) -> dict:  # named only when stated
+    return args if sigma_data is None else {**args, "sigma_data": sigma_data}
 
 
 def _check_range(t_min: float, t_max: float) -> tuple[float, float]:

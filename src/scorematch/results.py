@@ -15,12 +15,35 @@ __all__ = ["BitsPerDim", "LogLikelihood", "Samples"]
 
 
 class _UnpacksAsPair:
-    """``a, nfe = result``: the first two fields (the value and the number of model calls)."""
+    """``a, nfe = result``: the first two fields (the value and the number of model calls).
+
+    A result is not its tensor: ``result.shape`` or ``result[:, 0]`` raise an error that names the
+    field holding the tensor (``samples.x``), instead of a bare AttributeError or TypeError.
+    """
 
     def __iter__(self) -> Iterator[object]:
         first, second = fields(self)[:2]  # type: ignore[arg-type]
         yield getattr(self, first.name)
         yield getattr(self, second.name)
+
+    def _value_name(self) -> str:
+        return fields(self)[0].name  # type: ignore[arg-type]
+
+    def __getattr__(self, name: str) -> object:
+        # Only reached for attributes the dataclass does not have.
+        if not name.startswith("_") and hasattr(Tensor, name):
+            kind = type(self).__name__
+            raise AttributeError(
+                f"{kind} is not a tensor: its tensor is .{self._value_name()} "
+                f"(e.g. result.{self._value_name()}.{name}); it also holds .nfe"
+            )
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+    def __getitem__(self, index: object) -> object:
+        raise TypeError(
+            f"{type(self).__name__} is not a tensor: index its .{self._value_name()} "
+            f"(result.{self._value_name()}[...]), or unpack it: value, nfe = result"
+        )
 
 
 @dataclass(frozen=True)

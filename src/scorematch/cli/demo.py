@@ -63,12 +63,13 @@ def demo(
         + (f" on {cfg['process']['name']}" if cfg.get("process") else "")
         + f", {res.run.step} steps"
     )
-    if ev.nll is not None:
-        how = "exact" if ev.nll_divergence == "exact" else "Hutchinson"
-        bpd = f"{ev.bits_per_dim:.4f} bits/dim, " if shows_bits_per_dim(res.run) else ""
+    nll, m, drawn = ev.likelihood, ev.memorisation, ev.samples
+    if nll is not None:
+        how = "exact" if nll.divergence == "exact" else "Hutchinson"
+        bpd = f"{nll.bits_per_dim:.4f} bits/dim, " if shows_bits_per_dim(res.run) else ""
         click.echo(
-            f"  held-out NLL   model {ev.nll:.4f} ± {ev.nll_stderr:.4f} nats/sample, "
-            f"{bpd}({how} probability-flow likelihood, {ev.nll_points} points)"
+            f"  held-out NLL   model {nll.nll:.4f} ± {nll.stderr:.4f} nats/sample, "
+            f"{bpd}({how} probability-flow likelihood, {nll.points} points)"
         )
     paired = res.model_minus_baseline()
     if base is not None and paired is not None:
@@ -88,18 +89,18 @@ def demo(
             f"(paired std. error): {says}"
         )
     click.echo(
-        f"  samples        sliced W2 {ev.sliced_wasserstein:.4f}, MMD² {ev.mmd:.2e}, "
-        f"energy distance {ev.energy_distance:.2e} ({ev.n_samples} samples vs held-out; "
+        f"  samples        sliced W2 {drawn.sliced_wasserstein:.4f}, MMD² {drawn.mmd:.2e}, "
+        f"energy distance {drawn.energy_distance:.2e} ({drawn.n} samples vs held-out; "
         "MMD² and energy distance are unbiased: ≤ 0 means no measurable difference)"
     )
-    if ev.memorisation_ratio is not None:
+    if m is not None:
         click.echo(
-            f"  memorisation   ratio {ev.memorisation_ratio:.2f} (≈ 1: samples as far from the "
+            f"  memorisation   ratio {m.ratio:.2f} (≈ 1: samples as far from the "
             f"training rows as held-out rows are; ≪ 1: copies), near-copies "
-            f"{100 * ev.copy_fraction:.1f}% (held-out rows {100 * ev.heldout_copy_fraction:.1f}%)"
+            f"{100 * m.copy_fraction:.1f}% (held-out rows {100 * m.heldout_copy_fraction:.1f}%)"
         )
-    if ev.memorisation_warning:
-        click.echo(f"  warning: {ev.memorisation_warning}")
+        if m.warning():
+            click.echo(f"  warning: {m.warning()}")
     parts = ", ".join(f"{k} {v:.1f} s" for k, v in res.timings.items() if k != "total")
     click.echo(
         f"  time           {time.perf_counter() - t0:.1f} s wall ({parts}); "

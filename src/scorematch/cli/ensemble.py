@@ -6,23 +6,32 @@ from pathlib import Path
 
 import click
 
+from ..ensemble import CONSTRAINTS
+from ..run_dir import RunDir
 from ..runs import load_run
-from ..runs.ensemble import ENSEMBLE_CONSTRAINTS, build_ensemble
+from ..runs.ensemble import build_ensemble
 
 
 @click.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", "out", required=True, type=click.Path(path_type=Path),
-              help="The ensemble run directory to create.")  # fmt: skip
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The ensemble run directory to create.",
+)
 @click.option(
     "--constraint",
-    type=click.Choice(ENSEMBLE_CONSTRAINTS),
+    type=click.Choice(CONSTRAINTS),
     default="affine",
     show_default=True,
     help="Weights summing to 1 (affine: may be negative, an extrapolation) or on the simplex "
     "(w ≥ 0: a convex average).",
 )
-@click.option("--hutchinson", is_flag=True, help="Hutchinson's trace estimate instead of the exact one.")  # fmt: skip
+@click.option(
+    "--hutchinson", is_flag=True, help="Hutchinson's trace estimate instead of the exact one."
+)
 def ensemble(runs: tuple[Path, ...], out: Path, constraint: str, hutchinson: bool) -> None:
     """Average the score models of RUNS (trained on the same data) into the run --out.
 
@@ -33,10 +42,13 @@ def ensemble(runs: tuple[Path, ...], out: Path, constraint: str, hutchinson: boo
     `likelihood` and `plot` then work on --out like on any run.
     """
     members = [load_run(path) for path in runs]
-    section = build_ensemble(members, out, constraint=constraint,
-                             divergence="hutchinson" if hutchinson else "exact")  # fmt: skip
-    click.echo(f"ensemble of {len(runs)} runs, {constraint} weights fitted on "
-               f"{section['validation_rows']} validation rows (held-out ISM, lower is better):")  # fmt: skip
+    section = build_ensemble(
+        members, out, constraint=constraint, divergence="hutchinson" if hutchinson else "exact"
+    )
+    click.echo(
+        f"ensemble of {len(runs)} runs, {constraint} weights fitted on "
+        f"{section['validation_rows']} validation rows (held-out ISM, lower is better):"
+    )
     for path, weight, ism in zip(runs, section["weights"], section["member_validation_ism"]):
         click.echo(f"  {weight:+.4f}  {path}  (alone: {ism:.4g})")
-    click.echo(f"ensemble: {section['validation_ism']:.4g}; wrote {out / 'config.yaml'}")
+    click.echo(f"ensemble: {section['validation_ism']:.4g}; wrote {RunDir(out).config_path}")

@@ -30,6 +30,8 @@ __all__ = [
     "device_option",
     "divergence_option",
     "format_value",
+    "keep_option",
+    "na_values_option",
     "open_run",
     "rtol_option",
     "save_array",
@@ -64,7 +66,7 @@ def speed_options(command):
             "--compile/--no-compile",
             "compile_network",
             default=None,
-            help="torch.compile the network (first-order objectives: dsm, ncsn, diffusion, edm). "
+            help="torch.compile the network (first-order objectives: dsm, esm, ncsn, diffusion, edm). "
             "Off by default: on CPU compiling took 24 s (MLP) and 80 s (U-Net) to save 7 % and "
             "14 % of a step (benchmarks/results/scale.md). --resume: the run's.",
         ),
@@ -100,6 +102,18 @@ categorical_option = click.option(
 continuous_option = click.option(
     "--continuous",
     help="Table files: columns to treat as continuous, whatever their values (no dequantisation).",
+)
+keep_option = click.option(
+    "--keep",
+    metavar="COLS",
+    help="Table files: identifier columns (a distinct value in nearly every row: row numbers, "
+    "names) to model anyway; they are left out by default.",
+)
+na_values_option = click.option(
+    "--na-values",
+    metavar="LIST",
+    help='Table files: the cells that mean "missing", comma-separated (default: NA, N/A, NaN, '
+    "nan, NULL, ?, - and the empty cell, which is always missing).",
 )
 
 
@@ -143,8 +157,11 @@ def checkpoint_line(run: Run, choice: str | None) -> str:
     if choice is not None:
         why = f"--checkpoint {choice}"
     elif run.config["training"].get("model") == "best" and run.selection:
-        why = ("the run's model, trained again on all rows for the steps chosen on validation"
-               if run.selection.get("refit") else "the run's model, lowest validation loss")  # fmt: skip
+        why = (
+            "the run's model, trained again on all rows for the steps chosen on validation"
+            if run.selection.get("refit")
+            else "the run's model, lowest validation loss"
+        )
     else:
         why = "the run's model, its last step"
     return f"checkpoint: step {run.step} ({why})"

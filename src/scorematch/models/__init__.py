@@ -21,6 +21,12 @@ from .mlp import MLPEnergy, MLPScore
 from .unet import UNet
 
 MODEL_NAMES: tuple[str, ...] = ("mlp", "unet", "energy-mlp", "hollow")
+_CLASSES: dict[str, type[nn.Module]] = {
+    "mlp": MLPScore,
+    "unet": UNet,
+    "energy-mlp": MLPEnergy,
+    "hollow": HollowMLP,
+}
 
 __all__ = [
     "MODEL_NAMES",
@@ -33,6 +39,7 @@ __all__ = [
     "build_model",
     "count_parameters",
     "model_config",
+    "model_spec",
 ]
 
 
@@ -70,10 +77,12 @@ def _unet_defaults(shape: tuple[int, ...]) -> dict[str, Any]:
     }
 
 
-def build_model(
+def model_spec(
     name: str, shape: tuple[int, ...], *, seed: int | None = None, **kwargs: Any
-) -> nn.Module:
-    """Build a network for samples of event shape ``shape`` (without the batch dimension).
+) -> dict[str, Any]:
+    """The resolved, JSON-able arguments of the network ``build_model(name, shape, seed=seed,
+    **kwargs)`` builds — its defaults for ``shape`` filled in, ``kwargs`` checked — without
+    building it (a run's config records these).
 
     Names: ``"mlp"`` → :class:`MLPScore` on ``prod(shape)`` features (any shape, flattened);
     ``"unet"`` → :class:`UNet` for ``shape = (C, H, W)``; ``"energy-mlp"`` → :class:`MLPEnergy`;
@@ -83,12 +92,6 @@ def build_model(
     512 × 4 beyond; U-Net: images ≤ 16 px get 32 base channels and 3 levels (one residual block
     per level at ≤ 8 px), larger ones 64 channels and 4 levels, fewer levels when H or W do not
     halve often enough); ``kwargs`` override them.
-
-    With ``seed`` the weights are initialised from ``torch.manual_seed(seed)`` inside
-    ``torch.random.fork_rng``, so the global random state is left untouched and the same call
-    returns the same weights.  The Fourier frequencies always come from their own seeded
-    generator.  The resolved arguments are stored on the module (see :func:`model_config`), so
-    ``build_model(**model_config(m))`` rebuilds the same architecture.
     """
     key = str(name).lower()
     if key not in MODEL_NAMES:
@@ -99,22 +102,17 @@ def build_model(
     if key == "unet":
         if len(shape) != 3:
             raise ValueError(f"model 'unet' needs an image shape (C, H, W), got {shape}")
-        cls: type[nn.Module] = UNet
         defaults = _unet_defaults(shape)
         if "in_channels" in kwargs and kwargs["in_channels"] != shape[0]:
             raise ValueError(
                 f"in_channels={kwargs['in_channels']} does not match the data's {shape[0]} channels"
             )
     else:
-        if key == "hollow":
-            cls, sized = HollowMLP, _hollow_defaults(math.prod(shape))
-        else:
-            cls = MLPScore if key == "mlp" else MLPEnergy
-            sized = _mlp_defaults(math.prod(shape))
-        defaults = {"dim": math.prod(shape), **sized}
+        sized = _hollow_defaults if key == "hollow" else _mlp_defaults
+        defaults = {"dim": math.prod(shape), **sized(math.prod(shape))}
         if "dim" in kwargs and kwargs["dim"] != math.prod(shape):
             raise ValueError(f"dim={kwargs['dim']} does not match shape {shape}")
-    allowed = set(inspect.signature(cls).parameters)
+    allowed = set(inspect.signature(_CLASSES[key]).parameters)
     unknown = sorted(set(kwargs) - allowed)
     if unknown:
         raise ValueError(
@@ -122,18 +120,37 @@ def build_model(
             f"valid: {', '.join(sorted(allowed))}"
         )
     resolved = {**defaults, **kwargs}
+    return {
+        "name": key,
+        "shape": list(shape),
+        "seed": seed,
+        **{k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
+    }
+
+
+def build_model(
+    name: str, shape: tuple[int, ...], *, seed: int | None = None, **kwargs: Any
+) -> nn.Module:
+    """Build a network for samples of event shape ``shape`` (without the batch dimension), with
+    the arguments :func:`model_spec` resolves (names and defaults are listed there).
+
+    With ``seed`` the weights are initialised from ``torch.manual_seed(seed)`` inside
+    ``torch.random.fork_rng``, so the global random state is left untouched and the same call
+    returns the same weights.  The Fourier frequencies always come from their own seeded
+    generator.  The resolved arguments are stored on the module (see :func:`model_config`), so
+    ``build_model(**model_config(m))`` rebuilds the same architecture.
+    """
+    spec = model_spec(name, shape, seed=seed, **kwargs)
+    cls = _CLASSES[spec["name"]]
+    resolved = {k: v for k, v in spec.items() if k not in ("name", "shape", "seed")}
+    resolved = {k: tuple(v) if isinstance(v, list) else v for k, v in resolved.items()}
     if seed is None:
         model = cls(**resolved)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed))
             model = cls(**resolved)
-    model.build_spec = {  # type: ignore[assignment]
-        "name": key,
-        "shape": list(shape),
-        "seed": seed,
-        **{k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()},
-    }
+    model.build_spec = spec  # type: ignore[assignment]
     return model
 
 

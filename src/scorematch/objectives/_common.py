@@ -48,9 +48,9 @@ def score_and_vjps(
     Reverse over reverse with plain autograd: one forward pass, then one create-graph backward
     pass per block, vectorised over the block's m cotangents with ``torch.func.vmap``.  Blocks are
     consumed one at a time, so only their reductions stay alive.  With one cotangent per sample
-    (SSM's default) this measured ~5% cheaper per training step on CPU than ``torch.func.vjp``
-    (dispatch overhead) and ~1.5× cheaper than a forward-mode jvp; the gradient that the later
-    backward pass also sends to the detached input costs one small matrix product.
+    (SSM's default) this was cheaper on CPU than ``torch.func.vjp`` and than a forward-mode jvp
+    (``benchmarks/results/design_choices.md``); the gradient that the later backward pass also sends to the detached input
+    costs one small matrix product.
     Works under ``no_grad`` (results detached) and ``inference_mode`` (on ordinary copies).
     """
     grad_enabled = torch.is_grad_enabled()

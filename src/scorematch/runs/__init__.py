@@ -28,7 +28,7 @@ config), :mod:`.train`, :mod:`.run` (``Run``, ``load_run``), :mod:`.evaluation` 
 and :mod:`.report` (plots, the Gaussian-mixture baseline, ``demo``).
 """
 
-from .build import build_loss, build_process, build_score_model
+from .build import build_loss, build_process, build_score_model, training_settings
 from .config import (
     DEFAULTS,
     OBJECTIVES,
@@ -37,10 +37,11 @@ from .config import (
     TIME_CONDITIONAL,
     UNCONDITIONAL,
     build_config,
+    configure,
+    load_config,
 )
-from .config_files import is_run_dir, load_config
-from .data import DataBundle, dataset_table, table_columns
-from .evaluation import Evaluation, evaluation_path, write_evaluation
+from .data import DataBundle, dataset_table, load_data, table_columns
+from .evaluation import Evaluation, HeldOutNLL, SampleFigures, evaluation_path, write_evaluation
 from .loading import load_run
 from .report import Baseline, DemoResult, demo, gmm_baseline, make_plots, paired_verdict
 from .run import Run, SampleResult
@@ -57,22 +58,26 @@ __all__ = [
     "DataBundle",
     "DemoResult",
     "Evaluation",
+    "HeldOutNLL",
     "Run",
+    "SampleFigures",
     "SampleResult",
     "build_config",
     "build_loss",
     "build_process",
     "build_score_model",
+    "configure",
     "dataset_table",
     "demo",
     "evaluation_path",
     "gmm_baseline",
-    "is_run_dir",
     "load_config",
+    "load_data",
     "load_run",
     "make_plots",
     "paired_verdict",
     "table_columns",
     "train",
+    "training_settings",
     "write_evaluation",
 ]

@@ -1,5 +1,5 @@
 """Checks of option values: each returns the value in its type or raises a one-line ValueError
-that names the option."""
+that names the option.  (Integers: ``scorematch._checks.check_positive_int`` / ``check_count``.)"""
 
 from __future__ import annotations
 
@@ -8,29 +8,15 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_positive_int
+
 __all__ = [
     "choice",
-    "count",
     "fraction",
     "pixel_levels",
     "positive_float",
-    "positive_int",
     "seed_value",
 ]
-
-
-def positive_int(value: Any, name: str) -> int:
-    """``value`` as an int ≥ 1, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
-
-
-def count(value: Any, name: str) -> int:
-    """``value`` as an int ≥ 0, else a ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
-    return int(value)
 
 
 def seed_value(value: Any, name: str = "seed") -> int:
@@ -77,7 +63,7 @@ def choice(value: Any, name: str, choices: tuple[str, ...]) -> str:
 
 def pixel_levels(value: Any) -> int:
     """The number of pixel values images hold (2 … 65536), for ``--levels``."""
-    levels = positive_int(value, "levels")
+    levels = check_positive_int(value, "levels")
     if not 2 <= levels <= 65536:
         raise ValueError(f"levels must be the number of pixel values, 2 … 65536, got {levels}")
     return levels

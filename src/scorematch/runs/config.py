@@ -1,10 +1,13 @@
 """Run configs: the option names, their defaults, and :func:`build_config`.
 
-``build_config`` turns options (the CLI's names, ``None`` = default) into the resolved config that
+``build_config(options, data)`` turns options (the CLI's names, ``None`` = default) and the
+loaded data (``runs.data.load_data``: the one place that reads it) into the resolved config that
 a run directory stores as ``config.yaml``, every default written out so that the config alone
-rebuilds the run.  It has one function per section — data, process, objective, model (with its
-parametrization), training, sampling — and validates each option once.  Reading YAML files is
-:mod:`.config_files`.
+rebuilds the run.  It is pure — it reads no file and builds no network (``models.model_spec``
+resolves the network's arguments); ``runs.build`` builds the objects, once.  It has one function
+per section — process, objective, model (with its parametrization), training, sampling — and
+validates each option once.  :func:`configure` is the two steps together; :func:`load_config`
+reads an options file (``train --config``).
 """
 
 from __future__ import annotations
@@ -15,17 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from torch import Tensor
 
-from ..data import DEFAULT_TOY_SIZE, TOY_DATASETS, Standardizer, list_datasets
-from ..models import MODEL_NAMES, build_model, model_config
+from .._checks import check_count, check_positive_int
+from ..data import TOY_MIXTURES
+from ..io import read_yaml
+from ..models import MODEL_NAMES, model_spec
+from ..objectives import PROJECTIONS
 from ..objectives.noise_conditional import WEIGHTINGS
 from ..parametrization import default_noise_input
-from ..processes import NoiseLevels, make_process
+from ..processes import SIGMA_DATA, NoiseLevels, Process, make_process
 from ..samplers import SAMPLERS
-from .checks import choice, count, fraction, pixel_levels, positive_float, positive_int, seed_value
-from .data import DataBundle, load_split, table_columns, validation_index
+from .checks import choice, positive_float
+from .data import TEST_FRACTION, VAL_FRACTION, DataBundle, load_data
 
 __all__ = [
     "CONFIG_VERSION",
@@ -33,24 +38,27 @@ __all__ = [
     "OBJECTIVES",
     "OPTION_NAMES",
     "PROCESSES",
+    "TEST_FRACTION",
     "TIME_CONDITIONAL",
     "UNCONDITIONAL",
+    "VAL_FRACTION",
     "build_config",
+    "configure",
     "jsonable",
+    "load_config",
+    "require_known_score",
 ]
 
 TIME_CONDITIONAL = ("diffusion", "edm", "ncsn")
-UNCONDITIONAL = ("dsm", "ssm", "ssm-vr", "ism")
+UNCONDITIONAL = ("dsm", "ssm", "ssm-vr", "ism", "esm")
 OBJECTIVES = TIME_CONDITIONAL + UNCONDITIONAL
 PROCESSES = ("vp", "ve", "subvp", "edm")
 PREDICTIONS = ("eps", "x0", "score", "edm")
 CONFIG_VERSION = 1
 
-# Defaults by data kind.  The vector ones were chosen by measuring the held-out NLL on `moons`
-# (10 000 points, exact probability-flow likelihood) against a Gaussian mixture with its number of
-# components chosen by BIC; at equal CPU, EDM (σ_data = 0.5, ¼ log σ embedded with Fourier scale 4)
-# beat VP + importance-weighted DSM, and σ_data = 0.5 beat 1.0.  "process"/"weighting" are the
-# defaults of --objective diffusion.
+# Defaults by data kind.  The vector ones were chosen on the held-out NLL of `moons` against a
+# BIC-chosen Gaussian mixture (benchmarks/results/design_choices.md).  "process"/"weighting" are the defaults of
+# --objective diffusion.
 DEFAULTS: dict[str, dict[str, Any]] = {
     "vector": {
         "model": "mlp",
@@ -81,20 +89,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
         "sample_steps": 18,
     },
 }
-TEST_FRACTION = 0.2
-# Model selection (issue #13): a share of the training rows validates — the checkpoint with the
-# lowest validation loss is the run's model, training stops after PATIENCE validations without
-# improvement, and the likelihood's bandwidth t_min is chosen on these rows.  A table of at most
-# REFIT_MAX_ROWS training rows is then trained again on all its rows for the chosen number of steps.
-VAL_FRACTION = {"vector": 0.15, "image": 0.1}
+# Model selection on the validation rows (VAL_FRACTION, ``runs.data``): on data of at most
+# REFIT_MAX_ROWS training rows (unless --steps fixes the length) the checkpoint with the lowest
+# validation loss is the run's model and training stops after PATIENCE validations without
+# improvement; a table is then trained again on all its rows for the chosen number of steps.
 PATIENCE = {"vector": 8, "image": None}
-# Validations per run: one of a U-Net's costs about 12 of its training steps (digits, CPU).
+# Validations per run: fewer for images, whose validation costs several training steps
+# (benchmarks/results/design_choices.md).
 VALIDATIONS = {"vector": 100, "image": 20}
 REFIT_MAX_ROWS = 5_000
-SIGMA_DATA = 0.5  # EDM's σ_data for the standardised data (measured better than 1.0 on moons)
 # Fourier scale of the noise embedding when the network sees c_noise = ¼ log σ̂ (EDM, NCSN):
 # that input spans about 2.7 units instead of t ∈ [0, 1], so a smaller scale than the default 16
-# keeps the embedding smooth in the noise level (on moons: same NLL, half the ODE evaluations).
+# keeps the embedding smooth in the noise level (benchmarks/results/design_choices.md).
 LOG_SIGMA_FOURIER_SCALE = 4.0
 # What the network predicts by default on each process of diffusion/edm.
 DEFAULT_PREDICTION = {"vp": "eps", "subvp": "eps", "ve": "score", "edm": "edm"}
@@ -113,6 +119,8 @@ OPTION_NAMES = (
     "prediction",
     "weighting",
     "sigma",
+    "projection",
+    "projections",
     "width",
     "depth",
     "channels",
@@ -130,8 +138,8 @@ OPTION_NAMES = (
     "refit",
     "sampler",
     "sample_steps",
-    "categorical",
-    "continuous",
+    *("categorical", "continuous", "keep", "na_values", "drop_missing", "transform"),
+    "image_channels",
 )
 
 
@@ -155,36 +163,57 @@ def jsonable(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------------------
 # build_config and its sections
 # ------------------------------------------------------------------------------------------------
-def build_config(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle]:
-    """Validate ``options`` (names in ``OPTION_NAMES``; ``None`` = default), load and split the
-    data, fit the standardisation, and return the resolved run config with the data."""
+def configure(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle]:
+    """Load the data ``options`` name (``load_data``) and resolve the run config
+    (``build_config``): what ``train`` does with a fresh run's options."""
+    given = _given(options)
+    data = load_data(given)
+    return build_config(given, data), data
+
+
+def build_config(options: Mapping[str, Any], data: DataBundle) -> dict[str, Any]:
+    """The resolved run config of ``options`` (names in ``OPTION_NAMES``; ``None`` = default)
+    for the loaded ``data``: every default written out, every option checked.  Reads no file and
+    builds no network."""
     options = _given(options)
-    data_cfg, bundle = data_section(options)
-    d = DEFAULTS[bundle.kind]
+    d = DEFAULTS[data.kind]
     objective = choice(options.get("objective", d["objective"]), "objective", OBJECTIVES)
     model_name = choice(options.get("model", d["model"]), "model", MODEL_NAMES)
-    _check_options_apply(options, objective, model_name, bundle.kind)
+    _check_options_apply(options, objective, model_name, data.kind)
+    if objective == "esm":  # it regresses onto the true score: refuse it where that is unknown
+        require_known_score(data.section["spec"])
     # Three defaults of the training section derive from the number of steps: check it once.
-    steps = positive_int(options.get("steps", d["steps"]), "steps")
-    z_train = bundle.standardizer.transform(bundle.train)
-
-    process_cfg = process_section(options, objective, bundle.kind, z_train)
-    objective_cfg = objective_section(options, objective, bundle.kind)
-    model_cfg, param_cfg = model_section(
-        options, model_name, objective, process_cfg, tuple(data_cfg["shape"]), data_cfg["seed"]
-    )
+    steps = check_positive_int(options.get("steps", d["steps"]), "steps")
+    process = process_section(options, objective, data)
+    process_cfg = None if process is None else process.config()
+    objective_cfg = objective_section(options, objective, data.kind)
+    model_cfg, param_cfg = model_section(options, model_name, objective, process, data)
     config = {
         "config_version": CONFIG_VERSION,
-        "data": data_cfg,
-        "standardizer": bundle.standardizer.to_dict(),
+        "data": dict(data.section),
+        "standardizer": data.standardizer.to_dict(),
         "model": model_cfg,
         "parametrization": param_cfg,
         "process": process_cfg,
         "objective": objective_cfg,
-        "training": training_section(options, bundle, steps, data_cfg["seed"]),
-        "sampling": sampling_section(options, objective_cfg, bundle.kind),
+        "training": training_section(options, data, steps),
+        "sampling": sampling_section(options, objective_cfg, data.kind),
     }
-    return jsonable(config), bundle
+    return jsonable(config)
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """Read a YAML options file (for ``train --config``): a mapping of option names to values
+    (``batch-size`` and ``batch_size`` both name the option ``batch_size``)."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    loaded = read_yaml(p)
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{p}: expected a mapping of option names to values")
+    return {str(k).replace("-", "_"): v for k, v in loaded.items()}
 
 
 def _given(options: Mapping[str, Any]) -> dict[str, Any]:
@@ -198,54 +227,6 @@ def _given(options: Mapping[str, Any]) -> dict[str, Any]:
     if "data" not in given:
         raise ValueError("no data given: pass a built-in name, a .csv/.npy/.npz file or a folder")
     return given
-
-
-def data_section(options: Mapping[str, Any]) -> tuple[dict[str, Any], DataBundle]:
-    """Where the data comes from and how it is split; loads it and fits the standardisation."""
-    seed = seed_value(options.get("seed", 0))
-    spec = str(options["data"])
-    path = Path(spec).expanduser()
-    if spec.lower() in list_datasets():
-        spec = spec.lower()
-    elif path.exists():
-        spec = str(path.resolve())  # the run then loads from any working directory
-    image_size = options.get("image_size")
-    data_cfg: dict[str, Any] = {
-        "spec": spec,
-        "n": positive_int(options["n"], "n") if "n" in options else None,
-        "seed": seed,
-        "image_size": None if image_size is None else positive_int(image_size, "image_size"),
-        "pixel_levels": None if "levels" not in options else pixel_levels(options["levels"]),
-        "test_fraction": fraction(options.get("test_fraction", TEST_FRACTION), "test_fraction"),
-        "split_seed": seed,
-    }
-    if not 0.0 < data_cfg["test_fraction"] < 1.0:
-        raise ValueError(f"test_fraction must be in (0, 1), got {data_cfg['test_fraction']}")
-    val_fraction = options.get("val_fraction")
-    if val_fraction is not None and not 0.0 <= float(val_fraction) < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    if spec in TOY_DATASETS and data_cfg["n"] is None:
-        data_cfg["n"] = DEFAULT_TOY_SIZE
-    # A table's columns: their kinds and encodings (docs/guide.md), recorded for load_run.
-    columns = table_columns(spec, options.get("categorical"), options.get("continuous"))
-    if columns is not None:
-        data_cfg["columns"] = columns.to_config()
-    train, test, kind, levels = load_split(data_cfg)
-    standardizer = Standardizer.fit(train, kind)
-    val_fraction = float(VAL_FRACTION[kind] if val_fraction is None else val_fraction)
-    val_index = validation_index(train.shape[0], val_fraction, seed + 1)
-    data_cfg.update(
-        kind=kind,
-        shape=list(train.shape[1:]),
-        levels=levels,
-        n_train=int(train.shape[0]),
-        n_test=int(test.shape[0]),
-        # 0 when the training rows are too few to spare validation rows
-        val_fraction=val_fraction if val_index is not None else 0.0,
-        val_seed=seed + 1,
-        n_val=0 if val_index is None else int(val_index.numel()),
-    )
-    return data_cfg, DataBundle(train, test, standardizer, kind, levels, val_index)
 
 
 def _check_options_apply(
@@ -272,33 +253,37 @@ def _check_options_apply(
             )
     if "weighting" in options and objective != "diffusion":
         raise ValueError(f"--weighting applies to objective 'diffusion' only, not {objective!r}")
+    for name in ("projection", "projections"):
+        if name in options and not objective.startswith("ssm"):
+            raise ValueError(
+                f"--{name} (SSM's random directions) applies to ssm and ssm-vr, not {objective!r}"
+            )
     if "sigma" in options and not unconditional:
         raise ValueError(
             f"--sigma (the noise level of an unconditional objective) does not apply to {objective!r}"
         )
 
 
-def _max_pairwise_distance(z: Tensor, max_points: int = 2000) -> float:
-    """Largest distance between training points (on an evenly strided subset): NCSN's σ_max
-    (Song & Ermon 2020, "Improved techniques for training score-based generative models", §3.1)."""
-    flat = z.reshape(z.shape[0], -1).double()
-    flat = flat[:: max(1, flat.shape[0] // max_points)]
-    return float(torch.cdist(flat, flat).max())
+def require_known_score(spec: str) -> None:
+    """Refuse, in one line, ``--objective esm`` on data whose true score is not known."""
+    if str(spec) not in TOY_MIXTURES:
+        raise ValueError(
+            f"esm needs the true score; it is known for the built-in mixture sets: "
+            f"{', '.join(TOY_MIXTURES)} (not for {spec!r}); use ism, ssm or dsm"
+        )
 
 
-def process_section(
-    options: Mapping[str, Any], objective: str, kind: str, z_train: Tensor
-) -> dict[str, Any] | None:
-    """The forward process's config (``make_process(**config)`` rebuilds it); None for the
-    unconditional objectives, which learn one score at one noise level."""
+def process_section(options: Mapping[str, Any], objective: str, data: DataBundle) -> Process | None:
+    """The forward process (a value: its ``config()`` is the section, with every default); None
+    for the unconditional objectives, which learn one score at one noise level."""
     if objective in ("diffusion", "edm"):
-        default = "edm" if objective == "edm" else DEFAULTS[kind]["process"]
+        default = "edm" if objective == "edm" else DEFAULTS[data.kind]["process"]
         name = choice(options.get("process", default), "process", PROCESSES)
+        # EDM's own σ_data suits the standardised data (benchmarks/results/design_choices.md).
         extra = {"sigma_data": SIGMA_DATA} if name == "edm" else {}
-        return make_process(name, **extra).config()
+        return make_process(name, **extra)
     if objective == "ncsn":
-        sigma_max = max(_max_pairwise_distance(z_train), 0.02)
-        return NoiseLevels.geometric(0.01, sigma_max, 10).config()
+        return NoiseLevels.geometric(0.01, max(data.max_distance, 0.02), 10)
     return None
 
 
@@ -319,23 +304,39 @@ def objective_section(options: Mapping[str, Any], objective: str, kind: str) -> 
             raise ValueError(f"dsm needs a positive noise level --sigma, got {sigma}")
         cfg["sigma"] = sigma
         if objective.startswith("ssm"):
-            cfg.update(n_projections=1, projection="rademacher")
+            cfg.update(sliced_section(options))
     return cfg
+
+
+# SSM's random directions unless told: one Rademacher vector per sample (of all v with
+# E[vvᵀ] = I, the one whose trace estimate vᵀAv has the least variance: Hutchinson 1989).
+SLICED_DEFAULTS = {"projection": "rademacher", "n_projections": 1}
+
+
+def sliced_section(options: Mapping[str, Any]) -> dict[str, Any]:
+    """SSM's projections: their distribution (``--projection``) and number (``--projections``)."""
+    return {
+        "n_projections": check_positive_int(
+            options.get("projections", SLICED_DEFAULTS["n_projections"]), "projections"
+        ),
+        "projection": choice(
+            options.get("projection", SLICED_DEFAULTS["projection"]), "projection", PROJECTIONS
+        ),
+    }
 
 
 def model_section(
     options: Mapping[str, Any],
     model_name: str,
     objective: str,
-    process_cfg: Mapping[str, Any] | None,
-    shape: tuple[int, ...],
-    seed: int,
+    process: Process | None,
+    data: DataBundle,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """The network's config and the parametrization that reads it as a score (None for the
-    unconditional objectives, whose network is the score s(x))."""
+    """The network's config (``models.model_spec``) and the parametrization that reads it as a
+    score (None for the unconditional objectives, whose network is the score s(x))."""
     param_cfg: dict[str, Any] | None = None
     if objective in ("diffusion", "edm"):
-        default = DEFAULT_PREDICTION[process_cfg["name"].lower()]
+        default = DEFAULT_PREDICTION[process.config()["name"].lower()]
         prediction = choice(options.get("prediction", default), "prediction", PREDICTIONS)
         param_cfg = {"prediction": prediction}
         if prediction == "edm":
@@ -347,19 +348,17 @@ def model_section(
         if name in options:
             if model_name == "unet":
                 raise ValueError(f"--{name} applies to MLP models; use --channels for the unet")
-            kwargs[name] = positive_int(options[name], name)
+            kwargs[name] = check_positive_int(options[name], name)
     if "channels" in options:
         if model_name != "unet":
             raise ValueError("--channels applies to the unet; use --width/--depth for MLPs")
-        kwargs["channels"] = positive_int(options["channels"], "channels")
+        kwargs["channels"] = check_positive_int(options["channels"], "channels")
     if param_cfg is None:
         kwargs["time_embed_dim"] = 0
-    elif (
-        param_cfg["prediction"] == "edm" or default_noise_input(make_process(**process_cfg)) != "t"
-    ):
+    elif param_cfg["prediction"] == "edm" or default_noise_input(process) != "t":
         kwargs["fourier_scale"] = LOG_SIGMA_FOURIER_SCALE
-    net = build_model(model_name, shape, seed=seed, **kwargs)  # validates the options
-    return model_config(net), param_cfg
+    shape = tuple(data.section["shape"])
+    return model_spec(model_name, shape, seed=data.section["seed"], **kwargs), param_cfg
 
 
 def scaled_defaults(kind: str, n_rows: int) -> dict[str, Any]:
@@ -374,38 +373,44 @@ def scaled_defaults(kind: str, n_rows: int) -> dict[str, Any]:
     return {"batch_size": batch, "ema_half_life": half_life}
 
 
-def training_section(
-    options: Mapping[str, Any], bundle: DataBundle, steps: int, seed: int
-) -> dict[str, Any]:
+def selects_on_validation(options: Mapping[str, Any], data: DataBundle) -> bool:
+    """The small-data rule: data of at most ``REFIT_MAX_ROWS`` training rows, whose length
+    ``--steps`` does not fix, take their model, their length (``PATIENCE``) and — tables — a refit
+    from the validation rows."""
+    return data.train.shape[0] <= REFIT_MAX_ROWS and "steps" not in options
+
+
+def training_section(options: Mapping[str, Any], data: DataBundle, steps: int) -> dict[str, Any]:
     """Optimizer, schedule, EMA, model selection and how often to checkpoint and plot samples."""
-    kind = bundle.kind
+    kind = data.kind
     d = DEFAULTS[kind]
-    validated = bundle.val_index is not None
-    scaled = scaled_defaults(kind, bundle.fit.shape[0])
-    # Early stopping guards small tables against memorising their rows (see "model" below).
-    small_data = bundle.train.shape[0] <= REFIT_MAX_ROWS
-    default_patience = PATIENCE[kind] if small_data and "steps" not in options else None
-    patience = options.get("patience", default_patience)
+    validated = data.val_index is not None
+    scaled = scaled_defaults(kind, data.fit.shape[0])
+    # Early stopping guards small data against memorising their rows.
+    selects = selects_on_validation(options, data)
+    patience = options.get("patience", PATIENCE[kind] if selects else None)
     validate_every = None
     if validated:
         every = options.get("validate_every", min(max(steps // VALIDATIONS[kind], 10), 100))
-        validate_every = positive_int(every, "validate_every")
-    fixed = "steps" in options  # a run of exactly --steps steps: its model is the last step
-    small = kind == "vector" and bundle.train.shape[0] <= REFIT_MAX_ROWS and not fixed
-    refit = bool(options.get("refit", small)) and validated
+        validate_every = check_positive_int(every, "validate_every")
+    refit = bool(options.get("refit", selects and kind == "vector")) and validated
     training = {
         "steps": steps,
-        "batch_size": positive_int(options.get("batch_size", scaled["batch_size"]), "batch_size"),
+        "batch_size": check_positive_int(
+            options.get("batch_size", scaled["batch_size"]), "batch_size"
+        ),
         "lr": positive_float(options.get("lr", d["lr"]), "lr"),
         "ema_half_life": positive_float(
             options.get("ema_half_life", scaled["ema_half_life"]), "ema_half_life"
         ),
         "validate_every": validate_every,
-        "patience": None if not validated or not patience else positive_int(patience, "patience"),
+        "patience": (
+            None if not validated or not patience else check_positive_int(patience, "patience")
+        ),
         "refit": refit,
-        # The lowest validation loss picks a small table's model; on moons (8000 rows) it fell at
-        # step 900 of 3000 while the held-out NLL kept improving (2.421 there, 2.397 at the end).
-        "model": "best" if validated and not fixed and small_data else "last",
+        # The lowest validation loss picks a small run's model (benchmarks/results/tables.md:
+        # on larger tables the held-out NLL kept improving after the validation minimum).
+        "model": "best" if validated and selects else "last",
         # Warm-up: the default 100 steps, but at most a tenth of a short run.
         "warmup_steps": int(options.get("warmup_steps", min(d["warmup_steps"], steps // 10))),
         "schedule": choice(
@@ -413,11 +418,13 @@ def training_section(
         ),
         "grad_clip": positive_float(options.get("grad_clip", 1.0), "grad_clip"),
         # Both default to four times per run; sample_every = 0 writes no sample plots.
-        "checkpoint_every": positive_int(
+        "checkpoint_every": check_positive_int(
             options.get("checkpoint_every", max(steps // 4, 1)), "checkpoint_every"
         ),
-        "sample_every": count(options.get("sample_every", max(steps // 4, 1)), "sample_every"),
-        "seed": seed,
+        "sample_every": check_count(
+            options.get("sample_every", max(steps // 4, 1)), "sample_every"
+        ),
+        "seed": data.section["seed"],
     }
     if training["warmup_steps"] < 0:
         raise ValueError(f"warmup_steps must be >= 0, got {training['warmup_steps']}")
@@ -436,7 +443,7 @@ def sampling_section(
     sampler = choice(options.get("sampler", default_sampler), "sampler", tuple(SAMPLERS))
     sampling: dict[str, Any] = {
         "sampler": sampler,
-        "steps": positive_int(options.get("sample_steps", default_steps), "sample_steps"),
+        "steps": check_positive_int(options.get("sample_steps", default_steps), "sample_steps"),
     }
     if objective in UNCONDITIONAL:
         if sampler != "annealed_langevin":

@@ -1,4 +1,4 @@
-"""Ensemble runs (issue #14): a run directory whose model is a weighted average of other runs'
+"""Ensemble runs: a run directory whose model is a weighted average of other runs'
 score models, ŝ = Σⱼ wⱼ sⱼ (``sm.ScoreEnsemble``), with the weights that minimise held-out implicit
 score matching on the members' common validation rows.
 
@@ -8,7 +8,8 @@ table did: train the members with ``--no-refit``).  Time-conditional members are
 t and their weights fitted at the process's t_min (the scores of the nearly clean data);
 unconditional members (``dsm``, ``ssm``… at different ``--sigma``) are sampled by Langevin at the
 smallest member level.  The ensemble run holds only ``config.yaml``, with an ``ensemble`` section
-naming the members and their weights; ``load_run`` rebuilds it from the members' directories.
+naming the members and their weights; ``load_run`` (``runs.loading``) rebuilds it from the members'
+directories.
 """
 
 from __future__ import annotations
@@ -19,19 +20,25 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 
-from ..ensemble import ScoreEnsemble, solve_weights
-from ..io import atomic_write_text
-from .config_files import is_run_dir
+from ..ensemble import CONSTRAINTS, ScoreEnsemble, solve_weights
+from ..run_dir import RunDir
 from .run import Run
 
-__all__ = ["ENSEMBLE_CONSTRAINTS", "build_ensemble", "ensemble_run"]
+__all__ = ["build_ensemble", "langevin_level"]
 
-ENSEMBLE_CONSTRAINTS = ("affine", "simplex")
 # What members must share: the data and split (so the same rows validate) and the standardisation.
-SHARED_DATA = ("spec", "n", "seed", "image_size", "test_fraction", "split_seed", "val_fraction",
-               "val_seed", "shape")  # fmt: skip
+SHARED_DATA = (
+    "spec",
+    "n",
+    "seed",
+    "image_size",
+    "test_fraction",
+    "split_seed",
+    "val_fraction",
+    "val_seed",
+    "shape",
+)
 
 
 def _check_members(runs: Sequence[Run]) -> None:
@@ -59,40 +66,51 @@ def _check_members(runs: Sequence[Run]) -> None:
             )
     for run in runs:
         if not run.config["data"].get("n_val"):
-            raise ValueError(f"{run.run_dir} has no validation rows to fit the weights on "
-                             "(train it with --val-fraction > 0)")  # fmt: skip
+            raise ValueError(
+                f"{run.run_dir} has no validation rows to fit the weights on "
+                "(train it with --val-fraction > 0)"
+            )
         if (run.selection or {}).get("refit"):
-            raise ValueError(f"{run.run_dir} was trained again on its validation rows (refit); "
-                             "train the members with --no-refit")  # fmt: skip
+            raise ValueError(
+                f"{run.run_dir} was trained again on its validation rows (refit); "
+                "train the members with --no-refit"
+            )
 
 
-def _level(run: Run) -> float:
+def langevin_level(run: Run) -> float:
+    """The noise level an unconditional run samples at (0 for time-conditional runs): an
+    ensemble of unconditional runs samples at the smallest of its members'."""
     return float(run.config["sampling"].get("level", 0.0))
 
 
 def build_ensemble(
-    members: Sequence[Run], out_dir: str | Path, *, constraint: str = "affine",
-    divergence: str = "exact", seed: int = 0,
-) -> dict[str, Any]:  # fmt: skip
+    members: Sequence[Run],
+    out_dir: str | Path,
+    *,
+    constraint: str = "affine",
+    divergence: str = "exact",
+    seed: int = 0,
+) -> dict[str, Any]:
     """Fit the weights on the members' common validation rows and write the ensemble run into
     ``out_dir`` (new or empty).  Returns its ``ensemble`` config section."""
     if len(members) < 2:
         raise ValueError("an ensemble needs at least two runs")
-    if constraint not in ENSEMBLE_CONSTRAINTS:
-        raise ValueError(f"constraint must be one of {ENSEMBLE_CONSTRAINTS}, got {constraint!r}")
+    if constraint not in CONSTRAINTS:
+        raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
     _check_members(members)
-    out = Path(out_dir).expanduser()
-    if out.exists() and (is_run_dir(out) or not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"--out {out} is not a new or empty directory")
+    out = RunDir(out_dir)
+    if out.path.exists() and (not out.path.is_dir() or any(out.path.iterdir())):
+        raise ValueError(f"--out {out.path} is not a new or empty directory")
     first = members[0]
-    z_val = first.standardizer.transform(first.data.val).double()
+    z_val = first.standardised(first.data.val).double()
     models = [copy.deepcopy(run.model).double() for run in members]
     t = float(first.process.t_min) if first.time_conditional else None
-    gram, lin = ScoreEnsemble.ism_quadratic(models, z_val, t=t, divergence=divergence,
-                                            generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    gram, lin = ScoreEnsemble.ism_quadratic(
+        models, z_val, t=t, divergence=divergence, generator=torch.Generator().manual_seed(seed)
+    )
     weights = solve_weights(gram, lin, constraint)
     alone = [float(0.5 * gram[j, j] + lin[j]) for j in range(len(models))]
-    base = min(members, key=_level) if not first.time_conditional else first
+    base = min(members, key=langevin_level) if not first.time_conditional else first
     section = {
         "members": [str(Path(run.run_dir).resolve()) for run in members],
         "steps": [run.step for run in members],
@@ -105,21 +123,7 @@ def build_ensemble(
     }
     config = copy.deepcopy(dict(base.config))
     config["ensemble"] = section
-    out.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    with out.lock(config=config):  # a new folder appears with its config.yaml, in one rename
+        if not out.is_run():  # an empty folder that existed: the config is written in place
+            out.write_config(config)
     return section
-
-
-def ensemble_run(path: Path, config: dict[str, Any], load_member, device=None) -> Run:
-    """The :class:`Run` of an ensemble run directory (``load_member`` = ``load_run``)."""
-    section = config["ensemble"]
-    members = []
-    for member, step in zip(section["members"], section["steps"]):
-        if not Path(member).is_dir():
-            raise FileNotFoundError(f"{path}: member run {member} is missing")
-        members.append(load_member(member, device=device, checkpoint=step))
-    model = ScoreEnsemble([run.model for run in members], section["weights"])
-    model.requires_grad_(False).eval()
-    base = members[0] if members[0].time_conditional else min(members, key=_level)
-    return Run(config, model, base.process, base.standardizer, step=0, run_dir=path,
-               selection=base.selection, ranks=(base.world_size, base.rank))  # fmt: skip

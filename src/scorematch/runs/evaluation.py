@@ -4,7 +4,6 @@ for an evaluation at an explicit ``t_min = T``: :func:`evaluation_path`)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,79 +14,137 @@ from torch import Tensor
 from ..data import ColumnCodec
 from ..io import atomic_write_text
 from ..metrics import Memorisation
+from ..run_dir import RunDir
 from .config import jsonable
+from .oracle import OracleComparison
 
-__all__ = ["Evaluation", "evaluation_path", "likelihood_convention", "write_evaluation"]
+__all__ = [
+    "Evaluation",
+    "HeldOutNLL",
+    "SampleFigures",
+    "evaluation_path",
+    "likelihood_convention",
+    "write_evaluation",
+]
+
+
+@dataclass(frozen=True)
+class SampleFigures:
+    """Samples of a run against its held-out split (data units): ``n`` samples drawn by
+    ``sampler`` in ``nfe`` model evaluations and ``seconds``, ``nonfinite`` of them not finite;
+    ``sliced_wasserstein`` (256 projections), ``mmd`` (MMD², RBF kernel, median bandwidth) and
+    ``energy_distance`` — the last two unbiased estimates (slightly negative values mean no
+    measurable difference), on ``distance_rows`` held-out rows (a subset)."""
+
+    sampler: str
+    nfe: int
+    seconds: float
+    n: int
+    nonfinite: int
+    sliced_wasserstein: float
+    mmd: float
+    energy_distance: float
+    distance_rows: int | None = None
+
+
+@dataclass(frozen=True)
+class HeldOutNLL:
+    """The held-out NLL (nats/sample, with its standard error, and bits/dim) of p_{t_min} on
+    ``points`` held-out rows, and how it was computed (divergence, ODE tolerance, t_min, NFE,
+    seconds).  ``convention`` says what it is: a density, a discrete probability, or both (a
+    table); ``log_bin_volume`` (Σ log step of a table's discrete columns, None otherwise)
+    converts a continuous density to compare: log P(bin) ≈ log p(x) + log_bin_volume."""
+
+    nll: float
+    stderr: float
+    bits_per_dim: float
+    points: int
+    divergence: str
+    rtol: float
+    t_min: float
+    nfe: int
+    seconds: float
+    convention: str
+    log_bin_volume: float | None = None
 
 
 @dataclass
 class Evaluation:
-    """Samples of a run against its held-out split (data units), and the held-out NLL.
-
-    Distances: ``sliced_wasserstein`` (256 projections), ``mmd`` (MMD², RBF kernel, median
-    bandwidth), ``energy_distance``.  NLL (nats/sample, with its standard error, and bits/dim) of
-    p_{t_min} on ``nll_points`` held-out rows, with how it was computed (``nll_*``); all None when
-    the NLL was not asked for or the objective has no likelihood (``nll_note`` says why).
-    A table with discrete columns has a discrete log-probability there (``nll_convention``);
-    ``nll_log_bin_volume`` (Σ log step of those columns) converts a continuous density to compare:
-    log P(bin) ≈ log p(x) + nll_log_bin_volume.  ``mmd`` and ``energy_distance`` are unbiased
-    estimates: slightly negative values mean no measurable difference.  ``memorisation_*`` and
-    ``copy_*``: :class:`scorematch.metrics.Memorisation` (standardised units);
-    ``memorisation_warning`` is its sentence when the samples look like copies of training rows.
-    ``log_prob`` holds the per-row log-likelihoods (kept in memory, not written to JSON).
-    """
+    """Samples of a run against its held-out split (data units), the held-out NLL and the
+    memorisation figures — each group set at once: ``samples`` (:class:`SampleFigures`),
+    ``likelihood`` (:class:`HeldOutNLL`; None when it was not asked for or the objective has no
+    likelihood, and ``nll_note`` says why), ``memorisation``
+    (:class:`scorematch.metrics.Memorisation`, standardised units), and where the data's law is
+    known exactly ``oracle`` (:class:`~.oracle.OracleComparison`: Fisher divergence to the true
+    score, mixture error of the samples, NLL gap to the true density).  ``log_prob`` holds the
+    per-row log-likelihoods (kept in memory, not written to JSON).  :meth:`to_dict` gives the flat
+    record of ``evaluation.json`` (``nll_*``, ``memorisation_*``, ``copy_*``, …)."""
 
     run: str | None
     step: int
     objective: str
-    n_samples: int
     n_test: int
-    sampler: str
-    sampler_nfe: int
-    sample_seconds: float
-    nonfinite_samples: int
-    sliced_wasserstein: float
-    mmd: float
-    energy_distance: float
-    distance_rows: int | None = None  # held-out rows MMD and energy distance used (a subset)
-    nll: float | None = None
-    nll_stderr: float | None = None
-    bits_per_dim: float | None = None
-    nll_points: int | None = None
-    nll_divergence: str | None = None
-    nll_rtol: float | None = None
-    nll_t_min: float | None = None
-    nll_nfe: int | None = None
-    nll_seconds: float | None = None
-    nll_convention: str | None = None
+    samples: SampleFigures
+    likelihood: HeldOutNLL | None = None
     nll_note: str | None = None
-    nll_log_bin_volume: float | None = None
-    memorisation_ratio: float | None = None
-    memorisation_ratio_stderr: float | None = None
-    sample_to_train: float | None = None
-    heldout_to_train: float | None = None
-    copy_threshold: float | None = None
-    copy_fraction: float | None = None
-    heldout_copy_fraction: float | None = None
-    memorisation_warning: str | None = None
+    memorisation: Memorisation | None = None
     seconds: float = 0.0
     log_prob: Tensor | None = field(default=None, repr=False)
-
-    def set_memorisation(self, m: Memorisation) -> None:
-        """Copy the memorisation figures into their fields."""
-        self.memorisation_ratio, self.memorisation_ratio_stderr = m.ratio, m.ratio_stderr
-        self.sample_to_train, self.heldout_to_train = m.sample_to_train, m.heldout_to_train
-        self.copy_threshold, self.copy_fraction = m.copy_threshold, m.copy_fraction
-        self.heldout_copy_fraction = m.heldout_copy_fraction
-        self.memorisation_warning = m.warning()
+    oracle: OracleComparison | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        """Every field but ``log_prob``, as plain JSON values (None → null)."""
-        return {
-            f.name: jsonable(getattr(self, f.name))
-            for f in dataclasses.fields(self)
-            if f.name != "log_prob"
+        """The flat JSON record (every value plain; None → null)."""
+        s, nll, m = self.samples, self.likelihood, self.memorisation
+        record: dict[str, Any] = {
+            "run": self.run,
+            "step": self.step,
+            "objective": self.objective,
+            "n_samples": s.n,
+            "n_test": self.n_test,
+            "sampler": s.sampler,
+            "sampler_nfe": s.nfe,
+            "sample_seconds": s.seconds,
+            "nonfinite_samples": s.nonfinite,
+            "sliced_wasserstein": s.sliced_wasserstein,
+            "mmd": s.mmd,
+            "energy_distance": s.energy_distance,
+            "distance_rows": s.distance_rows,
         }
+        for name in _NLL_FIELDS:
+            record[_NLL_KEYS.get(name, f"nll_{name}")] = None if nll is None else getattr(nll, name)
+        record["nll_note"] = self.nll_note
+        record["nll_log_bin_volume"] = None if nll is None else nll.log_bin_volume
+        for key, name in _MEMORISATION_KEYS.items():
+            record[key] = None if m is None else getattr(m, name)
+        record["memorisation_warning"] = None if m is None else m.warning()
+        record.update(self.oracle.to_dict() if self.oracle else {"true_density": None})
+        record["seconds"] = self.seconds
+        return jsonable(record)
+
+
+# The flat names of evaluation.json, in its order.
+_NLL_FIELDS = (
+    "nll",
+    "stderr",
+    "bits_per_dim",
+    "points",
+    "divergence",
+    "rtol",
+    "t_min",
+    "nfe",
+    "seconds",
+    "convention",
+)
+_NLL_KEYS = {"nll": "nll", "bits_per_dim": "bits_per_dim"}
+_MEMORISATION_KEYS = {
+    "memorisation_ratio": "ratio",
+    "memorisation_ratio_stderr": "ratio_stderr",
+    "sample_to_train": "sample_to_train",
+    "heldout_to_train": "heldout_to_train",
+    "copy_threshold": "copy_threshold",
+    "copy_fraction": "copy_fraction",
+    "heldout_copy_fraction": "heldout_copy_fraction",
+}
 
 
 def likelihood_convention(levels: int | None, columns: ColumnCodec | None) -> str:
@@ -107,10 +164,8 @@ def likelihood_convention(levels: int | None, columns: ColumnCodec | None) -> st
 
 def evaluation_path(run_dir: str | Path, t_min: float | None = None) -> Path:
     """Where an evaluation is kept: ``RUN/evaluation.json`` at the run's own settings, and
-    ``RUN/evaluation_tmin-T.json`` for an explicit ``t_min = T`` (formatted with ``:g``), so that
-    an evaluation at another bandwidth never replaces the default one."""
-    name = "evaluation.json" if t_min is None else f"evaluation_tmin-{float(t_min):g}.json"
-    return Path(run_dir) / name
+    ``RUN/evaluation_tmin-T.json`` for an explicit ``t_min = T`` (``RunDir.evaluation_path``)."""
+    return RunDir(run_dir).evaluation_path(t_min)
 
 
 def write_evaluation(evaluation: Evaluation, path: str | Path | None = None) -> Path:

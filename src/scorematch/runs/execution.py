@@ -1,12 +1,12 @@
 """Where and how a run computes: the device and torchrun's process group (``start``), the training
-settings a run's config records (``record_execution``) and what the ``Trainer`` gets from them
-(``trainer_options``), and the rule that picks DDP or the explicit all-reduce (``first_order``).
+settings a run's config records (``record_execution``; ``build.training_settings`` hands them to
+the ``Trainer``), and the rule that picks DDP or the explicit all-reduce (``first_order``).
 
 A run's ``config.yaml`` records, in its ``training`` section, where it trained (``device``: the
 device, or under torchrun its type, each rank having used ``cuda:LOCAL_RANK``), on how many
 processes (``world_size``) and how (``precision``, ``compile``, ``grad_accum``).  A resumed run
 keeps its recorded precision, compilation and accumulation unless told otherwise, and may change
-all five (``EXECUTION_CHANGES``); loading a run for sampling never reads them, so a run trained
+all five (``EXECUTION_KEYS``); loading a run for sampling never reads them, so a run trained
 on a GPU samples on a CPU-only machine.
 """
 
@@ -19,31 +19,29 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from .._checks import check_positive_int
 from ..devices import resolve_device
 from ..training.distributed import barrier, join_process_group
 from ..training.precision import PRECISIONS
-from .checks import choice, positive_int
+from .checks import choice
 
 __all__ = [
-    "EXECUTION_CHANGES",
+    "EXECUTION_KEYS",
     "FIRST_ORDER",
     "Execution",
     "finish",
     "first_order",
     "record_execution",
     "start",
-    "trainer_options",
 ]
 
 # Objectives whose loss back-propagates once through the network (no derivative of the network
 # inside the loss): DDP's hooks fire and torch.compile applies.  ISM, SSM and SSM-VR differentiate
 # the network with respect to its input inside the loss, as does any energy model (s = −∇ₓE).
-FIRST_ORDER = ("dsm", "ncsn", "diffusion", "edm")
+FIRST_ORDER = ("dsm", "esm", "ncsn", "diffusion", "edm")
 DEFAULT_EXECUTION = {"precision": "fp32", "compile": False, "grad_accum": 1}
-# Config keys that may differ between the segments of a resumed run.
-EXECUTION_CHANGES = tuple(
-    f"training.{k}" for k in ("device", "world_size", "precision", "compile", "grad_accum")
-)
+# The keys of the config's training section that record where and how a run computes.
+EXECUTION_KEYS = ("device", "world_size", "precision", "compile", "grad_accum")
 
 
 @dataclass(frozen=True)
@@ -100,7 +98,7 @@ def record_execution(
             value = tr.get(key, DEFAULT_EXECUTION[key]) if resume else DEFAULT_EXECUTION[key]
         tr[key] = value
     tr["precision"] = choice(tr["precision"], "precision", PRECISIONS)
-    tr["grad_accum"] = positive_int(tr["grad_accum"], "grad_accum")
+    tr["grad_accum"] = check_positive_int(tr["grad_accum"], "grad_accum")
     if not isinstance(tr["compile"], bool):
         raise ValueError(f"compile must be true or false, got {tr['compile']!r}")
     if tr["compile"] and not first_order(config):
@@ -113,15 +111,3 @@ def record_execution(
     device = execution.device
     tr["device"] = str(device) if execution.world_size == 1 else device.type
     tr["world_size"] = execution.world_size
-
-
-def trainer_options(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``Trainer`` arguments of the recorded settings (``record_execution``)."""
-    tr = config["training"]
-    return {
-        "device": resolve_device(tr.get("device", "cpu")),
-        "precision": tr.get("precision", "fp32"),
-        "compile": bool(tr.get("compile", False)),
-        "grad_accum": int(tr.get("grad_accum", 1)),
-        "first_order": first_order(config),
-    }

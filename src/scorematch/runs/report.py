@@ -15,15 +15,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..distributions import GaussianMixture
 from ..metrics import heldout_nll
 from ..parametrization import at_time
-from ..plots import image_grid, loss_curve, samples_vs_data, score_field, trajectory_gif
+from ..plots import image_grid, loss_curve, samples_picture, score_field, trajectory_gif
+from ..run_dir import RunDir
 from .config import DEFAULTS
-from .config_files import is_run_dir
 from .data import data_kind
 from .evaluation import Evaluation, write_evaluation
 from .execution import start
 from .loading import load_run
+from .oracle import known_mixture, oracle_plots
 from .run import Run
 from .train import train
 
@@ -92,20 +94,35 @@ def gmm_baseline(
 # Plots
 # ------------------------------------------------------------------------------------------------
 def make_plots(
-    run: Run, out_dir: str | Path | None = None, *, n: int = 2000, seed: int = 0
+    run: Run,
+    out_dir: str | Path | None = None,
+    *,
+    n: int = 2000,
+    seed: int = 0,
+    columns: str | None = None,
+    mixture: GaussianMixture | None = None,
 ) -> list[Path]:
     """Write the run's pictures into ``out_dir`` (default ``RUN/plots``) and return their paths:
     samples beside data (or an image grid), the learned score field and a sampling-trajectory
-    GIF (2-D data), and the loss curve.  Under torchrun every rank samples its share and rank 0
-    alone writes (the others return an empty list)."""
+    GIF (2-D data), and the loss curve; a table's samples in a pair plot against its training
+    rows (``columns``: which, default the most informative few).  Where the law of 2-D data is
+    known (a built-in mixture set, or ``mixture`` in data units) also the learned score beside the
+    true one (``score_comparison.png``), and for a 2-D energy model its energy and normalised
+    density (``energy_density.png``): :func:`~.oracle.oracle_plots`.  Under torchrun every rank
+    samples its share and rank 0 alone writes (the others return an empty list)."""
     if out_dir is None:
         if run.run_dir is None:
             raise ValueError("make_plots needs an out_dir for a run without a directory")
-        out_dir = run.run_dir / "plots"
+        out_dir = RunDir(run.run_dir).plots
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    two_d = run.kind == "vector" and run.shape == (2,)
+    two_d = (
+        run.kind == "vector"
+        and run.shape == (2,)
+        and (run.columns is None or run.columns.passthrough)
+    )
+    truth = known_mixture(run.config, mixture)
     if run.kind == "image":
         drawn = run.sample(64, seed=seed)
         if not run.is_main:
@@ -117,25 +134,31 @@ def make_plots(
         if not run.is_main:
             return []
         title = f"{run.objective}, step {run.step}"
-        labels = run.columns.names[:2] if run.columns is not None else None
-        paths.append(
-            samples_vs_data(
-                drawn.x,
-                run.data.test,
-                folder / "samples.png",
-                title=title,
-                labels=labels,
-                data_name="held-out data",
-            )
-        )
+        table = run.columns is not None
+        reference = run.data.train if table else run.data.test
+        name = "training rows" if table else "held-out data"
+        paths.append(samples_picture(drawn.x, reference, folder / "samples.png",
+                                     columns=run.columns, show=columns, title=title,
+                                     data_name=name))  # fmt: skip
         if two_d:
             paths.append(_score_field(run, folder / "score_field.png"))
+            paths += oracle_plots(
+                truth,
+                run.config,
+                run.model,
+                run.process,
+                run.standardizer,
+                folder,
+                data=run.data.test,
+                step=run.step,
+            )
             if drawn.trajectory is not None and len(drawn.trajectory) > 1:
                 gif = folder / "trajectory.gif"
                 paths.append(trajectory_gif(drawn.trajectory, gif, data=run.data.test))
-    if run.run_dir is not None and (run.run_dir / "metrics.csv").is_file():
+    metrics = None if run.run_dir is None else RunDir(run.run_dir).metrics_path
+    if metrics is not None and metrics.is_file():
         with contextlib.suppress(ValueError):  # a run with no logged row yet has no curve
-            paths.append(loss_curve(run.run_dir / "metrics.csv", folder / "loss.png"))
+            paths.append(loss_curve(metrics, folder / "loss.png"))
     return paths
 
 
@@ -223,17 +246,18 @@ def demo(
     the held-out split (and a BIC-selected Gaussian mixture for vector data), and plot.
 
     The held-out NLL uses the exact divergence for vectors and Hutchinson's estimate for images,
-    with ODE tolerances 1e-4 (on moons the NLL moves by about 2e-4 nats from 1e-5 to 1e-4).
+    with ODE tolerances 1e-4 (the NLL hardly moves from 1e-5: ``benchmarks/results/design_choices.md``).
     ``device``: where to compute (``scorematch.devices.resolve_device``); under torchrun the
     training, sampling and likelihood are split over the ranks and rank 0 writes.
     """
-    out = Path(out_dir).expanduser()
+    folder = RunDir(out_dir)
+    out = folder.path
     execution = start(device)
-    if out.exists() and not is_run_dir(out) and not (out.is_dir() and not any(out.iterdir())):
+    if out.exists() and not folder.is_run() and not (out.is_dir() and not any(out.iterdir())):
         raise ValueError(
             f"{out} exists and is not a scorematch run; choose another --out for the demo"
         )
-    if out.exists() and is_run_dir(out) and execution.is_main:
+    if out.exists() and folder.is_run() and execution.is_main:
         shutil.rmtree(out)
     execution.barrier()
     kind = data_kind(data)
@@ -258,7 +282,8 @@ def demo(
     baseline = None
     if kind == "vector" and run.is_main:  # the printed comparison: rank 0 only
         t2 = time.perf_counter()
-        held_out = run.data.test[: evaluation.nll_points or None]
+        points = None if evaluation.likelihood is None else evaluation.likelihood.points
+        held_out = run.data.test[:points]
         baseline = gmm_baseline(run.data.train, held_out, seed=0)
         timings["baseline"] = time.perf_counter() - t2
     t3 = time.perf_counter()

@@ -1,5 +1,6 @@
-"""A trained run: :func:`~.loading.load_run` rebuilds it from its directory, and :class:`Run` samples it,
-computes log-likelihoods and evaluates it against the held-out split — all in data units."""
+"""A trained run: :func:`~.loading.load_run` rebuilds it from its directory, and :class:`Run`
+samples it, computes log-likelihoods and evaluates it against the held-out split — all in data
+units."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +16,9 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from .._checks import model_device
-from ..data import ColumnCodec, Standardizer
+from .._checks import check_positive_int, model_device
+from ..data import ColumnCodec, Standardizer, from_model, to_model
+from ..distributions import GaussianMixture
 from ..likelihood import bits_per_dim, log_likelihood
 from ..metrics import (
     Memorisation,
@@ -27,10 +30,11 @@ from ..metrics import (
 )
 from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
-from .checks import choice, positive_int, seed_value
+from .checks import choice, seed_value
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
-from .evaluation import Evaluation, likelihood_convention
+from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_convention
+from .oracle import compare_with_mixture, describe_source, known_mixture
 from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
 
@@ -109,19 +113,23 @@ class Run:
         return tuple(self.config["data"]["shape"])
 
     @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one row in data units: a table's columns ``(D,)`` (its model sees
+        :attr:`shape`, one-hot columns counting K), else :attr:`shape`."""
+        return (len(self.columns),) if self.columns is not None else self.shape
+
+    @property
     def data(self) -> DataBundle:
         """Train and test splits in data units (loaded on first use)."""
         if self._data is None:
             self._data = load_run_data(self.config)
         return self._data
 
-    @property
+    @cached_property
     def columns(self) -> ColumnCodec | None:
         """The table's column codec (kinds, grids, labels; :mod:`scorematch.data.columns`), or
         None for data that is not a user's table."""
-        if "_columns" not in self.__dict__:
-            self._columns = run_columns(self.config["data"])
-        return self._columns
+        return run_columns(self.config["data"])
 
     @property
     def device(self) -> torch.device:
@@ -157,7 +165,7 @@ class Run:
         added back at every step, whatever σ.  (The README's digits grid used 40 only within EDM's
         σ window 0.05–50: ``benchmarks/digits.py``.)
         """
-        n, seed = positive_int(n, "n"), seed_value(seed)
+        n, seed = check_positive_int(n, "n"), seed_value(seed)
         cfg = self.config["sampling"]
         name = choice(sampler or cfg["sampler"], "sampler", tuple(SAMPLERS))
         if not (isinstance(churn, (int, float)) and math.isfinite(churn) and churn >= 0):
@@ -173,7 +181,7 @@ class Run:
             steps = cfg["steps"] if name == cfg["sampler"] else None
         if steps is None:  # another sampler than the run's: its own default
             steps = LANGEVIN_STEPS if name == "annealed_langevin" else DEFAULT_STEPS[name]
-        steps = positive_int(steps, "steps")
+        steps = check_positive_int(steps, "steps")
         device, dtype = model_device(self.model)
         options: dict[str, Any] = {"s_churn": float(churn)} if churn else {}
         if name == "annealed_langevin":
@@ -195,21 +203,30 @@ class Run:
                 shape_or_x = init_std * torch.randn(
                     shape_or_x, generator=gen, device=device, dtype=dtype
                 )
-            out = sample(self.model, self.process, shape_or_x, sampler=name, steps=steps,
-                         generator=gen, progress=progress and self.is_main,
-                         return_trajectory=trajectory, **options)  # fmt: skip
+            out = sample(
+                self.model,
+                self.process,
+                shape_or_x,
+                sampler=name,
+                steps=steps,
+                generator=gen,
+                progress=progress and self.is_main,
+                return_trajectory=trajectory,
+                **options,
+            )
             return out.x.detach(), out.nfe, out.trajectory
 
         t0 = time.perf_counter()
         self.model.eval()
         blocks = map_blocks(draw, n, world_size=self.world_size, rank=self.rank)
-        x = self.standardizer.inverse(torch.cat([b[0] for b in blocks]))
-        if self.columns is not None:  # discrete columns back onto their values
-            x = self.columns.round(x)
+        # A table's coordinates back to its columns: one-hot by argmax, transforms inverted,
+        # discrete columns onto their values.
+        x = from_model(self.columns, self.standardizer.inverse(torch.cat([b[0] for b in blocks])))
         traj = None
         if trajectory and blocks[0][2] is not None:
             steps_of_blocks = zip(*(b[2] for b in blocks))
-            traj = [self.standardizer.inverse(torch.cat(s).detach()) for s in steps_of_blocks]
+            traj = [from_model(self.columns, self.standardizer.inverse(torch.cat(s).detach()))
+                    for s in steps_of_blocks]  # fmt: skip
         return SampleResult(x, blocks[0][1], traj, time.perf_counter() - t0)
 
     # -- likelihood
@@ -234,8 +251,10 @@ class Run:
         chosen = (self.selection or {}).get("t_min")
         if not chosen:
             return "the process's own t_min"
-        return (f"chosen on {chosen['rows']} validation rows: the lowest validation NLL "
-                f"({chosen['validation_nll']:.4g}) among {len(chosen['candidates'])} values")  # fmt: skip
+        return (
+            f"chosen on {chosen['rows']} validation rows: the lowest validation NLL "
+            f"({chosen['validation_nll']:.4g}) among {len(chosen['candidates'])} values"
+        )
 
     def _check_t_min(self, t_min: float | None) -> None:
         if t_min is None:
@@ -288,9 +307,9 @@ class Run:
         t_min = self.t_min if t_min is None else t_min
         if not isinstance(x, Tensor):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
-        if tuple(x.shape[1:]) != self.shape:
+        if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(
-                f"data rows must have shape {self.shape} like the training data, got "
+                f"data rows must have shape {self.data_shape} like the training data, got "
                 f"{tuple(x.shape[1:])}"
             )
         device, dtype = model_device(self.model)
@@ -306,8 +325,9 @@ class Run:
             progress=False,  # one bar for the whole job below, not one per batch
         )
         self.model.eval()
-        bar = tqdm(total=x.shape[0], unit="row", desc="likelihood",
-                   disable=not (progress and self.is_main))  # fmt: skip
+        bar = tqdm(
+            total=x.shape[0], unit="row", desc="likelihood", disable=not (progress and self.is_main)
+        )
 
         def score(block: int, start: int, stop: int) -> tuple[Tensor, int]:
             # Blocks of batch_size rows, each seeded alone: the same rows on any number of ranks.
@@ -328,8 +348,9 @@ class Run:
                 )
                 lp = -bpd.double() * dim * math.log(2.0)
             else:
-                # Discrete table columns: x̃ spread over each value's bin, + Σ log step (the
-                # first draws from the generator; nothing is drawn for continuous tables).
+                # A table: its model coordinates, each discrete value spread over its bin, and
+                # the correction Σ log w + Σ log T'(x) (ColumnCodec.dequantise; the first draws
+                # from the generator, none for continuous tables).
                 log_bin = 0.0
                 if self.columns is not None:
                     xb, log_bin = self.columns.dequantise(xb, gen)
@@ -339,18 +360,25 @@ class Run:
             bar.update(stop - start)
             return lp.cpu(), n_eval
 
-        blocks = map_blocks(score, x.shape[0], block_rows=batch_size, world_size=self.world_size,
-                            rank=self.rank)  # fmt: skip
+        blocks = map_blocks(
+            score, x.shape[0], block_rows=batch_size, world_size=self.world_size, rank=self.rank
+        )
         bar.close()
         return torch.cat([b[0] for b in blocks]), sum(b[1] for b in blocks)
+
+    def standardised(self, x: Tensor) -> Tensor:
+        """Data-unit rows in the model's standardised coordinates, z = T(to_model(x)) (a table's
+        columns through its codec: one-hot, transforms)."""
+        return self.standardizer.transform(to_model(self.columns, x))
 
     # -- evaluation
     def memorisation(self, x: Tensor, *, seed: int = 0) -> Memorisation:
         """Whether samples ``x`` (data units) copy training rows: distances to the closest
         training row against those of the held-out rows, in the standardised units the model
         sees (:func:`scorematch.metrics.memorisation`)."""
-        std = self.standardizer
-        rows = [std.transform(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)]
+        rows = [
+            self.standardised(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)
+        ]
         gen = torch.Generator().manual_seed(int(seed))
         return memorisation(*rows, standardize=False, generator=gen)
 
@@ -365,12 +393,18 @@ class Run:
         rtol: float = 1e-5,
         t_min: float | None = None,
         progress: bool = False,
+        mixture: GaussianMixture | None = None,
     ) -> Evaluation:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
         NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`) on at most
-        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`)."""
-        n = positive_int(n, "n")
+        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`).
+
+        Where the law of the data is known — a built-in mixture set, or ``mixture`` (a
+        ``GaussianMixture`` in data units) — also the comparison with it (``Evaluation.oracle``:
+        :func:`~.oracle.compare_with_mixture`)."""
+        n = check_positive_int(n, "n")
         self._check_t_min(t_min)  # here too, so that a bad t_min fails before the sampling
+        truth = known_mixture(self.config, mixture)
         test = self.data.test
         t0 = time.perf_counter()
         drawn = self.sample(n, seed=seed, progress=progress)
@@ -381,41 +415,71 @@ class Run:
         x = torch.nan_to_num(x, nan=0.0, posinf=1e6, neginf=-1e6)
         # MMD and energy distance cost O(rows²): on a bounded random subset of the held-out rows.
         pairs = subsample_rows(ref, MAX_DISTANCE_ROWS, torch.Generator().manual_seed(int(seed)))
-        result = Evaluation(
-            run=str(self.run_dir) if self.run_dir else None,
-            step=self.step,
-            objective=self.objective,
-            n_samples=n,
-            n_test=int(ref.shape[0]),
+        samples = SampleFigures(
             sampler=self.config["sampling"]["sampler"],
-            sampler_nfe=drawn.nfe,
-            sample_seconds=round(drawn.seconds, 3),
-            nonfinite_samples=nonfinite,
+            nfe=drawn.nfe,
+            seconds=round(drawn.seconds, 3),
+            n=n,
+            nonfinite=nonfinite,
             sliced_wasserstein=float(sliced_wasserstein(x, ref, projections=256, generator=gen)),
             mmd=float(mmd(x, pairs)),
             energy_distance=float(energy_distance(x, pairs)),
             distance_rows=int(pairs.shape[0]),
         )
+        likelihood, note, lp = None, None, None
         if nll and self.time_conditional:
-            pts = ref[:max_nll_points]
             div = divergence or self.default_divergence
             t1 = time.perf_counter()
             lp, nfe = self.log_likelihood(
-                pts, divergence=div, seed=seed, rtol=rtol, t_min=t_min, progress=progress
+                ref[:max_nll_points],
+                divergence=div,
+                seed=seed,
+                rtol=rtol,
+                t_min=t_min,
+                progress=progress,
             )
-            stats = heldout_nll(lp, dims=math.prod(self.shape))
-            levels = self.config["data"].get("levels")
-            result.log_prob = lp
-            result.nll, result.nll_stderr = stats["nll"], stats["stderr"]
-            result.bits_per_dim, result.nll_points = stats["bits_per_dim"], stats["n"]
-            result.nll_divergence, result.nll_rtol, result.nll_nfe = div, rtol, nfe
-            result.nll_t_min = self.t_min if t_min is None else t_min
-            result.nll_seconds = round(time.perf_counter() - t1, 3)
-            result.nll_convention = likelihood_convention(levels, self.columns)
-            if self.columns is not None:
-                result.nll_log_bin_volume = self.columns.log_bin_volume
+            stats = heldout_nll(lp, dims=math.prod(self.data_shape))
+            likelihood = HeldOutNLL(
+                nll=stats["nll"],
+                stderr=stats["stderr"],
+                bits_per_dim=stats["bits_per_dim"],
+                points=stats["n"],
+                divergence=div,
+                rtol=rtol,
+                t_min=self.t_min if t_min is None else t_min,
+                nfe=nfe,
+                seconds=round(time.perf_counter() - t1, 3),
+                convention=likelihood_convention(self.config["data"].get("levels"), self.columns),
+                log_bin_volume=None if self.columns is None else self.columns.log_bin_volume,
+            )
         elif nll:
-            result.nll_note = f"no likelihood for the unconditional objective {self.objective!r}"
-        result.set_memorisation(self.memorisation(x, seed=seed))
-        result.seconds = round(time.perf_counter() - t0, 3)
-        return result
+            note = f"no likelihood for the unconditional objective {self.objective!r}"
+        memorised = self.memorisation(x, seed=seed)
+        oracle = None
+        if truth is not None:
+            oracle = compare_with_mixture(
+                truth,
+                self.config,
+                self.model,
+                self.process,
+                self.standardizer,
+                drawn.x,
+                log_prob=lp,
+                rows=None if lp is None else ref[: lp.shape[0]],
+                t_min=None if likelihood is None else likelihood.t_min,
+                source=describe_source(self.config, given=mixture is not None),
+                seed=seed,
+            )
+        return Evaluation(
+            run=str(self.run_dir) if self.run_dir else None,
+            step=self.step,
+            objective=self.objective,
+            n_test=int(ref.shape[0]),
+            samples=samples,
+            likelihood=likelihood,
+            nll_note=note,
+            memorisation=memorised,
+            seconds=round(time.perf_counter() - t0, 3),
+            log_prob=lp,
+            oracle=oracle,
+        )

@@ -1,6 +1,6 @@
-"""Model selection for a run on its validation rows (issue #13): the validation figure the
-``Trainer`` watches, the choice of the likelihood's bandwidth t_min, and ``RUN/selection.json``,
-which records both choices so that ``load_run`` (and a resumed ``train``) read them back.
+"""Model selection for a run on its validation rows: the validation figure the ``Trainer``
+watches, the choice of the likelihood's bandwidth t_min, and the record of both choices,
+``RUN/selection.json`` (a ``RunDir`` record), which ``load_run`` and a resumed ``train`` read back.
 
 The validation figure is the training objective on the validation rows at fixed noise draws:
 every evaluation draws the same noise (a generator seeded once), so two validations differ only
@@ -13,7 +13,6 @@ validation log-likelihood is the honest one.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -23,11 +22,10 @@ import torch
 from torch import Tensor, nn
 
 from .._checks import model_device
-from ..io import atomic_write_text
+from ..run_dir import SELECTION_FILE, RunDir
 from ..training.validation import ValidateFn
 
 __all__ = [
-    "SELECTION_FILE",
     "T_MIN_CANDIDATES",
     "choose_t_min",
     "read_selection",
@@ -36,7 +34,6 @@ __all__ = [
     "write_selection",
 ]
 
-SELECTION_FILE = "selection.json"
 # Bandwidths tried, as scaled noise levels σ/α in standardised units (data std 1): the process's
 # own t_min, then 0.005 … 0.4.
 T_MIN_CANDIDATES = (0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.4)
@@ -91,32 +88,28 @@ def choose_t_min(run, x_val: Tensor, *, rtol: float = 1e-3, seed: int = 0) -> di
     x = x_val[:MAX_T_MIN_ROWS]
     table = []
     for t in t_min_candidates(run.process):
-        lp, _ = run.log_likelihood(x, t_min=t, rtol=rtol, seed=seed,
-                                   divergence=run.default_divergence)  # fmt: skip
+        lp, _ = run.log_likelihood(
+            x, t_min=t, rtol=rtol, seed=seed, divergence=run.default_divergence
+        )
         nll = float(-lp.mean())
         table.append([t, nll if math.isfinite(nll) else None])
     finite = [row for row in table if row[1] is not None]
     if not finite:
         raise ValueError("the validation log-likelihood is not finite at any t_min")
     best = min(finite, key=lambda row: row[1])
-    return {"value": best[0], "validation_nll": best[1], "rows": int(x.shape[0]),
-            "candidates": table}  # fmt: skip
+    return {
+        "value": best[0],
+        "validation_nll": best[1],
+        "rows": int(x.shape[0]),
+        "candidates": table,
+    }
 
 
 def read_selection(run_dir: str | Path) -> dict[str, Any] | None:
     """``RUN/selection.json`` as a dict, or None when the run made no selection."""
-    path = Path(run_dir) / SELECTION_FILE
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object")
-    return data
+    return RunDir(run_dir).read_json(SELECTION_FILE)
 
 
 def write_selection(run_dir: str | Path, selection: dict[str, Any]) -> Path:
     """Write (atomically) the run's selection record."""
-    return atomic_write_text(Path(run_dir) / SELECTION_FILE, json.dumps(selection, indent=2) + "\n")
+    return RunDir(run_dir).write_json(SELECTION_FILE, selection)

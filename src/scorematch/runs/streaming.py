@@ -23,8 +23,9 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from .._checks import check_positive_int
 from ..io import atomic_save
-from .checks import positive_int, seed_value
+from .checks import seed_value
 
 __all__ = [
     "MAX_DISTANCE_ROWS",
@@ -44,8 +45,8 @@ MAX_DISTANCE_ROWS = 10_000  # held-out rows MMD and energy distance use at most 
 def chunk_rows(shape: tuple[int, ...], budget: int = 1 << 21) -> int:
     """Rows per chunk for events of ``shape``: about ``budget`` numbers of samples per chunk,
     between 64 and 50 000 rows.  What a chunk holds most of is the network's activations (about
-    2 KB a row for the default MLP: ~0.1 GB at 50 000 rows); much smaller chunks cost time (at
-    10 000 rows sampling took 1.4x as long as at 100 000, at 50 000 1.1x)."""
+    2 KB a row for the default MLP: ~0.1 GB at 50 000 rows); much smaller chunks cost time
+    (``benchmarks/results/design_choices.md``)."""
     return max(64, min(50_000, budget // max(1, math.prod(shape))))
 
 
@@ -93,8 +94,8 @@ def iter_samples(
     one progress bar over all ``n`` rows (one chunk: the sampler's bar over its steps).
     ``options`` go to ``Run.sample`` (sampler, steps, churn); ``trajectory`` is kept for the first
     chunk only."""
-    n, seed = positive_int(n, "n"), seed_value(seed)
-    chunk = positive_int(chunk, "chunk") if chunk is not None else chunk_rows(run.shape)
+    n, seed = check_positive_int(n, "n"), seed_value(seed)
+    chunk = check_positive_int(chunk, "chunk") if chunk is not None else chunk_rows(run.shape)
     if n <= chunk:  # one chunk: the sampler's own bar over its steps, as without chunks
         part = run.sample(n, seed=seed, trajectory=trajectory, progress=progress, **options)
         part.x = part.x.cpu()

@@ -1,5 +1,12 @@
 """Training a run: :func:`train` resolves the config (or reads it back to resume), builds the
-process, score model and loss from it, and hands them to the ``Trainer`` with the run directory.
+process, score model, loss and the ``Trainer``'s settings from it, and hands them to the
+``Trainer`` with the run directory.
+
+Resume is decided here, from one list: ``RESUMABLE`` names the options a resume may change
+(checked as they are given), and with the settings of where and how a run computes
+(``execution.EXECUTION_KEYS``) they are the config keys that may differ from the checkpoint's
+(``RESUME_CHANGES``).  The ``Trainer`` executes it: ``Trainer.resume`` loads the newest good
+checkpoint (or says there is none), and ``fit`` continues from there.
 
 With validation rows (tables by default) the run selects its model on them (``selection``): the
 ``Trainer`` validates every ``validate_every`` steps, keeps the best step and stops after
@@ -19,32 +26,32 @@ from typing import Any
 
 from torch import nn
 
-from ..plots import image_grid, samples_vs_data
+from .._checks import check_count, check_positive_int
+from ..devices import resolve_device
+from ..plots import image_grid, samples_picture
 from ..processes import Process
-from ..training import (
-    Trainer,
-    TrainResult,
-    check_unlocked,
-    choose_resume_checkpoint,
-    is_leftover,
-    latest_checkpoint,
-)
-from .build import build_loss, build_process, build_score_model
-from .checks import count, positive_int
-from .config import TIME_CONDITIONAL, build_config
-from .config_files import is_run_dir, read_run_config
+from ..run_dir import RunDir
+from ..training import Trainer, TrainResult
+from .build import build_loss, build_process, build_score_model, training_settings
+from .config import TIME_CONDITIONAL, configure
 from .data import DataBundle, load_run_data
-from .execution import EXECUTION_CHANGES, record_execution, start, trainer_options
+from .execution import EXECUTION_KEYS, record_execution, start
 from .loading import load_run
 from .run import Run
 from .selection import choose_t_min, read_selection, validation_loss, write_selection
 
-__all__ = ["RESUMABLE", "train"]
+__all__ = ["RESUMABLE", "RESUME_CHANGES", "train"]
 
 logger = logging.getLogger("scorematch")
 
-# Config keys that ``train(resume=True)`` may change (the trainer also reports them as settings).
-RESUMABLE = ("training.steps", "training.checkpoint_every", "training.sample_every")
+# The options a resume may change, with their check; everything else is fixed by config.yaml.
+RESUMABLE: dict[str, Callable[[Any, str], int]] = {
+    "steps": check_positive_int,
+    "checkpoint_every": check_positive_int,
+    "sample_every": check_count,
+}
+# The config keys that may differ between a checkpoint and the run that resumes it.
+RESUME_CHANGES = tuple(f"training.{k}" for k in (*RESUMABLE, *EXECUTION_KEYS))
 
 
 def train(
@@ -52,9 +59,6 @@ def train(
     out_dir: str | Path,
     *,
     resume: bool = False,
-    steps: int | None = None,
-    checkpoint_every: int | None = None,
-    sample_every: int | None = None,
     progress: bool = True,
     announce: Callable[[dict[str, Any]], None] | None = None,
     checkpoint_minutes: float | None = 10.0,
@@ -65,132 +69,139 @@ def train(
 ) -> TrainResult:
     """Train a run into ``out_dir``.
 
-    Fresh run: ``options`` as for :func:`build_config`; ``out_dir`` must not hold a run.  Resume
-    (``resume=True``): the run's ``config.yaml`` is used, ``options`` must be None or empty, and
-    ``steps`` (the new total) may extend the run; ``checkpoint_every`` / ``sample_every`` may
-    change.  ``announce(config)`` is called with the resolved config before training starts.
-    ``checkpoint_minutes``: also save a checkpoint every so many minutes of wall time (None: only
-    on the step grid); not part of the config.  ``device`` (``"auto"``: CUDA when available),
-    ``precision``, ``compile`` and ``grad_accum``: where and how to train (``execution``; None
-    on resume: as the run recorded).  Under torchrun every rank calls this; rank 0 writes.
-    Returns the trainer's ``TrainResult``.  The run folder is created with its config.yaml in one
-    step and locked while training (see ``training.run_lock``).
+    Fresh run: ``options`` as for :func:`~.config.build_config`; ``out_dir`` must not hold a run.
+    Resume (``resume=True``): the run's ``config.yaml`` is used, and ``options`` may only change
+    what ``RESUMABLE`` names (``steps``, the new total, may extend the run).  ``announce(config)``
+    is called with the resolved config before training starts.  ``checkpoint_minutes``: also save
+    a checkpoint every so many minutes of wall time (None: only on the step grid); not part of
+    the config.  ``device`` (``"auto"``: CUDA when available), ``precision``, ``compile`` and
+    ``grad_accum``: where and how to train (``execution``; None on resume: as the run recorded).
+    Under torchrun every rank calls this; rank 0 writes.  Returns the trainer's ``TrainResult``.
+    The run folder is created with its config.yaml in one step and locked while training (see
+    ``scorematch.run_dir``).
     """
-    out = Path(out_dir).expanduser()
+    folder = RunDir(out_dir)
     execution = start(device)  # under torchrun: joins the process group
-    if execution.is_main:
-        check_unlocked(out)  # a second writer: one line, before anything is read or printed
+    if execution.is_main:  # a second writer: one line, before anything is read or printed
+        folder.check_unlocked()
     if resume:
-        config, bundle = _resumed_config(out, options, steps, checkpoint_every, sample_every)
+        config, data = _resumed_config(folder, options)
     else:
-        _check_new_run_dir(out)
-        options = dict(options or {})
-        for name, value in (
-            ("steps", steps),
-            ("checkpoint_every", checkpoint_every),
-            ("sample_every", sample_every),
-        ):
-            if value is not None:
-                options[name] = value
-        config, bundle = build_config(options)
+        folder.check_new()
+        config, data = configure(dict(options or {}))
     execution.barrier()  # every rank has checked the run directory before rank 0 writes to it
-    record_execution(config, execution, precision=precision, compile=compile,
-                     grad_accum=grad_accum, resume=resume)  # fmt: skip
+    record_execution(
+        config,
+        execution,
+        precision=precision,
+        compile=compile,
+        grad_accum=grad_accum,
+        resume=resume,
+    )
     if announce is not None:
         announce(config)
     tr = config["training"]
     process = build_process(config)
     loss = build_loss(config, process)
-    validated = bundle.val_index is not None and bool(tr.get("validate_every"))
-    selection = read_selection(out) if resume else None
+    validated = data.val_index is not None and bool(tr.get("validate_every"))
+    selection = read_selection(folder.path) if resume else None
     refit = validated and bool(tr.get("refit"))
     if refit and selection is None:
         # In memory: the run folder appears only when the Trainer creates and locks it.  A run
         # killed before its selection.json is written makes the same choice again (seeded).
-        selection = _select_in_memory(config, bundle, process, loss, progress)
-    rows = bundle.train if refit or not validated else bundle.fit
-    z_rows = bundle.standardizer.transform(rows)
-    target = selection["best_step"] if refit else tr["steps"]
+        selection = _select_in_memory(config, data, process, loss, progress)
+    rows = data.train if refit or not validated else data.fit
     # The refit keeps the selection pass's schedule (cosine over training.steps) up to the chosen
-    # step: decaying over the chosen steps instead made iris 0.05 and wine 0.36 nats worse.
-    trainer = _trainer(config, bundle, process, loss, z_rows, out, progress,
-                       validate=validated and not refit,
-                       checkpoint_minutes=checkpoint_minutes)  # fmt: skip
+    # step (benchmarks/results/tables.md: decaying over the chosen steps instead was worse).
+    target = selection["best_step"] if refit else tr["steps"]
+    trainer = _trainer(
+        config,
+        data,
+        process,
+        loss,
+        rows,
+        folder,
+        progress,
+        validate=validated and not refit,
+        checkpoint_minutes=checkpoint_minutes,
+    )
     if resume:
         # The newest good checkpoint (damaged ones are moved aside, and that is said); none:
-        # killed before its first one, and fit says so and trains from step 0.
-        ckpt = choose_resume_checkpoint(out / "checkpoints", quarantine=execution.is_main)
-        if ckpt is not None:
-            trainer.resume(ckpt, expected_changes=RESUMABLE + EXECUTION_CHANGES)
+        # killed before its first one, which is said, and training starts from step 0.
+        trainer.resume(expected_changes=RESUME_CHANGES, missing_ok=True)
         if trainer.step >= target:
             raise ValueError(
-                f"{out} is already at step {trainer.step}; pass --steps above {trainer.step} to "
-                "train longer"
+                f"{folder.path} is already at step {trainer.step}; pass --steps above "
+                f"{trainer.step} to train longer"
             )
     result = trainer.fit(target, resume=resume)
     if refit:
         if execution.is_main:
-            write_selection(out, selection)
+            write_selection(folder.path, selection)
         return dataclasses.replace(result, best_step=selection["best_step"])
     if validated:
-        run = load_run(out, device=execution.device)  # the best step, or a fixed --steps' last
+        run = load_run(folder.path, device=execution.device)  # the best step, or --steps' last
         selected = {
             "best_step": result.best_step,
             "refit": False,
             "stopped_early": result.stopped_early,
-            "validation": trainer.validation.state(),
-            "t_min": _t_min(run, bundle),
-        }  # fmt: skip
+            "validation": trainer.validation.state_dict(),
+            "t_min": _t_min(run, data),
+        }
         if execution.is_main:
-            write_selection(out, selected)
+            write_selection(folder.path, selected)
     return result
 
 
-def _trainer(config, bundle, process, loss, z_rows, out, progress, *, validate,
-             checkpoint_minutes=None) -> Trainer:  # fmt: skip
-    """The ``Trainer`` of a run's config, writing into ``out`` (None: in memory, no files)."""
+def _trainer(
+    config: Mapping[str, Any],
+    data: DataBundle,
+    process: Process | None,
+    loss,
+    rows,
+    folder: RunDir | None,
+    progress: bool,
+    *,
+    validate: bool,
+    checkpoint_minutes: float | None = None,
+) -> Trainer:
+    """The ``Trainer`` of a run's config on ``rows`` (data units), writing into ``folder`` (None:
+    in memory, no files)."""
     tr = config["training"]
-    sample_every = tr["sample_every"] if out is not None else 0
-    options: dict[str, Any] = {}
+    settings = training_settings(
+        config,
+        rows.shape[0],
+        files=folder is not None,
+        validate=validate,
+        progress=progress,
+        checkpoint_minutes=checkpoint_minutes,
+    )
+    validate_fn = None
     if validate:
-        z_val = bundle.standardizer.transform(bundle.val)
-        options = dict(
-            validate_fn=validation_loss(
-                loss, z_val, seed=tr["seed"] + 1, batch_size=max(tr["batch_size"], 256),
-                time_conditional=config["objective"]["name"] in TIME_CONDITIONAL,
-            ),
-            validate_every=tr["validate_every"],
-            patience=tr.get("patience"),
-        )  # fmt: skip
+        validate_fn = validation_loss(
+            loss,
+            data.standardised(data.val),
+            seed=tr["seed"] + 1,
+            batch_size=max(tr["batch_size"], 256),
+            time_conditional=config["objective"]["name"] in TIME_CONDITIONAL,
+        )
     return Trainer(
         build_score_model(config, process),
         loss,
-        z_rows,
-        out_dir=out,
-        batch_size=min(tr["batch_size"], z_rows.shape[0]),
-        lr=tr["lr"],
-        warmup_steps=tr["warmup_steps"],
-        schedule=tr["schedule"],
-        total_steps=tr["steps"] if tr["schedule"] == "cosine" else None,
-        grad_clip=tr["grad_clip"],
-        ema_half_life=tr["ema_half_life"],
-        seed=tr["seed"],
-        checkpoint_every=tr["checkpoint_every"] if out is not None else None,
-        checkpoint_seconds=None if checkpoint_minutes is None else 60.0 * checkpoint_minutes,
-        sample_every=sample_every or None,
-        sample_fn=_sample_plotter(config, bundle, process) if sample_every else None,
-        progress=progress,
-        config=config,
-        **trainer_options(config),
-        **options,
+        data.standardised(rows),
+        settings,
+        out_dir=None if folder is None else folder.path,
+        config=dict(config),
+        device=resolve_device(tr.get("device", "cpu")),
+        sample_fn=_sample_plotter(config, data, process) if settings.sample_every else None,
+        validate_fn=validate_fn,
     )
 
 
-def _select_in_memory(config, bundle, process, loss, progress) -> dict[str, Any]:
+def _select_in_memory(config, data, process, loss, progress) -> dict[str, Any]:
     """The selection pass of a small table: train on the rows without the validation rows, in
     memory, with validation and early stopping; keep the best EMA model; choose t_min with it."""
-    z_fit = bundle.standardizer.transform(bundle.fit)
-    trainer = _trainer(config, bundle, process, loss, z_fit, None, progress, validate=True)
+    trainer = _trainer(config, data, process, loss, data.fit, None, progress, validate=True)
     watched, best = trainer.validation.fn, {"value": float("inf"), "state": None}
 
     def keep_best(model: nn.Module, step: int) -> float:
@@ -200,83 +211,75 @@ def _select_in_memory(config, bundle, process, loss, progress) -> dict[str, Any]
         return value
 
     trainer.validation.fn = keep_best
-    logger.info("choosing the number of steps on %d validation rows", bundle.val.shape[0])
+    logger.info("choosing the number of steps on %d validation rows", data.val.shape[0])
     result = trainer.fit(config["training"]["steps"])
     model = build_score_model(config, process)
     model.load_state_dict(best["state"])
-    run = Run(config, model.requires_grad_(False).eval(), process, bundle.standardizer,
-              step=result.best_step, data=bundle)  # fmt: skip
+    run = Run(
+        config,
+        model.requires_grad_(False).eval(),
+        process,
+        data.standardizer,
+        step=result.best_step,
+        data=data,
+    )
     return {
         "best_step": result.best_step,
         "refit": True,
         "stopped_early": result.stopped_early,
-        "validation": trainer.validation.state(),
-        "t_min": _t_min(run, bundle),
+        "validation": trainer.validation.state_dict(),
+        "t_min": _t_min(run, data),
     }
 
 
-def _t_min(run: Run, bundle: DataBundle) -> dict[str, Any] | None:
+def _t_min(run: Run, data: DataBundle) -> dict[str, Any] | None:
     """t_min chosen on the validation rows, for runs with a likelihood on vector data."""
-    if not run.time_conditional or bundle.kind != "vector":
+    if not run.time_conditional or data.kind != "vector":
         return None
-    return choose_t_min(run, bundle.val)
-
-
-def _check_new_run_dir(out: Path) -> None:
-    """A fresh run goes into a new or empty directory: never over another run or other files."""
-    if out.exists() and (is_run_dir(out) or latest_checkpoint(out / "checkpoints")):
-        raise ValueError(
-            f"{out} already holds a run; pass --resume to continue it or choose a new --out"
-        )
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(not is_leftover(p) for p in out.iterdir()):
-        raise ValueError(f"--out {out} is not empty; choose a new or empty directory")
+    return choose_t_min(run, data.val)
 
 
 def _resumed_config(
-    out: Path,
-    options: Mapping[str, Any] | None,
-    steps: int | None,
-    checkpoint_every: int | None,
-    sample_every: int | None,
+    folder: RunDir, options: Mapping[str, Any] | None
 ) -> tuple[dict[str, Any], DataBundle]:
-    """The config of the run in ``out`` with the settings a resume may change, and its data."""
-    if options:
-        names = ", ".join(sorted(options))
+    """The config of the run in ``folder`` with the changes a resume may make (``RESUMABLE``),
+    and its data."""
+    changes = {k: v for k, v in (options or {}).items() if v is not None}
+    fixed = sorted(set(changes) - set(RESUMABLE))
+    if fixed:
+        names = ", ".join(fixed)
         raise ValueError(f"cannot change {names} when resuming: the run's config.yaml fixes them")
-    if not is_run_dir(out):
-        why = "" if not out.is_dir() else ": nothing was trained into it yet, start it with --data"
-        raise FileNotFoundError(f"no run to resume in {out} (no config.yaml){why}")
-    config = read_run_config(out)
-    bundle = load_run_data(config)
-    tr = config["training"]
-    if steps is not None:
-        tr["steps"] = positive_int(steps, "steps")
-    if checkpoint_every is not None:
-        tr["checkpoint_every"] = positive_int(checkpoint_every, "checkpoint_every")
-    if sample_every is not None:
-        tr["sample_every"] = count(sample_every, "sample_every")
-    return config, bundle
+    if not folder.is_run():
+        why = (
+            ""
+            if not folder.path.is_dir()
+            else (": nothing was trained into it yet, start it with --data")
+        )
+        raise FileNotFoundError(f"no run to resume in {folder.path} (no config.yaml){why}")
+    config = folder.read_config()
+    data = load_run_data(config)
+    for name, value in changes.items():
+        config["training"][name] = RESUMABLE[name](value, name)
+    return config, data
 
 
 def _sample_plotter(
-    config: Mapping[str, Any], bundle: DataBundle, process: Process | None
+    config: Mapping[str, Any], data: DataBundle, process: Process | None
 ) -> Callable[[nn.Module, int, Path | None], None]:
     """Trainer callback: a sample plot at ``RUN/samples/step_XXXXXXXX.png``."""
-    n = 64 if bundle.kind == "image" else 1000
+    n = 64 if data.kind == "image" else 1000
 
     def plot_samples(ema_model: nn.Module, step: int, out_dir: Path | None) -> None:
         if out_dir is None:
             return
-        folder = Path(out_dir) / "samples"
+        folder = RunDir(out_dir).samples
         folder.mkdir(parents=True, exist_ok=True)
-        run = Run(config, ema_model, process, bundle.standardizer, step=step, data=bundle)
+        run = Run(config, ema_model, process, data.standardizer, step=step, data=data)
         x = run.sample(n, seed=step).x
         path = folder / f"step_{step:08d}.png"
-        if bundle.kind == "image":
+        if data.kind == "image":
             image_grid(x.clamp(0, 1), path, nrow=8)
         else:
-            samples_vs_data(x, bundle.train, path, title=f"step {step}")
+            samples_picture(x, data.train, path, columns=data.columns, title=f"step {step}")
 
     return plot_samples

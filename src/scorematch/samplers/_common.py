@@ -1,45 +1,42 @@
-"""Plumbing every sampler shares: the time grid and step count, process coefficients as float64
-numbers, the checked model call, and the callback's one dict."""
+"""Plumbing every sampler shares: the resolved time grid, process coefficients as float64 numbers,
+the checked model call, and the callback's one dict."""
 
 from __future__ import annotations
-
-import math
 
 import torch
 from torch import Tensor
 
-from .._checks import check_positive_int
 from .base import Callback
-from .grids import IMPLIED, make_grid
+from .grids import resolve
 
 __all__ = ["coefficients", "report", "score_at", "time_grid", "transition"]
 
 
 def time_grid(
-    grid, process, steps: int | None, default_steps: int, *, min_points: int = 2
-) -> list[float]:
-    """The sampler's times t_0 = t_max > … > t_N as float64 Python numbers (exact step arithmetic).
-
-    ``grid`` is a name (``"auto"`` = the process's ``default_grid``), a function
-    ``grid(process, steps)`` or explicit times.  Explicit times (and a process's own ``"levels"``)
-    imply the number of intervals: ``steps`` may then be None or must agree.  Otherwise ``steps``
-    (default ``default_steps``) is the number of intervals N.
-    """
-    if steps is not None:
-        steps = check_positive_int(steps, "steps")
-    if isinstance(grid, str) and grid == "auto":
-        grid = process.default_grid
-    implied = (isinstance(grid, str) and grid in IMPLIED) or not (
-        isinstance(grid, str) or callable(grid)
-    )
-    n = steps if (steps is not None or implied) else default_steps
-    times = make_grid(grid, process, n, min_points=min_points)
-    if steps is not None and times.numel() != steps + 1:
-        raise ValueError(
-            f"steps = {steps} disagrees with the time grid's {times.numel()} points, which imply "
-            f"steps = {times.numel() - 1}; give one or the other"
-        )
-    return times.tolist()
+    grid,
+    process,
+    steps: int | None,
+    *,
+    family: str,
+    default_steps: int,
+    denoise: bool,
+    min_points: int = 2,
+) -> tuple[list[float], bool]:
+    """The sampler's resolved grid (``grids.resolve``) split for its loop: the real times
+    t_0 = t_max > … > t_N as float64 Python numbers (exact step arithmetic), and whether a final x̂₀
+    step follows them (the grid's trailing 0)."""
+    times = resolve(
+        grid,
+        process,
+        steps,
+        family=family,
+        default_steps=default_steps,
+        denoise=denoise,
+        min_points=min_points,
+    ).tolist()
+    if times[-1] == 0.0:
+        return times[:-1], True
+    return times, False
 
 
 def coefficients(process, t: float) -> tuple[float, float, float, float]:
@@ -87,7 +84,3 @@ def check_finite(x: Tensor, sampler: str, i: int, t: float) -> Tensor:
             "the model or the step sizes diverged"
         )
     return x
-
-
-def sqrt(v: float) -> float:
-    return math.sqrt(max(v, 0.0))

@@ -6,14 +6,18 @@
 
 * ``model(x, t) -> ∇ₓ log p_t(x)``, t of shape ``(batch,)``; ``process`` the forward SDE.
 * ``x_init_or_shape``: the state at t_max, or a ``(batch, *event)`` shape drawn from the prior.
-* ``grid``: a name (``"auto"`` = the process's ``default_grid``; see :mod:`.grids`), a function
-  ``grid(process, steps)``, or an explicit decreasing tensor of times; explicit times imply
-  ``steps``.
+* ``grid``: a name (``"auto"`` = ``process.default_grid(family)``, the one meaning of "auto", stated
+  per process for each sampler family; see :mod:`.grids`), a function ``grid(process, steps)``, or
+  an explicit decreasing tensor of times; explicit times imply ``steps``.  Each sampler runs on
+  the explicit tensor ``grids.resolve`` makes of these (``sample`` resolves it once, as
+  k-diffusion's samplers take ``sigmas``).
 * ``steps``: the number of grid intervals t_0 = t_max > … > t_N, N = steps, for every sampler
   (default: the sampler's ``DEFAULT_STEPS``).  How many model calls a step costs is the sampler's
   own (see each docstring); ``Samples.nfe`` counts them exactly.
 * ``denoise=True`` (every sampler): end with Tweedie's x̂₀ = E[x₀ | x_{t_N}] = (x + σ² s)/α at the
-  last grid time, one more model call.
+  last grid time, one more model call.  A grid that ends exactly at t = 0 (k-diffusion's and EDM's
+  convention) says the same: its last interval is that x̂₀ step (then ``denoise`` must stay True).
+  The x̂₀ step is not reported to the callback nor added to the trajectory.
 * ``callback``: called once per step i = 0 … N − 1 with one dict ``{"i", "t", "sigma", "x",
   "denoised"}`` describing the state the step starts from: x at time t = t_i, σ = σ_t/α_t, and
   the model's x̂₀ at (x, t) from the step's first model call (annealed Langevin: once per level).

@@ -27,21 +27,30 @@ from tqdm.auto import tqdm
 
 from ._common import check_finite, report, time_grid
 from .base import Callback, CountingModel, Samples, initial_state
-from .grids import few_step_range
+from .grids import recipe_range
 
-__all__ = ["DEFAULT_STEPS", "FEW_STEPS", "dpm_solver", "dpm_solver_defaults"]
+__all__ = ["DEFAULT_STEPS", "FAMILY", "dpm_solver", "dpm_solver_defaults", "unic"]
 
 DEFAULT_STEPS = 20  # Lu et al.'s 20 steps (21 model calls with the final x̂₀)
-FEW_STEPS = 11  # grid="auto" is the few-step grid up to this many intervals (12 NFE with x̂₀)
+# lower_order_final: a step this many times longer in log-SNR than the one before takes order 1
+LONG_STEP = 3.0
+FAMILY = "dpm"  # grid="auto" is process.default_grid("dpm"): "dpm_recipe" on every process
 
 
-def dpm_solver_defaults(process, steps: int, denoise: bool = True) -> tuple[str, int]:
-    """The (grid, order) that ``grid="auto"`` and ``order=None`` give: the few-step grid with 2M
-    for 2 ≤ steps ≤ ``FEW_STEPS`` when it fits the process and ``denoise`` is on, else the
-    log-SNR grid with 3M."""
-    if denoise and 2 <= steps <= FEW_STEPS and few_step_range(process)[0] is not None:
-        return "few_step", 2
-    return "log_snr", 3
+def default_order(x0_step: bool) -> int:
+    """``order=None``: 2 when the grid ends with the x̂₀ step (the default recipe: with UniC this is
+    UniPC-2, third order at two model outputs per step), else 3 (Lu et al.'s choice for
+    unconditional sampling to t_min)."""
+    return 2 if x0_step else 3
+
+
+def dpm_solver_defaults(process, steps: int, denoise: bool = True) -> tuple[str, int, bool]:
+    """(grid, order, corrector) that ``grid="auto"``, ``order=None`` and ``corrector=None`` give on
+    ``process`` at ``steps`` intervals: with ``denoise``, ``grids.dpm_recipe`` (in the data's scale
+    σ_d = ``process.sigma_data``), order 2 and UniPC's corrector; without, the plain log-SNR grid
+    with 3M and no corrector."""
+    grid = "dpm_recipe" if denoise and steps >= 2 and recipe_range(process, steps) else "log_snr"
+    return grid, default_order(denoise), bool(denoise)
 
 
 def dpm_solver(
@@ -57,6 +66,7 @@ def dpm_solver(
     denoise: bool = True,
     order: int | None = None,
     lower_order_final: bool = True,
+    corrector: bool | None = None,
     return_trajectory: bool = False,
 ) -> Samples:
     """DPM-Solver++(kM): multistep exponential integrator in log-SNR time (Lu et al. 2022, Alg. 2).
@@ -69,36 +79,51 @@ def dpm_solver(
         order 2 is Lu et al.'s 2M step, which takes c₀h/2 for c₁).
 
     The first step is order 1 and the second at most order 2 (no history yet).  With
-    ``lower_order_final`` the last two steps drop order (the last is order 1), as DPM-Solver does
-    below 15 steps; we do it at any step count, since a grid may end with a long log-SNR step
-    (VP's uniform grid: higher orders extrapolating across it made the error grow with steps).
+    ``lower_order_final`` the final step is first order: with ``denoise`` that is the x̂₀ step
+    (the order-1 step to σ = 0 is x̂₀ itself, as in k-diffusion's DPM-Solver++ samplers), and every
+    real interval keeps its order; without it the last two steps drop order (the last is order 1),
+    as DPM-Solver does below 15 steps — at any step count here.  In both cases a step more than
+    ``LONG_STEP`` = 3 times longer in log-SNR than the one before also takes order 1: VP's uniform
+    grid ends with such a step (6× its predecessor at 10–20 steps), and higher orders extrapolating
+    across it made the error grow with the steps; EDM's ρ = 7 grids (≤ 2.1×) and the log-SNR grid
+    never trigger it.  And 3M drops to 2M where its second divided difference would span a step
+    more than 3 times longer than the current one (the first step of the few-step and recipe grids:
+    3M across it measured 2–3× worse than 2M).
 
-    Defaults, in full (``dpm_solver_defaults``): ``grid="auto"`` is ``"few_step"`` for
-    2 ≤ steps ≤ 11 (``grids.few_step``: one interval from t_max to σ̂ = 10 σ_data, log-SNR steps to
-    0.1 σ_data, then the final x̂₀ — measured 5× / 4.5× lower error at 10 NFE than the plain grid on
-    the 2-D / 16-D benchmark mixtures), else ``"log_snr"`` (uniform in λ from t_max to t_min);
-    ``order=None`` is 2 on the few-step grid (3M's divided differences would span its jump), else 3
-    (Lu et al.'s choice for unconditional sampling; it halves 2M's error at 10–20 steps on the
-    log-SNR grid).  The few-step grid is used only with ``denoise=True``, which it relies on.
+    Defaults, in full (``dpm_solver_defaults``; they depend on the resolved times only, so a
+    named and an explicit grid get the same rule): with ``denoise``, ``grid="auto"`` is
+    ``process.default_grid("dpm")`` = ``grids.dpm_recipe`` (one interval from t_max to a few σ_data,
+    log-SNR steps down to an end that shrinks with the budget, in units of the data's standard
+    deviation ``process.sigma_data``, then x̂₀), ``order=None`` is 2 and ``corrector=None`` is on
+    (with an explicit ``order``, off):
+    UniPC-2 on the data's own scale (measured against every sampler and grid of k-diffusion and
+    diffusers in benchmarks/results/samplers.md).  Without ``denoise``: the plain
+    log-SNR grid to t_min, 3M (Lu et al.'s choice for unconditional sampling), no corrector.
+    ``corrector=False, order=2`` is DPM-Solver++(2M), k-diffusion's ``sample_dpmpp_2m`` on the same
+    grid ending at 0.
 
     Args:
         steps: grid intervals N (default 20).  **NFE = steps (+1 with denoise)**.
-        grid: ``"auto"``, ``"few_step"``, ``"log_snr"``, ``"edm_rho"``, ``"uniform"``, callable or
-            tensor of times.
+        grid: ``"auto"``, ``"dpm_recipe"``, ``"few_step"``, ``"log_snr"``, ``"edm_rho"``,
+            ``"uniform"``, callable or tensor of times (ending in 0 or not).
         order: 1, 2 (DPM-Solver++(2M)) or 3 (DPM-Solver++(3M)); None: see above.
+        corrector: UniPC's corrector UniC (Zhao et al. 2023, "UniPC", B(h) = e^h − 1): each model
+            call at t_i also corrects the step t_{i−1} → t_i that produced its input (``unic``),
+            raising its order by one at no extra NFE; with ``order=2`` this is UniPC-2 (its
+            predictor UniP-2 is DPM-Solver++(2M)).  None: on when the grid ends with x̂₀ and
+            ``order`` is None (the default recipe); an explicit order gets the plain solver.
         callback, progress, denoise, return_trajectory: see :mod:`scorematch.samplers.base`; the
             callback's ``denoised`` is the step's data prediction x̂₀.
     """
     if order is not None and order not in (1, 2, 3):
         raise ValueError(f"order must be 1, 2 or 3, got {order!r}")
-    if isinstance(grid, str) and grid == "auto":
-        n = steps if steps is not None else DEFAULT_STEPS
-        grid, auto_order = dpm_solver_defaults(process, int(n), bool(denoise))
-    else:
-        auto_order = 2 if isinstance(grid, str) and grid == "few_step" else 3
-    order = auto_order if order is None else order
-    t_grid = time_grid(grid, process, steps, DEFAULT_STEPS)
+    t_grid, x0_step = time_grid(
+        grid, process, steps, family=FAMILY, default_steps=DEFAULT_STEPS, denoise=denoise
+    )
     intervals = len(t_grid) - 1
+    if corrector is None:  # part of the default recipe: on when the order is left to it too
+        corrector = x0_step and order is None
+    order = default_order(x0_step) if order is None else order
     counted = CountingModel(model)
 
     with torch.inference_mode():
@@ -115,12 +140,24 @@ def dpm_solver(
 
         trajectory = [x] if return_trajectory else None
         history: list[Tensor] = []  # data predictions of the previous steps, newest first
+        x_prev, k = x, 1  # the state the last step started from, and that step's order
         for i in tqdm(range(intervals), disable=not progress, desc="dpm_solver++"):
             m0 = data_prediction(x, i)
-            k = min(order, i + 1)
-            if lower_order_final:
-                k = min(k, intervals - i)
+            if corrector and i >= 1:  # UniC: this call corrects the step that led here
+                x = unic(
+                    x_prev, m0, history, lam[i - k : i + 1], k, alphas[i], sigmas[i - 1 : i + 1]
+                )
+                if trajectory is not None:
+                    trajectory[-1] = x
+            x_prev, k = x, min(order, i + 1)
             h = lam[i + 1] - lam[i]
+            if lower_order_final and not x0_step:
+                k = min(k, intervals - i)
+            if lower_order_final and k >= 2 and h > LONG_STEP * (lam[i] - lam[i - 1]):
+                k = 1  # divided differences of short steps extrapolated across a long one
+            if k == 3 and lam[i - 1] - lam[i - 2] > LONG_STEP * h:
+                k = 2  # 3M's second difference would span a long step (the recipe's jump)
+
             c0 = -math.expm1(-h)
             c1 = h - c0
             c2 = 0.5 * h * h - c1
@@ -138,9 +175,52 @@ def dpm_solver(
             report(callback, i, t_grid[i], process, x, m0)
             x = (sigmas[i + 1] / sigmas[i]) * x + alphas[i + 1] * update
             x = check_finite(x, "dpm_solver", i, t_grid[i + 1])
-            history = [m0, *history][: order - 1]
+            history = [m0, *history][:order]
             if trajectory is not None:
                 trajectory.append(x)
-        if denoise:
+        if x0_step:
             x = data_prediction(x, intervals)
     return Samples(x, counted.nfe, trajectory)
+
+
+def unic(
+    x_prev: Tensor,
+    m_new: Tensor,
+    history: list[Tensor],
+    lam: list[float],
+    p: int,
+    alpha_new: float,
+    sigmas: list[float],
+) -> Tensor:
+    """UniC-p, the corrector of UniPC (Zhao et al. 2023, Alg. 2 with B(h) = e^h − 1, data
+    prediction): redo the step s → t from x_prev = x_s with the data prediction m_t = x̂₀(x_t) that
+    the predictor's result x_t has just been given, besides m_s = history[0] and the p − 1 earlier
+    ones.  With h = λ_t − λ_s, r_k = (λ_{s_k} − λ_s)/h, D_k = (m_{s_k} − m_s)/r_k, D_t = m_t − m_s:
+
+        x_t = (σ_t/σ_s) x_s + α_t [(1 − e^{−h}) m_s + (1 − e^{−h}) (Σ_k ρ_k D_k + ρ_p D_t)],
+
+    where ρ solves R ρ = g, R_{jk} = r_k^{j−1} (r_p = 1), g_j = j! φ_{j+1}(h)/B(h) with
+    φ_{j+1}(h) h^j = the j-th term of e^{−h}'s remainder (UniPC's h_phi_k recursion); ρ = ½ for p = 1.
+    ``lam`` = [λ_{s_{p−1}}, …, λ_s, λ_t] (oldest first); ``sigmas`` = [σ_s, σ_t].
+    """
+    h = lam[-1] - lam[-2]
+    hh = -h
+    b_h = math.expm1(hh)  # B(h) (bh2); also h·φ₁
+    rks = [(lam[-2 - k] - lam[-2]) / h for k in range(1, p)] + [1.0]
+    phi, factorial, g = b_h / hh - 1.0, 1.0, []
+    for j in range(1, p + 1):
+        g.append(phi * factorial / b_h)
+        factorial *= j + 1
+        phi = phi / hh - 1.0 / factorial
+    if p == 1:
+        rhos = [0.5]
+    else:
+        r = torch.tensor(
+            [[rk ** (j - 1) for rk in rks] for j in range(1, p + 1)], dtype=torch.float64
+        )
+        rhos = torch.linalg.solve(r, torch.tensor(g, dtype=torch.float64)).tolist()
+    m_s = history[0]
+    corr = rhos[-1] * (m_new - m_s)
+    for k in range(1, p):
+        corr = corr + rhos[k - 1] * (history[k] - m_s) / rks[k - 1]
+    return (sigmas[1] / sigmas[0]) * x_prev - alpha_new * b_h * (m_s + corr)

@@ -21,9 +21,10 @@ from .._checks import check_positive, noise_like
 from ._common import check_finite, report, time_grid
 from .base import Callback, CountingModel, Samples, initial_state
 
-__all__ = ["DEFAULT_STEPS", "heun"]
+__all__ = ["DEFAULT_STEPS", "FAMILY", "heun"]
 
-DEFAULT_STEPS = 18  # EDM's CIFAR-10 setting: 35 model calls (+1 with denoise)
+DEFAULT_STEPS = 17  # EDM's CIFAR-10 setting (num_steps = 18 σ's, the last step to 0): 35 calls
+FAMILY = "ode"  # grid="auto" is process.default_grid("ode")
 
 
 def heun(
@@ -32,7 +33,7 @@ def heun(
     x_init_or_shape,
     steps: int | None = None,
     *,
-    grid="edm_rho",
+    grid="auto",
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
@@ -43,22 +44,31 @@ def heun(
     s_noise: float = 1.0,
     return_trajectory: bool = False,
 ) -> Samples:
-    """EDM sampler (Karras et al. 2022, Alg. 2; Alg. 1 when ``s_churn = 0``).
+    """EDM sampler (Karras et al. 2022, Alg. 2, stochastic; with ``s_churn = 0`` their Alg. 1).
 
-    On the grid σ̂_0 > … > σ̂_N (σ̂ = σ_t/α_t at the grid times), step i:
+    On the resolved grid σ̂_0 > … > σ̂_N (σ̂ = σ_t/α_t at the grid times), followed with ``denoise``
+    by σ̂ = 0 (the x̂₀ step), step i of the M intervals (M = N, + 1 with ``denoise``):
 
-        γ = min(s_churn/N, √2 − 1) if s_tmin ≤ σ̂_i ≤ s_tmax else 0,   σ̃ = σ̂_i (1 + γ)
+        γ = min(s_churn/M, √2 − 1) if s_tmin ≤ σ̂_i ≤ s_tmax else 0,   σ̃ = σ̂_i (1 + γ)
         ỹ = y_i + √(σ̃² − σ̂_i²) · s_noise · ε                          (churn: raise the noise)
         d = (ỹ − D(ỹ; σ̃)) / σ̃,   y_{i+1} = ỹ + (σ̂_{i+1} − σ̃) d               (Euler)
         d' = (y_{i+1} − D(y_{i+1}; σ̂_{i+1})) / σ̂_{i+1}
-        y_{i+1} = ỹ + (σ̂_{i+1} − σ̃)(d + d')/2                               (Heun, not on the last step)
+        y_{i+1} = ỹ + (σ̂_{i+1} − σ̃)(d + d')/2                     (Heun, on every interval with
+                                                                    σ̂_{i+1} > 0)
+
+    The step to σ̂ = 0 is Euler only, which is y ← D(ỹ; σ̃) = x̂₀: EDM's last step.  So
+    ``heun(grid=σ)`` with σ = EDM's grid σ_0 > … > σ_{K−1} (``edm_rho(process, K − 1)``, i.e.
+    ``steps = K − 1``; or k-diffusion's ``get_sigmas_karras(K, …)[:-1]``) and ``denoise=True`` is
+    EDM's Alg. 2 with num_steps = K — M = K as in their γ — and with ``s_churn = 0`` Alg. 1; a
+    grid ending in 0 (k-diffusion's whole ``get_sigmas_karras(K, …)``) is the same run.  EDM's
+    CIFAR-10 setting, K = 18, is ``heun(steps=17)``: 35 model calls (``DEFAULT_STEPS``).
 
     σ̃ is mapped back to the process clock by t = t_of_log_snr(−2 log σ̃), clamped to t_max.
 
     Args:
-        steps: grid intervals N (default 18).  NFE = 2N − 1 (the last step is Euler only), +1 with
-            ``denoise``.
-        grid: default ``"edm_rho"`` (ρ = 7, Karras et al. eq. 5); any grid name, callable or tensor.
+        steps: grid intervals N (default 17).  NFE = 2N, +1 with ``denoise`` (the x̂₀ step).
+        grid: ``"auto"`` = ``process.default_grid("ode")``, ``"edm_rho"`` (ρ = 7, Karras et al.
+            eq. 5) on every process; any grid name, callable or tensor (ending in 0 or not).
         s_churn, s_tmin, s_tmax, s_noise: EDM's S_churn, S_tmin, S_tmax, S_noise; the noise
             window [s_tmin, s_tmax] is in scaled noise level σ̂.  ``s_churn = 0``: deterministic.
         callback, progress, denoise, return_trajectory: see :mod:`scorematch.samplers.base`; the
@@ -71,7 +81,9 @@ def heun(
     if not float(s_tmax) >= float(s_tmin):
         raise ValueError(f"need s_tmax >= s_tmin, got {s_tmax} and {s_tmin}")
     check_positive(s_noise, "s_noise")
-    t_grid = time_grid(grid, process, steps, DEFAULT_STEPS)
+    t_grid, x0_step = time_grid(
+        grid, process, steps, family=FAMILY, default_steps=DEFAULT_STEPS, denoise=denoise
+    )
     steps = len(t_grid) - 1
     counted = CountingModel(model)
 
@@ -91,9 +103,12 @@ def heun(
 
         y = x / alphas[0]
         trajectory = [x] if return_trajectory else None
-        gamma_max = min(s_churn / steps, math.sqrt(2) - 1)
-        for i in tqdm(range(steps), disable=not progress, desc="heun"):
-            s_cur, s_next = s_hat[i], s_hat[i + 1]
+        # EDM's N counts every interval, the step to σ = 0 (x̂₀) included
+        intervals = steps + int(x0_step)
+        gamma_max = min(s_churn / intervals, math.sqrt(2) - 1)
+        for i in tqdm(range(intervals), disable=not progress, desc="heun"):
+            last = i == steps  # the x̂₀ step: Euler to σ̂ = 0, i.e. y ← D(y; σ̂)
+            s_cur, s_next = s_hat[i], (0.0 if last else s_hat[i + 1])
             t_cur = t_grid[i]
             x_start = x
             gamma = gamma_max if s_tmin <= s_cur <= s_tmax else 0.0
@@ -107,14 +122,14 @@ def heun(
             denoised = denoiser(y, t_cur)
             d = (y - denoised) / s_cur
             y_next = y + (s_next - s_cur) * d
-            if i < steps - 1:
-                d_next = (y_next - denoiser(y_next, t_grid[i + 1])) / s_next
-                y_next = y + (s_next - s_cur) * 0.5 * (d + d_next)
+            if last:
+                x = check_finite(y_next, "heun", i, 0.0)
+                break
+            d_next = (y_next - denoiser(y_next, t_grid[i + 1])) / s_next
+            y_next = y + (s_next - s_cur) * 0.5 * (d + d_next)
             report(callback, i, t_grid[i], process, x_start, denoised)
             y = check_finite(y_next, "heun", i, t_grid[i + 1])
             x = alphas[i + 1] * y
             if trajectory is not None:
                 trajectory.append(x)
-        if denoise:
-            x = denoiser(y, t_grid[-1])
     return Samples(x, counted.nfe, trajectory)

@@ -16,9 +16,10 @@ from .._checks import check_positive, check_solver
 from ._common import check_finite, report, score_at, time_grid
 from .base import Callback, CountingModel, Samples, initial_state
 
-__all__ = ["DEFAULT_STEPS", "ode"]
+__all__ = ["DEFAULT_STEPS", "FAMILY", "ode"]
 
 DEFAULT_STEPS = 25  # 25 RK4 steps = 100 NFE
+FAMILY = "ode"  # grid="auto" is process.default_grid("ode")
 METHODS = ("euler", "heun", "rk4", "adaptive")
 
 
@@ -28,7 +29,7 @@ def ode(
     x_init_or_shape,
     steps: int | None = None,
     *,
-    grid="edm_rho",
+    grid="auto",
     generator: torch.Generator | None = None,
     callback: Callback | None = None,
     progress: bool = False,
@@ -53,7 +54,8 @@ def ode(
         steps: number of grid intervals (default 25).  For the fixed-step methods this is the
             number of steps; for ``method="adaptive"`` the solver chooses its own steps and
             ``steps`` only sets the grid times at which the trajectory is recorded.
-        grid: time grid name (default ``"edm_rho"``: ρ = 7), callable or tensor.
+        grid: ``"auto"`` = ``process.default_grid("ode")``, ``"edm_rho"`` (ρ = 7) on every
+            process; any grid name, callable or tensor.
         method: ``"euler"`` (1 model call per step), ``"heun"`` (explicit trapezoid, 2), ``"rk4"``
             (classical Runge–Kutta, 4), or ``"adaptive"`` (torchdiffeq ``odeint`` with ``solver``).
         rtol, atol: tolerances of the adaptive solver.
@@ -73,7 +75,9 @@ def ode(
         check_solver(solver, adaptive=True)
         check_positive(rtol, "rtol")
         check_positive(atol, "atol")
-    times = time_grid(grid, process, steps, DEFAULT_STEPS)
+    times, x0_step = time_grid(
+        grid, process, steps, family=FAMILY, default_steps=DEFAULT_STEPS, denoise=denoise
+    )
     counted = CountingModel(model)
     first_score: list[Tensor] = []  # the score of each step's first stage, for the callback
 
@@ -105,7 +109,7 @@ def ode(
                 if trajectory is not None:
                     trajectory.append(x)
         first_score.clear()
-        if denoise:
+        if x0_step:
             x = process.denoise(x, times[-1], score_at(counted, x, times[-1]))
     return Samples(x, counted.nfe, trajectory)
 

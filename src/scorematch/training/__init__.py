@@ -1,41 +1,46 @@
-"""Training score models: the ``Trainer`` and its checkpoints.
+"""Training score models: the ``Trainer``, its state and its checkpoints.
 
-- ``trainer``: ``Trainer`` (fit, one optimizer step, the EMA update); ``results``: ``TrainResult``,
-  ``TrainingDiverged``.
-- ``validation``: model selection — a validation figure, the best step, early stopping.
-- ``schedules``: learning-rate warm-up/cosine decay and the EMA decay, as functions of the step.
+- ``trainer``: ``Trainer`` (fit, one optimizer step, the EMA update, save and resume) and
+  ``TrainResult``.
+- ``settings``: ``TrainingSettings`` (every hyperparameter, one frozen group) and the schedules
+  of the learning rate and the EMA decay, as functions of the step.
+- ``train_state``: ``TrainState``, everything a checkpoint holds as one object whose parts each
+  have ``state_dict``/``load_state_dict`` (model, EMA, optimizer, RNG streams, data order,
+  validation, step engine, metrics window).
+- ``checkpoint``: the safetensors + JSON checkpoint format, its integrity checks, and the choice
+  of the newest good checkpoint past damage (said out loud).
+- ``step``: one step's arithmetic (micro-batches, precision, compile, DDP or all-reduce);
+  ``precision``: fp32/bf16/fp16 autocast and the gradient scaler.
 - ``data_order``: which rows form batch ``step`` on ``rank`` — a pure function of (seed, step, rank).
 - ``distributed``: ``torch.distributed`` helpers (all-reduce, broadcast, gather, per-rank seeds).
-- ``checkpoint``: the safetensors + JSON checkpoint format (write, read, check, list, rotate).
-- ``recovery``: which checkpoint to load — the newest good one, past damage, said out loud.
-- ``optimizer_state``: the optimizer's state dict split into tensors and JSON scalars.
-- ``train_state``: the whole train state saved into and restored from a checkpoint.
-- ``metrics_log``: the run's ``metrics.csv`` and progress bar.
-- ``run_lock``: one writer per run folder (PID + host in ``RUN/.lock``); atomic folder creation.
+- ``validation``: model selection — a validation figure, the best step, early stopping.
+- ``metrics_log``: the run's ``metrics.csv``, its averaging window and the progress bar.
 - ``stops``: how a fit ends early (divergence, SIGTERM/Ctrl-C) and when it saves (steps, wall time).
+
+The run folder a ``Trainer`` writes into, and its lock, are ``scorematch.run_dir.RunDir``.
 """
 
+from ..run_dir import RunLocked, hold_run_lock, is_leftover
 from .checkpoint import (
     Checkpoint,
     CheckpointDamaged,
     checkpoint_paths,
+    choose_checkpoint,
     config_hash,
     latest_checkpoint,
     list_checkpoints,
-    load_module_state,
+    load_checkpoint,
+    load_weights,
+    read_checkpoint,
     rotate_checkpoints,
     write_checkpoint,
 )
 from .data_order import batch_indices
 from .metrics_log import METRIC_COLUMNS
-from .optimizer_state import flatten_optimizer_state, unflatten_optimizer_state
-from .recovery import choose_checkpoint, load_checkpoint, read_checkpoint
-from .results import TrainResult
-from .run_lock import RunLocked, check_unlocked, hold_run_lock, is_leftover
-from .schedules import ema_decay_at, learning_rate
+from .settings import TrainingSettings, ema_decay_at, learning_rate
 from .stops import TrainingDiverged, TrainingInterrupted
-from .train_state import choose_resume_checkpoint
-from .trainer import Trainer
+from .train_state import TrainState
+from .trainer import Trainer, TrainResult
 from .validation import Validation
 
 __all__ = [
@@ -44,27 +49,25 @@ __all__ = [
     "CheckpointDamaged",
     "RunLocked",
     "TrainResult",
+    "TrainState",
     "Trainer",
     "TrainingDiverged",
     "TrainingInterrupted",
+    "TrainingSettings",
     "Validation",
     "batch_indices",
-    "check_unlocked",
     "checkpoint_paths",
     "choose_checkpoint",
-    "choose_resume_checkpoint",
     "config_hash",
     "ema_decay_at",
-    "flatten_optimizer_state",
     "hold_run_lock",
     "is_leftover",
     "latest_checkpoint",
     "learning_rate",
     "list_checkpoints",
     "load_checkpoint",
-    "load_module_state",
+    "load_weights",
     "read_checkpoint",
     "rotate_checkpoints",
-    "unflatten_optimizer_state",
     "write_checkpoint",
 ]

@@ -11,7 +11,7 @@ global batch is the one asked for, whatever the number of ranks, and a run resum
 number of ranks reads the same global batches (``step`` then cuts a rank's rows into
 micro-batches for gradient accumulation).  An iterable of batches (a DataLoader) has its own
 order and must shard itself (e.g. with a DistributedSampler); ``LoaderBatches`` only restarts it
-when it is exhausted (its order after a resume is therefore not exact).  ``batch_source`` picks
+when it is exhausted or the run resumes (its order after a resume is therefore not exact).  ``batch_source`` picks
 ``TensorBatches`` or ``LoaderBatches`` for the data a ``Trainer`` is given.
 """
 
@@ -81,7 +81,7 @@ class DataOrder:
         local = size // self.world_size
         return index[rank * local : (rank + 1) * local]
 
-    def state(self, step: int) -> dict[str, Any]:
+    def record(self, step: int) -> dict[str, Any]:
         """Where the stream stands after ``step`` batches, for the checkpoint's ``"sampler"``
         field (a record only: the order is recomputed from the step on resume)."""
         consumed = step * self.batch_size
@@ -115,11 +115,12 @@ class TensorBatches:
         """The rows of batch ``step`` on ``rank``, on the data's device."""
         return self.data[self.order.indices(step, rank).to(self.data.device)]
 
-    def restart(self) -> None:
-        """Nothing to do: the order is a function of the step."""
+    def state_dict(self, step: int) -> dict[str, Any]:
+        """The order after ``step`` batches, as a record (``DataOrder.record``)."""
+        return self.order.record(step)
 
-    def state(self, step: int) -> dict[str, Any]:
-        return self.order.state(step)
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """Nothing to restore: the order is a function of the step."""
 
 
 class LoaderBatches:
@@ -133,8 +134,8 @@ class LoaderBatches:
         self.loader = loader
         self._iterator = None
 
-    def restart(self) -> None:
-        """Start the iterable again at the next batch (on resume)."""
+    def load_state_dict(self, state: dict[str, Any] | None) -> None:
+        """On resume: start the iterable again at the next batch (its position is not saved)."""
         self._iterator = None
 
     def batch(self, step: int, rank: int = 0) -> Tensor:
@@ -157,7 +158,7 @@ class LoaderBatches:
             )
         return item
 
-    def state(self, step: int) -> dict[str, Any]:
+    def state_dict(self, step: int) -> dict[str, Any]:
         """The checkpoint's ``"sampler"`` field: an iterable's position is not recorded."""
         return {"kind": "iterable", "exact_resume": False}
 

@@ -1,63 +1,72 @@
-"""The run's ``metrics.csv`` (and ``config.yaml``) and the progress bar.
+"""The run's ``metrics.csv``, the window it averages over, and the progress bar.
 
 ``metrics.csv`` gets one row every ``log_every`` steps: the means of the loss and gradient norm
-over the steps since the last row (the "window"), the learning rate, the run's training seconds
-and the window's speed.  The window is part of the train state, so a resumed run writes the same
-rows as an uninterrupted one.
+over the steps since the last row (the ``MetricsWindow``), the learning rate, the run's training
+seconds and the window's speed.  The window is part of the train state, so a resumed run writes
+the same rows as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm.auto import tqdm
 
-from ..io import atomic_write_text, is_temp_file
+from ..io import atomic_write_text
 
-__all__ = [
-    "METRIC_COLUMNS",
-    "MetricsLog",
-    "add_to_window",
-    "format_row",
-    "new_window",
-    "prepare_run_dir",
-    "remove_temp_files",
-    "run_dir_files",
-    "trim_metrics_file",
-    "window_row",
-]
+__all__ = ["METRIC_COLUMNS", "MetricsLog", "MetricsWindow", "format_row", "trim_metrics_file"]
 
 logger = logging.getLogger(__name__)
 
 METRIC_COLUMNS = ("step", "loss", "lr", "grad_norm", "seconds", "steps_per_s")
+WINDOW_FIELDS = ("loss_sum", "grad_norm_sum", "count", "start_seconds")
 
 
-def new_window(elapsed: float) -> dict[str, float]:
-    """An empty window starting at ``elapsed`` training seconds."""
-    return {"loss_sum": 0.0, "grad_norm_sum": 0.0, "count": 0, "start_seconds": elapsed}
+class MetricsWindow:
+    """The sums of the steps since the last ``metrics.csv`` row, from ``start_seconds`` of
+    training time on."""
 
+    def __init__(self, start_seconds: float = 0.0) -> None:
+        self.loss_sum, self.grad_norm_sum, self.count = 0.0, 0.0, 0
+        self.start_seconds = start_seconds
 
-def add_to_window(window: dict[str, float], loss: float, grad_norm: float) -> None:
-    """Count one step's loss and gradient norm in ``window``."""
-    window["loss_sum"] += loss
-    window["grad_norm_sum"] += grad_norm
-    window["count"] += 1
+    def add(self, loss: float, grad_norm: float) -> None:
+        """Count one step's loss and gradient norm."""
+        self.loss_sum += loss
+        self.grad_norm_sum += grad_norm
+        self.count += 1
 
+    def row(self, step: int, lr: float, elapsed: float) -> dict[str, float]:
+        """The metrics row (``METRIC_COLUMNS``) of the window ending at ``step``."""
+        dt = elapsed - self.start_seconds
+        return {
+            "step": step,
+            "loss": self.loss_sum / self.count,
+            "lr": lr,
+            "grad_norm": self.grad_norm_sum / self.count,
+            "seconds": elapsed,
+            "steps_per_s": self.count / dt if dt > 0 else float("nan"),
+        }
 
-def window_row(window: dict[str, float], step: int, lr: float, elapsed: float) -> dict[str, float]:
-    """The metrics row (``METRIC_COLUMNS``) of ``window`` ending at ``step``."""
-    dt = elapsed - window["start_seconds"]
-    return {
-        "step": step,
-        "loss": window["loss_sum"] / window["count"],
-        "lr": lr,
-        "grad_norm": window["grad_norm_sum"] / window["count"],
-        "seconds": elapsed,
-        "steps_per_s": window["count"] / dt if dt > 0 else float("nan"),
-    }
+    def state_dict(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in WINDOW_FIELDS}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name in WINDOW_FIELDS:
+            setattr(self, name, state[name])
+
+    @staticmethod
+    def is_valid(state: object) -> bool:
+        """True when ``state`` is a window's ``state_dict`` (finite numbers): a checkpoint check."""
+        return isinstance(state, dict) and all(
+            isinstance(state.get(k), (int, float))
+            and not isinstance(state.get(k), bool)
+            and math.isfinite(state[k])
+            for k in WINDOW_FIELDS
+        )
 
 
 def format_row(row: dict[str, float]) -> str:
@@ -87,38 +96,6 @@ def trim_metrics_file(path: Path, step: int, log_every: int) -> None:
             if row_step < step or (row_step == step and row_step % log_every == 0):
                 kept.append(line + "\n")
     atomic_write_text(path, ",".join(METRIC_COLUMNS) + "\n" + "".join(kept))
-
-
-def run_dir_files(config: dict[str, Any] | None) -> dict[str, str]:
-    """The files a run folder starts with (name → text): ``config.yaml`` when there is a config."""
-    if config is None:
-        return {}
-    return {"config.yaml": yaml.safe_dump(config, sort_keys=False)}
-
-
-def remove_temp_files(out_dir: Path) -> None:
-    """Delete what atomic writes killed mid-way left of the files a training owns: its
-    ``config.yaml`` and ``metrics.csv`` and the plots in ``samples/`` (``checkpoints/`` is swept
-    by rotation).  Only for the lock holder; the temporary files of readers (``evaluate``'s
-    ``evaluation.json``, ``plot``'s ``plots/``) are left alone: they may be in flight."""
-    owned = [p for p in out_dir.glob(".*") if p.name.startswith((".config.", ".metrics."))]
-    samples = list((out_dir / "samples").glob(".*")) if (out_dir / "samples").is_dir() else []
-    for entry in owned + samples:
-        if is_temp_file(entry) and entry.is_file():
-            entry.unlink(missing_ok=True)
-
-
-def prepare_run_dir(
-    out_dir: Path, config: dict[str, Any] | None, step: int, log_every: int
-) -> None:
-    """Create ``out_dir``, remove temporary files that a killed run left, write ``config.yaml``
-    (if there is a config) and trim ``metrics.csv`` to the rows up to ``step`` (see
-    ``trim_metrics_file``)."""
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_temp_files(out_dir)
-    for name, text in run_dir_files(config).items():
-        atomic_write_text(out_dir / name, text)
-    trim_metrics_file(out_dir / "metrics.csv", step, log_every)
 
 
 class MetricsLog:

@@ -30,7 +30,6 @@ from torch.nn.parallel import DistributedDataParallel
 
 from .distributed import average_gradients, mean_over_ranks
 from .precision import Precision
-from .schedules import check_int
 
 __all__ = ["StepEngine"]
 
@@ -70,15 +69,9 @@ class StepEngine:
         grad_accum: int = 1,
         first_order: bool = False,
     ) -> None:
+        # The values are checked once, by ``TrainingSettings``.
         self.precision = Precision(precision, device)
-        self.grad_accum = check_int(grad_accum, "grad_accum", 1)
-        if not isinstance(compile, (bool, str)):
-            raise ValueError(f"compile must be a bool or a backend name, got {compile!r}")
-        if compile and not first_order:
-            raise ValueError(
-                "compile needs a first-order loss (first_order=True: dsm, ncsn, diffusion, edm); "
-                "torch.compile cannot differentiate a model twice (ism, ssm, energy models)"
-            )
+        self.grad_accum = grad_accum
         self.params, self.optimizer, self.world_size = params, optimizer, world_size
         module = self.precision.wrap(model)
         self.ddp: DistributedDataParallel | None = None
@@ -141,12 +134,13 @@ class StepEngine:
         self.precision.step(self.optimizer, finite)
         return grad_norm, True
 
-    def state(self) -> dict[str, object]:
+    def state_dict(self) -> dict[str, object]:
         """What a checkpoint stores: the precision and fp16's scaler state."""
         return {"precision": self.precision.name, "grad_scaler": self.precision.state_dict()}
 
-    def load_state(self, state: dict[str, object] | None) -> None:
-        """Restore the scaler state of a checkpoint written with the same precision."""
+    def load_state_dict(self, state: dict[str, object] | None) -> None:
+        """Restore the scaler state of a checkpoint written with the same precision (a
+        checkpoint without one, or of another precision, leaves the scaler as it is)."""
         if state and state.get("precision") == self.precision.name:
             self.precision.load_state_dict(state.get("grad_scaler"))
 

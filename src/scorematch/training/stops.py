@@ -104,13 +104,6 @@ class SaveSchedule:
         self.every, self.seconds, self.last = every, seconds or None, last
         self._since = self.clock()
 
-    @staticmethod
-    def check_seconds(seconds: float | None) -> float | None:
-        """``seconds`` if it is None or a positive number, else a one-line ValueError."""
-        if seconds is not None and not (isinstance(seconds, (int, float)) and seconds > 0):
-            raise ValueError(f"checkpoint_seconds must be > 0 or None, got {seconds!r}")
-        return None if seconds is None else float(seconds)
-
     def due(self, step: int) -> bool:
         on_grid = self.every is not None and step % self.every == 0
         late = self.seconds is not None and self.clock() - self._since >= self.seconds

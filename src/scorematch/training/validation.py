@@ -14,6 +14,8 @@ from typing import Any
 
 from torch import nn
 
+from .._checks import check_positive_int
+
 __all__ = ["ValidateFn", "Validation"]
 
 ValidateFn = Callable[[nn.Module, int], float]  # (EMA model, step) -> figure, lower is better
@@ -36,14 +38,9 @@ class Validation:
     history: list[list[float]] = field(default_factory=list)  # [step, value] rows
 
     def __post_init__(self) -> None:
-        if isinstance(self.every, bool) or not isinstance(self.every, int) or self.every < 1:
-            raise ValueError(f"validate_every must be a positive integer, got {self.every!r}")
-        if self.patience is not None and (
-            isinstance(self.patience, bool)
-            or not isinstance(self.patience, int)
-            or self.patience < 1
-        ):
-            raise ValueError(f"patience must be a positive integer or None, got {self.patience!r}")
+        self.every = check_positive_int(self.every, "validate_every")
+        if self.patience is not None:
+            self.patience = check_positive_int(self.patience, "patience")
         if not (math.isfinite(self.min_delta) and self.min_delta >= 0):
             raise ValueError(f"min_delta must be a number >= 0, got {self.min_delta!r}")
 
@@ -67,7 +64,7 @@ class Validation:
     def should_stop(self) -> bool:
         return self.patience is not None and self.since_best >= self.patience
 
-    def state(self) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """What a checkpoint stores (JSON)."""
         return {
             "every": self.every,
@@ -78,7 +75,8 @@ class Validation:
             "history": [[s, v if math.isfinite(v) else None] for s, v in self.history],
         }
 
-    def load_state(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the numbers of ``state_dict`` (the function and its grid stay as they are)."""
         best = state.get("best_value")
         self.best_value = math.inf if best is None else float(best)
         self.best_step = state.get("best_step")
