@@ -508,3 +508,42 @@ def test_the_api_guide_quotes_the_likelihood_defaults():
         defaults["time"],
     )
     assert float(tol) == defaults["rtol"] == defaults["atol"]
+
+
+def test_the_api_guide_quotes_the_measured_likelihood_costs():
+    """docs/api.md's evaluation counts and errors are those of benchmarks/results/likelihood.md's
+    2-D VP table (the default, the recipe, the batch-step default before, tolerances 2e-5, 1e-4)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "docs" / "api.md").read_text().split())
+    results = (root / "benchmarks" / "results" / "likelihood.md").read_text()
+    vp = results.split("### VP")[1].split("###")[0]
+
+    def row(prefix: str) -> list[str]:
+        (found,) = [r for r in vp.splitlines() if r.startswith(f"| {prefix} |")]
+        return [c.strip() for c in found.strip("|").split("|")]
+
+    default = row("after (per-sample steps): dopri5, angle, tol 1e-05")
+    recipe = row("score-SDE recipe: scipy RK45, t, tol 1e-5")
+    before = row("before (batch steps): dopri5, angle, tol 1e-05")
+    at_2e5 = row("after (per-sample steps): dopri5, angle, tol 2e-05")
+    at_1e4 = row("after (per-sample steps): dopri5, angle, tol 1e-04")
+    quoted = re.findall(
+        r"the default takes (\d+) evaluations per sample \(max (\d+)\) for an ODE error of "
+        r"([\d.e-]+) nats, where score-SDE's recipe \(RK45, tol 1e-5\) takes (\d+) for ([\d.e-]+) "
+        r"and one step for the batch took (\d+) for ([\d.e-]+); `rtol=atol=2e-5` matches the "
+        r"recipe's total error at (\d+) \(([\d.]+)×\), and `1e-4` costs (\d+)",
+        text,
+    )
+    assert len(quoted) == 1, quoted
+    q = quoted[0]
+    assert (int(q[0]), int(q[1])) == (round(float(default[1])), int(default[2]))
+    assert float(q[2]) == float(f"{float(default[4]):.1e}")
+    assert (int(q[3]), float(q[4])) == (round(float(recipe[1])), float(f"{float(recipe[4]):.1e}"))
+    assert (int(q[5]), float(q[6])) == (round(float(before[1])), float(f"{float(before[4]):.1e}"))
+    assert float(at_2e5[3]) <= float(recipe[3])  # "matches the recipe's total error"
+    assert int(q[7]) == round(float(at_2e5[1]))
+    assert float(q[8]) == round(float(at_2e5[1]) / float(recipe[1]), 2)
+    assert int(q[9]) == round(float(at_1e4[1]))
