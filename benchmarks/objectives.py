@@ -622,6 +622,23 @@ def ism_vs_ssm_rows(args, clock) -> tuple[list[dict], float]:
     return rows, time.perf_counter() - start
 
 
+def ism_vs_ssm_findings(rows: list[dict]) -> list[str]:
+    """Per D: the most accurate run in the budget, and hollow ISM against the best SSM run."""
+    out = []
+    for d in sorted({r["d"] for r in rows}):
+        at_d = [r for r in rows if r["d"] == d]
+        best = min(at_d, key=lambda r: r["fisher"])
+        hollow = next(r for r in at_d if r["net"] == "hollow" and r["objective"].startswith("ISM"))
+        ssm_best = min((r for r in at_d if r["objective"] == "SSM"), key=lambda r: r["fisher"])
+        out.append(
+            f"- D = {d}: best {best['net']} {best['objective']} ({best['relative']:.3f}); hollow "
+            f"ISM {hollow['relative']:.3f} against the better SSM ({ssm_best['net']}) "
+            f"{ssm_best['relative']:.3f} (SSM's error {ssm_best['fisher'] / hollow['fisher']:.2f}× "
+            "hollow ISM's)."
+        )
+    return out
+
+
 def render_ism_vs_ssm(rows: list[dict], args, elapsed: float) -> str:
     out = [
         "## Exact ISM with the hollow network against SSM at equal training time",
@@ -640,6 +657,7 @@ def render_ism_vs_ssm(rows: list[dict], args, elapsed: float) -> str:
             f"| {r['d']} | {r['net']} | {r['objective']} | {r['steps']} | {r['fisher']:.4f} "
             f"| {r['relative']:.3f} |"
         )
+    out += ["", *ism_vs_ssm_findings(rows)]
     out += [
         "",
         f"Load average {os.getloadavg()[0]:.1f} at the end; {elapsed / 60:.1f} min: "
