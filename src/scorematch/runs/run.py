@@ -143,9 +143,12 @@ class Run:
 
     @property
     def default_divergence(self) -> str:
-        """The likelihood's divergence unless told: ``"exact"`` up to 16 dimensions, else
-        ``"hutchinson"``."""
-        return "exact" if math.prod(self.shape) <= EXACT_DIVERGENCE_MAX_DIM else "hutchinson"
+        """The likelihood's divergence unless told: ``"exact"`` up to 16 dimensions or when the
+        model offers its exact divergence in one pass (``value_and_divergence``: a hollow
+        network), else ``"hutchinson"``."""
+        cheap = callable(getattr(self.model, "value_and_divergence", None))
+        small = math.prod(self.shape) <= EXACT_DIVERGENCE_MAX_DIM
+        return "exact" if small or cheap else "hutchinson"
 
     # -- sampling
     def sample(
