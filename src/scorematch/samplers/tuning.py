@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from .._checks import check_positive_int
+from .._checks import check_count, check_positive_int
 from .base import initial_state
 from .dpm_solver import dpm_solver
 from .grids import dpm_recipe
@@ -28,7 +29,9 @@ __all__ = ["TunedGrid", "tune_grid"]
 class TunedGrid:
     """A grid fitted to a model: ``times`` (float64, t_max > … > t_N, then 0 = the x̂₀ step) for
     ``sampler`` at ``nfe`` model calls; ``loss`` and ``loss_default`` are the mean squared distance
-    per coordinate to the reference solution with this grid and with the sampler's default one.
+    per coordinate to the reference solution with this grid and with the sampler's default one, on
+    the draws it was fitted on; ``holdout_loss`` and ``holdout_loss_default`` the same on other
+    draws (None when none were asked for).
     ``dpm_solver(model, process, shape, grid=tuned.times)`` samples with it."""
 
     times: Tensor
@@ -37,15 +40,20 @@ class TunedGrid:
     loss: float
     loss_default: float
     evaluations: int = field(default=0, compare=False)
+    holdout_loss: float | None = None
+    holdout_loss_default: float | None = None
 
     def to_dict(self) -> dict:
-        """JSON-storable: ``{"sampler", "nfe", "times", "loss", "loss_default"}``."""
+        """JSON-storable: ``{"sampler", "nfe", "times", "loss", "loss_default",
+        "holdout_loss", "holdout_loss_default"}``."""
         return {
             "sampler": self.sampler,
             "nfe": self.nfe,
             "times": [float(t) for t in self.times.tolist()],
             "loss": self.loss,
             "loss_default": self.loss_default,
+            "holdout_loss": self.holdout_loss,
+            "holdout_loss_default": self.holdout_loss_default,
         }
 
     @classmethod
@@ -57,8 +65,11 @@ class TunedGrid:
                 f"a tuned grid for {data['nfe']} NFE needs {int(data['nfe']) + 1} times, "
                 f"got {times.numel()}"
             )
+        held = [data.get(k) for k in ("holdout_loss", "holdout_loss_default")]
         return cls(times, int(data["nfe"]), str(data["sampler"]), float(data["loss"]),
-                   float(data["loss_default"]))  # fmt: skip
+                   float(data["loss_default"]),
+                   holdout_loss=None if held[0] is None else float(held[0]),
+                   holdout_loss_default=None if held[1] is None else float(held[1]))  # fmt: skip
 
 
 def _times(theta, process, s_max: float, s_min: float) -> Tensor:
@@ -85,6 +96,7 @@ def tune_grid(
     nfe: int,
     *,
     n: int = 256,
+    holdout: int = 0,
     reference_steps: int = 200,
     max_evaluations: int | None = None,
     generator: torch.Generator | None = None,
@@ -99,7 +111,8 @@ def tune_grid(
     of N + 1 logits (their gaps in log σ̂ within the process's range), started from the default
     recipe ``grids.dpm_recipe`` and searched with scipy's Powell method (derivative-free; the
     sampler runs under ``inference_mode``): deterministic given ``generator``, about
-    ``max_evaluations`` (default 40·N) sampler runs of N + 1 calls on n draws.
+    ``max_evaluations`` (default 40·N) sampler runs of N + 1 calls on n draws.  The result is
+    never worse than the start on the fitting draws.
 
     Args:
         model: the score model ``model(x, t)``.
@@ -108,9 +121,11 @@ def tune_grid(
             shape; the draws are n prior samples of that event shape.
         nfe: model calls of the tuned sampler (≥ 3: at least two real steps and the x̂₀ step).
         n: number of prior draws the loss averages over.
+        holdout: number of other prior draws (drawn after the n) on which the tuned and the
+            default grid are also measured (``holdout_loss``, ``holdout_loss_default``); 0: none.
         reference_steps: steps of the reference solver.
         generator: the source of the draws (same seed, same grid).
-        progress: print the best loss every 25 sampler runs.
+        progress: a progress bar over the sampler runs, with the best loss so far.
 
     Returns a ``TunedGrid`` (``.times`` for ``grid=``, ``.to_dict()`` for JSON).
     """
@@ -120,6 +135,7 @@ def tune_grid(
     if nfe < 3:
         raise ValueError(f"nfe must be at least 3 (two steps and the x̂₀ step), got {nfe}")
     n = check_positive_int(n, "n")
+    holdout = check_count(holdout, "holdout")
     steps = nfe - 1
     event = (
         tuple(x_val_or_shape.shape[1:])
@@ -128,40 +144,56 @@ def tune_grid(
     )
     if not event:
         raise ValueError("x_val_or_shape must be a (batch, *event) tensor or shape")
-    with torch.inference_mode():
-        z = initial_state(model, process, (n, *event), generator)
-        reference = dpm_solver(
-            model, process, z, reference_steps, grid="log_snr", order=3
-        ).x.double()
+    budget = 40 * steps if max_evaluations is None else max_evaluations
+    budget = check_positive_int(budget, "max_evaluations")
+
+    def reference_of(z: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return dpm_solver(
+                model, process, z, reference_steps, grid="log_snr", order=3
+            ).x.double()
+
+    def distance(times: Tensor, z: Tensor, reference: Tensor) -> float:
+        with torch.inference_mode():
+            x = dpm_solver(model, process, z, grid=times).x
+        value = float((x.double() - reference).square().mean())
+        return value if math.isfinite(value) else 1e30
+
+    z = initial_state(model, process, (n, *event), generator)
+    reference = reference_of(z)
     ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
     s_max, s_min = process.sigma_hat(ends).tolist()
-    dim = reference[0].numel()
-    evaluations = 0
-
-    best_seen = [math.inf]
+    evaluations, best_seen = 0, math.inf
+    bar = tqdm(total=budget, desc=f"tuning {nfe} NFE", unit="run", disable=not progress)
 
     def loss(theta) -> float:
-        nonlocal evaluations
+        nonlocal evaluations, best_seen
         evaluations += 1
-        with torch.inference_mode():
-            x = dpm_solver(model, process, z, grid=_times(theta, process, s_max, s_min)).x
-        value = float((x.double() - reference).square().sum() / (n * dim))
-        value = value if math.isfinite(value) else 1e30
-        best_seen[0] = min(best_seen[0], value)
-        if progress and evaluations % 25 == 0:
-            print(f"tune_grid: {evaluations} runs, best loss {best_seen[0]:.4g}", flush=True)
+        value = distance(_times(theta, process, s_max, s_min), z, reference)
+        best_seen = min(best_seen, value)
+        if bar.n < bar.total:
+            bar.update(1)
+        bar.set_postfix(loss=f"{best_seen:.4g}", refresh=False)
         return value
 
     start = dpm_recipe(process, steps)
     theta0 = _theta(torch.cat([start, start.new_zeros(1)]), process, s_max, s_min)
     loss_default = loss(theta0)
-    budget = 40 * steps if max_evaluations is None else max_evaluations
-    budget = check_positive_int(budget, "max_evaluations")
     result = minimize(
         loss, theta0, method="Powell", options={"maxfev": budget, "xtol": 1e-3, "ftol": 1e-4}
     )
     best = loss(result.x)
+    bar.close()
     if best > loss_default:  # never worse than the start
         best, result.x = loss_default, theta0
     times = _times(result.x, process, s_max, s_min)
-    return TunedGrid(times, nfe, "dpm_solver", best, loss_default, evaluations)
+    held = (None, None)
+    if holdout:
+        z_held = initial_state(model, process, (holdout, *event), generator)
+        ref_held = reference_of(z_held)
+        default_times = torch.cat([start, start.new_zeros(1)])
+        held = (distance(times, z_held, ref_held), distance(default_times, z_held, ref_held))
+    return TunedGrid(
+        times, nfe, "dpm_solver", best, loss_default, evaluations,
+        holdout_loss=held[0], holdout_loss_default=held[1],
+    )  # fmt: skip
