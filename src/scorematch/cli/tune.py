@@ -21,15 +21,15 @@ from .options import checkpoint_line, checkpoint_option, device_option, open_run
 @click.option(
     "--draws",
     type=int,
-    default=256,
-    show_default=True,
-    help="Prior draws the grid is fitted on (and as many others it is checked on).",
+    help="Prior draws the grid is fitted on, and as many others it is checked on (default 256 "
+    "for tables and points, 64 for images).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
 @click.option(
     "--max-evaluations",
     type=int,
-    help="Sampler runs per NFE at most (default 40 per free time: 40·(NFE − 2)).",
+    help="Sampler runs per NFE at most (default 40·(NFE − 1) for tables and points, 10·(NFE − 1) "
+    "for images).",
 )
 @checkpoint_option
 @device_option
@@ -39,7 +39,7 @@ def tune(
     checkpoint: str | None,
     device: str,
     nfe: str,
-    draws: int,
+    draws: int | None,
     seed: int,
     max_evaluations: int | None,
     no_progress: bool,
@@ -54,7 +54,7 @@ def tune(
     default opts out. Tuning another checkpoint keeps this one's grids.
     """
     nfes = parse_nfe(nfe)  # a bad --nfe fails before the run is loaded
-    if draws <= 0:
+    if draws is not None and draws <= 0:
         raise click.UsageError(f"--draws must be positive, got {draws}")
     run = open_run(run_dir, checkpoint, device)
     entries = tune_run(

@@ -58,6 +58,9 @@ class TunableRun(Protocol):
     @property
     def objective(self) -> str: ...
 
+    @property
+    def kind(self) -> str: ...
+
 
 __all__ = [
     "GRIDS_FILE",
@@ -79,6 +82,11 @@ TUNABLE = ("dpm_solver",)  # samplers whose grid `tune` fits (tune_grid: its def
 # "tuned" — that grid or an error; "default" — the sampler's default grid.
 GRID_CHOICES = ("auto", "tuned", "default")
 REFERENCE_STEPS = 200  # steps of the reference solution (tune_grid's default)
+# Prior draws and sampler runs per free time, by data kind: an image model's call costs hundreds
+# of times a small MLP's, and most of the gain comes in the first 5–10 runs per free time
+# (benchmarks/results/samplers.md, "tuned grids on trained models").
+DRAWS = {"vector": 256, "image": 64}
+EVALUATIONS_PER_TIME = {"vector": 40, "image": 10}
 
 
 @dataclass(frozen=True)
@@ -141,7 +149,7 @@ def tune_run(
     run: TunableRun,
     nfes: str | Iterable[int],
     *,
-    draws: int = 256,
+    draws: int | None = None,
     holdout: int | None = None,
     seed: int = 0,
     max_evaluations: int | None = None,
@@ -150,13 +158,16 @@ def tune_run(
     """Fit ``dpm_solver``'s grid to the run's model at each NFE of ``nfes`` and store the grids
     in ``RUN/grids.json`` (replacing those of the same sampler, NFE and step).
 
-    Each fit uses ``draws`` prior draws and measures the discrepancy on ``holdout`` other ones
-    (default: as many), all from ``seed``; ``max_evaluations`` bounds the sampler runs per NFE
-    (``tune_grid``'s default: 40 per free time).  Returns the new entries.
+    Each fit uses ``draws`` prior draws (default ``DRAWS`` of the run's kind: 256 for vectors,
+    64 for images) and measures the discrepancy on ``holdout`` other ones (default: as many),
+    all from ``seed``; ``max_evaluations`` bounds the sampler runs per NFE (default
+    ``EVALUATIONS_PER_TIME`` of the kind, 40 or 10, per free time: NFE − 1).  Returns the new
+    entries.
     """
     check_tunable(run)
     nfes = parse_nfe(nfes)
-    draws = check_positive_int(draws, "draws")
+    kind = run.kind if run.kind in DRAWS else "vector"
+    draws = check_positive_int(DRAWS[kind] if draws is None else draws, "draws")
     holdout = draws if holdout is None else check_count(holdout, "holdout")
     seed = seed_value(seed)
     device = model_device(run.model)[0]
@@ -172,7 +183,11 @@ def tune_run(
             n=draws,
             holdout=holdout,
             reference_steps=REFERENCE_STEPS,
-            max_evaluations=max_evaluations,
+            max_evaluations=(
+                EVALUATIONS_PER_TIME[kind] * (nfe - 1)
+                if max_evaluations is None
+                else max_evaluations
+            ),
             generator=torch.Generator(device=device).manual_seed(seed),
             progress=progress and run.is_main,
         )

@@ -1,0 +1,219 @@
+"""Samplers on trained runs (issue #23 items 1–3): grids tuned by ``scorematch tune`` against the
+fixed grids of ``dpm_solver``, and ``dpm_solver``'s default recipe against the runs' former
+default, ``heun`` with 50 steps (101 model calls; 18 steps, 37 calls, for images).
+
+Runs are trained as a user trains them (``scorematch train``, every setting at its default but
+the step count of digits), then tuned as a user tunes them (``scorematch tune RUN --nfe
+5,10,20``).  Every sampler then starts from the same prior draws (seed 1234) of the run's model
+and is measured in the run's standardised units (z = T(x), the model's space; tables: discrete
+columns rounded in data units first, as ``sample`` does):
+
+* ``disc``: the mean squared distance per coordinate to a 200-step solution of the
+  probability-flow ODE from the same draws (3M on the log-SNR grid, + x̂₀): the sampler's own
+  error, free of the model's;
+* held-out distances to the run's test rows: sliced Wasserstein (256 projections), MMD² and the
+  energy distance (unbiased; O(rows²): at most 10 000 samples);
+* for ``mixture`` (known density): ``mixture_error``'s mode-weight error and Bures excess in data
+  units.
+
+Two rows give the yardsticks: ``reference`` (the 200-step solution itself: the model's own
+figure) and ``reference, other draws`` (the same at seed 4321: the noise of a held-out distance
+between two equally good samplers).
+
+Run from the repository root (one torch thread; runs go to ``--runs``, default
+``/tmp/scorematch_trained``)::
+
+    python benchmarks/samplers_trained.py --train             # scorematch train + tune each run
+    python benchmarks/samplers_trained.py --measure           # → results/samplers_trained.jsonl
+    python benchmarks/samplers_trained.py --markdown          # → the section of results/samplers.md
+    python benchmarks/samplers_trained.py --measure --sets moons,wine   # some of them
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+RAW = RESULTS / "samplers_trained.jsonl"
+SEED, OTHER_SEED = 1234, 4321
+NFES = (5, 10, 20)
+FIXED = ("auto", "log_snr", "edm_rho")  # dpm_solver's grids (its defaults otherwise)
+# name → (how to get the data, extra train options, samples drawn)
+SETS: dict[str, tuple[str, tuple[str, ...], int]] = {
+    "moons": ("moons", (), 10_000),
+    "mixture": ("mixture", (), 10_000),
+    "wine": ("table:wine", (), 5_000),
+    "breast_cancer": ("table:breast_cancer", (), 5_000),
+    "digits": ("digits", ("--steps", "2000"), 2_000),
+}
+
+
+def cli(*args: object) -> str:
+    """``scorematch ARGS`` as a user runs it (one thread); its output."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    cmd = [sys.executable, "-m", "scorematch", *map(str, args)]
+    done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def write_table(name: str, folder: Path) -> Path:
+    """A scikit-learn table's features as a CSV (as benchmarks/tables.py writes them)."""
+    from sklearn import datasets
+
+    bunch = getattr(datasets, f"load_{name}")()
+    path = folder / f"{name}.csv"
+    with path.open("w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([str(n).replace(",", " ") for n in bunch.feature_names])
+        for row in bunch.data.tolist():
+            writer.writerow([repr(float(v)) if not float(v).is_integer() else int(v) for v in row])
+    return path
+
+
+def train(name: str, runs: Path) -> None:
+    spec, extra, _ = SETS[name]
+    data = str(write_table(spec.split(":")[1], runs)) if spec.startswith("table:") else spec
+    out = runs / name
+    if not (out / "config.yaml").is_file():
+        t0 = time.perf_counter()
+        print(f"[{name}] scorematch train --data {data} {' '.join(extra)}", flush=True)
+        cli("train", "--data", data, "--out", out, "--no-progress", *extra)
+        print(f"[{name}] trained in {time.perf_counter() - t0:.0f} s", flush=True)
+    t0 = time.perf_counter()
+    print(f"[{name}] scorematch tune {out} --nfe 5,10,20", flush=True)
+    text = cli("tune", out, "--nfe", ",".join(map(str, NFES)), "--no-progress")
+    print(text + f"[{name}] tuned in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def measure(name: str, runs: Path) -> list[dict]:
+    import scorematch as sm
+    from scorematch.metrics import energy_distance, mixture_error, mmd, sliced_wasserstein
+    from scorematch.runs import load_run
+    from scorematch.runs.tuning import choose_grid
+
+    run = load_run(runs / name)
+    run.model.eval()
+    n = SETS[name][2]
+    std, codec = run.standardizer, run.columns
+    test = std.transform(run.data.test.double()).reshape(run.data.test.shape[0], -1)
+    sigma_hat = float(std.transform(run.data.train.double()).square().mean().sqrt())
+    mixture = None
+    if name == "mixture":
+        from scorematch.data import toy_mixture_params
+
+        mixture = sm.GaussianMixture(*toy_mixture_params())
+
+    def draws(seed: int) -> torch.Tensor:
+        return run.process.prior_sample(
+            (n, *run.shape), generator=torch.Generator().manual_seed(seed)
+        )
+
+    def ode_reference(z: torch.Tensor) -> torch.Tensor:
+        return sm.samplers.dpm_solver(run.model, run.process, z, 200, grid="log_snr", order=3).x
+
+    z0 = draws(SEED)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        reference = ode_reference(z0)
+    print(f"[{name}] reference in {time.perf_counter() - t0:.0f} s", flush=True)
+    out: list[dict] = []
+
+    def record(label: str, sampler: str, nfe_target: int | None, x: torch.Tensor, nfe: int,
+               seconds: float) -> None:  # fmt: skip
+        flat = x.double().reshape(n, -1)
+        if codec is not None:  # discrete columns rounded as `sample` does, then back to z
+            flat = std.transform(codec.round(std.inverse(flat)))
+        gen = torch.Generator().manual_seed(0)
+        row = {
+            "set": name, "label": label, "sampler": sampler, "target": nfe_target, "nfe": nfe,
+            "seconds": round(seconds, 2), "step": run.step, "sigma_data": run.process.sigma_data,
+            "sigma_hat": sigma_hat, "n": n, "n_test": int(test.shape[0]),
+            "disc": float((x.double() - reference.double()).square().mean()),
+            "sw": float(sliced_wasserstein(flat, test, projections=256, generator=gen)),
+            "mmd": float(mmd(flat, test)),
+            "energy": float(energy_distance(flat, test)),
+        }  # fmt: skip
+        if mixture is not None:
+            data_units = std.inverse(x.double().reshape(n, -1))
+            err = mixture_error(data_units, mixture, generator=torch.Generator().manual_seed(0))
+            row.update(weight_error=err["weight_error"], bures_excess=err["bures_excess"],
+                       bures_noise=err["bures_noise"])  # fmt: skip
+        out.append(row)
+        print(f"[{name}] {label:<28} nfe {nfe:>4}  disc {row['disc']:.3g}  sw {row['sw']:.4f}  "
+              f"energy {row['energy']:.5f}  {seconds:.0f} s", flush=True)  # fmt: skip
+
+    def timed(sampler, process, steps: int | None, **options) -> tuple:
+        t = time.perf_counter()
+        with torch.inference_mode():
+            res = sm.samplers.get_sampler(sampler)(run.model, process, z0, steps, **options)
+        return res.x, res.nfe, time.perf_counter() - t
+
+    record("reference (200 steps)", "dpm_solver", None, reference, 201, 0.0)
+    with torch.inference_mode():
+        other = ode_reference(draws(OTHER_SEED))
+    record("reference, other draws", "dpm_solver", None, other, 201, 0.0)
+    for steps in (18, 50) if run.kind == "image" else (50,):
+        record(f"heun, {steps} steps", "heun", None, *timed("heun", run.process, steps))
+    # the same process stating the data's measured RMS standard deviation (the recipe's scale)
+    scaled = sm.processes.make_process(**{**run.process.config(), "sigma_data": sigma_hat})
+    for target in NFES:
+        for grid in FIXED:
+            cell = timed("dpm_solver", run.process, target - 1, grid=grid)
+            record(f"dpm_solver {grid}", "dpm_solver", target, *cell)
+        cell = timed("dpm_solver", scaled, target - 1)
+        record("dpm_solver auto, measured σ_d", "dpm_solver", target, *cell)
+        chosen = choose_grid(run, "dpm_solver", target - 1, "auto")
+        if chosen.tuned:
+            cell = timed("dpm_solver", run.process, None, grid=chosen.times)
+            record("dpm_solver tuned", "dpm_solver", target, *cell)
+    return out
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--runs", type=Path, default=Path("/tmp/scorematch_trained"))
+    parser.add_argument("--sets", default=",".join(SETS))
+    parser.add_argument("--train", action="store_true")
+    parser.add_argument("--measure", action="store_true")
+    parser.add_argument("--markdown", action="store_true")
+    a = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    names = [s for s in a.sets.split(",") if s]
+    unknown = sorted(set(names) - set(SETS))
+    if unknown:
+        parser.error(f"unknown sets {unknown}; choose from {', '.join(SETS)}")
+    a.runs.mkdir(parents=True, exist_ok=True)
+    if a.train:
+        for name in names:
+            train(name, a.runs)
+    if a.measure:
+        rows = [r for name in names for r in measure(name, a.runs)]
+        kept = []
+        if RAW.is_file():
+            kept = [json.loads(line) for line in RAW.read_text().splitlines() if line.strip()]
+            kept = [r for r in kept if r["set"] not in names]
+        RAW.write_text("".join(json.dumps(r) + "\n" for r in kept + rows))
+    if a.markdown:
+        render()
+
+
+def render() -> None:  # filled in with the measurements
+    rows = [json.loads(line) for line in RAW.read_text().splitlines() if line.strip()]
+    print(len(rows), "rows;", math.nan)
+
+
+if __name__ == "__main__":
+    main()
