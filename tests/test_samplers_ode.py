@@ -627,6 +627,26 @@ def test_tune_grid_fits_the_default_sampler_to_the_model():
         sm.samplers.tune_grid(model, process, (1, 2), 2)
 
 
+def test_tune_grid_can_keep_the_recipes_last_time_and_trim_the_farthest_draws():
+    process = sm.EDM(sigma_data=1.0)
+    model = _mixture().score_model(process)
+    kw = {"n": 32, "max_evaluations": 20, "reference_steps": 50, "generator": _gen(0)}
+    pinned = sm.samplers.tune_grid(model, process, (1, 2), 5, fit_end=False, **kw)
+    recipe = sm.samplers.grids.dpm_recipe(process, 4)
+    assert pinned.times.numel() == 6 and float(pinned.times[-1]) == 0.0
+    assert float(pinned.times[-2]) == pytest.approx(float(recipe[-1]), rel=1e-12)
+    assert pinned.loss <= pinned.loss_default
+    kw["generator"] = _gen(0)
+    trimmed = sm.samplers.tune_grid(model, process, (1, 2), 5, trim=0.5, **kw)
+    kw["generator"] = _gen(0)
+    full = sm.samplers.tune_grid(model, process, (1, 2), 5, **kw)
+    # the same start, half the draws (the nearer half) in its mean: a smaller figure
+    assert trimmed.loss_default < full.loss_default
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"trim must be in \[0, 1\)"):
+            sm.samplers.tune_grid(model, process, (1, 2), 5, trim=bad)
+
+
 def _dpmpp_2m(denoiser, x, sigmas):
     """DPM-Solver++(2M) (Lu et al. 2022, Alg. 2) on σ's ending at 0, in t = −log σ, written out:
     first order on the first step and on the step to σ = 0 (x̂₀ itself)."""

@@ -72,20 +72,24 @@ class TunedGrid:
                    holdout_loss_default=None if held[1] is None else float(held[1]))  # fmt: skip
 
 
-def _times(theta, process, s_max: float, s_min: float) -> Tensor:
-    """Grid times from free parameters: softmax(θ) splits the log noise range [s_min, s_max] into
-    the N gaps between the N + 1 real times and a remainder below the last one."""
+def _times(theta, process, s_max: float, s_low: float, t_end: float | None) -> Tensor:
+    """Grid times from free parameters: softmax(θ) splits the log noise range [s_low, s_max] into
+    gaps.  Free end (``t_end`` None, s_low = the process's σ̂_min): the N gaps between the N + 1
+    real times and a remainder below the last one.  Pinned end (s_low = σ̂ at ``t_end``): the N
+    gaps down to ``t_end``, the last real time."""
     w = torch.softmax(torch.as_tensor(theta, dtype=torch.float64), 0)
-    log_sigma = math.log(s_max) - (math.log(s_max) - math.log(s_min)) * torch.cumsum(w, 0)[:-1]
+    log_sigma = math.log(s_max) - (math.log(s_max) - math.log(s_low)) * torch.cumsum(w, 0)[:-1]
     t = process.t_of_log_snr(-2.0 * log_sigma)
-    return torch.cat([torch.tensor([process.t_max], dtype=torch.float64), t, t.new_zeros(1)])
+    end = [] if t_end is None else [t_end]
+    return torch.tensor([process.t_max, *t.tolist(), *end, 0.0], dtype=torch.float64)
 
 
-def _theta(times: Tensor, process, s_max: float, s_min: float) -> list[float]:
+def _theta(times: Tensor, process, s_max: float, s_low: float, t_end: float | None) -> list[float]:
     """The parameters of a grid (the inverse of ``_times``)."""
     log_sigma = process.sigma_hat(times[:-1]).log()
-    edges = torch.cat([log_sigma, torch.tensor([math.log(s_min)], dtype=torch.float64)])
-    gaps = (edges[:-1] - edges[1:]).clamp_min(1e-9)
+    if t_end is None:
+        log_sigma = torch.cat([log_sigma, torch.tensor([math.log(s_low)], dtype=torch.float64)])
+    gaps = (log_sigma[:-1] - log_sigma[1:]).clamp_min(1e-9)
     return gaps.log().tolist()
 
 
@@ -99,6 +103,8 @@ def tune_grid(
     holdout: int = 0,
     reference_steps: int = 200,
     max_evaluations: int | None = None,
+    fit_end: bool = True,
+    trim: float = 0.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> TunedGrid:
@@ -114,6 +120,13 @@ def tune_grid(
     ``max_evaluations`` (default 40·N) sampler runs of N + 1 calls on n draws.  The result is
     never worse than the start on the fitting draws.
 
+    ``fit_end=False`` keeps the recipe's last level σ̂_N, from which x̂₀ is taken, and fits the
+    N − 1 levels above it (N logits).  The squared distance rewards ending early, since
+    x̂₀ = E[x₀ | x_t] is the estimate of least squared error from x_t however blurred (each
+    mode's covariance Σ shrinks to Σ(Σ + σ̂²I)⁻¹Σ); where the few steps cannot follow the
+    reference a fitted end moves up and the samples' covariance error can grow
+    (benchmarks/results/samplers.md, 16-D at 5 NFE).
+
     Args:
         model: the score model ``model(x, t)``.
         process: its forward process; set ``process.sigma_data`` for a better start.
@@ -124,6 +137,9 @@ def tune_grid(
         holdout: number of other prior draws (drawn after the n) on which the tuned and the
             default grid are also measured (``holdout_loss``, ``holdout_loss_default``); 0: none.
         reference_steps: steps of the reference solver.
+        fit_end: fit the last level σ̂_N too (down to the process's σ̂_min); False keeps
+            the recipe's.
+        trim: the share of draws, the farthest from their reference, left out of the mean.
         generator: the source of the draws (same seed, same grid).
         progress: a progress bar over the sampler runs, with the best loss so far.
 
@@ -136,6 +152,8 @@ def tune_grid(
         raise ValueError(f"nfe must be at least 3 (two steps and the x̂₀ step), got {nfe}")
     n = check_positive_int(n, "n")
     holdout = check_count(holdout, "holdout")
+    if not 0.0 <= trim < 1.0:
+        raise ValueError(f"trim must be in [0, 1), got {trim!r}")
     steps = nfe - 1
     event = (
         tuple(x_val_or_shape.shape[1:])
@@ -156,28 +174,33 @@ def tune_grid(
     def distance(times: Tensor, z: Tensor, reference: Tensor) -> float:
         with torch.inference_mode():
             x = dpm_solver(model, process, z, grid=times).x
-        value = float((x.double() - reference).square().mean())
+        per_draw = (x.double() - reference).square().flatten(1).mean(1)
+        kept = per_draw.sort().values[: max(1, math.ceil((1.0 - trim) * per_draw.numel()))]
+        value = float(kept.mean())
         return value if math.isfinite(value) else 1e30
 
     z = initial_state(model, process, (n, *event), generator)
     reference = reference_of(z)
-    ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
-    s_max, s_min = process.sigma_hat(ends).tolist()
+    start = dpm_recipe(process, steps)
+    t_end = None if fit_end else float(start[-1])
+    low = process.t_min if fit_end else t_end
+    s_max, s_low = process.sigma_hat(
+        torch.tensor([process.t_max, low], dtype=torch.float64)
+    ).tolist()
     evaluations, best_seen = 0, math.inf
     bar = tqdm(total=budget, desc=f"tuning {nfe} NFE", unit="run", disable=not progress)
 
     def loss(theta) -> float:
         nonlocal evaluations, best_seen
         evaluations += 1
-        value = distance(_times(theta, process, s_max, s_min), z, reference)
+        value = distance(_times(theta, process, s_max, s_low, t_end), z, reference)
         best_seen = min(best_seen, value)
         if bar.n < bar.total:
             bar.update(1)
         bar.set_postfix(loss=f"{best_seen:.4g}", refresh=False)
         return value
 
-    start = dpm_recipe(process, steps)
-    theta0 = _theta(torch.cat([start, start.new_zeros(1)]), process, s_max, s_min)
+    theta0 = _theta(torch.cat([start, start.new_zeros(1)]), process, s_max, s_low, t_end)
     loss_default = loss(theta0)
     result = minimize(
         loss, theta0, method="Powell", options={"maxfev": budget, "xtol": 1e-3, "ftol": 1e-4}
@@ -186,7 +209,7 @@ def tune_grid(
     bar.close()
     if best > loss_default:  # never worse than the start
         best, result.x = loss_default, theta0
-    times = _times(result.x, process, s_max, s_min)
+    times = _times(result.x, process, s_max, s_low, t_end)
     held = (None, None)
     if holdout:
         z_held = initial_state(model, process, (holdout, *event), generator)
