@@ -60,7 +60,9 @@ def write_png(path: Path, samples: np.ndarray, bit_depth: int, color_type: int) 
         for r in rows:
             padded = np.concatenate([r, np.zeros((-len(r)) % per, dtype=r.dtype)]).reshape(-1, per)
             shifts = bit_depth * np.arange(per - 1, -1, -1)
-            packed.append(b"\0" + (padded.astype(np.uint16) << shifts).sum(1).astype(np.uint8).tobytes())
+            packed.append(
+                b"\0" + (padded.astype(np.uint16) << shifts).sum(1).astype(np.uint8).tobytes()
+            )
         raw = b"".join(packed)
     header = struct.pack(">IIBBBBB", w, h, bit_depth, color_type, 0, 0, 0)
     path.write_bytes(

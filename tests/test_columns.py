@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from scorematch.data import ColumnCodec, Table, load_table, read_table
-from scorematch.data.column_kinds import MAX_LEVELS, detect_column
+from scorematch.data.column_kinds import detect_column
 
 
 def _kind(values, **kw):
@@ -24,7 +24,7 @@ def test_detection_rule_for_each_kind():
     c = _kind(rng.integers(0, 500, 300) * 3 + 7)
     assert (c.kind, c.step, c.origin) == ("discrete", 3.0, c.lo) and c.reason == "integers"
     assert c.levels == round((c.hi - c.lo) / 3) + 1 and len(c.values) == c.distinct > 20
-    big = _kind(np.arange(5000.0))
+    big = _kind(np.arange(0.0, 10000.0, 2.0))  # (np.arange(5000.0) is a row number: excluded)
     assert big.kind == "discrete" and big.values is None  # > MAX_STORED_VALUES: the grid
     # Two values: binary with step b − a; one value: a constant, step 1.
     c = _kind([-0.04, 0.05, 0.05, -0.04])
@@ -34,20 +34,23 @@ def test_detection_rule_for_each_kind():
     # Few non-integers on a grid (ratings in halves): discrete, values kept for snapping.
     c = _kind(rng.choice([1.0, 1.5, 2.5, 4.0], 50))
     assert c.kind == "discrete" and c.step == pytest.approx(0.5) and len(c.values) == 4
-    # The smallest gap divided by m: {0, 0.4, 1.0} lies on a grid of step 0.2.
-    assert _kind([0.0, 0.4, 1.0, 0.4]).step == pytest.approx(0.2)
-    # Few numbers on no regular grid: categorical, labels in numeric order.
+    # The smallest gap divided by m: {0, 0.4, 1.0} lies on a grid of step 0.2 (repeated 4
+    # times: without repeats three numbers are no evidence of a grid).
+    assert _kind([0.0, 0.4, 1.0, 0.4] * 4).step == pytest.approx(0.2)
+    assert _kind([0.0, 0.4, 1.0, 0.4]).kind == "continuous"
+    # Few numbers on no regular grid: numbers, not categories (issue #20: a categorical refused
+    # every held-out value it had not seen); only text (or the user's word) makes categories.
     c = _kind([0.1, 0.25, 0.9, np.pi, 0.25])
-    assert c.kind == "categorical" and c.labels == ("0.1", "0.25", "0.9", repr(np.pi))
+    assert c.kind == "continuous" and c.labels is None
     # Rounded measurements (a 0.01 grid) with few repeats: continuous; with ≥ 4 rows per value:
     # discrete.
     few = np.round(rng.normal(3, 1, 200), 2)
     assert _kind(few).kind == "continuous" and "grid step" in _kind(few).reason
     many = np.round(rng.normal(3, 0.1, 2000), 2)
     assert len(np.unique(many)) * 4 <= many.size and _kind(many).kind == "discrete"
-    # Real-valued data: continuous; more than MAX_LEVELS off-grid numbers too.
+    # Real-valued data: continuous, however few the values.
     assert _kind(rng.normal(size=100)).kind == "continuous"
-    assert MAX_LEVELS == 20 and _kind(rng.normal(size=21)).kind == "continuous"
+    assert _kind(rng.normal(size=5)).kind == "continuous"
     # Text: categorical; labels sorted (numbers by value, then text).
     c = detect_column("c", np.full(4, np.nan), ["b", "10", "a", "9"])
     assert c.labels == ("9", "10", "a", "b") and c.reason == "holds text"
@@ -92,14 +95,15 @@ def test_read_table_keeps_names_and_text_columns_and_load_table_still_refuses_te
 
 def test_categorical_round_trip_through_codes_and_labels(tmp_path):
     p = tmp_path / "t.csv"
-    p.write_text("colour,w\n" + "".join(f"{c},{w}\n" for c, w in zip("rgbrgbbb", range(8))))
+    w = [3, 1, 4, 1, 5, 9, 2, 6]  # (range(8) would be a row number, left out)
+    p.write_text("colour,w\n" + "".join(f"{c},{w}\n" for c, w in zip("rgbrgbbb", w)))
     table = read_table(p)
     codec = ColumnCodec.detect(table)
     x = codec.encode(table)
     assert codec.columns[0].labels == ("b", "g", "r")
     torch.testing.assert_close(x[:, 0], torch.tensor([2.0, 1, 0, 2, 1, 0, 0, 0]))
     cells = codec.format_rows(x)
-    assert [row[0] for row in cells] == list("rgbrgbbb") and cells[3][1] == "3"
+    assert [row[0] for row in cells] == list("rgbrgbbb") and cells[3][1] == "1"
     # Codes off the grid (a model's raw samples) round to the nearest label, clamped.
     raw = torch.tensor([[2.4, 0.2], [-0.7, 6.6], [9.0, 7.4]])
     assert [r[0] for r in codec.format_rows(codec.round(raw))] == ["r", "b", "r"]
@@ -133,7 +137,10 @@ def test_dequantise_spreads_each_value_over_its_bin_with_the_generator():
     x = torch.tensor([[1.0, 0.3, 0.0], [4.0, -0.2, 3.0]]).repeat(500, 1)
     a, log_vol = codec.dequantise(x, torch.Generator().manual_seed(0))
     b, _ = codec.dequantise(x, torch.Generator().manual_seed(0))
-    assert torch.equal(a, b) and log_vol == pytest.approx(math.log(0.5) + math.log(3.0))
+    assert torch.equal(a, b) and log_vol.shape == (1000,)
+    torch.testing.assert_close(
+        log_vol, torch.full((1000,), math.log(0.5) + math.log(3.0), dtype=torch.float64)
+    )
     torch.testing.assert_close(a[:, 1], x[:, 1], rtol=0, atol=0)  # continuous untouched
     spread = a - x
     assert spread[:, 0].abs().max() <= 0.25 and spread[:, 2].abs().max() <= 1.5
@@ -142,14 +149,16 @@ def test_dequantise_spreads_each_value_over_its_bin_with_the_generator():
     assert spread[:, 2].mean().abs() < 0.15
     # Dequantised values round back to where they came from.
     torch.testing.assert_close(codec.round(a), x)
-    with pytest.raises(ValueError, match=r"column 'd' \(discrete\) takes values 1 \+ k·0.5"):
-        codec.dequantise(torch.tensor([[1.2, 0.0, 0.0]]), None)
+    # A value between the grid's points is scored as the bin that holds it, never refused.
+    off, _ = codec.dequantise(torch.tensor([[1.2, 0.0, 0.0]]), torch.Generator().manual_seed(0))
+    assert abs(float(off[0, 0]) - 1.0) <= 0.25
     # A continuous table draws nothing: the generator's state does not move.
     cont = ColumnCodec.detect(Table(np.random.default_rng(0).normal(size=(30, 2)), ["p", "q"]))
     g = torch.Generator().manual_seed(5)
     y, vol = cont.dequantise(x[:3, :2], g)
     assert y is x[:3, :2] or torch.equal(y, x[:3, :2])
-    assert vol == 0.0 and torch.equal(g.get_state(), torch.Generator().manual_seed(5).get_state())
+    assert torch.equal(vol, torch.zeros(3, dtype=torch.float64))
+    assert torch.equal(g.get_state(), torch.Generator().manual_seed(5).get_state())
 
 
 def test_round_puts_samples_on_the_columns_own_values():
@@ -187,3 +196,16 @@ def test_csv_cells_have_seven_significant_digits_and_integers_for_integer_grids(
         ["0.13"],
         ["0.66"],
     ]
+
+
+def test_a_codec_stored_by_an_earlier_run_keeps_its_encoding():
+    """Runs made before one-hot columns stored categoricals as codes: their config has no
+    one_hot, missing or transform keys, and the codec they rebuild sees one coordinate."""
+    legacy = {"name": "colour", "kind": "categorical", "lo": 0.0, "hi": 2.0, "distinct": 3,
+              "origin": 0.0, "step": 1.0, "levels": 3, "values": None,
+              "labels": ["b", "g", "r"], "reason": "holds text"}  # fmt: skip
+    codec = ColumnCodec.from_config([legacy])
+    assert codec.dim == 1 and not codec.columns[0].one_hot and codec.passthrough
+    fresh = ColumnCodec.detect(Table(np.zeros((3, 1)), ["c"], {0: ["b", "g", "r"]}))
+    assert fresh.columns[0].one_hot and fresh.dim == 3
+    assert ColumnCodec.from_config(fresh.to_config()).dim == 3

@@ -177,6 +177,50 @@ def test_perturbed_is_the_law_of_alpha_x_plus_sigma_eps():
     np.testing.assert_allclose(z.log_prob(x).numpy(), ref, rtol=1e-12)
 
 
+@pytest.mark.parametrize("kind", ["number", "vector", "matrix"])
+def test_affine_is_the_law_of_a_x_plus_b(kind):
+    """y = Ax + b: components N(Aμ + b, AΣAᵀ); log q(y) = log p(x) − log|det A| and
+    ∇_y log q(y) = A^{−T} ∇ₓ log p(x), against scipy and the change of variables."""
+    mix = make_mixture(3)
+    scale = {
+        "number": torch.tensor(-1.7, dtype=F64),
+        "vector": torch.tensor([0.5, -2.0, 3.0], dtype=F64),
+        "matrix": torch.tensor([[1.0, 0.4, 0.0], [-0.3, 2.0, 0.5], [0.2, 0.0, 0.7]], dtype=F64),
+    }[kind]
+    a = scale * torch.eye(3, dtype=F64) if scale.ndim == 0 else torch.diag_embed(scale) if scale.ndim == 1 else scale  # fmt: skip
+    b = torch.tensor([1.0, -2.0, 0.5], dtype=F64)
+    q = mix.affine(scale, b)
+    torch.testing.assert_close(q.means, mix.means @ a.T + b)
+    torch.testing.assert_close(q.covs, a @ mix.covs @ a.T)
+    torch.testing.assert_close(q.weights, mix.weights)
+    x = mix.sample(50, generator=gen(3))
+    y = x @ a.T + b
+    log_det = float(torch.linalg.slogdet(a).logabsdet)
+    torch.testing.assert_close(q.log_prob(y), mix.log_prob(x) - log_det)
+    np.testing.assert_allclose(q.log_prob(y).numpy(), scipy_log_prob(q, y.numpy()), rtol=1e-11)
+    torch.testing.assert_close(q.score(y), mix.score(x) @ torch.linalg.inv(a))
+    torch.testing.assert_close(q.mean(), a @ mix.mean() + b)
+    torch.testing.assert_close(q.covariance(), a @ mix.covariance() @ a.T)
+    # the eigendecomposition behind perturbed() is the mapped covariance's
+    torch.testing.assert_close(q.perturbed(0.5, 0.3).covs, 0.25 * q.covs + 0.09 * torch.eye(3, dtype=F64))  # fmt: skip
+
+
+def test_affine_keeps_the_class_and_checks_its_arguments():
+    g = Gaussian([0.0, 1.0], [1.0, 4.0]).affine([2.0, 0.5], [1.0, 1.0])
+    assert isinstance(g, Gaussian)
+    torch.testing.assert_close(g.mean_vector, torch.tensor([1.0, 1.5]))
+    torch.testing.assert_close(g.cov, torch.diag(torch.tensor([4.0, 1.0])))
+    mix = make_mixture(2)
+    with pytest.raises(ValueError, match="invertible"):
+        mix.affine([1.0, 0.0])
+    with pytest.raises(ValueError, match="scale must be"):
+        mix.affine(torch.ones(3))
+    with pytest.raises(ValueError, match="shift must be"):
+        mix.affine(1.0, torch.zeros(3))
+    with pytest.raises(ValueError, match="finite"):
+        mix.affine(float("nan"))
+
+
 def _posterior_mean(mix, x, alpha, sigma):
     """E[x₀ | αx₀ + σε = x], per sample, by the Gaussian conditioning formula (numpy, float64)."""
     out = []

@@ -18,6 +18,7 @@ from scorematch.runs import configure, demo
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
 GUIDE = (ROOT / "docs" / "guide.md").read_text(encoding="utf-8")
+TUTORIAL = (ROOT / "docs" / "tutorial.md").read_text(encoding="utf-8")
 
 
 def _flat(text: str) -> str:
@@ -91,7 +92,7 @@ def test_guide_quotes_the_data_sampling_and_output_defaults(configs):
 
 def _documented_command_lines() -> list[list[str]]:
     lines = []
-    for text in (README, GUIDE):
+    for text in (README, GUIDE, TUTORIAL):
         for block in _code_blocks(text, "bash"):
             for line in block.splitlines():
                 line = line.split("#", 1)[0].strip()
@@ -153,3 +154,33 @@ def test_guide_model_selection_numbers_are_the_configs():
     assert f"stops after {PATIENCE['vector']} validations" in section
     assert f"at most {REFIT_MAX_ROWS:,}".replace(",", " ") in section
     assert f"tries {len(T_MIN_CANDIDATES) + 1} values" in section
+
+
+def test_guide_quotes_the_known_density_settings():
+    """§3 and §4's account of esm, SSM's projections and the comparison with a known law."""
+    from scorematch.data import TOY_MIXTURES
+    from scorematch.runs.config import SLICED_DEFAULTS
+    from scorematch.runs.oracle import FISHER_POINTS, NOISE_LEVELS
+
+    a, b = _quoted(r"the built-in mixture sets `(\w+)` and `(\w+)` \(elsewhere it is refused")
+    assert (a, b) == TOY_MIXTURES
+    (kind,) = _quoted(r"--projection gaussian\|rademacher\|sphere` \(default `(\w+)`\)")
+    (count,) = _quoted(r"`--projections K` directions per sample \(default (\d+)\)")
+    config = configure({"data": "moons", "n": 200, "objective": "ssm", "width": 8})[0]
+    assert config["objective"]["projection"] == kind == SLICED_DEFAULTS["projection"]
+    assert config["objective"]["n_projections"] == int(count) == SLICED_DEFAULTS["n_projections"]
+    low, high = _quoted(r"where σ_t/α_t = ([\d.]+) and ([\d.]+) \(`ncsn`")
+    assert (float(low), float(high)) == NOISE_LEVELS
+    (points,) = _quoted(r"\(over (\d+) exact samples of p_t")
+    assert int(points) == FISHER_POINTS
+    c, d = _quoted(r"The built-in sets `(\w+)` and `(\w+)` are Gaussian mixtures whose exact")
+    assert (c, d) == TOY_MIXTURES
+    for name in ("mixture_score_comparison.png",):
+        assert (ROOT / "docs" / name).is_file() and f"]({name})" in GUIDE
+        assert f'<img src="docs/{name}"' in README
+    assert f"at noise {NOISE_LEVELS[0]} and {NOISE_LEVELS[1]} the field" in _flat(README)
+    tutorial = _flat(TUTORIAL)
+    assert f"σ_t/α_t = {NOISE_LEVELS[0]} and {NOISE_LEVELS[1]}:" in tutorial
+    from scorematch.runs import DEFAULTS
+
+    assert f"the command line's defaults ({DEFAULTS['vector']['steps']} steps)" in tutorial

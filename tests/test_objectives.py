@@ -148,6 +148,7 @@ def test_ism_vectorize_modes_agree_and_auto_falls_back_to_whole_batch():
     branchy = lambda y: model(y) if bool(y.sum() > -1e9) else -model(y)  # noqa: E731
     with pytest.warns(UserWarning, match="vmap"):
         torch.testing.assert_close(ism(branchy, x), ism(model, x))
+
     # Other errors are the caller's: they propagate instead of silently switching paths.
     def broken(y):
         raise KeyError("not a vmap error")

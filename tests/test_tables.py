@@ -20,7 +20,7 @@ from scorematch.data import ColumnCodec, Standardizer, Table
 from scorematch.distributions import Gaussian
 from scorematch.processes import VP
 from scorematch.runs import Run, configure, load_run, paired_verdict
-from scorematch.runs.build import build_loss, dequantisation_widths, dequantised
+from scorematch.runs.build import build_loss, dequantised, dequantiser
 
 F64 = torch.float64
 TINY = ["--steps", "30", "--width", "16", "--depth", "1", "--batch-size", "32"]
@@ -66,8 +66,10 @@ def test_dequantised_likelihood_is_exact_for_the_noise_it_draws():
     z = run.standardizer.transform(xt)
     exact = run.model.log_prob(z, run.process.t_min) + run.standardizer.log_abs_det()
     torch.testing.assert_close(lp, exact + math.log(0.5), rtol=0, atol=5e-4)  # ODE tol 1e-5
-    with pytest.raises(ValueError, match=r"column 'd' \(discrete\).*row 1 has 0.7"):
-        run.log_likelihood(torch.tensor([[0.7, 0.0]], dtype=F64))
+    # A number the column never held is scored, as the bin that holds it (0.7 is in 0.5's).
+    off, _ = run.log_likelihood(torch.tensor([[0.7, 0.0]], dtype=F64), seed=3)
+    on, _ = run.log_likelihood(torch.tensor([[0.5, 0.0]], dtype=F64), seed=3)
+    torch.testing.assert_close(off, on, rtol=0, atol=0)
 
 
 def test_dequantised_likelihood_gives_the_exact_probability_of_integer_data():
@@ -105,11 +107,11 @@ def test_training_batches_are_dequantised_afresh_with_the_trainers_generator(tmp
     table = np.stack([rng.integers(0, 5, 60), rng.normal(size=60)], 1)
     np.savetxt(tmp_path / "t.csv", table, delimiter=",", header="k,x", comments="")
     config, bundle = configure({"data": str(tmp_path / "t.csv"), "width": 8, "depth": 1})
-    widths = dequantisation_widths(config)
     s = bundle.standardizer.std
+    widths = ColumnCodec.from_config(config["data"]["columns"]).steps() / s  # in z: w / s
     torch.testing.assert_close(widths, torch.tensor([1.0 / float(s[0]), 0.0], dtype=F64))
     seen = []
-    loss = dequantised(lambda m, b, g: seen.append(b) or b.sum(), widths)
+    loss = dequantised(lambda m, b, g: seen.append(b) or b.sum(), dequantiser(config))
     z = bundle.standardizer.transform(bundle.train[:16])
     loss(None, z, torch.Generator().manual_seed(4))
     loss(None, z, torch.Generator().manual_seed(4))
@@ -121,7 +123,7 @@ def test_training_batches_are_dequantised_afresh_with_the_trainers_generator(tmp
     # A continuous table's loss is the objective itself: nothing extra is drawn.
     np.savetxt(tmp_path / "c.csv", rng.normal(size=(60, 2)), delimiter=",")
     cont, _ = configure({"data": str(tmp_path / "c.csv"), "width": 8, "depth": 1})
-    assert dequantisation_widths(cont) is None
+    assert dequantiser(cont) is None
     assert build_loss(cont, VP()).__name__ == "<lambda>"  # the objective's own closure
     toy, _ = configure({"data": "moons", "n": 100, "width": 8, "depth": 1})
     assert "columns" not in toy["data"]  # toy sets: no column section, exactly as before
@@ -215,3 +217,48 @@ def test_scatter_of_a_wide_table_has_axis_labels_and_visible_held_out_points(tmp
     assert held_out.get_sizes()[0] >= 4 * many.get_sizes()[0] and held_out.get_alpha() >= 0.8
     path = plots.samples_vs_data(torch.randn(50, 5), None, tmp_path / "q.png", labels=["a", "b"])
     assert path == tmp_path / "q.png"
+
+
+def test_one_hot_box_bound_is_a_proper_probability_of_each_label():
+    """A 3-label column is one-hot: label k owns the box B_k = {y_k ∈ [½, 1), y_j ∈ [0, ½)}
+    (inside its argmax region, so the boxes are disjoint).  Under a Gaussian with diagonal
+    covariance in those coordinates P(B_k) is a product of normal CDF differences; the run reports
+    E_u log p(ỹ) + 3 log ½ ≤ log P(B_k) (Jensen), and Σ_k P(B_k) ≤ 1."""
+    from scipy.stats import norm
+
+    codec = ColumnCodec.detect(Table(np.repeat([[0.0], [1.0], [2.0]], 5, 0), ["c"]),
+                               categorical="c")  # fmt: skip
+    assert codec.columns[0].one_hot and codec.dim == 3
+    mean, sd = np.array([0.6, 0.3, 0.2]), np.array([0.3, 0.25, 0.2])
+    run = _oracle(mean.tolist(), np.diag(sd**2).tolist(), [0.0] * 3, [1.0] * 3, codec)
+    reps = 400
+    ks = torch.arange(3.0, dtype=F64)
+    lp, _ = run.log_likelihood(ks.repeat(reps)[:, None], seed=0)
+    lp = lp.reshape(reps, 3)
+    mean_lp, se = lp.mean(0), lp.std(0) / math.sqrt(reps)
+    # The exact box probabilities (the VP prior at t_min blurs by ≪ the box: the oracle's law is
+    # the data law at t_min up to e^{-t} scaling, well inside the tolerance below).
+    inside = lambda lo, hi: norm.cdf(hi, mean, sd) - norm.cdf(lo, mean, sd)  # noqa: E731
+    p_box = np.array([np.prod(np.where(np.arange(3) == k, inside(0.5, 1.0), inside(0.0, 0.5)))
+                      for k in range(3)])  # fmt: skip
+    assert p_box.sum() < 1
+    # The bound's expectation, separable over the coordinates: Σ_j E log N(y_j) by 48-point
+    # Gauss–Legendre over each side of the box, + 3 log ½.
+    nodes, weights = np.polynomial.legendre.leggauss(48)
+
+    def mean_log_pdf(lo, hi):
+        y = (lo + hi) / 2 + (hi - lo) / 2 * nodes[:, None]
+        return (norm.logpdf(y, mean, sd) * weights[:, None] / 2).sum(0)
+
+    bound = np.array([np.where(np.arange(3) == k, mean_log_pdf(0.5, 1.0), mean_log_pdf(0.0, 0.5))
+                      .sum() for k in range(3)]) + 3 * math.log(0.5)  # fmt: skip
+    assert (bound <= np.log(p_box)).all()
+    np.testing.assert_array_less(np.abs(mean_lp.numpy() - bound), 4 * se.numpy() + 1e-2)
+    # The draws are uniform on B_k (coordinate k in [½, 1), the others in [0, ½); means ¾ and ¼)
+    # and decode to k; the correction is 3 log ½.
+    y, corr = codec.dequantise(ks.repeat(4000)[:, None], torch.Generator().manual_seed(1))
+    assert torch.equal(codec.from_model(y)[:, 0], ks.repeat(4000))
+    own = torch.nn.functional.one_hot(ks.repeat(4000).long(), 3).bool()
+    assert (y[own] >= 0.5).all() and (y[own] < 1).all() and (y[~own] >= 0).all()
+    assert (y[~own] < 0.5).all() and abs(float(y[own].mean()) - 0.75) < 0.01
+    torch.testing.assert_close(corr, torch.full((12000,), 3 * math.log(0.5), dtype=F64))

@@ -3,15 +3,17 @@
 Objectives (``sm.objectives``), noising processes (``sm.VE``, ``sm.VP``, ``sm.SubVP``, ``sm.EDM``),
 samplers (``sm.samplers``, ``sm.sample``), exact likelihood (``sm.log_likelihood``,
 ``sm.bits_per_dim``), analytic oracles (``sm.Gaussian``, ``sm.GaussianMixture``), metrics,
-score networks (``sm.models``), their weighted averages (``sm.ScoreEnsemble``), data loading
+conditional generation (``sm.impute``, ``sm.Guided``, ``sm.conditional``), score networks
+(``sm.models``), their weighted averages (``sm.ScoreEnsemble``), data loading
 (``sm.data``), the ``Trainer``, and ``sm.load_run`` (a trained run directory:
 :mod:`scorematch.runs`).
 """
 
 from typing import Any
 
-from . import data, metrics, models, objectives, samplers
-from .data import Standardizer, load_dataset, toy_dataset
+from . import conditional, data, metrics, models, objectives, samplers
+from .conditional import Guided, impute
+from .data import Standardizer, load_dataset, toy_dataset, toy_mixture
 from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
 from .ensemble import EnsembleFit, ScoreEnsemble
@@ -55,6 +57,7 @@ __all__ = [
     "EpsilonPrediction",
     "Gaussian",
     "GaussianMixture",
+    "Guided",
     "LogLikelihood",
     "MLPEnergy",
     "MLPScore",
@@ -74,7 +77,9 @@ __all__ = [
     "at_time",
     "bits_per_dim",
     "build_model",
+    "conditional",
     "data",
+    "impute",
     "load_checkpoint",
     "load_dataset",
     "load_run",
@@ -86,5 +91,6 @@ __all__ = [
     "sample",
     "samplers",
     "toy_dataset",
+    "toy_mixture",
     "wrap",
 ]

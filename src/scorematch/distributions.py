@@ -128,6 +128,40 @@ class GaussianMixture:
         new.weights = self.weights
         return new
 
+    def affine(self, scale, shift=0.0) -> GaussianMixture:
+        """Exact law of A·x + b with x ~ self: components N(Aμ_k + b, AΣ_kAᵀ), same weights.
+
+        ``scale`` is A: a number, a ``(D,)`` vector (element-wise, A = diag(scale)) or an
+        invertible ``(D, D)`` matrix; ``shift`` is b, a number or a ``(D,)`` vector.  With
+        y = Ax + b the density and score follow the change of variables,
+        log q(y) = log p(x) − log|det A| and ∇_y log q(y) = A^{−T} ∇ₓ log p(x): e.g. the law of
+        standardised data z = (x − μ)/s is ``affine(1 / s, −μ / s)``.
+        """
+        d, dtype, device = self.dim, self.dtype, self.device
+        a = torch.as_tensor(scale, dtype=dtype, device=device)
+        b = torch.as_tensor(shift, dtype=dtype, device=device)
+        if a.ndim == 0 or a.shape == (d,):
+            a = torch.diag_embed(a.expand(d))
+        if a.shape != (d, d):
+            raise ValueError(f"scale must be a number, a ({d},) vector or a ({d}, {d}) matrix, got shape {tuple(a.shape)}")  # fmt: skip
+        if b.ndim == 0:
+            b = b.expand(d)
+        if b.shape != (d,):
+            raise ValueError(f"shift must be a number or a ({d},) vector, got shape {tuple(b.shape)}")  # fmt: skip
+        if not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+            raise ValueError("scale and shift must be finite")
+        if torch.linalg.matrix_rank(a.to(torch.float64)) < d:
+            raise ValueError("scale must be invertible (the image of a density under a singular map has none)")  # fmt: skip
+        covs = a @ self.covs @ a.T
+        new = type(self).__new__(type(self))
+        new.means = self.means @ a.T + b
+        new.covs = 0.5 * (covs + covs.transpose(-1, -2))
+        new.weights = self.weights
+        new._eigvals, new._eigvecs = torch.linalg.eigh(new.covs)
+        if (new._eigvals <= 0).any():
+            raise ValueError("the mapped covariances are not positive definite (scale too ill-conditioned)")  # fmt: skip
+        return new
+
     # -- sampling and densities ------------------------------------------------------------------
     def sample(self, n: int, *, generator: torch.Generator | None = None) -> Tensor:
         """Draw n exact samples, shape ``(n, D)``."""
@@ -155,20 +189,7 @@ class GaussianMixture:
     def _component_terms(self, x: Tensor, alpha: Tensor | None = None, sigma: Tensor | None = None):
         """Per-component log w_k N(x; αμ_k, α²Σ_k+σ²I) and Σ_k'^{-1}(x − αμ_k), batched over (B, K)."""
         means, weights, lam, vecs = self._params_like(x)
-        if alpha is None:
-            diff = x[:, None, :] - means[None]  # (B, K, D)
-            lam_b = lam[None]  # (1, K, D)
-        else:
-            diff = x[:, None, :] - alpha[:, None, None] * means[None]
-            lam_b = alpha[:, None, None] ** 2 * lam[None] + sigma[:, None, None] ** 2
-        rot = torch.einsum("kji,bkj->bki", vecs, diff)  # Uᵀ(x − μ)
-        scaled = rot / lam_b
-        maha = (rot * scaled).sum(-1)
-        logdet = lam_b.log().sum(-1)
-        d = x.shape[1]
-        log_comp = weights.log()[None] - 0.5 * (maha + logdet + d * math.log(2 * math.pi))
-        precision_diff = torch.einsum("kij,bkj->bki", vecs, scaled)  # U diag(1/λ) Uᵀ(x − μ)
-        return log_comp, precision_diff
+        return _mixture_terms(x, weights.log(), means, lam, vecs, alpha, sigma)
 
     def component_log_prob(self, x: Tensor) -> Tensor:
         """log w_k + log N(x; μ_k, Σ_k) for every sample and component, shape ``(B, K)``."""
@@ -184,20 +205,85 @@ class GaussianMixture:
 
     def score(self, x: Tensor) -> Tensor:
         """∇ₓ log p(x) = −Σ_k r_k(x) Σ_k^{-1}(x − μ_k), shape ``(B, D)``."""
-        log_comp, precision_diff = self._component_terms(self._check_x(x))
-        r = torch.softmax(log_comp, dim=-1)
-        return -(r[:, :, None] * precision_diff).sum(1)
+        return _score_of(*self._component_terms(self._check_x(x)))
 
-    def noised_score(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
-        """Score of the law of αx₀ + σε at x, with per-sample α, σ of shape ``(B,)``."""
+    def noised_score(
+        self, x: Tensor, alpha: Tensor, sigma: Tensor, label: Tensor | None = None
+    ) -> Tensor:
+        """Score of the law of αx₀ + σε at x, with per-sample α, σ of shape ``(B,)``; with
+        ``label`` ``(B,)`` row b gets that of component ``label[b]`` alone (−1: the mixture)."""
         log_comp, precision_diff = self._component_terms(self._check_x(x), alpha, sigma)
-        r = torch.softmax(log_comp, dim=-1)
-        return -(r[:, :, None] * precision_diff).sum(1)
+        if label is not None:
+            log_comp = _only_label(log_comp, label)
+        return _score_of(log_comp, precision_diff)
 
     def noised_log_prob(self, x: Tensor, alpha: Tensor, sigma: Tensor) -> Tensor:
         """log-density of αx₀ + σε at x, per-sample α, σ of shape ``(B,)``."""
         log_comp, _ = self._component_terms(self._check_x(x), alpha, sigma)
         return torch.logsumexp(log_comp, dim=-1)
+
+    # -- conditioning --------------------------------------------------------------------------
+    def condition(self, known_index, known_values) -> GaussianMixture:
+        """The exact law of the other coordinates given x_K = v: again a mixture.
+
+        With K the known and U the other coordinates (in increasing order), Bayes' rule on each
+        component gives (Bishop 2006, "Pattern Recognition and Machine Learning", §2.3.1 and §9.2)
+
+            w_k' ∝ w_k N(v; μ_k,K, Σ_k,KK),
+            μ_k' = μ_k,U + Σ_k,UK Σ_k,KK⁻¹ (v − μ_k,K),
+            Σ_k' = Σ_k,UU − Σ_k,UK Σ_k,KK⁻¹ Σ_k,KU   (the Schur complement).
+
+        Args:
+            known_index: the known coordinates, as distinct indices ``(n,)`` or a boolean mask
+                ``(D,)``.
+            known_values: their values ``(n,)``, in the order of ``known_index``.
+        Returns:
+            a ``GaussianMixture`` on the D − n unknown coordinates (weights computed in log space,
+            so far-away values keep the nearest component instead of underflowing).
+        """
+        known = _index(known_index, self.dim)
+        values = _as_tensor(known_values, self.dtype, self.device)
+        if values.shape != known.shape:
+            raise ValueError(
+                f"known_values must have shape {tuple(known.shape)} (one per known index), "
+                f"got {tuple(values.shape)}"
+            )
+        if not bool(torch.isfinite(values).all()):
+            raise ValueError("known_values must be finite")
+        order = torch.argsort(known)
+        known, values = known[order], values[order]
+        unknown = _complement(known, self.dim)
+        if unknown.numel() == 0:
+            raise ValueError("every coordinate is known: nothing is left to condition")
+        log_w, means, covs = self.conditional_parts(known, unknown, values[None])
+        return GaussianMixture(means[0], covs, torch.softmax(log_w[0], 0))
+
+    def conditional_parts(
+        self, known: Tensor, modelled: Tensor, values: Tensor
+    ) -> tuple[Tensor, Tensor, Tensor]:
+        """The law of x_M given x_K = v for a batch of values: per-row log-weights ``(B, K)``
+        (unnormalised: log w_k + log N(v; μ_k,K, Σ_k,KK)), per-row means ``(B, K, |M|)`` and the
+        shared covariances ``(K, |M|, |M|)`` (see :meth:`condition`).  ``known`` and ``modelled``
+        are disjoint index tensors; coordinates in neither are marginalised out (dropped)."""
+        values = values.to(self.dtype)
+        covs, means = self.covs, self.means
+        s_mm = covs[:, modelled][:, :, modelled]
+        mu_m = means[:, modelled]
+        log_w = self.weights.log().expand(values.shape[0], -1)
+        if known.numel() == 0:
+            return log_w, mu_m.expand(values.shape[0], -1, -1), s_mm
+        s_kk = covs[:, known][:, :, known]
+        s_mk = covs[:, modelled][:, :, known]
+        chol = torch.linalg.cholesky(s_kk)  # (K, n, n)
+        diff = values[:, None, :] - means[None, :, known]  # (B, K, n)
+        solved = torch.cholesky_solve(diff.unsqueeze(-1), chol).squeeze(-1)  # Σ_KK⁻¹(v − μ_K)
+        maha = (diff * solved).sum(-1)
+        logdet = 2 * torch.diagonal(chol, dim1=-2, dim2=-1).log().sum(-1)
+        log_w = log_w - 0.5 * (maha + logdet + known.numel() * math.log(2 * math.pi))
+        cond_means = mu_m + torch.einsum("kmj,bkj->bkm", s_mk, solved)
+        gain = torch.cholesky_solve(s_mk.transpose(-1, -2), chol)  # Σ_KK⁻¹ Σ_KM
+        schur = s_mm - s_mk @ gain
+        return log_w, cond_means, 0.5 * (schur + schur.transpose(-1, -2))
 
     def score_model(self, process) -> MixtureScoreModel:
         """The exact time-dependent score model (x, t) ↦ ∇ₓ log p_t(x) under ``process``."""
@@ -233,7 +319,18 @@ class MixtureScoreModel(nn.Module):
 
     Called as ``model(x, t)`` with t a scalar or ``(B,)``; each sample uses its own (α_t, σ_t).
     An ``nn.Module`` so that ``.to(device)`` and parameter-free device discovery work like a network.
+
+    It takes the conditioning keywords of the networks (``conditioning``), exactly:
+
+    * ``label`` ``(B,)``: the mixture's components are its classes; row b gets the score of
+      component ``label[b]`` alone (−1: the whole mixture).
+    * ``mask``, ``known``, ``absent`` ``(B, D)``: row b gets, on its modelled coordinates
+      M = ¬mask ∧ ¬absent, the score of p_t(x_M | x₀,K = known_K) with K = mask — the law of
+      ``condition`` restricted to M (absent coordinates marginalised), noised — and 0 elsewhere.
+      This is the score a mask-conditional network learns (``scorematch.conditional``).
     """
+
+    conditioning = ("label", "mask")
 
     def __init__(self, mixture: GaussianMixture, process) -> None:
         super().__init__()
@@ -246,10 +343,47 @@ class MixtureScoreModel(nn.Module):
         self.mixture = self.mixture.to(device=self._anchor.device)
         return out
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | float,
+        *,
+        label: Tensor | None = None,
+        known: Tensor | None = None,
+        mask: Tensor | None = None,
+        absent: Tensor | None = None,
+    ) -> Tensor:
         t = broadcast_time(t, x)
         alpha, sigma = self.process.marginal(t)
-        return self.mixture.noised_score(x, alpha, sigma)
+        if mask is None and absent is None:
+            return self.mixture.noised_score(x, alpha, sigma, label)
+        return self._conditional_score(x, alpha, sigma, label, known, mask, absent)
+
+    def _conditional_score(self, x, alpha, sigma, label, known, mask, absent) -> Tensor:
+        mix = self.mixture.to(device=x.device, dtype=x.dtype)
+        shape = tuple(x.shape)
+        mask = torch.zeros_like(x, dtype=torch.bool) if mask is None else mask.bool()
+        absent = torch.zeros_like(mask) if absent is None else absent.bool()
+        known = torch.zeros_like(x) if known is None else known.to(x.dtype)
+        if not mask.shape == absent.shape == known.shape == shape:
+            raise ValueError(f"mask, known and absent must have x's shape {shape}")
+        out = torch.zeros_like(x)
+        patterns, which = torch.unique(torch.cat([mask, absent], 1), dim=0, return_inverse=True)
+        for p, pattern in enumerate(patterns):
+            rows = (which == p).nonzero().reshape(-1)
+            k_idx = pattern[: mix.dim].nonzero().reshape(-1)
+            m_idx = (~pattern[: mix.dim] & ~pattern[mix.dim :]).nonzero().reshape(-1)
+            if m_idx.numel() == 0:
+                continue
+            log_w, means, covs = mix.conditional_parts(k_idx, m_idx, known[rows][:, k_idx])
+            lam, vecs = torch.linalg.eigh(covs)
+            log_comp, precision_diff = _mixture_terms(
+                x[rows][:, m_idx], log_w, means, lam, vecs, alpha[rows], sigma[rows]
+            )
+            if label is not None:
+                log_comp = _only_label(log_comp, label[rows])
+            out[rows[:, None], m_idx[None, :]] = _score_of(log_comp, precision_diff)
+        return out
 
     def log_prob(self, x: Tensor, t: Tensor | float) -> Tensor:
         """log p_t(x) per sample (exact)."""
@@ -263,6 +397,69 @@ class MixtureScoreModel(nn.Module):
         alpha, sigma = self.process.marginal(t)
         s = self.mixture.noised_score(x, alpha, sigma)
         return (x + sigma[:, None] ** 2 * s) / alpha[:, None]
+
+
+def _mixture_terms(x, log_w, means, lam, vecs, alpha=None, sigma=None):
+    """log w_k N(x; αμ_k, α²Σ_k + σ²I) and (α²Σ_k + σ²I)^{-1}(x − αμ_k) for every (sample, component).
+
+    ``log_w`` is ``(K,)`` or per sample ``(B, K)``, ``means`` ``(K, D)`` or ``(B, K, D)``; ``lam``,
+    ``vecs`` (``(K, D)``, ``(K, D, D)``) are the eigendecomposition Σ_k = U diag(λ) Uᵀ; α, σ ``(B,)``
+    or None (the clean law).  Returns ``(B, K)`` and ``(B, K, D)``.
+    """
+    if alpha is None:
+        diff = x[:, None, :] - means  # (B, K, D)
+        lam_b = lam[None]  # (1, K, D)
+    else:
+        diff = x[:, None, :] - alpha[:, None, None] * means
+        lam_b = alpha[:, None, None] ** 2 * lam[None] + sigma[:, None, None] ** 2
+    rot = torch.einsum("kji,bkj->bki", vecs, diff)  # Uᵀ(x − μ)
+    scaled = rot / lam_b
+    maha = (rot * scaled).sum(-1)
+    logdet = lam_b.log().sum(-1)
+    d = x.shape[1]
+    log_comp = log_w - 0.5 * (maha + logdet + d * math.log(2 * math.pi))
+    precision_diff = torch.einsum("kij,bkj->bki", vecs, scaled)  # U diag(1/λ) Uᵀ(x − μ)
+    return log_comp, precision_diff
+
+
+def _only_label(log_comp: Tensor, label: Tensor) -> Tensor:
+    """Keep component label[b] of row b (all of them where the label is −1)."""
+    label = torch.as_tensor(label, device=log_comp.device).long().expand(log_comp.shape[0])
+    k = torch.arange(log_comp.shape[1], device=log_comp.device)
+    keep = (label[:, None] < 0) | (k[None, :] == label[:, None])
+    return log_comp.masked_fill(~keep, -math.inf)
+
+
+def _score_of(log_comp: Tensor, precision_diff: Tensor) -> Tensor:
+    """−Σ_k r_k (α²Σ_k + σ²I)⁻¹(x − αμ_k) with r = softmax(log_comp)."""
+    return -(torch.softmax(log_comp, dim=-1)[:, :, None] * precision_diff).sum(1)
+
+
+def _index(index, dim: int) -> Tensor:
+    """Distinct coordinate indices in [0, dim) from indices or a boolean mask ``(dim,)``."""
+    t = torch.as_tensor(index)
+    if t.dtype == torch.bool:
+        if t.shape != (dim,):
+            raise ValueError(
+                f"a boolean known_index must have shape ({dim},), got {tuple(t.shape)}"
+            )
+        return t.nonzero().reshape(-1)
+    if t.numel() == 0:
+        return torch.zeros(0, dtype=torch.long)
+    if t.is_floating_point() or t.ndim > 1:
+        raise ValueError(f"known_index must be integer indices (n,) or a boolean mask ({dim},)")
+    t = t.reshape(-1).long()
+    if t.numel() and (int(t.min()) < 0 or int(t.max()) >= dim):
+        raise ValueError(f"known_index must lie in [0, {dim}), got {t.tolist()}")
+    if t.unique().numel() != t.numel():
+        raise ValueError(f"known_index must not repeat an index, got {t.tolist()}")
+    return t
+
+
+def _complement(index: Tensor, dim: int) -> Tensor:
+    keep = torch.ones(dim, dtype=torch.bool)
+    keep[index] = False
+    return keep.nonzero().reshape(-1)
 
 
 def _number(value: float | Tensor, name: str) -> float:

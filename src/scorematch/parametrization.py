@@ -12,6 +12,11 @@ Noise input of the ε/x₀/score wrappers (``noise_input``):
   * ``"log_sigma"`` — ¼ log σ̂ with σ̂ = σ_t/α_t (EDM convention; default for processes whose time is
     a noise level spanning beyond [0, 1], such as EDM (0.002…80) and ``NoiseLevels``).
 ``EDMPrecond`` always passes ¼ log σ̂ (Karras et al. 2022, Table 1).
+
+Conditioning: a network that declares ``conditioning`` (``"label"``: a class label; ``"mask"``: the
+keywords ``known``, ``mask``, ``absent`` of a mask-conditional network, :mod:`scorematch.conditional`)
+is called ``net(x_in, c_noise, **cond)``, and every wrapper passes such keywords through:
+``model(x, t, label=y)``.  Keywords a network does not take are refused by name.
 """
 
 from __future__ import annotations
@@ -24,21 +29,48 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import as_time, broadcast_time, check_batch, check_positive, expand_like
-from .processes import SIGMA_DATA, Process, SigmaClock, check_process
+from .processes import Process, SigmaClock, check_process
 
 __all__ = [
+    "CONDITIONING_KEYWORDS",
     "DataPrediction",
     "EDMCoefficients",
     "EDMPrecond",
     "EpsilonPrediction",
     "ScorePrediction",
     "at_time",
+    "check_conditioning",
+    "conditioning_of",
     "default_noise_input",
     "wrap",
 ]
 
 Net = Callable[[Tensor, Tensor], Tensor]
 NOISE_INPUTS = ("t", "log_sigma")
+# What a model's ``conditioning`` entries mean as call keywords.
+CONDITIONING_KEYWORDS = {"label": ("label",), "mask": ("known", "mask", "absent")}
+
+
+def conditioning_of(model: object) -> tuple[str, ...]:
+    """The conditioning a score model or network takes beyond (x, t): entries of
+    ``CONDITIONING_KEYWORDS`` (its ``conditioning`` attribute; none for a plain model)."""
+    return tuple(getattr(model, "conditioning", ()))
+
+
+def check_conditioning(model: object, cond: dict) -> dict:
+    """The keywords of ``cond`` that are not None, each one ``model`` takes (else a ValueError)."""
+    cond = {k: v for k, v in cond.items() if v is not None}
+    if not cond:
+        return cond
+    takes = {k for c in conditioning_of(model) for k in CONDITIONING_KEYWORDS.get(c, ())}
+    extra = sorted(set(cond) - takes)
+    if extra:
+        what = ", ".join(conditioning_of(model)) or "no conditioning"
+        raise ValueError(
+            f"{type(model).__name__} takes {what}, not {', '.join(extra)}: build the network with "
+            "num_classes (labels) or mask_conditional=True (known entries)"
+        )
+    return cond
 
 
 # ------------------------------------------------------------------------------------------------
@@ -77,8 +109,14 @@ class _Wrapper(nn.Module):
             return t
         return 0.25 * torch.log(sigma / alpha)
 
-    def _net(self, x_in: Tensor, c_noise: Tensor) -> Tensor:
-        out = self.net(x_in, c_noise)
+    @property
+    def conditioning(self) -> tuple[str, ...]:
+        """What the network is conditioned on (see ``conditioning_of``)."""
+        return conditioning_of(self.net)
+
+    def _net(self, x_in: Tensor, c_noise: Tensor, cond: dict) -> Tensor:
+        cond = check_conditioning(self.net, cond)
+        out = self.net(x_in, c_noise, **cond)
         if not isinstance(out, Tensor) or out.shape != x_in.shape:
             shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
             raise ValueError(
@@ -99,16 +137,16 @@ class EpsilonPrediction(_Wrapper):
     def __init__(self, net: Net, process: Process, *, noise_input: str | None = None) -> None:
         super().__init__(net, process, noise_input)
 
-    def _eps(self, x: Tensor, t: Tensor | float):
+    def _eps(self, x: Tensor, t: Tensor | float, cond: dict):
         t, alpha, sigma = self._marginal(x, t)
-        return self._net(x, self._c_noise(t, alpha, sigma)), alpha, sigma
+        return self._net(x, self._c_noise(t, alpha, sigma), cond), alpha, sigma
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        eps, _, sigma = self._eps(x, t)
+    def forward(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
+        eps, _, sigma = self._eps(x, t, cond)
         return -eps / expand_like(sigma, x)
 
-    def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
-        eps, alpha, sigma = self._eps(x, t)
+    def denoise(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
+        eps, alpha, sigma = self._eps(x, t, cond)
         return (x - expand_like(sigma, x) * eps) / expand_like(alpha, x)
 
 
@@ -121,16 +159,16 @@ class DataPrediction(_Wrapper):
     def __init__(self, net: Net, process: Process, *, noise_input: str | None = None) -> None:
         super().__init__(net, process, noise_input)
 
-    def _x0(self, x: Tensor, t: Tensor | float):
+    def _x0(self, x: Tensor, t: Tensor | float, cond: dict):
         t, alpha, sigma = self._marginal(x, t)
-        return self._net(x, self._c_noise(t, alpha, sigma)), alpha, sigma
+        return self._net(x, self._c_noise(t, alpha, sigma), cond), alpha, sigma
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        x0, alpha, sigma = self._x0(x, t)
+    def forward(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
+        x0, alpha, sigma = self._x0(x, t, cond)
         return (expand_like(alpha, x) * x0 - x) / expand_like(sigma, x) ** 2
 
-    def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
-        return self._x0(x, t)[0]
+    def denoise(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
+        return self._x0(x, t, cond)[0]
 
 
 class ScorePrediction(_Wrapper):
@@ -151,18 +189,18 @@ class ScorePrediction(_Wrapper):
         super().__init__(net, process, noise_input)
         self.scale_by_sigma = bool(scale_by_sigma)
 
-    def _score(self, x: Tensor, t: Tensor | float):
+    def _score(self, x: Tensor, t: Tensor | float, cond: dict):
         t, alpha, sigma = self._marginal(x, t)
-        out = self._net(x, self._c_noise(t, alpha, sigma))
+        out = self._net(x, self._c_noise(t, alpha, sigma), cond)
         if self.scale_by_sigma:
             out = out / expand_like(sigma, x)
         return out, alpha, sigma
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        return self._score(x, t)[0]
+    def forward(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
+        return self._score(x, t, cond)[0]
 
-    def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
-        return self.process.denoise(x, broadcast_time(t, x), self._score(x, t)[0])
+    def denoise(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
+        return self.process.denoise(x, broadcast_time(t, x), self._score(x, t, cond)[0])
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", scale_by_sigma={self.scale_by_sigma}"
@@ -198,7 +236,7 @@ class EDMPrecond(_Wrapper):
     def __init__(self, net: Net, process: Process, *, sigma_data: float | None = None) -> None:
         super().__init__(net, process, "log_sigma")
         if sigma_data is None:
-            sigma_data = process.sigma_data if process.sigma_data is not None else SIGMA_DATA
+            sigma_data = process.data_scale
         self.sigma_data = check_positive(sigma_data, "sigma_data")
 
     def coefficients(self, sigma: Tensor | float) -> EDMCoefficients:
@@ -213,21 +251,21 @@ class EDMPrecond(_Wrapper):
             c_noise=0.25 * sigma.log(),
         )
 
-    def _denoise(self, x: Tensor, t: Tensor | float):
+    def _denoise(self, x: Tensor, t: Tensor | float, cond: dict):
         _, alpha, sigma = self._marginal(x, t)
         sigma_hat = sigma / alpha
         c = self.coefficients(sigma_hat)
         y = x / expand_like(alpha, x)
-        f = self._net(expand_like(c.c_in, x) * y, c.c_noise)
+        f = self._net(expand_like(c.c_in, x) * y, c.c_noise, cond)
         d = expand_like(c.c_skip, x) * y + expand_like(c.c_out, x) * f
         return d, y, alpha, sigma_hat
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
-        d, y, alpha, sigma_hat = self._denoise(x, t)
+    def forward(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
+        d, y, alpha, sigma_hat = self._denoise(x, t, cond)
         return (d - y) / expand_like(sigma_hat**2 * alpha, x)
 
-    def denoise(self, x: Tensor, t: Tensor | float) -> Tensor:
-        return self._denoise(x, t)[0]
+    def denoise(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
+        return self._denoise(x, t, cond)[0]
 
     def extra_repr(self) -> str:
         return f"process={self.process!r}, sigma_data={self.sigma_data}"

@@ -19,9 +19,20 @@ from matplotlib.figure import Figure
 from PIL import Image
 from torch import Tensor
 
+from .data.table import parse_column_list, resolve_columns
 from .io import atomic_save
+from .tableplots import informative_columns, pair_plot
 
-__all__ = ["image_grid", "loss_curve", "samples_vs_data", "score_field", "trajectory_gif"]
+__all__ = [
+    "image_grid",
+    "informative_columns",
+    "loss_curve",
+    "pair_plot",
+    "samples_picture",
+    "samples_vs_data",
+    "score_field",
+    "trajectory_gif",
+]
 
 _DATA_COLOR = "#59636e"
 _SAMPLE_COLOR = "#1f6feb"
@@ -75,6 +86,8 @@ def samples_vs_data(
     """
     s_all, d_all = _np(samples), None if data is None else _np(data)
     dims = s_all.reshape(s_all.shape[0], -1).shape[1]
+    if dims == 1:  # one column: its histogram
+        return pair_plot(s_all, d_all, path, names=labels, title=title, data_name=data_name)
     s = s_all.reshape(s_all.shape[0], -1)[:max_points, :2]
     panels = [("samples", s, _SAMPLE_COLOR)]
     if d_all is not None:
@@ -101,6 +114,31 @@ def samples_vs_data(
         fig.suptitle(title)
     fig.tight_layout()
     return _savefig(fig, path, dpi=110)
+
+
+def samples_picture(
+    samples: Tensor | np.ndarray,
+    data: Tensor | np.ndarray | None,
+    path: str | Path,
+    *,
+    columns=None,
+    show: str | Sequence[str] | None = None,
+    title: str | None = None,
+    data_name: str = "data",
+) -> Path:
+    """Samples beside data: a table's pair plot when ``columns`` (its
+    :class:`~scorematch.data.ColumnCodec`) is given — ``show`` names the columns to draw (names
+    or 1-based indices, ``"a,b,3"``; default the most informative few) — else a 2-D scatter
+    (:func:`samples_vs_data`)."""
+    if columns is None:
+        if show:
+            raise ValueError("--columns applies to tables (a run on a table file)")
+        return samples_vs_data(samples, data, path, title=title, data_name=data_name)
+    chosen = None
+    if show:
+        chosen = sorted(resolve_columns(columns.names, parse_column_list(show), "--columns"))
+    return pair_plot(samples, data, path, names=columns.names, labels=columns.labels,
+                     columns=chosen, title=title, data_name=data_name)  # fmt: skip
 
 
 def score_field(

@@ -11,7 +11,8 @@ import click
 
 from ..data import load_dataset
 from ..metrics import heldout_nll
-from ..runs import Evaluation, evaluation_path, write_evaluation
+from ..runs import Evaluation, Run, evaluation_path, write_evaluation
+from ..runs.oracle import known_mixture, true_nll
 from .options import (
     check_out,
     checkpoint_line,
@@ -103,6 +104,12 @@ def evaluate(
     training rows' typical nearest-neighbour distance; held-out rows' share beside it); a warning
     is printed when they look like copying.
 
+    \b
+    Known density: for the built-in Gaussian-mixture sets (mixture, 8gaussians) also the Fisher
+    divergence E‖s_θ − ∇log p_t‖² to the true score at the data and a few noise levels
+    (standardised units), the mixture error of the samples (mode weights, per-mode Bures
+    distance) and the exact NLL gap to the true density.
+
     Results are printed and written to RUN/evaluation.json — RUN/evaluation_tmin-T.json with
     --t-min T, so that the default evaluation is never replaced by another setting's.
     """
@@ -128,7 +135,7 @@ def evaluate(
     path = write_evaluation(result, evaluation_path(run.run_dir, t_min))
     if json_out is not None:
         write_evaluation(result, json_out)
-    for name, value in _report_rows(result, shows_bits_per_dim(run)):
+    for name, value in _report_rows(result, shows_bits_per_dim(run)) + _oracle_rows(result):
         click.echo(f"{name:<28}{format_value(value)}")
     click.echo(checkpoint_line(run, checkpoint))
     if result.samples.grid_note:
@@ -171,6 +178,55 @@ def _report_rows(result: Evaluation, bits: bool) -> list[tuple[str, Any]]:
             ),
         ]
     return rows
+
+
+def _oracle_rows(result: Evaluation) -> list[tuple[str, Any]]:
+    """The rows against the data's known law (built-in mixture sets), when it is known."""
+    oracle = result.oracle
+    if oracle is None:
+        return []
+    rows: list[tuple[str, Any]] = [
+        ("true density", oracle.source),
+        ("Fisher divergence", "E‖s_θ − ∇log p_t‖², standardised units (relative: / E‖∇log p_t‖²)"),
+    ]
+    for f in oracle.fisher:
+        rows.append(
+            (f"  {f.label}", f"{f.fisher:.4g} ± {f.stderr:.2g} (relative {f.relative:.3g})")
+        )
+    s = oracle.samples
+    rows.append(
+        (
+            "mixture error of samples",
+            f"{s['total']:.4g}: mode weights {s['weight_error']:.3g} (exact samples "
+            f"{s['weight_error_exact']:.3g}), Bures excess {s['bures_excess']:.3g} "
+            f"(noise {s['bures_noise']:.2g})",
+        )
+    )
+    nll = oracle.nll
+    if nll is not None:
+        rows += [
+            ("true NLL (nats/sample)", nll.nll_true),
+            ("  model − true", f"{nll.gap:.4g} ± {nll.stderr:.2g} (estimates KL(p ‖ p_θ))"),
+            (
+                "  model − true at t_min",
+                f"{nll.gap_t_min:.4g} ± {nll.stderr_t_min:.2g} (true density blurred to "
+                f"t_min {nll.t_min:.4g}, as the model's is read)",
+            ),
+        ]
+    return rows
+
+
+def _true_density_line(run: Run, x, log_prob, t_min: float) -> str | None:
+    """The model's NLL against the exact one, for data whose law is known (mixture sets)."""
+    mixture = known_mixture(run.config)
+    if mixture is None or x.ndim != 2:
+        return None
+    nll = true_nll(log_prob, x, mixture, run.standardizer, run.process, t_min)
+    return (
+        f"true density (the built-in set {run.config['data']['spec']!r}): NLL {nll.nll_true:.4f}; "
+        f"model − true {nll.gap:.4f} ± {nll.stderr:.4f} nats, {nll.gap_t_min:.4f} ± "
+        f"{nll.stderr_t_min:.4f} against the true density blurred to t_min"
+    )
 
 
 def _notes(result: Evaluation) -> list[str]:
@@ -230,9 +286,13 @@ def _subset_row(rows: int | None, n_test: int) -> list[tuple[str, str]]:
 @t_min_option
 @checkpoint_option
 @device_option
+@click.option(
+    "--drop-missing", is_flag=True, help="FILE: score its rows without missing cells only."
+)
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
 def likelihood(
     run_dir: Path,
+    drop_missing: bool,
     checkpoint: str | None,
     device: str,
     file: Path | None,
@@ -248,7 +308,8 @@ def likelihood(
 
     Uses the probability-flow ODE with an adaptive solver (Song et al. 2021).  Needs a
     time-conditional objective (diffusion, edm, ncsn).  FILE is a .csv/.npy/.npz table or an
-    image folder with samples shaped like the training data, in the same units.
+    image folder with samples shaped like the training data, in the same units.  For the
+    built-in Gaussian-mixture sets also the exact NLL of the true density and the gap to it.
     """
     if probes <= 0:
         raise click.UsageError(f"--probes must be positive, got {probes}")
@@ -261,7 +322,8 @@ def likelihood(
     else:
         if not file.exists():
             raise FileNotFoundError(f"data file not found: {file}")
-        x, what = load_dataset(file, columns=run.columns), str(file)
+        x = load_dataset(file, columns=run.columns, drop_missing=drop_missing, purpose="score")
+        what = str(file)
     divergence = run.default_divergence if exact is None else ("exact" if exact else "hutchinson")
     lp, nfe = run.log_likelihood(
         x,
@@ -274,7 +336,7 @@ def likelihood(
     )
     if not run.is_main:  # under torchrun every rank scored its share; rank 0 writes and prints
         return
-    stats = heldout_nll(lp, dims=math.prod(run.shape))
+    stats = heldout_nll(lp, dims=math.prod(run.data_shape))
     bpd = f"{stats['bits_per_dim']:.4f} bits/dim, " if shows_bits_per_dim(run) else ""
     click.echo(
         f"{what}: {stats['n']} samples, mean log-likelihood {-stats['nll']:.4f} nats "
@@ -284,6 +346,9 @@ def likelihood(
     click.echo(checkpoint_line(run, checkpoint))
     reason = run.t_min_reason if t_min is None else "--t-min"
     click.echo(f"density read at t_min {run.t_min if t_min is None else t_min:.4g} ({reason})")
+    line = _true_density_line(run, x, lp, run.t_min if t_min is None else t_min)
+    if line:
+        click.echo(line)
     if out is not None:
         save_array(out, lp.numpy(), header=["log_prob"])  # one value per row: shape (N,)
         click.echo(f"wrote per-sample log-likelihoods to {out}")

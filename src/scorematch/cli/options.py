@@ -32,6 +32,8 @@ __all__ = [
     "divergence_option",
     "format_value",
     "grid_option",
+    "keep_option",
+    "na_values_option",
     "open_run",
     "rtol_option",
     "save_array",
@@ -66,7 +68,7 @@ def speed_options(command):
             "--compile/--no-compile",
             "compile_network",
             default=None,
-            help="torch.compile the network (first-order objectives: dsm, ncsn, diffusion, edm). "
+            help="torch.compile the network (first-order objectives: dsm, esm, ncsn, diffusion, edm). "
             "Off by default: on CPU compiling took 24 s (MLP) and 80 s (U-Net) to save 7 % and "
             "14 % of a step (benchmarks/results/scale.md). --resume: the run's.",
         ),
@@ -102,6 +104,18 @@ categorical_option = click.option(
 continuous_option = click.option(
     "--continuous",
     help="Table files: columns to treat as continuous, whatever their values (no dequantisation).",
+)
+keep_option = click.option(
+    "--keep",
+    metavar="COLS",
+    help="Table files: identifier columns (a distinct value in nearly every row: row numbers, "
+    "names) to model anyway; they are left out by default.",
+)
+na_values_option = click.option(
+    "--na-values",
+    metavar="LIST",
+    help='Table files: the cells that mean "missing", comma-separated (default: NA, N/A, NaN, '
+    "nan, NULL, ?, - and the empty cell, which is always missing).",
 )
 
 

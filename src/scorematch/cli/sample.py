@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..plots import image_grid, samples_vs_data, trajectory_gif
+from ..plots import image_grid, samples_picture, trajectory_gif
 from ..runs.streaming import sample_to_file
 from ..samplers import SAMPLERS
 from .options import (
@@ -104,8 +104,9 @@ def sample(
         if run.kind == "image":
             image_grid(x.clamp(0, 1), out)
         else:
-            labels = run.columns.names[:2] if run.columns is not None else None
-            samples_vs_data(x, None, out, title=f"{n} samples, step {run.step}", labels=labels)
+            data = run.data.train if run.columns is not None else None  # a table: pair plot
+            samples_picture(x, data, out, columns=run.columns, title=f"{n} samples, step {run.step}",
+                            data_name="training rows")  # fmt: skip
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")
     click.echo(checkpoint_line(run, checkpoint))
     if drawn.grid_note:

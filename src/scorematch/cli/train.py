@@ -7,13 +7,14 @@ from typing import Any
 
 import click
 
-from ..data import DEFAULT_TOY_SIZE, ColumnCodec
+from ..data import DEFAULT_TOY_SIZE, TOY_MIXTURES, ColumnCodec
 from ..models import MODEL_NAMES
+from ..objectives import PROJECTIONS
 from ..objectives.noise_conditional import WEIGHTINGS
 from ..run_dir import RunDir
 from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
-from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, TEST_FRACTION
+from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, SLICED_DEFAULTS, TEST_FRACTION
 from ..runs.selection import read_selection
 from ..runs.train import RESUMABLE
 from ..training import TrainResult
@@ -22,6 +23,8 @@ from .options import (
     column_lines,
     continuous_option,
     device_option,
+    keep_option,
+    na_values_option,
     speed_options,
 )
 
@@ -35,12 +38,16 @@ Objectives (--objective):
   ncsn       multi-scale denoising score matching over 10 geometric noise levels
              (Song & Ermon 2019); sampled by annealed Langevin dynamics
   dsm        denoising score matching at one noise level --sigma (Vincent 2011)
-  ssm/ssm-vr sliced score matching (Song et al. 2019), ism implicit score matching
-             (Hyvärinen 2005); on the data perturbed by --sigma (default 0: clean data)
-dsm, ssm, ssm-vr and ism learn one unconditional score s(x) and are sampled by Langevin
+  ssm/ssm-vr sliced score matching (Song et al. 2019): --projection gaussian|rademacher|sphere,
+             --projections K
+  ism        implicit score matching (Hyvärinen 2005)
+  esm        explicit score matching, a regression onto the true score: only for data whose
+             score is known, the built-in mixture sets ({mixtures})
+  ssm, ssm-vr, ism and esm train on the data perturbed by --sigma (default 0: clean data)
+dsm, ssm, ssm-vr, ism and esm learn one unconditional score s(x) and are sampled by Langevin
 dynamics at that noise level; they have no likelihood — `likelihood` and the NLL of `evaluate`
 need a time-conditional objective (diffusion, edm or ncsn).  --model energy-mlp (an energy
-E(x) with s = −∇E) works with dsm, ssm, ssm-vr and ism.
+E(x) with s = −∇E) works with dsm, ssm, ssm-vr, ism and esm.
 
 \b
 Defaults by data kind (EDM: process edm, EDM preconditioning, σ_data 0.5):
@@ -69,6 +76,7 @@ start; `scorematch datasets FILE` shows it without training): discrete ones are 
 training and rounded back on `sample` (docs/guide.md).
 """
 
+TRAIN_HELP = TRAIN_HELP.replace("{mixtures}", ", ".join(TOY_MIXTURES))
 VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 
 
@@ -113,7 +121,19 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 @click.option(
     "--sigma",
     type=float,
-    help="Noise level of dsm/ssm/ssm-vr/ism, in standardised units (dsm default 0.1).",
+    help="Noise level of dsm/ssm/ssm-vr/ism/esm, in standardised units (dsm default 0.1).",
+)
+@click.option(
+    "--projection",
+    type=click.Choice(PROJECTIONS, case_sensitive=False),
+    help="Distribution of ssm/ssm-vr's random directions v, each with E[vvᵀ] = I (default: "
+    f"{SLICED_DEFAULTS['projection']}).",
+)
+@click.option(
+    "--projections",
+    type=int,
+    metavar="K",
+    help=f"Random directions per sample of ssm/ssm-vr (default {SLICED_DEFAULTS['n_projections']}).",
 )
 @click.option("--steps", type=int, help="Total optimizer steps.")
 @click.option("--batch-size", type=int, help="Batch size.")
@@ -166,8 +186,27 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     "saved as 8-bit PNGs); pixels are snapped to them and bits/dim use them (default: the files' "
     "bit depth, 256 for 8-bit).",
 )
+@click.option(
+    "--image-channels",
+    type=click.Choice(["1", "3"]),
+    help="Image folders: 1 (greyscale) or 3 (colour); default: the mode of most images.",
+)
 @categorical_option
 @continuous_option
+@keep_option
+@na_values_option
+@click.option(
+    "--drop-missing",
+    is_flag=True,
+    default=None,
+    help="Table files: train on the rows without missing cells (rows with gaps are refused).",
+)
+@click.option(
+    "--transform",
+    type=click.Choice(["yeo-johnson", "none"]),
+    help="Table files: the per-column transform of continuous columns, learned on the training "
+    "rows (default yeo-johnson; benchmarks/results/skew.md).",
+)
 @click.option(
     "--checkpoint-every", type=int, help="Save a checkpoint every N steps (default: 4 per run)."
 )

@@ -1,11 +1,12 @@
 """Data: built-in 2-D sets, scikit-learn's 8×8 digits, user tables and image folders.
 
 ``load_dataset(spec)`` is the single entry point used by the command line: ``spec`` is a built-in
-name (see :func:`list_datasets`), ``"digits"``, or a path to a .csv/.npy/.npz file or an image
-folder.  :class:`Standardizer` maps the data to the scale the models are trained on and back.
-:class:`ColumnCodec` (:mod:`.columns`) says which columns of a table are continuous, discrete,
-binary or categorical, and encodes them for a density model; :func:`read_table` keeps a table's
-column names and text columns.
+name (see :func:`list_datasets`), ``"digits"``, or a path to a table file (.csv/.tsv/.txt, their
+.gz, .parquet, .npy, .npz) or an image folder.  :class:`Standardizer` maps the data to the scale
+the models are trained on and back.  :class:`ColumnCodec` (:mod:`.columns`) says which columns
+of a table are continuous, discrete, binary, categorical or left out, and maps them to the
+model's coordinates and back; :func:`read_table` keeps a table's column names, text columns and
+missing cells (:mod:`.missing`); :func:`scan_image_folder` says what an image folder holds.
 """
 
 from __future__ import annotations
@@ -17,17 +18,18 @@ from torch import Tensor
 
 from .columns import COLUMN_KINDS, Column, ColumnCodec
 from .digits import DIGITS_SIZE, load_digits_images
-from .files import (
-    IMAGE_SUFFIXES,
-    TABLE_SUFFIXES,
-    Table,
-    image_folder_levels,
-    load_image_folder,
-    load_table,
-    read_table,
-    write_csv,
+from .files import load_table, read_table, write_csv
+from .images import ImageFolder, image_folder_levels, load_image_folder, scan_image_folder
+from .missing import NA_VALUES, Gaps, complete_rows, find_gaps
+from .table import IMAGE_SUFFIXES, TABLE_SUFFIXES, Table, shown, table_suffix
+from .toy import (
+    TOY_DATASETS,
+    TOY_DESCRIPTIONS,
+    TOY_MIXTURES,
+    toy_dataset,
+    toy_mixture,
+    toy_mixture_params,
 )
-from .toy import TOY_DATASETS, TOY_DESCRIPTIONS, toy_dataset, toy_mixture_params
 from .transforms import Standardizer, train_test_split
 
 DEFAULT_TOY_SIZE = 10_000
@@ -36,11 +38,18 @@ _BUILTIN = (*TOY_DATASETS, "digits")
 __all__ = [
     "COLUMN_KINDS",
     "DEFAULT_TOY_SIZE",
+    "NA_VALUES",
     "TOY_DATASETS",
+    "TOY_MIXTURES",
     "Column",
     "ColumnCodec",
+    "Gaps",
+    "ImageFolder",
     "Standardizer",
     "Table",
+    "complete_rows",
+    "find_gaps",
+    "from_model",
     "image_folder_levels",
     "is_table_file",
     "list_datasets",
@@ -49,7 +58,12 @@ __all__ = [
     "load_image_folder",
     "load_table",
     "read_table",
+    "scan_image_folder",
+    "shown",
+    "table_suffix",
+    "to_model",
     "toy_dataset",
+    "toy_mixture",
     "toy_mixture_params",
     "train_test_split",
     "write_csv",
@@ -66,12 +80,12 @@ def list_datasets() -> dict[str, str]:
 
 
 def is_table_file(spec: str | Path) -> bool:
-    """True when ``spec`` names a table file (.csv/.tsv/.txt/.npy/.npz), not a built-in set."""
+    """True when ``spec`` names a table file (``TABLE_SUFFIXES``), not a built-in set."""
     path = Path(str(spec)).expanduser()
     return (
         str(spec).lower() not in _BUILTIN
         and path.is_file()
-        and path.suffix.lower() in TABLE_SUFFIXES
+        and table_suffix(path) in TABLE_SUFFIXES
     )
 
 
@@ -96,6 +110,8 @@ def load_dataset(
     image_size: int | None = None,
     mode: str | None = None,
     columns: ColumnCodec | None = None,
+    drop_missing: bool = False,
+    purpose: str = "train on",
 ) -> Tensor:
     """Load a data set as a float32 tensor ``(N, *event)``.
 
@@ -107,15 +123,22 @@ def load_dataset(
             random subset of that size (kept in file order), all samples when omitted.
         seed: seeds the toy generator and the subset choice.
         image_size, mode: only for image folders (see :func:`load_image_folder`).
-        columns: for a table file, the codec that encodes its columns (categorical labels to
-            their codes; :meth:`ColumnCodec.encode`), e.g. a run's.
+        columns: for a table file, the codec that reads its columns (categorical labels to
+            their codes, matched by header; :meth:`ColumnCodec.encode`), e.g. a run's; the file
+            is read with the codec's missing-value markers.
+        drop_missing: with ``columns``, what rows with missing cells do
+            (:func:`~scorematch.data.missing.complete_rows`): refused with a count (False), or
+            left out (True), before the subset is drawn; ``purpose`` words the refusal
+            ("pass --drop-missing to PURPOSE the N complete rows").
     """
     text = str(spec)
     key = text.lower()
     path = Path(text).expanduser()
     is_folder = key not in _BUILTIN and path.is_dir()
     if (image_size is not None or mode is not None) and not is_folder:
-        raise ValueError(f"image_size and mode apply to image folders only, not to {text!r}")
+        raise ValueError(
+            f"image_size and mode (image channels) apply to image folders only, not to {text!r}"
+        )
     if key in TOY_DATASETS:
         gen = torch.Generator().manual_seed(int(seed))
         return toy_dataset(key, DEFAULT_TOY_SIZE if n is None else n, generator=gen)
@@ -125,14 +148,29 @@ def load_dataset(
         return _subset(load_image_folder(path, image_size, mode), n, seed, text)
     if path.is_file():
         if columns is not None:
-            return _subset(columns.encode(read_table(path)), n, seed, text)
+            table = columns.match(read_table(path, na_values=columns.na_values))
+            x = complete_rows(
+                columns.encode(table), columns.names, table.lines, drop_missing=drop_missing,
+                where=shown(path), purpose=purpose,
+            )  # fmt: skip
+            return _subset(x, n, seed, text)
         return _subset(load_table(path), n, seed, text)
-    looks_like_path = any(sep in text for sep in ("/", "\\")) or path.suffix.lower() in (
+    looks_like_path = any(sep in text for sep in ("/", "\\")) or table_suffix(path) in (
         TABLE_SUFFIXES + IMAGE_SUFFIXES
     )
     if looks_like_path:
-        raise FileNotFoundError(f"data file or folder not found: {path}")
+        raise FileNotFoundError(f"data file or folder not found: {shown(path)}")
     raise ValueError(
         f"unknown data set {text!r}; choose one of {', '.join(_BUILTIN)}, "
         "or give a path to a .csv/.npy/.npz file or an image folder"
     )
+
+
+def to_model(columns: ColumnCodec | None, x: Tensor) -> Tensor:
+    """``columns.to_model(x)``, or ``x`` itself for data without a codec (toys, images, arrays)."""
+    return x if columns is None else columns.to_model(x)
+
+
+def from_model(columns: ColumnCodec | None, y: Tensor) -> Tensor:
+    """``columns.from_model(y)``, or ``y`` itself for data without a codec."""
+    return y if columns is None else columns.from_model(y)

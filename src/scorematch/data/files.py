@@ -1,18 +1,22 @@
-"""Loaders for user data: numeric tables (.csv/.tsv/.txt, .npy, .npz) and folders of images.
+"""Loaders of table files: .csv/.tsv/.txt, gzip-compressed .csv.gz/.tsv.gz/.txt.gz, .parquet,
+.npy and .npz (image folders: :mod:`.images`).
 
-Every loader returns a float32 tensor with the batch first and fails with one clear
-``ValueError`` / ``FileNotFoundError`` that names the file (and row, column or key) at fault;
-:func:`read_table` returns a :class:`Table` instead — numbers, the header's column names and
-the cells of columns that hold text (labels) — and :func:`write_csv` writes one.
+:func:`read_table` returns a :class:`Table` — numbers, the header's column names, the cells of
+columns that hold text (labels) and the mask of missing cells (``NA``, empty cells and the other
+markers of :mod:`scorematch.data.missing`, read as NaN); :func:`load_table` returns a float32
+tensor of numbers only and refuses anything else; :func:`write_csv` writes a table.  Every loader
+fails with one clear ``ValueError`` / ``FileNotFoundError`` that names the file as the user gave it
+(relative paths stay relative) and the row, column or key at fault.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
+import gzip
 import io
+import math
 import zipfile
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -20,27 +24,29 @@ import torch
 from torch import Tensor
 
 from ..io import atomic_write_text
+from .missing import na_markers
+from .table import (
+    TABLE_SUFFIXES,
+    TEXT_SUFFIXES,
+    Table,
+    default_names,
+    shown,
+    table_suffix,
+    unique_names,
+)
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".txt", ".npy", ".npz")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+__all__ = ["load_table", "read_table", "write_csv"]
+
 _NPZ_KEYS = ("x", "data", "arr_0")
 
 
 def _existing_file(path: str | Path) -> Path:
     p = Path(path).expanduser()
     if not p.exists():
-        raise FileNotFoundError(f"data file not found: {p}")
+        raise FileNotFoundError(f"data file not found: {shown(p)}")
     if p.is_dir():
-        raise ValueError(f"{p} is a directory; expected a .csv, .npy or .npz file")
+        raise ValueError(f"{shown(p)} is a directory; expected a .csv, .parquet, .npy or .npz file")
     return p
-
-
-def _finite_tensor(arr: np.ndarray | Tensor, p: Path) -> Tensor:
-    x = torch.as_tensor(arr, dtype=torch.float32)
-    bad = int((~torch.isfinite(x)).sum())
-    if bad:
-        raise ValueError(f"{p}: {bad} value(s) are NaN or infinite (after conversion to float32)")
-    return x.contiguous()
 
 
 def _parse_float(cell: str) -> float | None:
@@ -50,56 +56,43 @@ def _parse_float(cell: str) -> float | None:
         return None
 
 
-@dataclass
-class Table:
-    """A table as read from a file, before any column is interpreted.
-
-    ``values`` is ``(N, D)`` float64, with NaN in every cell of a column that holds text;
-    ``names`` are the header's column names (``x1 … xD`` without a header); ``text`` maps the
-    index of each column with a non-numeric cell to its N cells as written (stripped);
-    ``lines`` are the rows' line numbers in the file (for messages).  NaN or infinite numbers in
-    numeric columns are refused when the table is read.
-    """
-
-    values: np.ndarray
-    names: list[str]
-    text: dict[int, list[str]] = field(default_factory=dict)
-    lines: list[int] | None = None
-    path: Path | None = None
-    has_header: bool = False
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return (int(self.values.shape[0]), int(self.values.shape[1]))
-
-
-def default_names(d: int) -> list[str]:
-    """Column names of a table without a header: ``x1 … xD``."""
-    return [f"x{j + 1}" for j in range(d)]
-
-
-def _header_with_numbers(rows: list[tuple[int, list[str]]]) -> bool:
+def _header_with_numbers(rows: list[tuple[int, list[str]]], na: frozenset[str]) -> bool:
     """A first row whose text cells are the only text of their columns, below which every row is
-    numbers, is a header with some numeric names (``id,2019,2020``), not a row of labels."""
+    numbers (or missing), is a header with some numeric names (``id,2019,2020``), not data."""
     head = rows[0][1]
     text = [j for j, c in enumerate(head) if _parse_float(c) is None]
     if not text or len(rows) < 2:
         return False
-    return all(_parse_float(c) is not None for _, row in rows[1:] for c in row)
+    return all(c in na or _parse_float(c) is not None for _, row in rows[1:] for c in row)
 
 
-def _csv_rows(p: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]], str | None]:
-    """(header or None, [(line number, stripped cells)], delimiter) of a delimited text table."""
+def _read_text(p: Path) -> str:
+    """The text of a table file, gunzipped for ``.gz``; a one-line ValueError if it is no UTF-8."""
     try:
-        text = p.read_text(encoding="utf-8-sig")
+        if table_suffix(p).endswith(".gz"):
+            with gzip.open(p, "rt", encoding="utf-8-sig") as f:
+                return f.read()
+        return p.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as err:
-        raise ValueError(f"{p}: not a UTF-8 text table ({err.reason} at byte {err.start})") from err
-    lines = text.splitlines()
+        raise ValueError(
+            f"{shown(p)}: not a UTF-8 text table ({err.reason} at byte {err.start})"
+        ) from err
+    except (OSError, EOFError, gzip.BadGzipFile) as err:
+        raise ValueError(
+            f"{shown(p)}: could not read it as a gzip-compressed table ({err})"
+        ) from err
+
+
+def _csv_rows(
+    p: Path, na: frozenset[str]
+) -> tuple[list[str] | None, list[tuple[int, list[str]]], str | None]:
+    """(header or None, [(line number, stripped cells)], delimiter) of a delimited text table."""
+    lines = _read_text(p).splitlines()
     first = next((line for line in lines if line.strip()), None)
     if first is None:
-        raise ValueError(f"{p}: the file is empty")
+        raise ValueError(f"{shown(p)}: the file is empty")
     delimiter: str | None
-    if p.suffix.lower() == ".tsv" or ("\t" in first and "," not in first):
+    if table_suffix(p).startswith(".tsv") or ("\t" in first and "," not in first):
         delimiter = "\t"
     elif ";" in first and "," not in first:
         delimiter = ";"
@@ -117,167 +110,304 @@ def _csv_rows(p: Path) -> tuple[list[str] | None, list[tuple[int, list[str]]], s
         if any(cell.strip() for cell in row)
     ]
     if not rows:
-        raise ValueError(f"{p}: holds no values, only delimiters and blank lines")
+        raise ValueError(f"{shown(p)}: holds no values, only delimiters and blank lines")
     header: list[str] | None = None
     head = rows[0][1]
-    if all(_parse_float(c) is None for c in head) or _header_with_numbers(rows):
+    if all(_parse_float(c) is None for c in head) or _header_with_numbers(rows, na):
         header, rows = head, rows[1:]
         if not rows:
-            raise ValueError(f"{p}: has a header row but no data rows")
+            raise ValueError(f"{shown(p)}: has a header row but no data rows")
     width = len(header) if header is not None else len(rows[0][1])
     for lineno, row in rows:
         if len(row) != width:
             raise ValueError(
-                f"{p}: row {lineno} has {len(row)} columns, expected {width} "
+                f"{shown(p)}: row {lineno} has {len(row)} columns, expected {width} "
                 f"(delimiter {delimiter or 'whitespace'!r})"
             )
     return header, rows, delimiter
 
 
-def _read_csv_table(p: Path) -> Table:
-    """A delimited text table: numbers where every cell of a column is one, text otherwise."""
-    header, rows, _ = _csv_rows(p)
+def _cells_column(cells: Sequence[str], na: frozenset[str]) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(values, missing, has_text) of one column of cells: markers in ``na`` (and numbers that
+    read as NaN) are missing; ``has_text`` when some other cell is not a number."""
+    n = len(cells)
+    values = np.full(n, np.nan)
+    missing = np.zeros(n, dtype=bool)
+    has_text = False
+    for i, cell in enumerate(cells):
+        if cell in na:
+            missing[i] = True
+            continue
+        v = _parse_float(cell)
+        if v is None:
+            has_text = True
+        elif math.isnan(v):
+            missing[i] = True
+        else:
+            values[i] = v
+    return values, missing, has_text
+
+
+def _check_infinite(table: Table, cells: dict[int, Sequence[str]] | None = None) -> None:
+    """A one-line ValueError naming the first infinite number of a numeric column (row, column,
+    cell) and how many there are."""
+    numeric = [j for j in range(table.shape[1]) if j not in table.text]
+    inf = np.isinf(table.values[:, numeric])
+    if not inf.any():
+        return
+    i, k = (int(v) for v in np.argwhere(inf)[0])
+    j = numeric[k]
+    cell = cells[j][i] if cells is not None else repr(float(table.values[i, j]))
+    name = f" ({table.names[j]!r})" if table.has_header else ""
+    raise ValueError(
+        f"{table.where}row {table.line(i)}, column {j + 1}{name} holds {cell!r}, an infinite "
+        f"number ({int(inf.sum())} in all); replace it, or add it to the missing-value markers "
+        "(--na-values)"
+    )
+
+
+def _read_csv_table(
+    p: Path, na: frozenset[str], *, finite: bool = True
+) -> tuple[Table, dict[int, list[str]]]:
+    """A delimited text table: numbers, missing markers, and text where a column has a cell
+    that is neither; ``finite``: refuse infinite numbers (naming the first)."""
+    header, rows, _ = _csv_rows(p, na)
     width = len(rows[0][1])
-    names = header if header is not None else default_names(width)
+    names = unique_names(header) if header is not None else default_names(width)
     values = np.full((len(rows), width), np.nan, dtype=np.float64)
+    missing = np.zeros((len(rows), width), dtype=bool)
     text: dict[int, list[str]] = {}
+    columns: dict[int, list[str]] = {}
     for j in range(width):
         column = [row[j] for _, row in rows]
-        for (lineno, _), cell in zip(rows, column):
-            if cell == "":
-                name = f" ({names[j]!r})" if header is not None else ""
-                raise ValueError(
-                    f"{p}: row {lineno}, column {j + 1}{name}: cannot read an empty cell "
-                    "(fill it in or remove the row)"
-                )
-        parsed = [_parse_float(cell) for cell in column]
-        if any(v is None for v in parsed):
-            text[j] = column
-        else:
-            values[:, j] = parsed
-    numeric = [j for j in range(width) if j not in text]
-    bad = int((~np.isfinite(values[:, numeric])).sum())
-    if bad:
-        raise ValueError(f"{p}: {bad} value(s) are NaN or infinite (after conversion to float32)")
-    return Table(values, list(names), text, [lineno for lineno, _ in rows], p, header is not None)
+        values[:, j], missing[:, j], has_text = _cells_column(column, na)
+        columns[j] = column
+        if has_text:
+            text[j] = ["" if m else c for c, m in zip(column, missing[:, j])]
+    lines = [lineno for lineno, _ in rows]
+    table = Table(values, names, text, lines, p, header is not None, missing)
+    if finite:
+        _check_infinite(table, columns)
+    return table, columns
+
+
+def _read_parquet_table(p: Path, na: frozenset[str]) -> Table:
+    """A Parquet file through pandas/pyarrow (the ``parquet`` extra): numeric and boolean columns
+    as numbers (nulls missing), other columns as text cells with the same markers as a CSV."""
+    try:
+        import pandas as pd
+    except ImportError as err:
+        raise ValueError(
+            f"{shown(p)}: reading Parquet needs pandas and pyarrow: pip install 'scorematch[parquet]'"
+        ) from err
+    try:
+        frame = pd.read_parquet(p)
+    except ImportError as err:
+        raise ValueError(
+            f"{shown(p)}: reading Parquet needs pyarrow: pip install 'scorematch[parquet]' ({err})"
+        ) from err
+    except Exception as err:  # pyarrow raises several types for a damaged file
+        raise ValueError(f"{shown(p)}: could not read it as a Parquet file ({err})") from err
+    n, width = frame.shape
+    if n == 0 or width == 0:
+        raise ValueError(f"{shown(p)}: the Parquet table is empty (shape {frame.shape})")
+    values = np.full((n, width), np.nan)
+    missing = np.zeros((n, width), dtype=bool)
+    text: dict[int, list[str]] = {}
+    for j, name in enumerate(frame.columns):
+        series = frame[name]
+        null = series.isna().to_numpy()
+        if pd.api.types.is_bool_dtype(series) or pd.api.types.is_numeric_dtype(series):
+            values[:, j] = series.astype("float64").to_numpy(na_value=np.nan)
+            missing[:, j] = null | np.isnan(values[:, j])
+            continue
+        cells = ["" if isnull else str(v).strip() for v, isnull in zip(series.tolist(), null)]
+        values[:, j], missing[:, j], has_text = _cells_column(cells, na)
+        if has_text:
+            text[j] = ["" if m else c for c, m in zip(cells, missing[:, j])]
+    names = unique_names([str(c) for c in frame.columns])
+    table = Table(values, names, text, list(range(1, n + 1)), p, True, missing)
+    _check_infinite(table)
+    return table
 
 
 def _read_csv(p: Path) -> Tensor:
-    table = _read_csv_table(p)
+    """The strict numeric reader of :func:`load_table`: every cell a finite number."""
+    table, cells = _read_csv_table(p, na_markers(), finite=False)
     if table.text:  # the first non-numeric cell, in reading order
-        for i, lineno in enumerate(table.lines or []):
+        for i in range(table.shape[0]):
             for j in sorted(table.text):
                 cell = table.text[j][i]
-                if _parse_float(cell) is None:
+                if cell and _parse_float(cell) is None:
                     name = f" ({table.names[j]!r})" if table.has_header else ""
                     raise ValueError(
-                        f"{p}: row {lineno}, column {j + 1}{name}: cannot read {cell!r} as a "
-                        "number (a column of labels needs a table reader that knows its "
-                        "categories, e.g. `scorematch train`)"
+                        f"{shown(p)}: row {table.line(i)}, column {j + 1}{name}: cannot read "
+                        f"{cell!r} as a number (a column of labels needs a table reader that "
+                        "knows its categories, e.g. `scorematch train`)"
                     )
-    return _finite_tensor(table.values, p)
+    bad = table.missing | np.isinf(table.values)
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        where = f"row {table.line(i)}, column {j + 1}" + (
+            f" ({table.names[j]!r})" if table.has_header else ""
+        )
+        count = int(bad.sum())
+        if cells[j][i] == "":
+            raise ValueError(
+                f"{shown(p)}: {where}: cannot read an empty cell ({count} value(s) are empty, "
+                "NaN or infinite; `scorematch train` reads missing cells as gaps)"
+            )
+        raise ValueError(
+            f"{shown(p)}: {count} value(s) are NaN or infinite (first: {where}: {cells[j][i]!r})"
+        )
+    return torch.from_numpy(table.values).float().contiguous()
 
 
-def _array_to_tensor(arr: np.ndarray, p: Path, what: str) -> Tensor:
+def _finite_tensor(arr: np.ndarray | Tensor, p: Path) -> Tensor:
+    x = torch.as_tensor(arr, dtype=torch.float32)
+    bad = ~torch.isfinite(x)
+    if bool(bad.any()):
+        first = ", ".join(str(int(i) + 1) for i in bad.nonzero()[0])
+        raise ValueError(
+            f"{shown(p)}: {int(bad.sum())} value(s) are NaN or infinite (after conversion to "
+            f"float32; the first at (row, column, …) = ({first}))"
+        )
+    return x.contiguous()
+
+
+def _array_to_tensor(arr: np.ndarray, p: Path, what: str, finite: bool = True) -> Tensor:
     if arr.dtype.kind not in "biuf":
-        raise ValueError(f"{p}: {what} has non-numeric dtype {arr.dtype}; expected numbers")
+        raise ValueError(f"{shown(p)}: {what} has non-numeric dtype {arr.dtype}; expected numbers")
     if arr.ndim == 0:
-        raise ValueError(f"{p}: {what} is a single number; expected an array (N, ...)")
+        raise ValueError(f"{shown(p)}: {what} is a single number; expected an array (N, ...)")
     if arr.shape[0] == 0 or arr.size == 0:
-        raise ValueError(f"{p}: {what} is empty (shape {arr.shape})")
+        raise ValueError(f"{shown(p)}: {what} is empty (shape {arr.shape})")
     is_uint8_images = arr.dtype == np.uint8 and arr.ndim >= 3
     if arr.ndim == 1:
         arr = arr[:, None]
     elif arr.ndim == 3:
         arr = arr[:, None]  # (N, H, W) greyscale images → (N, 1, H, W)
-    x = _finite_tensor(arr.astype(np.float64, copy=False), p)
+    arr = arr.astype(np.float64, copy=False)
+    x = _finite_tensor(arr, p) if finite else torch.from_numpy(arr).float().contiguous()
     # 8-bit image stacks are pixel counts 0..255: map them to [0, 1] like image folders.
     return x / 255.0 if is_uint8_images else x
 
 
-def _read_npy(p: Path) -> Tensor:
+def _read_npy(p: Path, finite: bool = True) -> Tensor:
     try:
         arr = np.load(p, allow_pickle=False)
     except Exception as err:  # numpy raises several types for a damaged file
-        raise ValueError(f"{p}: could not read it as a NumPy .npy file ({err})") from err
+        raise ValueError(f"{shown(p)}: could not read it as a NumPy .npy file ({err})") from err
     if not isinstance(arr, np.ndarray):
-        raise ValueError(f"{p}: not a NumPy .npy array file")
-    return _array_to_tensor(arr, p, "the array")
+        raise ValueError(f"{shown(p)}: not a NumPy .npy array file")
+    return _array_to_tensor(arr, p, "the array", finite)
 
 
-def _read_npz(p: Path) -> Tensor:
+def _read_npz(p: Path, finite: bool = True) -> Tensor:
     try:
         with np.load(p, allow_pickle=False) as archive:
             keys = list(archive.files)
             if not keys:
-                raise ValueError(f"{p}: the .npz archive holds no arrays")
+                raise ValueError(f"{shown(p)}: the .npz archive holds no arrays")
             if len(keys) == 1:
                 key = keys[0]
             else:
                 key = next((k for k in _NPZ_KEYS if k in keys), None)
                 if key is None:
                     raise ValueError(
-                        f"{p}: holds several arrays ({', '.join(keys)}) and none is named "
+                        f"{shown(p)}: holds several arrays ({', '.join(keys)}) and none is named "
                         f"{', '.join(_NPZ_KEYS)}; save the data under one of those keys"
                     )
             arr = archive[key]
             if not isinstance(arr, np.ndarray):  # a zip member that is not a .npy file
-                raise ValueError(f"{p}: member {key!r} of the .npz archive is not a NumPy array")
+                raise ValueError(
+                    f"{shown(p)}: member {key!r} of the .npz archive is not a NumPy array"
+                )
     except ValueError as err:
-        if str(err).startswith(str(p)):
+        if str(err).startswith(shown(p)):
             raise
-        raise ValueError(f"{p}: could not read it as a NumPy .npz archive ({err})") from err
+        raise ValueError(f"{shown(p)}: could not read it as a NumPy .npz archive ({err})") from err
     except (OSError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise ValueError(f"{p}: could not read it as a NumPy .npz archive ({err})") from err
-    return _array_to_tensor(arr, p, f"array {key!r}")
+        raise ValueError(f"{shown(p)}: could not read it as a NumPy .npz archive ({err})") from err
+    return _array_to_tensor(arr, p, f"array {key!r}", finite)
+
+
+def _unsupported(p: Path, suffix: str) -> ValueError:
+    return ValueError(
+        f"{shown(p)}: unsupported file type {suffix or '(none)'!r}; expected one of "
+        f"{', '.join(TABLE_SUFFIXES)} or a folder of images"
+    )
 
 
 def load_table(path: str | Path) -> Tensor:
     """Load numeric data from a file into a float32 tensor with the samples first.
 
-    - ``.csv`` / ``.tsv`` / ``.txt``: delimited numbers (comma, tab, semicolon or spaces, guessed
-      from the first line) → ``(N, D)``.  A first row with no numeric cell is a header, and so is
-      a first row above rows of numbers only (numeric names such as ``2019``).  Blank lines are
-      skipped; any other non-numeric or empty cell is an error naming row and column
-      (:func:`read_table` keeps columns of labels instead).
+    - ``.csv`` / ``.tsv`` / ``.txt`` (or gzip-compressed, ``.csv.gz`` …): delimited numbers
+      (comma, tab, semicolon or spaces, guessed from the first line) → ``(N, D)``.  A first row
+      with no numeric cell is a header, and so is a first row above rows of numbers only (numeric
+      names such as ``2019``).  Blank lines are skipped; any other non-numeric, empty or missing
+      cell is an error naming row and column (:func:`read_table` keeps labels and gaps instead).
+    - ``.parquet``: the numeric columns of :func:`read_table`, every cell a number.
     - ``.npy``: a numeric array.  1-D → ``(N, 1)``; 2-D as is; 3-D ``(N, H, W)`` →
       ``(N, 1, H, W)``; 4-D and more as is (e.g. images ``(N, C, H, W)``).  uint8 image stacks
       (3-D or more) are divided by 255 so they lie in [0, 1].
     - ``.npz``: the only array, else the one named ``x``, ``data`` or ``arr_0``; then as .npy.
 
     Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming the file for an
-    empty, damaged or non-numeric file and for NaN/inf values (with their count).
+    empty, damaged or non-numeric file and for NaN/inf values (with their count and the first).
     """
     p = _existing_file(path)
-    suffix = p.suffix.lower()
-    if suffix in (".csv", ".tsv", ".txt"):
+    suffix = table_suffix(p)
+    if suffix.startswith(TEXT_SUFFIXES):
         return _read_csv(p)
     if suffix == ".npy":
         return _read_npy(p)
     if suffix == ".npz":
         return _read_npz(p)
-    raise ValueError(
-        f"{p}: unsupported file type {suffix or '(none)'!r}; expected one of "
-        f"{', '.join(TABLE_SUFFIXES)} or a folder of images"
-    )
+    if suffix == ".parquet":
+        table = _read_parquet_table(p, na_markers())
+        if table.text or table.missing.any():
+            raise ValueError(
+                f"{shown(p)}: has labels or missing cells; a table reader that knows its columns "
+                "reads them (e.g. `scorematch train`)"
+            )
+        return torch.from_numpy(table.values).float().contiguous()
+    raise _unsupported(p, suffix)
 
 
-def read_table(path: str | Path) -> Table:
-    """Read a table of rows: its numbers, column names and text columns (see :class:`Table`).
+def read_table(path: str | Path, na_values: str | Iterable[str] | None = None) -> Table:
+    """Read a table of rows: its numbers, column names, text columns and missing cells
+    (see :class:`Table`).
 
-    ``.csv`` / ``.tsv`` / ``.txt`` as in :func:`load_table`, except that a column with a cell
-    that is not a number is kept as text (a column of labels) instead of refused; an empty cell
-    is still an error.  ``.npy`` / ``.npz``: a 1-D or 2-D numeric array, columns named
-    ``x1 … xD``.  Images (arrays of 3 or more dimensions) are not tables: a ``ValueError``.
+    ``.csv`` / ``.tsv`` / ``.txt`` (and their ``.gz``) as in :func:`load_table`, except that a
+    column with a cell that is not a number is kept as text (a column of labels), and cells that
+    are missing-value markers (``na_values``, default :data:`~scorematch.data.missing.NA_VALUES`:
+    ``""``, ``NA``, ``N/A``, ``NaN``, ``nan``, ``NULL``, ``?``, ``-``) are missing: NaN, and
+    ``True`` in :attr:`Table.missing`.  ``.parquet``: numeric columns as numbers, nulls missing,
+    other columns as cells.  ``.npy`` / ``.npz``: a 1-D or 2-D numeric array, NaN missing,
+    columns named ``x1 … xD``.  Images (arrays of 3 or more dimensions) are not tables: a
+    ``ValueError``.  An infinite number is an error naming its row and column.
     """
     p = _existing_file(path)
-    suffix = p.suffix.lower()
-    if suffix in (".csv", ".tsv", ".txt"):
-        return _read_csv_table(p)
-    x = load_table(p)
+    suffix = table_suffix(p)
+    na = na_markers(na_values)
+    if suffix.startswith(TEXT_SUFFIXES):
+        return _read_csv_table(p, na)[0]
+    if suffix == ".parquet":
+        return _read_parquet_table(p, na)
+    if suffix == ".npy":
+        x = _read_npy(p, finite=False)
+    elif suffix == ".npz":
+        x = _read_npz(p, finite=False)
+    else:
+        raise _unsupported(p, suffix)
     if x.ndim != 2:
-        raise ValueError(f"{p}: an array of shape {tuple(x.shape)} is not a table of rows (N, D)")
-    return Table(x.double().numpy(), default_names(x.shape[1]), path=p)
+        raise ValueError(
+            f"{shown(p)}: an array of shape {tuple(x.shape)} is not a table of rows (N, D)"
+        )
+    table = Table(x.double().numpy(), default_names(x.shape[1]), path=p)
+    _check_infinite(table)
+    return table
 
 
 def write_csv(path: str | Path, names: list[str], rows: list[list[str]]) -> Path:
@@ -288,133 +418,3 @@ def write_csv(path: str | Path, names: list[str], rows: list[list[str]]) -> Path
     writer.writerow(names)
     writer.writerows(rows)
     return atomic_write_text(Path(path), buffer.getvalue())
-
-
-def _center_square_resize(img, size: int):
-    from PIL import Image
-
-    w, h = img.size
-    side = min(w, h)
-    left, top = (w - side) // 2, (h - side) // 2
-    img = img.crop((left, top, left + side, top + side))
-    if side != size:
-        img = img.resize((size, size), Image.Resampling.BICUBIC)
-    return img
-
-
-# Pillow's modes of 16-bit greyscale images; 16-bit colour PNGs it reads as 8-bit RGB(A).
-_GREY16 = ("I;16", "I;16B", "I;16L", "I;16N")
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _bit_depth(f: Path, im) -> int:
-    """8 or 16: the depth an image is read at, or a one-line ValueError for one that would be
-    read wrongly (16-bit colour PNGs, which Pillow truncates to 8 bits; 32-bit and float pixels)."""
-    with open(f, "rb") as fh:
-        head = fh.read(26)
-    if head[:8] == _PNG_SIGNATURE and head[12:16] == b"IHDR" and head[24] == 16 and head[25] != 0:
-        raise ValueError(
-            f"{f}: a 16-bit colour PNG, which can only be read at 8 bits here; save it as 8-bit "
-            "colour or 16-bit greyscale"
-        )
-    if im.mode in _GREY16:
-        return 16
-    if im.mode in ("I", "F"):
-        raise ValueError(
-            f"{f}: {im.mode}-mode (32-bit) pixels are not read; use 8- or 16-bit images"
-        )
-    return 8
-
-
-def image_folder_levels(path: str | Path) -> int:
-    """Grey levels − 1 of the images under ``path``: 65535 when any is 16-bit, else 255 (8-bit
-    values k/255 lie on the 16-bit grid too).  Reads the headers only."""
-    from PIL import Image
-
-    root = Path(path).expanduser()
-    for f in sorted(
-        f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES
-    ):
-        with contextlib.suppress(OSError, ValueError), Image.open(f) as im:
-            if _bit_depth(f, im) == 16:
-                return 65535
-    return 255
-
-
-def _pixels16(im, mode: str, size: int | None) -> np.ndarray:
-    """A 16-bit greyscale image as float32 (C, H, W) in [0, 1], on the 1/65535 grid."""
-    im = im.convert("F")
-    if size is not None:
-        im = _center_square_resize(im, int(size))
-    a = np.clip(np.round(np.asarray(im, dtype=np.float32)), 0, 65535) / 65535.0
-    return np.repeat(a[None], 3 if mode == "RGB" else 1, axis=0).astype(np.float32)
-
-
-def load_image_folder(path: str | Path, size: int | None = None, mode: str | None = None) -> Tensor:
-    """Load every PNG/JPEG under ``path`` (recursively, sorted by path) as ``(N, C, H, W)`` in [0, 1].
-
-    Args:
-        path: a folder.
-        size: if given, each image is centre-cropped to a square and resized (bicubic) to
-            ``size × size``.  Without it all images must share one size.
-        mode: ``"L"`` (greyscale, C=1) or ``"RGB"`` (C=3); ``None`` picks ``"L"`` when every image
-            is greyscale and ``"RGB"`` otherwise.  Alpha channels are dropped.
-
-    EXIF orientation is applied.  8-bit images are read as k/255, 16-bit greyscale ones at their
-    depth, as k/65535 (``image_folder_levels`` says which grid the likelihood dequantises on).
-    Raises ``FileNotFoundError`` for a missing folder and a ``ValueError`` for an empty folder, an
-    unreadable image (named), a 16-bit colour or 32-bit image, or mixed sizes without ``size``.
-    """
-    from PIL import Image, ImageOps
-
-    root = Path(path).expanduser()
-    if not root.exists():
-        raise FileNotFoundError(f"image folder not found: {root}")
-    if not root.is_dir():
-        raise ValueError(f"{root} is not a folder of images")
-    if mode is not None and mode not in ("L", "RGB"):
-        raise ValueError(f"mode must be 'L', 'RGB' or None, got {mode!r}")
-    if size is not None and (isinstance(size, bool) or int(size) != size or size < 1):
-        raise ValueError(f"image size must be a positive integer, got {size!r}")
-    files = sorted(
-        (f for f in root.rglob("*") if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES),
-        key=lambda f: f.relative_to(root).as_posix(),
-    )
-    if not files:
-        raise ValueError(f"{root}: no images found (looked for {', '.join(IMAGE_SUFFIXES)})")
-
-    images = []
-    for f in files:
-        try:
-            with Image.open(f) as im:
-                im.load()
-                depth = _bit_depth(f, im)
-                images.append((ImageOps.exif_transpose(im), depth))
-        except ValueError as err:
-            if str(err).startswith(str(f)):
-                raise
-            raise ValueError(f"cannot read image {f}: {err}") from err
-        except Exception as err:  # Pillow raises many types for damaged files
-            raise ValueError(f"cannot read image {f}: {err}") from err
-    if mode is None:
-        grey = {"1", "L", "LA", *_GREY16}
-        mode = "L" if all(im.mode in grey for im, _ in images) else "RGB"
-    if size is None:
-        sizes = {im.size for im, _ in images}
-        if len(sizes) > 1:
-            examples = ", ".join(f"{w}×{h}" for w, h in sorted(sizes)[:3])
-            raise ValueError(
-                f"{root}: images have different sizes ({examples}, …); pass an image size to "
-                "crop and resize them to one square size"
-            )
-    arrays = []
-    for im, depth in images:
-        if depth == 16:
-            arrays.append(_pixels16(im, mode, size))
-            continue
-        im = im.convert(mode)
-        if size is not None:
-            im = _center_square_resize(im, int(size))
-        a = np.asarray(im, dtype=np.float32) / 255.0
-        arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-    return torch.from_numpy(np.stack(arrays)).contiguous()

@@ -5,9 +5,10 @@ The shapes and noise levels follow the toy sets popularised by FFJORD (Grathwohl
 scikit-learn's ``make_moons`` / ``make_circles`` / ``make_swiss_roll``, written here directly in
 torch so that one generator seed fixes every sample.  All sets live roughly in [-4, 4]².
 
-``"mixture"`` is a Gaussian mixture whose exact density is known: ``toy_mixture_params()`` returns
-its parameters, so ``GaussianMixture(*toy_mixture_params())`` is the exact oracle for samples of
-``toy_dataset("mixture", n)``.
+Two sets are Gaussian mixtures whose exact density is known: ``"mixture"`` and ``"8gaussians"``
+(``TOY_MIXTURES``).  ``toy_mixture(name)`` returns the exact ``GaussianMixture`` that
+``toy_dataset(name, n)`` samples, the oracle to measure a model of those data against (their true
+score ∇log p, the exact NLL); ``toy_mixture_params()`` gives the raw parameters of ``"mixture"``.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
+
+from ..distributions import GaussianMixture
 
 TOY_DESCRIPTIONS: dict[str, str] = {
     "moons": "two interleaving half circles (noise 0.1), centred and scaled by 2",
@@ -51,6 +54,38 @@ def toy_mixture_params() -> tuple[Tensor, Tensor, Tensor]:
     covs = rot @ torch.diag_embed(stds**2) @ rot.transpose(-1, -2)
     weights = torch.tensor([0.3, 0.2, 0.2, 0.15, 0.15], dtype=torch.float64)
     return means, covs, weights
+
+
+# 8gaussians: centres on a circle of radius 4/√2, isotropic std 0.5/√2 (``_eight_gaussians``).
+_EIGHT_RADIUS, _EIGHT_STD = 4.0 / math.sqrt(2.0), 0.5 / math.sqrt(2.0)
+
+
+def _eight_gaussians_params() -> tuple[Tensor, Tensor, Tensor]:
+    """Means (8, 2), covariances (8, 2, 2) and weights (8,) of ``"8gaussians"`` (float64)."""
+    angle = torch.arange(8, dtype=torch.float64) * (math.pi / 4)
+    means = _EIGHT_RADIUS * torch.stack([angle.cos(), angle.sin()], 1)
+    covs = torch.eye(2, dtype=torch.float64).expand(8, 2, 2) * _EIGHT_STD**2
+    return means, covs, torch.full((8,), 1 / 8, dtype=torch.float64)
+
+
+# The built-in sets whose density is known exactly, and the parameters of each.
+_MIXTURE_PARAMS: dict[str, Callable[[], tuple[Tensor, Tensor, Tensor]]] = {
+    "mixture": toy_mixture_params,
+    "8gaussians": _eight_gaussians_params,
+}
+TOY_MIXTURES: tuple[str, ...] = tuple(_MIXTURE_PARAMS)
+
+
+def toy_mixture(name: str) -> GaussianMixture:
+    """The exact law of the built-in set ``name`` (one of ``TOY_MIXTURES``), a float64
+    ``GaussianMixture`` in the set's own units: ``toy_dataset(name, n)`` draws from it."""
+    key = str(name).lower()
+    if key not in _MIXTURE_PARAMS:
+        raise ValueError(
+            f"the density of {name!r} is not known exactly; it is known for the built-in "
+            f"mixture sets: {', '.join(TOY_MIXTURES)}"
+        )
+    return GaussianMixture(*_MIXTURE_PARAMS[key]())
 
 
 def _rand(n: int, g: torch.Generator) -> Tensor:
@@ -93,7 +128,7 @@ def _rings(n: int, g: torch.Generator) -> Tensor:
 def _eight_gaussians(n: int, g: torch.Generator) -> Tensor:
     angle = torch.randint(0, 8, (n,), generator=g).float() * (math.pi / 4)
     centres = 4.0 * torch.stack([angle.cos(), angle.sin()], 1)
-    return (centres + 0.5 * _randn(n, 2, g=g)) / math.sqrt(2.0)
+    return (centres + 0.5 * _randn(n, 2, g=g)) / math.sqrt(2.0)  # = toy_mixture("8gaussians")
 
 
 def _checkerboard(n: int, g: torch.Generator) -> Tensor:

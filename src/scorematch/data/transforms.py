@@ -168,7 +168,9 @@ class Standardizer:
             n = math.prod(shape)
             if len(d.get("mean", ())) != n or len(d.get("std", ())) != n:
                 raise ValueError(f"Standardizer description needs {n} means and stds")
-            return cls(kind, shape, torch.tensor(d["mean"]), torch.tensor(d["std"]))
+            # float64, as fitted: a float32 round trip would move z = (x − μ)/s by ~1e-7
+            mean = torch.tensor(d["mean"], dtype=torch.float64)
+            return cls(kind, shape, mean, torch.tensor(d["std"], dtype=torch.float64))
         return cls(kind, shape)
 
     def __repr__(self) -> str:

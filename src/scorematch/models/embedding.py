@@ -5,6 +5,10 @@ EDM's c_noise = ¼ log σ, as chosen by the caller.  The value is lifted to a ve
 Fourier features γ(t) = [sin 2π t w, cos 2π t w], w ~ N(0, s²) (Tancik et al. 2020, "Fourier
 features let networks learn high frequency functions"; used for noise levels by Song et al. 2021,
 "Score-based generative modeling through SDEs"), then passed through a small MLP.
+
+Conditioning enters the networks here too: a class label as a learned embedding added to the noise
+embedding (``LabelEmbedding``), and the known entries of a mask-conditional network as extra input
+channels (``mask_channels``; :mod:`scorematch.conditional`).
 """
 
 from __future__ import annotations
@@ -130,3 +134,64 @@ class TimeEmbedding(nn.Module):
 
     def forward(self, t: Tensor) -> Tensor:
         return self.mlp(self.fourier(t))
+
+
+class LabelEmbedding(nn.Module):
+    """A learned vector per class plus one "no label" token (index ``num_classes``), added to the
+    noise embedding (as class-conditional diffusion networks do: Dhariwal & Nichol 2021; Karras
+    et al. 2022).  The token is what classifier-free guidance trains with label dropout and
+    evaluates as the unconditional score (Ho & Salimans 2022).  Zero at initialisation, so an
+    untrained labelled network is the unlabelled one.
+
+    ``forward(label, batch, like)``: ``label`` None (every row unlabelled), an int, or ``(B,)``
+    integers in [0, num_classes) with −1 for "no label"; returns ``(B, dim)`` in ``like``'s dtype.
+    """
+
+    def __init__(self, num_classes: int, dim: int) -> None:
+        super().__init__()
+        if int(num_classes) != num_classes or num_classes < 1:
+            raise ValueError(f"num_classes must be a positive integer, got {num_classes}")
+        self.num_classes = int(num_classes)
+        self.table = nn.Embedding(self.num_classes + 1, int(dim))
+        nn.init.zeros_(self.table.weight)
+
+    def forward(self, label: Tensor | int | None, batch: int, like: Tensor) -> Tensor:
+        if label is None:
+            index = torch.full((batch,), self.num_classes, device=like.device)
+        else:
+            label = torch.as_tensor(label, device=like.device)
+            if label.is_floating_point() and bool((label != label.round()).any()):
+                raise ValueError("labels must be integers (−1 for no label)")
+            label = label.long().reshape(-1).expand(batch) if label.numel() == 1 else label.long()
+            if label.shape != (batch,):
+                raise ValueError(
+                    f"label must be an int or have shape ({batch},), got {tuple(label.shape)}"
+                )
+            if bool(((label < -1) | (label >= self.num_classes)).any()):
+                raise ValueError(
+                    f"labels must lie in [0, {self.num_classes}) or be −1 (no label), got "
+                    f"{sorted(set(label.tolist()))[:8]}"
+                )
+            index = torch.where(label < 0, self.num_classes, label)
+        return self.table(index).to(like.dtype)
+
+
+def mask_channels(
+    x: Tensor, known: Tensor | None, mask: Tensor | None, absent: Tensor | None
+) -> Tensor:
+    """The input of a mask-conditional network: [x·modelled, known·mask, mask, absent] along
+    dimension 1 (4× the features of a table row, 4× the channels of an image).
+
+    ``mask`` marks the known entries (their clean values in ``known``), ``absent`` the entries that
+    are neither known nor modelled (a training row's missing cells); the network models the rest,
+    so it sees x only there (CSDI, Tashiro et al. 2021, feeds the conditioning values and the noisy
+    targets in separate channels in the same way).  None means no entry (nothing known/absent).
+    """
+    zeros = torch.zeros_like(x)
+    mask = zeros if mask is None else mask.to(x.dtype)
+    absent = zeros if absent is None else absent.to(x.dtype)
+    known = zeros if known is None else torch.nan_to_num(known.to(x.dtype))
+    if not mask.shape == absent.shape == known.shape == x.shape:
+        raise ValueError(f"known, mask and absent must have x's shape {tuple(x.shape)}")
+    modelled = (1 - mask) * (1 - absent)
+    return torch.cat([x * modelled, known * mask, mask, absent], dim=1)

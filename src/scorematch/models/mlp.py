@@ -8,6 +8,10 @@ so an untrained score network returns s(x, t) = 0 and an untrained energy is con
 usual choice for diffusion networks (Ho et al. 2020; Karras et al. 2022), which keeps the initial
 loss at its data-only value.
 
+A score network may be conditioned (``MLPScore(num_classes=..., mask_conditional=...)``): a class
+label's embedding is added to the noise embedding, and a mask-conditional network reads the known
+entries of a row as extra inputs (``embedding.mask_channels``; :mod:`scorematch.conditional`).
+
 Only smooth activations are offered, because implicit and sliced score matching differentiate
 s_θ (for an energy, E_θ twice) with respect to x (Hyvärinen 2005; Song et al. 2019).
 """
@@ -18,7 +22,14 @@ import math
 
 from torch import Tensor, nn
 
-from .embedding import InputFourierFeatures, TimeEmbedding, make_activation, time_as_batch
+from .embedding import (
+    InputFourierFeatures,
+    LabelEmbedding,
+    TimeEmbedding,
+    make_activation,
+    mask_channels,
+    time_as_batch,
+)
 
 NORMS = ("layer", "none")
 
@@ -55,6 +66,8 @@ class _ResidualMLP(nn.Module):
         seed: int,
         input_features: int = 0,
         input_scale: float = 1.0,
+        num_classes: int = 0,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         for name, value, low in (("dim", in_dim, 1), ("width", width, 1), ("depth", depth, 0)):
@@ -88,17 +101,32 @@ class _ResidualMLP(nn.Module):
         self.out = nn.Linear(width, out_dim)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
+        # built last, so that the other layers draw the same initial weights as without labels
+        self.label_embed = None
+        if num_classes:
+            if not time_embed_dim:
+                raise ValueError("num_classes needs a noise embedding (time_embed_dim > 0)")
+            self.label_embed = LabelEmbedding(num_classes, time_embed_dim)
+        self.skip = None
+        if linear_skip:  # a linear map from the input to the output, zero at first
+            self.skip = nn.Linear(in_dim, out_dim, bias=False)
+            nn.init.zeros_(self.skip.weight)
 
-    def forward(self, h: Tensor, t: Tensor | float | None) -> Tensor:
+    def forward(self, h: Tensor, t: Tensor | float | None, label=None) -> Tensor:
         emb = None
         if t is not None and self.time_embed is not None:
-            emb = self.emb_act(self.time_embed(time_as_batch(t, h)))
+            emb = self.time_embed(time_as_batch(t, h))
+            if self.label_embed is not None:
+                emb = emb + self.label_embed(label, h.shape[0], emb)
+            emb = self.emb_act(emb)
+        h_in = h
         if self.features is not None:
             h = self.features(h)
         h = self.inp(h)
         for block in self.blocks:
             h = block(h, emb)
-        return self.out(self.out_act(self.out_norm(h)))
+        out = self.out(self.out_act(self.out_norm(h)))
+        return out if self.skip is None else out + self.skip(h_in)
 
 
 def _flatten(x: Tensor, dim: int, cls: str) -> Tensor:
@@ -115,7 +143,8 @@ def _flatten(x: Tensor, dim: int, cls: str) -> Tensor:
 class _MLPNetwork(nn.Module):
     """What ``MLPScore`` and ``MLPEnergy`` share: their arguments (recorded in ``config``; the
     width and depth default to the class's ``default_width``/``default_depth``) and the residual
-    trunk from ``dim`` features to ``dim`` outputs (a score) or one (an energy)."""
+    trunk from ``dim`` features to ``dim`` outputs (a score) or one (an energy).  Labels, masks and
+    the linear skip are the score network's (an energy network refuses them)."""
 
     default_width: int
     default_depth: int
@@ -133,11 +162,16 @@ class _MLPNetwork(nn.Module):
         seed: int = 0,
         input_features: int = 0,
         input_scale: float = 1.0,
+        num_classes: int = 0,
+        mask_conditional: bool = False,
+        linear_skip: bool = False,
     ) -> None:
         super().__init__()
         self.dim = int(dim)
         width = self.default_width if width is None else width
         depth = self.default_depth if depth is None else depth
+        self.mask_conditional = bool(mask_conditional)
+        self.conditioning = ("label",) * bool(num_classes) + ("mask",) * self.mask_conditional
         self.config = dict(
             dim=dim,
             width=width,
@@ -150,10 +184,20 @@ class _MLPNetwork(nn.Module):
             input_features=input_features,
             input_scale=input_scale,
         )
-        out_dim = 1 if self.scalar_output else dim
+        if self.scalar_output:
+            if num_classes or mask_conditional or linear_skip:
+                raise ValueError(
+                    f"{type(self).__name__} takes no num_classes, mask_conditional or linear_skip"
+                )
+        else:
+            self.config.update(
+                num_classes=num_classes,
+                mask_conditional=self.mask_conditional,
+                linear_skip=bool(linear_skip),
+            )
         self.net = _ResidualMLP(
-            dim,
-            out_dim,
+            4 * self.dim if self.mask_conditional else self.dim,
+            1 if self.scalar_output else self.dim,
             width,
             depth,
             time_embed_dim,
@@ -163,6 +207,8 @@ class _MLPNetwork(nn.Module):
             seed,
             input_features,
             input_scale,
+            num_classes,
+            linear_skip,
         )
 
 
@@ -181,6 +227,11 @@ class MLPScore(_MLPNetwork):
         seed: seed of the private generator that draws the Fourier frequencies.
         input_features, input_scale: m > 0 adds random Fourier features of x with frequencies
             ~ N(0, input_scale²) (:class:`InputFourierFeatures`; for sharp low-dimensional data).
+        num_classes: C > 0 takes ``label=`` (C classes and a "no label" token, −1 or None).
+        mask_conditional: take ``known=``, ``mask=``, ``absent=`` (a row's known entries, see
+            ``embedding.mask_channels``) and model the other entries given them.
+        linear_skip: add a linear map from the input (with the known entries) to the output,
+            zero at first: linear relations between a table's columns are then one layer away.
 
     Call ``model(x, t)`` with t a scalar or ``(B,)`` tensor, or ``model(x)`` / ``t=None`` to use
     it as a plain score function s_θ(x) (the noise embedding is then skipped).
@@ -188,8 +239,25 @@ class MLPScore(_MLPNetwork):
 
     default_width, default_depth, scalar_output = 256, 4, False
 
-    def forward(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
-        return self.net(_flatten(x, self.dim, "MLPScore"), t).reshape(x.shape)
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | float | None = None,
+        *,
+        label: Tensor | int | None = None,
+        known: Tensor | None = None,
+        mask: Tensor | None = None,
+        absent: Tensor | None = None,
+    ) -> Tensor:
+        h = _flatten(x, self.dim, "MLPScore")
+        if label is not None and "label" not in self.conditioning:
+            raise ValueError("this MLPScore has no labels (built with num_classes=0)")
+        if self.mask_conditional:
+            flat = [None if v is None else v.reshape(h.shape) for v in (known, mask, absent)]
+            h = mask_channels(h, *flat)
+        elif not (known is None and mask is None and absent is None):
+            raise ValueError("this MLPScore is not mask-conditional (mask_conditional=False)")
+        return self.net(h, t, label).reshape(x.shape)
 
 
 class MLPEnergy(_MLPNetwork):

@@ -9,6 +9,10 @@ concatenated on the way up; a middle block res → attention → res.  The last 
 residual branch, every attention output and the final output convolution start at zero, so the
 untrained network returns exactly 0 (the score of nothing in particular — a neutral start).
 
+Conditioning (optional): a class label's embedding is added to the noise embedding (with a "no
+label" token for classifier-free guidance), and a mask-conditional network reads the known pixels
+as extra input channels (``embedding.mask_channels``; :mod:`scorematch.conditional`).
+
 Attention is written with plain matrix products rather than a fused kernel so that the network
 works under ``torch.func`` transforms (vmap, jvp, vjp) and double backward.
 """
@@ -21,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .embedding import TimeEmbedding, time_as_batch
+from .embedding import LabelEmbedding, TimeEmbedding, mask_channels, time_as_batch
 
 
 def _groups(channels: int, groups: int) -> int:
@@ -129,6 +133,9 @@ class UNet(nn.Module):
         groups: GroupNorm groups, clipped per layer to the largest divisor of the channel count.
         head_channels: channels per attention head.
         seed: seed of the private generator that draws the Fourier frequencies.
+        num_classes: C > 0 takes ``label=`` (C classes and a "no label" token, −1 or None).
+        mask_conditional: take ``known=``, ``mask=``, ``absent=`` (known pixels, see
+            ``embedding.mask_channels``) and model the other pixels given them.
     """
 
     def __init__(
@@ -144,6 +151,8 @@ class UNet(nn.Module):
         groups: int = 32,
         head_channels: int = 32,
         seed: int = 0,
+        num_classes: int = 0,
+        mask_conditional: bool = False,
     ) -> None:
         super().__init__()
         channel_mult = tuple(int(m) for m in channel_mult)
@@ -181,8 +190,11 @@ class UNet(nn.Module):
             in_channels=in_channels, channels=channels, channel_mult=list(channel_mult),
             num_res_blocks=num_res_blocks, attention_levels=sorted(attn), dropout=dropout,
             time_embed_dim=time_embed_dim, fourier_scale=fourier_scale, groups=groups,
-            head_channels=head_channels, seed=seed,
+            head_channels=head_channels, seed=seed, num_classes=num_classes,
+            mask_conditional=bool(mask_conditional),
         )  # fmt: skip
+        self.mask_conditional = bool(mask_conditional)
+        self.conditioning = ("label",) * bool(num_classes) + ("mask",) * self.mask_conditional
         self.time_embed = (
             TimeEmbedding(time_embed_dim, channels, fourier_scale, seed=seed)
             if time_embed_dim
@@ -193,7 +205,8 @@ class UNet(nn.Module):
         def attention(c: int, level: int) -> _Attention | None:
             return _Attention(c, groups, head_channels) if level in attn else None
 
-        self.conv_in = nn.Conv2d(in_channels, channels, 3, padding=1)
+        inputs = 4 * in_channels if self.mask_conditional else in_channels
+        self.conv_in = nn.Conv2d(inputs, channels, 3, padding=1)
         self.down = nn.ModuleList()
         skips = [channels]
         c = channels
@@ -230,8 +243,23 @@ class UNet(nn.Module):
                 self.up.append(_Up(c))
         self.norm_out = nn.GroupNorm(_groups(c, groups), c)
         self.conv_out = _zero(nn.Conv2d(c, in_channels, 3, padding=1))
+        # built last, so that the other layers draw the same initial weights as without labels
+        self.label_embed = None
+        if num_classes:
+            if not emb:
+                raise ValueError("num_classes needs a noise embedding (time_embed_dim > 0)")
+            self.label_embed = LabelEmbedding(num_classes, emb)
 
-    def forward(self, x: Tensor, t: Tensor | float | None = None) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        t: Tensor | float | None = None,
+        *,
+        label: Tensor | int | None = None,
+        known: Tensor | None = None,
+        mask: Tensor | None = None,
+        absent: Tensor | None = None,
+    ) -> Tensor:
         if not isinstance(x, Tensor) or x.ndim != 4 or x.shape[1] != self.in_channels:
             shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise ValueError(
@@ -243,9 +271,18 @@ class UNet(nn.Module):
                 f"UNet with {len(self.config['channel_mult'])} levels needs H and W divisible by "
                 f"{self.factor}, got {h_in}×{w_in}; change channel_mult or resize the images"
             )
+        if label is not None and self.label_embed is None:
+            raise ValueError("this UNet has no labels (built with num_classes=0)")
         emb = None
         if t is not None and self.time_embed is not None:
-            emb = F.silu(self.time_embed(time_as_batch(t, x)))
+            emb = self.time_embed(time_as_batch(t, x))
+            if self.label_embed is not None:
+                emb = emb + self.label_embed(label, x.shape[0], emb)
+            emb = F.silu(emb)
+        if self.mask_conditional:
+            x = mask_channels(x, known, mask, absent)
+        elif not (known is None and mask is None and absent is None):
+            raise ValueError("this UNet is not mask-conditional (mask_conditional=False)")
         h = self.conv_in(x)
         hs = [h]
         for module in self.down:

@@ -31,7 +31,7 @@ from .._checks import (
     randn,
 )
 from .._checks import reduce as _reduce
-from ..processes import SIGMA_DATA, NoiseLevels, Process, check_process
+from ..processes import NoiseLevels, Process, check_process
 from ._common import call_model, given_or_drawn_noise, per_sample, sq_norm
 
 __all__ = ["WEIGHTINGS", "diffusion", "edm", "ncsn"]
@@ -39,6 +39,20 @@ __all__ = ["WEIGHTINGS", "diffusion", "edm", "ncsn"]
 ScoreModel = Callable[[Tensor, Tensor], Tensor]
 WEIGHTINGS = ("sigma2", "likelihood", "importance")
 _GRID_POINTS = 4096  # per half of the importance-sampling table (uniform + log-uniform nodes)
+
+
+def _cells(cells: Tensor | None, x: Tensor) -> Tensor | None:
+    """The entries a loss sums over, as x's dtype (None: all of them)."""
+    if cells is None:
+        return None
+    if not isinstance(cells, Tensor) or cells.shape != x.shape or cells.dtype != torch.bool:
+        got = f"{cells.dtype} {tuple(cells.shape)}" if isinstance(cells, Tensor) else type(cells)
+        raise ValueError(f"cells must be booleans of x's shape {tuple(x.shape)}, got {got}")
+    return cells.to(x.dtype)
+
+
+def _on(cells: Tensor | None, v: Tensor) -> Tensor:
+    return v if cells is None else v * cells
 
 
 def _marginal(process: Process, t: Tensor, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -68,6 +82,7 @@ def ncsn(
     reduction: str = "mean",
     sigma: Tensor | float | None = None,
     noise: Tensor | None = None,
+    cells: Tensor | None = None,
 ) -> Tensor:
     """Multi-scale denoising score matching of NCSN (Song & Ermon 2019, eq. 5–6).
 
@@ -88,9 +103,12 @@ def ncsn(
         reduction: ``"mean"``, ``"sum"`` or ``"none"`` (per-sample, shape ``(B,)``).
         sigma: levels to use instead of drawing them (scalar or ``(B,)``).
         noise: ε to use instead of drawing it (x's shape).
+        cells: booleans of x's shape: sum the loss over these entries only (the masked objective
+            of ``objectives.conditional``); default all.
     """
     check_batch(x, "x")
     check_reduction(reduction)
+    cells = _cells(cells, x)
     levels = _levels(sigmas)
     if sigma is None:
         idx = randint(len(levels), (x.shape[0],), generator, device=x.device)
@@ -100,7 +118,7 @@ def ncsn(
     eps = given_or_drawn_noise(x, noise, generator)
     sig = expand_like(sigma, x)
     score = call_model(model, x + sig * eps, sigma)
-    return _reduce(0.5 * sq_norm(sig * score + eps), reduction)
+    return _reduce(0.5 * sq_norm(_on(cells, sig * score + eps)), reduction)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -174,6 +192,7 @@ def diffusion(
     t: Tensor | float | None = None,
     noise: Tensor | None = None,
     reduction: str = "mean",
+    cells: Tensor | None = None,
 ) -> Tensor:
     """Continuous-time denoising score matching of the score SDE (Song et al. 2021, eq. 7).
 
@@ -206,10 +225,12 @@ def diffusion(
         t: times to use instead of drawing them (scalar or ``(B,)``); the weights stay as above.
         noise: ε to use instead of drawing it.
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
+        cells: booleans of x's shape: sum the loss over these entries only (see ``ncsn``).
     """
     check_batch(x, "x")
     check_reduction(reduction)
     check_process(process)
+    cells = _cells(cells, x)
     if weighting not in WEIGHTINGS:
         raise ValueError(
             f"unknown weighting {weighting!r}; choose one of {', '.join(map(repr, WEIGHTINGS))}"
@@ -236,7 +257,7 @@ def diffusion(
     alpha, sigma = _marginal(process, t, x)
     sig = expand_like(sigma, x)
     score = call_model(model, expand_like(alpha, x) * x + sig * eps, t)
-    half_sq = 0.5 * sq_norm(sig * score + eps)  # = σ² · ½‖s + ε/σ‖²
+    half_sq = 0.5 * sq_norm(_on(cells, sig * score + eps))  # = σ² · ½‖s + ε/σ‖²
     if weighting == "sigma2":
         loss = half_sq
     else:
@@ -262,6 +283,7 @@ def edm(
     reduction: str = "mean",
     sigma: Tensor | float | None = None,
     noise: Tensor | None = None,
+    cells: Tensor | None = None,
 ) -> Tensor:
     """The EDM training loss (Karras et al. 2022, "Elucidating the Design Space…", §5, eq. 2/8).
 
@@ -292,15 +314,17 @@ def edm(
         reduction: ``"mean"``, ``"sum"`` or ``"none"``.
         sigma: scaled levels σ̂ to use instead of drawing them (scalar or ``(B,)``).
         noise: ε to use instead of drawing it.
+        cells: booleans of x's shape: sum the loss over these entries only (see ``ncsn``).
     """
     check_batch(x, "x")
     check_reduction(reduction)
     check_process(process)
+    cells = _cells(cells, x)
     if not math.isfinite(float(P_mean)):
         raise ValueError(f"P_mean must be finite, got {P_mean}")
     P_std = check_positive(P_std, "P_std")
     if sigma_data is None:
-        sigma_data = process.sigma_data if process.sigma_data is not None else SIGMA_DATA
+        sigma_data = process.data_scale
     sigma_data = check_positive(sigma_data, "sigma_data")
     if sigma is None:
         z = randn((x.shape[0],), generator, device=x.device, dtype=x.dtype)
@@ -314,5 +338,7 @@ def edm(
     sig = expand_like(sig_t, x)
     score = call_model(model, expand_like(alpha, x) * x + sig * eps, t)
     weight = (sigma_hat**2 + sigma_data**2) / (sigma_hat * sigma_data) ** 2
-    loss = weight * sigma_hat**2 * sq_norm(eps + sig * score)  # ‖D − x‖² = σ̂²‖ε + σ_t s‖²
+    loss = (
+        weight * sigma_hat**2 * sq_norm(_on(cells, eps + sig * score))
+    )  # ‖D − x‖² = σ̂²‖ε + σ_t s‖²
     return _reduce(loss, reduction)

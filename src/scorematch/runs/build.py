@@ -10,23 +10,26 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from .._checks import noise_like, rand
+from .._checks import noise_like
+from ..data import Standardizer
 from ..energy import EnergyScore
 from ..models import build_model
-from ..objectives import diffusion, dsm, edm, ism, ncsn, ssm
+from ..objectives import diffusion, dsm, edm, esm, ism, ncsn, ssm
 from ..parametrization import wrap
 from ..processes import NoiseLevels, Process, make_process
 from ..training import TrainingSettings
 from .config import UNCONDITIONAL
 from .data import run_columns
 from .execution import first_order
+from .oracle import esm_target
 
 __all__ = [
     "Unconditional",
     "build_loss",
     "build_process",
     "build_score_model",
-    "dequantisation_widths",
+    "dequantised",
+    "dequantiser",
     "training_settings",
 ]
 
@@ -69,28 +72,33 @@ def build_loss(config: Mapping[str, Any], process: Process | None) -> LossFn:
     """The training loss ``loss(model, batch, generator)`` the ``Trainer`` calls.  A table with
     discrete columns is dequantised first (:func:`dequantised`)."""
     loss = objective_loss(config, process)
-    widths = dequantisation_widths(config)
-    return loss if widths is None else dequantised(loss, widths)
+    spread = dequantiser(config)
+    return loss if spread is None else dequantised(loss, spread)
 
 
-def dequantisation_widths(config: Mapping[str, Any]) -> Tensor | None:
-    """Bin widths of a table's columns in standardised units, w_z = step / s (0 for continuous
-    columns; ``(D,)`` float64), or None when no column is quantised (nothing changes then)."""
+def dequantiser(config: Mapping[str, Any]) -> Callable[[Tensor, torch.Generator], Tensor] | None:
+    """``spread(z, generator)``: standardised rows of a table with each discrete value moved to a
+    uniform point of its bin in the model's coordinates (``ColumnCodec.spread``: w·(u − ½) for a
+    discrete column, a uniform point of the argmax region for a one-hot one), through the run's
+    standardisation; None when no column is quantised (nothing changes then)."""
     columns = run_columns(config["data"])
     if columns is None or not columns.quantised:
         return None
-    std = torch.tensor(config["standardizer"]["std"], dtype=torch.float64)
-    return columns.steps() / std
+    std = Standardizer.from_dict(config["standardizer"])
+
+    def spread(z: Tensor, generator: torch.Generator) -> Tensor:
+        y = std.inverse(z)  # the noise drawn in the batch's dtype; continuous columns: moved by 0
+        return z + ((columns.spread(y, generator) - y) / std.std.to(y)).to(z)
+
+    return spread
 
 
-def dequantised(loss: LossFn, widths: Tensor) -> LossFn:
-    """``loss`` on batches dequantised afresh at every call: z̃ = z + w_z·(u − ½) with
-    u ~ U[0, 1) drawn from the trainer's generator (before the objective's own noise), so that a
-    discrete value is spread uniformly over its bin [v − step/2, v + step/2) in data units."""
+def dequantised(loss: LossFn, spread: Callable[[Tensor, torch.Generator], Tensor]) -> LossFn:
+    """``loss`` on batches dequantised afresh at every call, z̃ = spread(z, generator), with the
+    trainer's generator (before the objective's own noise)."""
 
     def dequantised_loss(model: nn.Module, batch: Tensor, generator: torch.Generator) -> Tensor:
-        u = rand(batch.shape, generator, device=batch.device, dtype=batch.dtype)
-        return loss(model, batch + widths.to(batch) * (u - 0.5), generator)
+        return loss(model, spread(batch, generator), generator)
 
     return dequantised_loss
 
@@ -111,13 +119,16 @@ def objective_loss(config: Mapping[str, Any], process: Process | None) -> LossFn
         return lambda m, b, g: dsm(m, b, sigma, generator=g)
 
     def perturbed(b: Tensor, g: torch.Generator) -> Tensor:
-        """ISM/SSM on the data perturbed at level σ (σ = 0: the clean data)."""
+        """ISM/SSM/ESM on the data perturbed at level σ (σ = 0: the clean data)."""
         if sigma == 0:
             return b
         return b + sigma * noise_like(b, g)
 
     if name == "ism":
         return lambda m, b, g: ism(m, perturbed(b, g))
+    if name == "esm":  # regression onto the exact score of the (blurred) standardised mixture
+        target = esm_target(config)
+        return lambda m, b, g: esm(m, perturbed(b, g), target)
     variance_reduced = name == "ssm-vr"
     return lambda m, b, g: ssm(
         m, perturbed(b, g), variance_reduced=variance_reduced, generator=g, **options

@@ -21,8 +21,10 @@ import numpy as np
 from torch import Tensor
 
 from .._checks import check_count, check_positive_int
+from ..data import TOY_MIXTURES
 from ..io import read_yaml
 from ..models import MODEL_NAMES, model_spec
+from ..objectives import PROJECTIONS
 from ..objectives.noise_conditional import WEIGHTINGS
 from ..parametrization import default_noise_input
 from ..processes import SIGMA_DATA, NoiseLevels, Process, make_process
@@ -44,10 +46,11 @@ __all__ = [
     "configure",
     "jsonable",
     "load_config",
+    "require_known_score",
 ]
 
 TIME_CONDITIONAL = ("diffusion", "edm", "ncsn")
-UNCONDITIONAL = ("dsm", "ssm", "ssm-vr", "ism")
+UNCONDITIONAL = ("dsm", "ssm", "ssm-vr", "ism", "esm")
 OBJECTIVES = TIME_CONDITIONAL + UNCONDITIONAL
 PROCESSES = ("vp", "ve", "subvp", "edm")
 PREDICTIONS = ("eps", "x0", "score", "edm")
@@ -116,6 +119,8 @@ OPTION_NAMES = (
     "prediction",
     "weighting",
     "sigma",
+    "projection",
+    "projections",
     "width",
     "depth",
     "channels",
@@ -133,8 +138,8 @@ OPTION_NAMES = (
     "refit",
     "sampler",
     "sample_steps",
-    "categorical",
-    "continuous",
+    *("categorical", "continuous", "keep", "na_values", "drop_missing", "transform"),
+    "image_channels",
 )
 
 
@@ -175,6 +180,8 @@ def build_config(options: Mapping[str, Any], data: DataBundle) -> dict[str, Any]
     objective = choice(options.get("objective", d["objective"]), "objective", OBJECTIVES)
     model_name = choice(options.get("model", d["model"]), "model", MODEL_NAMES)
     _check_options_apply(options, objective, model_name, data.kind)
+    if objective == "esm":  # it regresses onto the true score: refuse it where that is unknown
+        require_known_score(data.section["spec"])
     # Three defaults of the training section derive from the number of steps: check it once.
     steps = check_positive_int(options.get("steps", d["steps"]), "steps")
     process = process_section(options, objective, data)
@@ -246,9 +253,23 @@ def _check_options_apply(
             )
     if "weighting" in options and objective != "diffusion":
         raise ValueError(f"--weighting applies to objective 'diffusion' only, not {objective!r}")
+    for name in ("projection", "projections"):
+        if name in options and not objective.startswith("ssm"):
+            raise ValueError(
+                f"--{name} (SSM's random directions) applies to ssm and ssm-vr, not {objective!r}"
+            )
     if "sigma" in options and not unconditional:
         raise ValueError(
             f"--sigma (the noise level of an unconditional objective) does not apply to {objective!r}"
+        )
+
+
+def require_known_score(spec: str) -> None:
+    """Refuse, in one line, ``--objective esm`` on data whose true score is not known."""
+    if str(spec) not in TOY_MIXTURES:
+        raise ValueError(
+            f"esm needs the true score; it is known for the built-in mixture sets: "
+            f"{', '.join(TOY_MIXTURES)} (not for {spec!r}); use ism, ssm or dsm"
         )
 
 
@@ -283,8 +304,25 @@ def objective_section(options: Mapping[str, Any], objective: str, kind: str) -> 
             raise ValueError(f"dsm needs a positive noise level --sigma, got {sigma}")
         cfg["sigma"] = sigma
         if objective.startswith("ssm"):
-            cfg.update(n_projections=1, projection="rademacher")
+            cfg.update(sliced_section(options))
     return cfg
+
+
+# SSM's random directions unless told: one Rademacher vector per sample (of all v with
+# E[vvᵀ] = I, the one whose trace estimate vᵀAv has the least variance: Hutchinson 1989).
+SLICED_DEFAULTS = {"projection": "rademacher", "n_projections": 1}
+
+
+def sliced_section(options: Mapping[str, Any]) -> dict[str, Any]:
+    """SSM's projections: their distribution (``--projection``) and number (``--projections``)."""
+    return {
+        "n_projections": check_positive_int(
+            options.get("projections", SLICED_DEFAULTS["n_projections"]), "projections"
+        ),
+        "projection": choice(
+            options.get("projection", SLICED_DEFAULTS["projection"]), "projection", PROJECTIONS
+        ),
+    }
 
 
 def model_section(

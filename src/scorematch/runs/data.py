@@ -26,6 +26,7 @@ from ..data import (
     list_datasets,
     load_dataset,
     load_table,
+    to_model,
     train_test_split,
 )
 from .checks import fraction, pixel_levels, seed_value
@@ -34,10 +35,12 @@ __all__ = [
     "DataBundle",
     "data_kind",
     "dataset_table",
+    "fit_columns",
     "load_data",
     "load_run_data",
     "load_split",
     "run_columns",
+    "source_section",
     "table_columns",
     "validation_index",
 ]
@@ -55,13 +58,18 @@ class DataBundle:
     levels: int | None  # number of grey levels − 1 of quantised image data (digits: 16), or None
     val_index: Tensor | None = None
     section: dict[str, Any] = field(default_factory=dict)  # the config's data section
+    columns: ColumnCodec | None = None  # a table's codec (its model coordinates), else None
+
+    def standardised(self, rows: Tensor) -> Tensor:
+        """Data-unit rows in the model's standardised coordinates, T(to_model(rows))."""
+        return self.standardizer.transform(to_model(self.columns, rows))
 
     @cached_property
     def max_distance(self) -> float:
         """The largest distance between standardised training points (on an evenly strided
         subset of at most 2000): NCSN's σ_max (Song & Ermon 2020, "Improved techniques for
         training score-based generative models", §3.1)."""
-        z = self.standardizer.transform(self.train)
+        z = self.standardised(self.train)
         flat = z.reshape(z.shape[0], -1).double()
         flat = flat[:: max(1, flat.shape[0] // 2000)]
         return float(torch.cdist(flat, flat).max())
@@ -131,7 +139,9 @@ def load_split(data_cfg: Mapping[str, Any]) -> tuple[Tensor, Tensor, str, int | 
         n=data_cfg.get("n"),
         seed=int(data_cfg.get("seed", 0)),
         image_size=data_cfg.get("image_size"),
+        mode=data_cfg.get("image_mode"),
         columns=run_columns(data_cfg),
+        drop_missing=bool(data_cfg.get("drop_missing")),
     )
     kind = "image" if x.ndim == 4 else "vector"
     levels = _levels(data_cfg["spec"], x)
@@ -154,12 +164,13 @@ def load_run_data(config: Mapping[str, Any]) -> DataBundle:
     train, test, kind, levels = load_split(data)
     val = validation_index(train.shape[0], data.get("val_fraction", 0.0), data.get("val_seed", 0))
     standardizer = Standardizer.from_dict(config["standardizer"])
-    return DataBundle(train, test, standardizer, kind, levels, val, dict(data))
+    return DataBundle(train, test, standardizer, kind, levels, val, dict(data), run_columns(data))
 
 
 def load_data(options: Mapping[str, Any]) -> DataBundle:
     """Resolve the data options (``data``, ``n``, ``seed``, ``image_size``, ``levels``,
-    ``test_fraction``, ``val_fraction``, ``categorical``, ``continuous``; absent = default),
+    ``test_fraction``, ``val_fraction``, ``categorical``, ``continuous``, ``keep``, ``na_values``,
+    ``drop_missing``, ``transform``, ``image_channels``; absent = default),
     load and split the data, fit the standardisation and choose the validation rows.  The
     bundle's ``section`` is the config's ``data`` section."""
     seed = seed_value(options.get("seed", 0))
@@ -184,17 +195,15 @@ def load_data(options: Mapping[str, Any]) -> DataBundle:
         raise ValueError(f"val_fraction must be in [0, 1), got {chosen_val}")
     if spec in TOY_DATASETS and section["n"] is None:
         section["n"] = DEFAULT_TOY_SIZE
-    # A table's columns: their kinds and encodings (docs/guide.md), recorded for load_run.
-    columns = table_columns(spec, options.get("categorical"), options.get("continuous"))
-    if columns is not None:
-        section["columns"] = columns.to_config()
+    section.update(source_section(spec, options))  # a table's columns (docs/guide.md), …
     train, test, kind, levels = load_split(section)
-    standardizer = Standardizer.fit(train, kind)
+    columns = fit_columns(section, train, options.get("transform"))  # on the training rows
+    standardizer = Standardizer.fit(to_model(columns, train), kind)
     share = float(VAL_FRACTION[kind] if chosen_val is None else chosen_val)
     val_index = validation_index(train.shape[0], share, seed + 1)
     section.update(
         kind=kind,
-        shape=list(train.shape[1:]),
+        shape=[columns.dim] if columns is not None else list(train.shape[1:]),  # the model's
         levels=levels,
         n_train=int(train.shape[0]),
         n_test=int(test.shape[0]),
@@ -203,30 +212,72 @@ def load_data(options: Mapping[str, Any]) -> DataBundle:
         val_seed=seed + 1,
         n_val=0 if val_index is None else int(val_index.numel()),
     )
-    return DataBundle(train, test, standardizer, kind, levels, val_index, section)
+    return DataBundle(train, test, standardizer, kind, levels, val_index, section, columns)
 
 
-def table_columns(spec: str, categorical: Any = None, continuous: Any = None) -> ColumnCodec | None:
+def table_columns(
+    spec: str,
+    categorical: Any = None,
+    continuous: Any = None,
+    keep: Any = None,
+    na_values: Any = None,
+) -> ColumnCodec | None:
     """The column codec of a table file (every column's kind, :mod:`scorematch.data.columns`),
     or None for built-in sets, image folders and image arrays; ``categorical`` / ``continuous``
-    name columns whose kind the user gives (``"a,b"``, a list, or 1-based indices)."""
+    name columns whose kind the user gives (``"a,b"``, a list, or 1-based indices), ``keep``
+    identifier columns to model, ``na_values`` the missing-value markers."""
     if not is_table_file(spec) or (
         Path(spec).suffix.lower() in (".npy", ".npz") and load_table(spec).ndim != 2
     ):
-        if categorical or continuous:
+        if categorical or continuous or keep or na_values:
             raise ValueError(
-                f"--categorical/--continuous apply to table files (.csv, .tsv, .txt, .npy, "
-                f".npz), not to {spec!r}"
+                f"--categorical/--continuous/--keep/--na-values apply to table files (.csv, "
+                f".tsv, .txt, .csv.gz, .parquet, .npy, .npz), not to {spec!r}"
             )
         return None
-    return ColumnCodec.from_file(spec, categorical=categorical, continuous=continuous)
+    return ColumnCodec.from_file(spec, categorical=categorical, continuous=continuous, keep=keep,
+                                 na_values=na_values)  # fmt: skip
+
+
+def source_section(spec: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """The data-section entries that say how ``spec`` is read: a table file's column codec (its
+    config), missing-value markers and ``drop_missing``; an image folder's mode (``1`` or ``3``
+    image channels: ``"L"`` / ``"RGB"``).  Options that do not apply are a ValueError."""
+    out: dict[str, Any] = {}
+    columns = table_columns(spec, options.get("categorical"), options.get("continuous"),
+                            options.get("keep"), options.get("na_values"))  # fmt: skip
+    if columns is not None:
+        out.update(columns=columns.to_config(), na_values=columns.na_values,
+                   drop_missing=bool(options.get("drop_missing")))  # fmt: skip
+    elif options.get("transform") or options.get("drop_missing"):
+        raise ValueError(f"--transform/--drop-missing apply to table files, not to {spec!r}")
+    if options.get("image_channels") is not None:
+        channels = str(options["image_channels"])
+        if channels not in ("1", "3"):
+            raise ValueError(f"image_channels must be 1 or 3, got {channels!r}")
+        out["image_mode"] = "L" if channels == "1" else "RGB"
+    return out
+
+
+def fit_columns(
+    data_cfg: dict[str, Any], train: Tensor, transform: str | None
+) -> ColumnCodec | None:
+    """The table's codec with its per-column transforms learned on the ``train`` rows
+    (``transform``, default ``"yeo-johnson"``), recorded in ``data_cfg["columns"]``; None for data
+    that is not a table."""
+    columns = run_columns(data_cfg)
+    if columns is None:
+        return None
+    columns = columns.fit(train, transform or "yeo-johnson")
+    data_cfg["columns"] = columns.to_config()
+    return columns
 
 
 def run_columns(data_cfg: Mapping[str, Any]) -> ColumnCodec | None:
     """The column codec a config's ``data`` section records (None: not a table, or a run made
     before columns were recorded — all continuous)."""
     columns = data_cfg.get("columns")
-    return ColumnCodec.from_config(columns) if columns else None
+    return ColumnCodec.from_config(columns, data_cfg.get("na_values")) if columns else None
 
 
 def data_kind(spec: str) -> str:

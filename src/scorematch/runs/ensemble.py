@@ -102,7 +102,7 @@ def build_ensemble(
     if out.path.exists() and (not out.path.is_dir() or any(out.path.iterdir())):
         raise ValueError(f"--out {out.path} is not a new or empty directory")
     first = members[0]
-    z_val = first.standardizer.transform(first.data.val).double()
+    z_val = first.standardised(first.data.val).double()
     models = [copy.deepcopy(run.model).double() for run in members]
     t = float(first.process.t_min) if first.time_conditional else None
     gram, lin = ScoreEnsemble.ism_quadratic(

@@ -16,6 +16,7 @@ from ..io import atomic_write_text
 from ..metrics import Memorisation
 from ..run_dir import RunDir
 from .config import jsonable
+from .oracle import OracleComparison
 
 __all__ = [
     "Evaluation",
@@ -77,7 +78,9 @@ class Evaluation:
     memorisation figures — each group set at once: ``samples`` (:class:`SampleFigures`),
     ``likelihood`` (:class:`HeldOutNLL`; None when it was not asked for or the objective has no
     likelihood, and ``nll_note`` says why), ``memorisation``
-    (:class:`scorematch.metrics.Memorisation`, standardised units).  ``log_prob`` holds the
+    (:class:`scorematch.metrics.Memorisation`, standardised units), and where the data's law is
+    known exactly ``oracle`` (:class:`~.oracle.OracleComparison`: Fisher divergence to the true
+    score, mixture error of the samples, NLL gap to the true density).  ``log_prob`` holds the
     per-row log-likelihoods (kept in memory, not written to JSON).  :meth:`to_dict` gives the flat
     record of ``evaluation.json`` (``nll_*``, ``memorisation_*``, ``copy_*``, …)."""
 
@@ -91,6 +94,7 @@ class Evaluation:
     memorisation: Memorisation | None = None
     seconds: float = 0.0
     log_prob: Tensor | None = field(default=None, repr=False)
+    oracle: OracleComparison | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The flat JSON record (every value plain; None → null)."""
@@ -118,6 +122,7 @@ class Evaluation:
         for key, name in _MEMORISATION_KEYS.items():
             record[key] = None if m is None else getattr(m, name)
         record["memorisation_warning"] = None if m is None else m.warning()
+        record.update(self.oracle.to_dict() if self.oracle else {"true_density": None})
         record["seconds"] = self.seconds
         return jsonable(record)
 

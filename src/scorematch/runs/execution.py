@@ -38,7 +38,7 @@ __all__ = [
 # Objectives whose loss back-propagates once through the network (no derivative of the network
 # inside the loss): DDP's hooks fire and torch.compile applies.  ISM, SSM and SSM-VR differentiate
 # the network with respect to its input inside the loss, as does any energy model (s = −∇ₓE).
-FIRST_ORDER = ("dsm", "ncsn", "diffusion", "edm")
+FIRST_ORDER = ("dsm", "esm", "ncsn", "diffusion", "edm")
 DEFAULT_EXECUTION = {"precision": "fp32", "compile": False, "grad_accum": 1}
 # The keys of the config's training section that record where and how a run computes.
 EXECUTION_KEYS = ("device", "world_size", "precision", "compile", "grad_accum")

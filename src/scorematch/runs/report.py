@@ -15,15 +15,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..distributions import GaussianMixture
 from ..metrics import heldout_nll
 from ..parametrization import at_time
-from ..plots import image_grid, loss_curve, samples_vs_data, score_field, trajectory_gif
+from ..plots import image_grid, loss_curve, samples_picture, score_field, trajectory_gif
 from ..run_dir import RunDir
 from .config import DEFAULTS
 from .data import data_kind
 from .evaluation import Evaluation, write_evaluation
 from .execution import start
 from .loading import load_run
+from .oracle import known_mixture, oracle_plots
 from .run import Run
 from .train import train
 
@@ -92,12 +94,22 @@ def gmm_baseline(
 # Plots
 # ------------------------------------------------------------------------------------------------
 def make_plots(
-    run: Run, out_dir: str | Path | None = None, *, n: int = 2000, seed: int = 0
+    run: Run,
+    out_dir: str | Path | None = None,
+    *,
+    n: int = 2000,
+    seed: int = 0,
+    columns: str | None = None,
+    mixture: GaussianMixture | None = None,
 ) -> list[Path]:
     """Write the run's pictures into ``out_dir`` (default ``RUN/plots``) and return their paths:
     samples beside data (or an image grid), the learned score field and a sampling-trajectory
-    GIF (2-D data), and the loss curve.  Under torchrun every rank samples its share and rank 0
-    alone writes (the others return an empty list)."""
+    GIF (2-D data), and the loss curve; a table's samples in a pair plot against its training
+    rows (``columns``: which, default the most informative few).  Where the law of 2-D data is
+    known (a built-in mixture set, or ``mixture`` in data units) also the learned score beside the
+    true one (``score_comparison.png``), and for a 2-D energy model its energy and normalised
+    density (``energy_density.png``): :func:`~.oracle.oracle_plots`.  Under torchrun every rank
+    samples its share and rank 0 alone writes (the others return an empty list)."""
     if out_dir is None:
         if run.run_dir is None:
             raise ValueError("make_plots needs an out_dir for a run without a directory")
@@ -105,7 +117,12 @@ def make_plots(
     folder = Path(out_dir)
     folder.mkdir(parents=True, exist_ok=True)
     paths: list[Path] = []
-    two_d = run.kind == "vector" and run.shape == (2,)
+    two_d = (
+        run.kind == "vector"
+        and run.shape == (2,)
+        and (run.columns is None or run.columns.passthrough)
+    )
+    truth = known_mixture(run.config, mixture)
     if run.kind == "image":
         drawn = run.sample(64, seed=seed)
         if not run.is_main:
@@ -117,19 +134,24 @@ def make_plots(
         if not run.is_main:
             return []
         title = f"{run.objective}, step {run.step}"
-        labels = run.columns.names[:2] if run.columns is not None else None
-        paths.append(
-            samples_vs_data(
-                drawn.x,
-                run.data.test,
-                folder / "samples.png",
-                title=title,
-                labels=labels,
-                data_name="held-out data",
-            )
-        )
+        table = run.columns is not None
+        reference = run.data.train if table else run.data.test
+        name = "training rows" if table else "held-out data"
+        paths.append(samples_picture(drawn.x, reference, folder / "samples.png",
+                                     columns=run.columns, show=columns, title=title,
+                                     data_name=name))  # fmt: skip
         if two_d:
             paths.append(_score_field(run, folder / "score_field.png"))
+            paths += oracle_plots(
+                truth,
+                run.config,
+                run.model,
+                run.process,
+                run.standardizer,
+                folder,
+                data=run.data.test,
+                step=run.step,
+            )
             if drawn.trajectory is not None and len(drawn.trajectory) > 1:
                 gif = folder / "trajectory.gif"
                 paths.append(trajectory_gif(drawn.trajectory, gif, data=run.data.test))

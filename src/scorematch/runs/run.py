@@ -17,7 +17,8 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from .._checks import check_positive_int, model_device
-from ..data import ColumnCodec, Standardizer
+from ..data import ColumnCodec, Standardizer, from_model, to_model
+from ..distributions import GaussianMixture
 from ..likelihood import bits_per_dim, log_likelihood
 from ..metrics import (
     Memorisation,
@@ -33,6 +34,7 @@ from .checks import choice, seed_value
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
 from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_convention
+from .oracle import compare_with_mixture, describe_source, known_mixture
 from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
 from .tuning import choose_grid
@@ -114,6 +116,12 @@ class Run:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.config["data"]["shape"])
+
+    @property
+    def data_shape(self) -> tuple[int, ...]:
+        """The shape of one row in data units: a table's columns ``(D,)`` (its model sees
+        :attr:`shape`, one-hot columns counting K), else :attr:`shape`."""
+        return (len(self.columns),) if self.columns is not None else self.shape
 
     @property
     def data(self) -> DataBundle:
@@ -223,13 +231,14 @@ class Run:
         t0 = time.perf_counter()
         self.model.eval()
         blocks = map_blocks(draw, n, world_size=self.world_size, rank=self.rank)
-        x = self.standardizer.inverse(torch.cat([b[0] for b in blocks]))
-        if self.columns is not None:  # discrete columns back onto their values
-            x = self.columns.round(x)
+        # A table's coordinates back to its columns: one-hot by argmax, transforms inverted,
+        # discrete columns onto their values.
+        x = from_model(self.columns, self.standardizer.inverse(torch.cat([b[0] for b in blocks])))
         traj = None
         if trajectory and blocks[0][2] is not None:
             steps_of_blocks = zip(*(b[2] for b in blocks))
-            traj = [self.standardizer.inverse(torch.cat(s).detach()) for s in steps_of_blocks]
+            traj = [from_model(self.columns, self.standardizer.inverse(torch.cat(s).detach()))
+                    for s in steps_of_blocks]  # fmt: skip
         seconds = time.perf_counter() - t0
         return SampleResult(x, blocks[0][1], traj, seconds, chosen.tuned, chosen.line)
 
@@ -311,9 +320,9 @@ class Run:
         t_min = self.t_min if t_min is None else t_min
         if not isinstance(x, Tensor):
             raise ValueError(f"x must be a tensor, got {type(x).__name__}")
-        if tuple(x.shape[1:]) != self.shape:
+        if tuple(x.shape[1:]) != self.data_shape:
             raise ValueError(
-                f"data rows must have shape {self.shape} like the training data, got "
+                f"data rows must have shape {self.data_shape} like the training data, got "
                 f"{tuple(x.shape[1:])}"
             )
         device, dtype = model_device(self.model)
@@ -352,8 +361,9 @@ class Run:
                 )
                 lp = -bpd.double() * dim * math.log(2.0)
             else:
-                # Discrete table columns: x̃ spread over each value's bin, + Σ log step (the
-                # first draws from the generator; nothing is drawn for continuous tables).
+                # A table: its model coordinates, each discrete value spread over its bin, and
+                # the correction Σ log w + Σ log T'(x) (ColumnCodec.dequantise; the first draws
+                # from the generator, none for continuous tables).
                 log_bin = 0.0
                 if self.columns is not None:
                     xb, log_bin = self.columns.dequantise(xb, gen)
@@ -369,13 +379,19 @@ class Run:
         bar.close()
         return torch.cat([b[0] for b in blocks]), sum(b[1] for b in blocks)
 
+    def standardised(self, x: Tensor) -> Tensor:
+        """Data-unit rows in the model's standardised coordinates, z = T(to_model(x)) (a table's
+        columns through its codec: one-hot, transforms)."""
+        return self.standardizer.transform(to_model(self.columns, x))
+
     # -- evaluation
     def memorisation(self, x: Tensor, *, seed: int = 0) -> Memorisation:
         """Whether samples ``x`` (data units) copy training rows: distances to the closest
         training row against those of the held-out rows, in the standardised units the model
         sees (:func:`scorematch.metrics.memorisation`)."""
-        std = self.standardizer
-        rows = [std.transform(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)]
+        rows = [
+            self.standardised(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)
+        ]
         gen = torch.Generator().manual_seed(int(seed))
         return memorisation(*rows, standardize=False, generator=gen)
 
@@ -390,14 +406,20 @@ class Run:
         rtol: float = 1e-5,
         t_min: float | None = None,
         progress: bool = False,
+        mixture: GaussianMixture | None = None,
         grid: str = "auto",
     ) -> Evaluation:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
         NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`) on at most
         ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`); the
-        samples come from the run's sampler on ``grid`` (see :meth:`sample`)."""
+        samples come from the run's sampler on ``grid`` (see :meth:`sample`).
+
+        Where the law of the data is known — a built-in mixture set, or ``mixture`` (a
+        ``GaussianMixture`` in data units) — also the comparison with it (``Evaluation.oracle``:
+        :func:`~.oracle.compare_with_mixture`)."""
         n = check_positive_int(n, "n")
         self._check_t_min(t_min)  # here too, so that a bad t_min fails before the sampling
+        truth = known_mixture(self.config, mixture)
         test = self.data.test
         t0 = time.perf_counter()
         drawn = self.sample(n, seed=seed, progress=progress, grid=grid)
@@ -433,7 +455,7 @@ class Run:
                 t_min=t_min,
                 progress=progress,
             )
-            stats = heldout_nll(lp, dims=math.prod(self.shape))
+            stats = heldout_nll(lp, dims=math.prod(self.data_shape))
             likelihood = HeldOutNLL(
                 nll=stats["nll"],
                 stderr=stats["stderr"],
@@ -450,6 +472,21 @@ class Run:
         elif nll:
             note = f"no likelihood for the unconditional objective {self.objective!r}"
         memorised = self.memorisation(x, seed=seed)
+        oracle = None
+        if truth is not None:
+            oracle = compare_with_mixture(
+                truth,
+                self.config,
+                self.model,
+                self.process,
+                self.standardizer,
+                drawn.x,
+                log_prob=lp,
+                rows=None if lp is None else ref[: lp.shape[0]],
+                t_min=None if likelihood is None else likelihood.t_min,
+                source=describe_source(self.config, given=mixture is not None),
+                seed=seed,
+            )
         return Evaluation(
             run=str(self.run_dir) if self.run_dir else None,
             step=self.step,
@@ -461,4 +498,5 @@ class Run:
             memorisation=memorised,
             seconds=round(time.perf_counter() - t0, 3),
             log_prob=lp,
+            oracle=oracle,
         )

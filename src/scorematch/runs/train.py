@@ -28,7 +28,7 @@ from torch import nn
 
 from .._checks import check_count, check_positive_int
 from ..devices import resolve_device
-from ..plots import image_grid, samples_vs_data
+from ..plots import image_grid, samples_picture
 from ..processes import Process
 from ..run_dir import RunDir
 from ..training import Trainer, TrainResult
@@ -180,7 +180,7 @@ def _trainer(
     if validate:
         validate_fn = validation_loss(
             loss,
-            data.standardizer.transform(data.val),
+            data.standardised(data.val),
             seed=tr["seed"] + 1,
             batch_size=max(tr["batch_size"], 256),
             time_conditional=config["objective"]["name"] in TIME_CONDITIONAL,
@@ -188,7 +188,7 @@ def _trainer(
     return Trainer(
         build_score_model(config, process),
         loss,
-        data.standardizer.transform(rows),
+        data.standardised(rows),
         settings,
         out_dir=None if folder is None else folder.path,
         config=dict(config),
@@ -280,6 +280,6 @@ def _sample_plotter(
         if data.kind == "image":
             image_grid(x.clamp(0, 1), path, nrow=8)
         else:
-            samples_vs_data(x, data.train, path, title=f"step {step}")
+            samples_picture(x, data.train, path, columns=data.columns, title=f"step {step}")
 
     return plot_samples

@@ -122,7 +122,7 @@ class TrainingSettings:
             raise ValueError(f"compile must be a bool or a backend name, got {self.compile!r}")
         if self.compile and not self.first_order:
             raise ValueError(
-                "compile needs a first-order loss (first_order=True: dsm, ncsn, diffusion, edm); "
+                "compile needs a first-order loss (first_order=True: dsm, esm, ncsn, diffusion, edm); "
                 "torch.compile cannot differentiate a model twice (ism, ssm, energy models)"
             )
         put("grad_accum", check_positive_int(self.grad_accum, "grad_accum"))
