@@ -12,10 +12,19 @@ import torch
 from click.testing import CliRunner
 
 import scorematch as sm
+from scorematch import io as io_module
 from scorematch.cli import cli
+from scorematch.run_dir import RunDir
 from scorematch.runs import load_run
 from scorematch.runs.sharding import block_seed
-from scorematch.runs.tuning import GRIDS_FILE, choose_grid, parse_nfe, stored_grids, tune_run
+from scorematch.runs.tuning import (
+    GRIDS_FILE,
+    beats_default,
+    choose_grid,
+    parse_nfe,
+    stored_grids,
+    tune_run,
+)
 
 TINY = ["--steps", "30", "--width", "16", "--depth", "1", "--batch-size", "64"]
 QUICK = ["--draws", "32", "--max-evaluations", "40", "--no-progress"]
@@ -149,7 +158,7 @@ def test_a_grid_of_another_checkpoint_is_passed_over_with_a_note(tuned_run, tmp_
     drawn = run.sample(20, seed=1)
     assert not drawn.tuned_grid and drawn.grid_note == chosen.line
     # tuning this checkpoint adds its grid and keeps the other step's
-    tune_run(run, [4], draws=16, max_evaluations=4)
+    tune_run(run, [4], draws=32, max_evaluations=40)
     keys = sorted((g["nfe"], g["step"]) for g in stored_grids(copy))
     assert keys == [(4, run.step), (4, run.step + 1000), (6, run.step + 1000)]
     assert run.sample(20, seed=1).tuned_grid
@@ -170,3 +179,56 @@ def test_tune_errors_are_one_line(tuned_run, tmp_path):
     one_line_error(invoke("tune", ssm, *QUICK, ok=False), "'ssm'", "every noise level")
     one_line_error(invoke("sample", out, "-n", "5", "--out", tmp_path / "s.npy", "--steps", "7",
                           "--grid", "tuned", ok=False), "scorematch tune")  # fmt: skip
+
+
+def test_a_grid_no_better_on_held_out_draws_is_used_only_when_asked(tuned_run, tmp_path):
+    out, _ = tuned_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    data = json.loads((copy / GRIDS_FILE).read_text())
+    entry = next(g for g in data["grids"] if g["nfe"] == 4)
+    assert beats_default(entry)  # as tuned: better on the draws it was not fitted on
+    entry["holdout_loss"] = entry["holdout_loss_default"]  # a tie is not a gain
+    (copy / GRIDS_FILE).write_text(json.dumps(data))
+    assert not beats_default(entry)
+    run = load_run(copy)
+    chosen = choose_grid(run, "dpm_solver", 3)
+    assert chosen.times is None and not chosen.tuned
+    assert chosen.line.startswith("note: the grid tuned at 4 NFE (grids.json) was no closer")
+    assert "--grid tuned to use it anyway" in chosen.line
+    forced = choose_grid(run, "dpm_solver", 3, "tuned")
+    assert forced.tuned and forced.times.tolist() == entry["times"]
+    # the 6-NFE grid is untouched and still used
+    assert choose_grid(run, "dpm_solver", 5).tuned
+    lines = invoke("sample", copy, "-n", "20", "--out", tmp_path / "s.npy", "--no-progress").output
+    assert "was no closer" in lines and "grid: tuned" not in lines
+
+
+def test_grids_json_is_written_through_the_run_folder_atomically(tuned_run, tmp_path, monkeypatch):
+    out, _ = tuned_run
+    copy = tmp_path / "copy"
+    shutil.copytree(out, copy)
+    before = (copy / GRIDS_FILE).read_bytes()
+    run = load_run(copy)
+    written = []
+    real_write = RunDir.write_json
+
+    def spy(self, name, data):
+        written.append(name)
+        return real_write(self, name, data)
+
+    monkeypatch.setattr(RunDir, "write_json", spy)
+    tune_run(run, [5], draws=8, max_evaluations=2)
+    assert written == [GRIDS_FILE]
+    assert sorted(g["nfe"] for g in stored_grids(copy)) == [4, 5, 6]
+    # killed at the rename: the former file is intact and no temporary file is left behind
+    now = (copy / GRIDS_FILE).read_bytes()
+
+    def killed(src, dst):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io_module.os, "replace", killed)
+    with pytest.raises(KeyboardInterrupt):
+        tune_run(run, [7], draws=8, max_evaluations=2)
+    assert (copy / GRIDS_FILE).read_bytes() == now != before
+    assert sorted(p.name for p in copy.iterdir() if "grids" in p.name) == [GRIDS_FILE]

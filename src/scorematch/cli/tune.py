@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..runs.tuning import GRIDS_FILE, parse_nfe, tune_run
+from ..runs.tuning import GRIDS_FILE, beats_default, parse_nfe, tune_run
 from .options import checkpoint_line, checkpoint_option, device_option, open_run
 
 
@@ -83,8 +83,15 @@ def tune(
         click.echo(
             f"{e['nfe']:>5}  {before:>12.4g}  {after:>12.4g}  {ratio:>6.2f}  {e['seconds']:>8.1f}"
         )
-    steps = ", ".join(f"--steps {e['nfe'] - 1}" for e in entries)
+    used = [e for e in entries if beats_default(e)]
+    steps = ", ".join(f"--steps {e['nfe'] - 1}" for e in used)
     click.echo(
         f"wrote {run.run_dir / GRIDS_FILE}; `scorematch sample RUN --sampler dpm_solver` uses "
-        f"them at {steps}"
+        + (f"them at {steps}" if used else "none of them")
     )
+    worse = [str(e["nfe"]) for e in entries if not beats_default(e)]
+    if worse:
+        click.echo(
+            f"at {', '.join(worse)} NFE the tuned grid is no better than the default on the "
+            "held-out draws: sampling keeps the default grid there (--grid tuned overrides)"
+        )

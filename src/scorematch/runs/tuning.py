@@ -68,6 +68,7 @@ __all__ = [
     "TUNABLE",
     "GridChoice",
     "TunableRun",
+    "beats_default",
     "check_tunable",
     "choose_grid",
     "parse_nfe",
@@ -220,8 +221,9 @@ def _key(entry: dict[str, Any]) -> tuple[str, int, int]:
 def choose_grid(run: TunableRun, sampler: str, steps: int, mode: str = "auto") -> GridChoice:
     """The grid ``run`` samples with ``sampler`` at ``steps`` intervals: with ``mode`` "auto" the
     stored tuned grid for this sampler, NFE (``steps`` + 1: the final x̂₀ call) and the run's
-    checkpoint step when ``grids.json`` has one, else the default grid; "tuned" the same but an
-    error when there is none; "default" always the default grid."""
+    checkpoint step when ``grids.json`` has one and it beat the default grid on the draws it was
+    not fitted on, else the default grid; "tuned" the stored grid or an error when there is
+    none; "default" always the default grid."""
     mode = choice(mode, "grid", GRID_CHOICES)
     if mode == "default" or run.run_dir is None:
         if mode == "tuned":
@@ -242,6 +244,13 @@ def choose_grid(run: TunableRun, sampler: str, steps: int, mode: str = "auto") -
     if mine:
         tuned = TunedGrid.from_dict(mine[0])
         before, after = _discrepancies(mine[0])
+        if mode == "auto" and not beats_default(mine[0]):  # the fit did not carry to other draws
+            line = (
+                f"note: the grid tuned at {nfe} NFE ({where.name}) was no closer to the reference "
+                f"than the default on draws it was not fitted on ({after:.3g} against "
+                f"{before:.3g}); using the default grid (--grid tuned to use it anyway)"
+            )
+            return GridChoice(None, False, line)
         gain = f": discrepancy {before:.3g} → {after:.3g}" if math.isfinite(after) else ""
         line = (
             f"grid: tuned for this model at {nfe} NFE by `scorematch tune` ({where.name}{gain}); "
@@ -262,6 +271,13 @@ def choose_grid(run: TunableRun, sampler: str, steps: int, mode: str = "auto") -
         )
         return GridChoice(None, False, line)
     return GridChoice(None, False, None)
+
+
+def beats_default(entry: dict[str, Any]) -> bool:
+    """Whether a stored grid was closer to the reference than the default grid, on the held-out
+    draws when it was measured there (else on the fitting draws): what "auto" asks of it."""
+    before, after = _discrepancies(entry)
+    return after < before
 
 
 def _discrepancies(entry: dict[str, Any]) -> tuple[float, float]:
