@@ -60,7 +60,7 @@ SETS: dict[str, tuple[str, tuple[str, ...], int]] = {
     "mixture": ("mixture", (), 2_000),
     "wine": ("table:wine", (), 2_000),
     "breast_cancer": ("table:breast_cancer", (), 2_000),
-    "digits": ("digits", ("--steps", "2000"), 2_000),
+    "digits": ("digits", ("--steps", "2000"), 500),
 }
 
 
