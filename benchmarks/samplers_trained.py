@@ -303,7 +303,7 @@ def render() -> str:
         for label in ("dpm_solver auto", "dpm_solver tuned"):
             held = {
                 name: candidate_holds([r for r in rows if r["set"] == name], label, target)
-                for name in sets
+                for name in (*CHOOSE, *REPORT)
                 if any(
                     r["set"] == name and r["label"] == label and r["target"] == target for r in rows
                 )
