@@ -17,11 +17,12 @@ import math
 
 import numpy as np
 
-__all__ = ["fit_gaussian", "fit_gmm", "fit_kde"]
+__all__ = ["bic_gmm", "fit_gaussian", "fit_gmm", "fit_kde"]
 
 
-def fit_gmm(train: np.ndarray, test: np.ndarray, coarse: tuple[int, ...]) -> tuple[np.ndarray, int]:
-    """GaussianMixture (full covariances) with K chosen by BIC; returns per-point test NLL and K."""
+def bic_gmm(train: np.ndarray, coarse: tuple[int, ...]):
+    """GaussianMixture (full covariances, ``random_state=0``) with K minimising the BIC: over
+    ``coarse``, then every K (step ⌈K/10⌉) between the coarse winner's neighbours."""
     from sklearn.mixture import GaussianMixture
 
     fits: dict[int, tuple[float, GaussianMixture]] = {}
@@ -38,8 +39,13 @@ def fit_gmm(train: np.ndarray, test: np.ndarray, coarse: tuple[int, ...]) -> tup
     lo, hi = coarse[max(i - 1, 0)], coarse[min(i + 1, len(coarse) - 1)]
     for k in range(lo, hi + 1, max(1, math.ceil(best / 10))):
         fit(k)
-    best = min(fits, key=lambda k: fits[k][0])
-    return -fits[best][1].score_samples(test), best
+    return fits[min(fits, key=lambda k: fits[k][0])][1]
+
+
+def fit_gmm(train: np.ndarray, test: np.ndarray, coarse: tuple[int, ...]) -> tuple[np.ndarray, int]:
+    """GaussianMixture (full covariances) with K chosen by BIC; returns per-point test NLL and K."""
+    g = bic_gmm(train, coarse)
+    return -g.score_samples(test), g.n_components
 
 
 def fit_kde(train: np.ndarray, test: np.ndarray, coarse: np.ndarray) -> tuple[np.ndarray, float]:

@@ -92,7 +92,17 @@ def toy_run(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------
 # Help and listing
 # ------------------------------------------------------------------------------------------------
-COMMANDS = ("datasets", "demo", "ensemble", "evaluate", "likelihood", "plot", "sample", "train")
+COMMANDS = (
+    "datasets",
+    "demo",
+    "ensemble",
+    "evaluate",
+    "likelihood",
+    "plot",
+    "sample",
+    "train",
+    "tune",
+)
 
 
 def test_every_command_is_registered_and_runs_as_a_module():

@@ -20,6 +20,7 @@ from .options import (
     device_option,
     divergence_option,
     format_value,
+    grid_option,
     open_run,
     rtol_option,
     save_array,
@@ -81,6 +82,7 @@ from .options import (
 @divergence_option
 @rtol_option
 @t_min_option
+@grid_option
 @checkpoint_option
 @device_option
 @click.option("--no-progress", is_flag=True, help="No progress bars.")
@@ -98,6 +100,7 @@ def evaluate(
     exact: bool | None,
     rtol: float,
     t_min: float | None,
+    grid: str,
     no_progress: bool,
 ) -> None:
     """Compare samples of RUN with its held-out split and compute the held-out NLL.
@@ -151,6 +154,7 @@ def evaluate(
         rtol=rtol,
         t_min=t_min,
         progress=not no_progress,
+        grid=grid,
         verdict=verdict,
         target=target,
         announce=None if no_progress else (lambda line: click.echo(f"{line} …", err=True)),
@@ -163,6 +167,8 @@ def evaluate(
     for name, value in _report_rows(result, shows_bits_per_dim(run)) + _oracle_rows(result):
         click.echo(f"{name:<28}{format_value(value)}")
     click.echo(checkpoint_line(run, checkpoint))
+    if result.samples.grid_note:
+        click.echo(result.samples.grid_note)
     if result.likelihood is not None:
         chosen = run.t_min_reason if t_min is None else "--t-min"
         click.echo(f"likelihood read at t_min {result.likelihood.t_min:.4g} ({chosen})")

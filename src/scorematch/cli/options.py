@@ -18,6 +18,7 @@ from ..io import atomic_save
 from ..runs import Run, load_run
 from ..runs.execution import start
 from ..runs.run import EVALUATE_RTOL
+from ..runs.tuning import GRID_CHOICES
 from ..training.precision import PRECISIONS
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "device_option",
     "divergence_option",
     "format_value",
+    "grid_option",
     "keep_option",
     "na_values_option",
     "open_run",
@@ -132,6 +134,17 @@ rtol_option = click.option(
     default=EVALUATE_RTOL,
     show_default=True,
     help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
+)
+
+# Shared by `sample` and `evaluate`: whether a grid fitted by `scorematch tune` is used.
+grid_option = click.option(
+    "--grid",
+    type=click.Choice(GRID_CHOICES, case_sensitive=False),
+    default="auto",
+    show_default=True,
+    help="auto: the grid `scorematch tune` fitted to this checkpoint for the sampler and NFE "
+    "when the run has one (a line says so), else the sampler's default grid; tuned: that grid "
+    "or an error; default: the default grid.",
 )
 
 checkpoint_option = click.option(

@@ -14,6 +14,7 @@ from .options import (
     checkpoint_line,
     checkpoint_option,
     device_option,
+    grid_option,
     open_run,
 )
 
@@ -50,6 +51,7 @@ SAMPLE_SUFFIXES = (".npy", ".csv", ".png")
     is_flag=True,
     help="2-D data: also write the sampling trajectory as a GIF next to --out.",
 )
+@grid_option
 @checkpoint_option
 @device_option
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
@@ -64,6 +66,7 @@ def sample(
     seed: int,
     churn: float,
     trajectory: bool,
+    grid: str,
     no_progress: bool,
 ) -> None:
     """Draw samples from a trained RUN, in data units (the standardisation undone).
@@ -92,6 +95,7 @@ def sample(
         churn=churn,
         trajectory=trajectory,
         progress=not no_progress,
+        grid=grid,
     )
     if not run.is_main:  # under torchrun every rank drew its share; rank 0 writes and prints
         return
@@ -105,6 +109,8 @@ def sample(
                             data_name="training rows")  # fmt: skip
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")
     click.echo(checkpoint_line(run, checkpoint))
+    if drawn.grid_note:
+        click.echo(drawn.grid_note)
     if trajectory:
         gif = out.with_suffix(".gif")
         trajectory_gif(drawn.trajectory, gif)

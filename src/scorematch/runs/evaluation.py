@@ -35,7 +35,9 @@ class SampleFigures:
     ``sampler`` in ``nfe`` model evaluations and ``seconds``, ``nonfinite`` of them not finite;
     ``sliced_wasserstein`` (256 projections), ``mmd`` (MMD², RBF kernel, median bandwidth) and
     ``energy_distance`` — the last two unbiased estimates (slightly negative values mean no
-    measurable difference), on ``distance_rows`` held-out rows (a subset)."""
+    measurable difference), on ``distance_rows`` held-out rows (a subset); ``grid`` is
+    ``"tuned"`` when the sampler ran on a grid fitted by ``scorematch tune``, else
+    ``"default"``, and ``grid_note`` the line saying so (not written to JSON)."""
 
     sampler: str
     nfe: int
@@ -46,6 +48,8 @@ class SampleFigures:
     mmd: float
     energy_distance: float
     distance_rows: int | None = None
+    grid: str = "default"
+    grid_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -107,6 +111,7 @@ class Evaluation:
             "n_test": self.n_test,
             "sampler": s.sampler,
             "sampler_nfe": s.nfe,
+            "sampler_grid": s.grid,
             "sample_seconds": s.seconds,
             "nonfinite_samples": s.nonfinite,
             "sliced_wasserstein": s.sliced_wasserstein,

@@ -37,6 +37,7 @@ from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_conven
 from .oracle import compare_with_mixture, describe_source, known_mixture
 from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
+from .tuning import choose_grid
 from .verdict import judge, target_column
 
 __all__ = ["EVALUATE_RTOL", "EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
@@ -54,12 +55,16 @@ LANGEVIN_STEPS = 100  # annealed Langevin steps per level when a run samples wit
 
 @dataclass
 class SampleResult:
-    """Samples in data units, the NFE, and (when asked) the trajectory in data units."""
+    """Samples in data units, the NFE, and (when asked) the trajectory in data units;
+    ``tuned_grid`` says whether a grid fitted by ``scorematch tune`` was used and ``grid_note`` is
+    one line about the grid for the user (None: the default grid, nothing to say)."""
 
     x: Tensor
     nfe: int
     trajectory: list[Tensor] | None = field(default=None, repr=False)
     seconds: float = 0.0
+    tuned_grid: bool = False
+    grid_note: str | None = None
 
 
 class Run:
@@ -149,9 +154,12 @@ class Run:
 
     @property
     def default_divergence(self) -> str:
-        """The likelihood's divergence unless told: ``"exact"`` up to 16 dimensions, else
-        ``"hutchinson"``."""
-        return "exact" if math.prod(self.shape) <= EXACT_DIVERGENCE_MAX_DIM else "hutchinson"
+        """The likelihood's divergence unless told: ``"exact"`` up to 16 dimensions or when the
+        model offers its exact divergence in one pass (``value_and_divergence``: a hollow
+        network), else ``"hutchinson"``."""
+        cheap = callable(getattr(self.model, "value_and_divergence", None))
+        small = math.prod(self.shape) <= EXACT_DIVERGENCE_MAX_DIM
+        return "exact" if small or cheap else "hutchinson"
 
     # -- sampling
     def sample(
@@ -164,8 +172,13 @@ class Run:
         churn: float = 0.0,
         trajectory: bool = False,
         progress: bool = False,
+        grid: str = "auto",
     ) -> SampleResult:
         """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``.
+
+        ``grid``: ``"auto"`` samples on the grid ``scorematch tune`` fitted to this checkpoint for
+        this sampler and NFE when ``grids.json`` holds one, else on the sampler's default grid;
+        ``"tuned"`` insists on the tuned grid; ``"default"`` ignores it (:mod:`.tuning`).
 
         ``churn`` > 0 makes ``heun`` stochastic: EDM's S_churn (Karras et al. 2022, Alg. 2), noise
         added back at every step, whatever σ.  (The README's digits grid used 40 only within EDM's
@@ -188,6 +201,7 @@ class Run:
         if steps is None:  # another sampler than the run's: its own default
             steps = LANGEVIN_STEPS if name == "annealed_langevin" else DEFAULT_STEPS[name]
         steps = check_positive_int(steps, "steps")
+        chosen = choose_grid(self, name, steps, grid)
         device, dtype = model_device(self.model)
         options: dict[str, Any] = {"s_churn": float(churn)} if churn else {}
         if name == "annealed_langevin":
@@ -214,7 +228,8 @@ class Run:
                 self.process,
                 shape_or_x,
                 sampler=name,
-                steps=steps,
+                steps=None if chosen.times is not None else steps,
+                grid="auto" if chosen.times is None else chosen.times,
                 generator=gen,
                 progress=progress and self.is_main,
                 return_trajectory=trajectory,
@@ -233,7 +248,8 @@ class Run:
             steps_of_blocks = zip(*(b[2] for b in blocks))
             traj = [from_model(self.columns, self.standardizer.inverse(torch.cat(s).detach()))
                     for s in steps_of_blocks]  # fmt: skip
-        return SampleResult(x, blocks[0][1], traj, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        return SampleResult(x, blocks[0][1], traj, seconds, chosen.tuned, chosen.line)
 
     # -- likelihood
     def require_likelihood(self) -> None:
@@ -407,13 +423,15 @@ class Run:
         t_min: float | None = None,
         progress: bool = False,
         mixture: GaussianMixture | None = None,
+        grid: str = "auto",
         verdict: bool = True,
         target: str | None = None,
         announce: Callable[[str], None] | None = None,
     ) -> Evaluation:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
         NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`) on at most
-        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`).
+        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`); the
+        samples come from the run's sampler on ``grid`` (see :meth:`sample`).
 
         Vector data (``verdict``): also the verdict (``Evaluation.verdict``,
         :func:`~.verdict.judge`) — the figures in standardised units beside a BIC Gaussian
@@ -436,7 +454,7 @@ class Run:
         test = self.data.test
         t0 = time.perf_counter()
         say(f"drawing {n} samples ({self.config['sampling']['sampler']})")
-        drawn = self.sample(n, seed=seed, progress=progress)
+        drawn = self.sample(n, seed=seed, progress=progress, grid=grid)
         x = drawn.x.double().cpu()
         ref = test.double()
         gen = torch.Generator().manual_seed(int(seed))
@@ -454,6 +472,8 @@ class Run:
             mmd=float(mmd(x, pairs)),
             energy_distance=float(energy_distance(x, pairs)),
             distance_rows=int(pairs.shape[0]),
+            grid="tuned" if drawn.tuned_grid else "default",
+            grid_note=drawn.grid_note,
         )
         likelihood, note, lp = None, None, None
         if nll and self.time_conditional:
