@@ -92,7 +92,17 @@ def toy_run(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------
 # Help and listing
 # ------------------------------------------------------------------------------------------------
-COMMANDS = ("datasets", "demo", "ensemble", "evaluate", "likelihood", "plot", "sample", "train")
+COMMANDS = (
+    "datasets",
+    "demo",
+    "ensemble",
+    "evaluate",
+    "impute",
+    "likelihood",
+    "plot",
+    "sample",
+    "train",
+)
 
 
 def test_every_command_is_registered_and_runs_as_a_module():
@@ -617,12 +627,20 @@ def test_unconditional_objectives_sample_by_langevin_and_have_no_likelihood(tmp_
 # ------------------------------------------------------------------------------------------------
 def test_user_mistakes_end_with_one_clear_line(toy_run, tmp_path):
     nan_csv = tmp_path / "nan.csv"
-    nan_csv.write_text("1,2\n3,nan\n5,6\n")
+    nan_csv.write_text("1,2\n3,nan\n" + "".join(f"{i},{i % 7}\n" for i in range(30)))
     cases = [
         (["train", "--data", tmp_path / "missing.csv", "--out", tmp_path / "a"], "not found"),
         (["train", "--data", "no-such-set", "--out", tmp_path / "a"], "unknown data set"),
-        # "nan" is a missing-value marker: refused with a count (issue #20)
-        (["train", "--data", nan_csv, "--out", tmp_path / "a"], "1 of 3 rows have empty cells"),
+        # "nan" is a missing-value marker: a gap, which trains with the masked objective (issue
+        # #21), so an objective without it is refused with the way on
+        (
+            ["train", "--data", nan_csv, "--out", tmp_path / "a", "--objective", "ssm"],
+            "a table with gaps trains a mask-conditional network",
+        ),
+        (
+            ["train", "--data", nan_csv, "--out", tmp_path / "a", "--objective", "ssm"],
+            "or pass --drop-missing",
+        ),
         (
             [
                 "train",

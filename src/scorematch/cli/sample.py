@@ -100,7 +100,9 @@ def sample(
         if run.kind == "image":
             image_grid(x.clamp(0, 1), out)
         else:
-            data = run.data.train if run.columns is not None else None  # a table: pair plot
+            data = (
+                run.data.train_complete if run.columns is not None else None
+            )  # a table: pair plot
             samples_picture(x, data, out, columns=run.columns, title=f"{n} samples, step {run.step}",
                             data_name="training rows")  # fmt: skip
     click.echo(f"wrote {n} samples to {out} ({drawn.nfe} model evaluations, {drawn.seconds:.1f} s)")

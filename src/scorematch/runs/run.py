@@ -377,7 +377,8 @@ class Run:
         training row against those of the held-out rows, in the standardised units the model
         sees (:func:`scorematch.metrics.memorisation`)."""
         rows = [
-            self.standardised(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)
+            self.standardised(v.to(torch.float64))
+            for v in (x, self.data.train_complete, self.data.test)
         ]
         gen = torch.Generator().manual_seed(int(seed))
         return memorisation(*rows, standardize=False, generator=gen)
