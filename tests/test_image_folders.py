@@ -90,16 +90,16 @@ def test_the_majority_mode_is_the_default_and_the_conversion_is_said(tmp_path, c
 
 
 def test_train_records_the_image_channels_it_was_told(tmp_path):
-    from scorematch.runs import build_config
+    from scorematch.runs import configure
 
     specs = [(f"g{i}.png", _png("L", (8, 8), 10 * i)) for i in range(12)]
     specs += [(f"c{i}.png", _png("RGB", (8, 8), (200, 0, i))) for i in range(12)]
     d = _folder(tmp_path / "mixed", specs)  # a tie: colour by default
-    config, _ = build_config({"data": str(d)})
+    config, _ = configure({"data": str(d)})
     assert config["data"]["shape"] == [3, 8, 8] and "image_mode" not in config["data"]
-    config, _ = build_config({"data": str(d), "image_channels": 1})
+    config, _ = configure({"data": str(d), "image_channels": 1})
     assert config["data"]["image_mode"] == "L" and config["data"]["shape"] == [1, 8, 8]
     with pytest.raises(ValueError, match="image_channels"):
-        build_config({"data": str(d), "image_channels": 2})
+        configure({"data": str(d), "image_channels": 2})
     with pytest.raises(ValueError, match="apply to image folders only, not to 'moons'"):
-        build_config({"data": "moons", "image_channels": 1})
+        configure({"data": "moons", "image_channels": 1})

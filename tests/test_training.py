@@ -389,7 +389,7 @@ def test_mismatched_checkpoint_is_a_clear_error(tmp_path):
         load_checkpoint(tmp_path, Net(width=8))
     with pytest.raises(ValueError, match="does not match the model"):
         Trainer(Net(width=8), dsm_loss(), _data(), out_dir=tmp_path, **_kw()).fit(4, resume=True)
-    with pytest.raises(ValueError, match="already holds checkpoints"):
+    with pytest.raises(ValueError, match="already holds a run"):
         Trainer(Net(), dsm_loss(), _data(), out_dir=tmp_path, **_kw()).fit(4)
 
 

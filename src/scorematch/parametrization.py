@@ -29,7 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from ._checks import as_time, broadcast_time, check_batch, check_positive, expand_like
-from .processes import SIGMA_DATA, Process, SigmaClock, check_process
+from .processes import Process, SigmaClock, check_process
 
 __all__ = [
     "CONDITIONING_KEYWORDS",
@@ -236,7 +236,7 @@ class EDMPrecond(_Wrapper):
     def __init__(self, net: Net, process: Process, *, sigma_data: float | None = None) -> None:
         super().__init__(net, process, "log_sigma")
         if sigma_data is None:
-            sigma_data = process.sigma_data if process.sigma_data is not None else SIGMA_DATA
+            sigma_data = process.data_scale
         self.sigma_data = check_positive(sigma_data, "sigma_data")
 
     def coefficients(self, sigma: Tensor | float) -> EDMCoefficients:

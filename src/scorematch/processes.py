@@ -62,6 +62,11 @@ class Process(ABC):
     # preconditioning and loss weight and DPM-Solver's default grid (in units of it) read it.
     sigma_data: float | None = None
 
+    @property
+    def data_scale(self) -> float:
+        """σ_data as its readers use it: the stated ``sigma_data``, else ``SIGMA_DATA``."""
+        return SIGMA_DATA if self.sigma_data is None else self.sigma_data
+
     @abstractmethod
     def marginal(self, t: Tensor | float) -> tuple[Tensor, Tensor]:
         """(α_t, σ_t), each of t's shape."""

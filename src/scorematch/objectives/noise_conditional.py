@@ -31,7 +31,7 @@ from .._checks import (
     randn,
 )
 from .._checks import reduce as _reduce
-from ..processes import SIGMA_DATA, NoiseLevels, Process, check_process
+from ..processes import NoiseLevels, Process, check_process
 from ._common import call_model, given_or_drawn_noise, per_sample, sq_norm
 
 __all__ = ["WEIGHTINGS", "diffusion", "edm", "ncsn"]
@@ -324,7 +324,7 @@ def edm(
         raise ValueError(f"P_mean must be finite, got {P_mean}")
     P_std = check_positive(P_std, "P_std")
     if sigma_data is None:
-        sigma_data = process.sigma_data if process.sigma_data is not None else SIGMA_DATA
+        sigma_data = process.data_scale
     sigma_data = check_positive(sigma_data, "sigma_data")
     if sigma is None:
         z = randn((x.shape[0],), generator, device=x.device, dtype=x.dtype)

@@ -152,7 +152,7 @@ def few_step(
     data have structure: above ≈ 10 σ_data x̂₀ is close to the data mean and varies slowly.  The
     final x̂₀ at 0.1 σ_data shrinks each mode's covariance Σ to Σ(Σ + σ̂²I)⁻¹Σ, a bias below the
     discretisation error of few steps only.  ``sigma_data`` defaults to ``process.sigma_data``,
-    else 0.5.  Needs steps ≥ 2 and 0.1 σ_data < 10 σ_data < σ̂(t_max).
+    else ``SIGMA_DATA`` (0.5).  Needs steps ≥ 2 and 0.1 σ_data < 10 σ_data < σ̂(t_max).
     """
     steps = check_positive_int(steps, "steps")
     if steps < 2:
@@ -168,7 +168,7 @@ def few_step_range(process, sigma_data: float | None = None) -> tuple[float | No
     """(σ̂ of the jump, σ̂ of the end) of the few-step grid on ``process``; (None, None) when the
     process's noise range cannot hold it, and end None when it ends at the process's t_min."""
     if sigma_data is None:
-        sigma_data = process.sigma_data if process.sigma_data is not None else 0.5
+        sigma_data = process.data_scale
     sigma_data = check_positive(sigma_data, "sigma_data")
     ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
     s_max, s_min = process.sigma_hat(ends).tolist()
@@ -180,7 +180,7 @@ def few_step_range(process, sigma_data: float | None = None) -> tuple[float | No
 
 def recipe_range(process, steps: int) -> tuple[float | None, float | None] | None:
     """(σ̂ of the jump, σ̂ of the end) of ``dpm_recipe`` at ``steps`` intervals, in the data's scale
-    σ_d = ``process.sigma_data`` (0.5 when the process states none):
+    σ_d = ``process.data_scale`` (``process.sigma_data``, else ``SIGMA_DATA`` = 0.5):
 
         jump = 2 · 2.5^{(steps − 4)/5} σ_d,     end = 0.1 · (4 / steps) σ_d,
 
@@ -190,7 +190,7 @@ def recipe_range(process, steps: int) -> tuple[float | None, float | None] | Non
     (benchmarks/results/samplers.md, "how the default recipe was chosen").  End None: the
     process's t_min is above it.  None when the process's noise range cannot hold the end.
     """
-    sigma_data = process.sigma_data if process.sigma_data is not None else 0.5
+    sigma_data = process.data_scale
     ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
     s_max, s_min = process.sigma_hat(ends).tolist()
     jump = RECIPE_JUMP * 2.5 ** ((steps - 4) / 5) * sigma_data

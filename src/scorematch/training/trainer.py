@@ -273,8 +273,8 @@ class Trainer:
         latest = latest_checkpoint(self.checkpoint_dir)
         if latest is not None:
             raise ValueError(
-                f"{str(self.out_dir)!r} already holds checkpoints (newest {latest.name}); "
-                "pass resume=True to continue that run or choose another out_dir"
+                f"{str(self.out_dir)!r} already holds a run (newest checkpoint {latest.name}); "
+                "resume it (--resume, resume=True) or choose another folder"
             )
 
     def _prepare_files(self) -> None:
