@@ -1,8 +1,9 @@
 """A real R export through the command line (issues #20, #21): `train` trains on every row of a
 table with gaps (saying how many cells are missing per column), refuses --no-conditional there
-with the way on, and trains on the complete rows with --drop-missing, leaves the row numbers out, one-hot encodes species and island,
-samples take only real labels (no "NA"), `likelihood` reads a file with its columns in another
-order, and `datasets` shows the decisions for a table and previews an image folder."""
+with the way on, and trains on the complete rows with --drop-missing, leaves the row numbers out,
+one-hot encodes species and island, samples take only real labels (no "NA"), `likelihood` reads a
+file with its columns in another order, and `datasets` shows the decisions for a table and
+previews an image folder."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ def conditioning_lines(config: dict[str, Any]) -> list[str]:
     if model.get("mask_conditional"):
         lines.append(
             "network: mask-conditional — it fills in missing cells (`scorematch impute RUN "
-            "FILE`), samples given values (`sample --given`) and inpaints images"
+            "FILE`) and samples given values (`sample --given`)"
         )
     labels = LabelCodec.from_config(data.get("labels"))
     if labels is not None:
@@ -124,8 +124,7 @@ def impute(
     run = open_run(run_dir, checkpoint, device)
     if run.kind == "image":
         raise click.UsageError(
-            "this run models images: fill in a region with `scorematch inpaint RUN IMAGES --mask "
-            "left --out DIR`"
+            "this run models images; impute fills in the missing cells of a table"
         )
     na = run.columns.na_values if run.columns is not None else None
     text = read_text_table(table, na_values=na)

@@ -208,8 +208,8 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     "--conditional/--no-conditional",
     default=None,
     help="Train a mask-conditional network: one network for every pattern of known cells, so "
-    "that the run imputes (`scorematch impute`), samples given values (`sample --given`) and "
-    "inpaints (`scorematch inpaint`). Default: on for tables (always with gaps), off for images.",
+    "that the run imputes (`scorematch impute`) and samples given values (`sample --given`). "
+    "Default: on for a table with gaps, else off.",
 )
 @click.option(
     "--labels",

@@ -4,10 +4,10 @@ A run's network may be
 
 * **mask-conditional** (``--conditional``; ``model.mask_conditional`` in its config): it is told
   which cells of a row are known and their values, so that one network imputes every pattern of
-  missing cells (``scorematch impute``, ``sample --given``, ``inpaint``), and it trains on a table
+  missing cells (``scorematch impute``, ``sample --given``), and it trains on a table
   with gaps as it is — the masked objective over the observed cells
   (:func:`scorematch.objectives.conditional`; CSDI, Tashiro et al. 2021).  A table with gaps
-  always trains so (or drops its incomplete rows with ``--drop-missing``);
+  always trains so (or drops its incomplete rows with ``--drop-missing``), other data on request;
 * **class-conditional** (``--labels``; ``model.num_classes``): it takes a class label, dropped to
   "no label" with probability ``label_dropout`` (default ``LABEL_DROPOUT``) so that it also learns
   the unconditional score — the pair classifier-free guidance combines (Ho & Salimans 2022).
@@ -40,9 +40,10 @@ __all__ = [
     "masks_of",
 ]
 
-# Whether a plain (complete) table trains a mask-conditional network unless told: see
-# benchmarks/results/imputation.md, "Mask-conditional by default?".  Images: only on request.
-MASKS_DEFAULT = {"vector": True, "image": False}
+# Whether data without gaps trains a mask-conditional network unless told (--conditional): not
+# yet, as no measurement compares its unconditional samples with a plain network's; a table with
+# gaps always does.
+MASKS_DEFAULT = {"vector": False, "image": False}
 # The share of rows trained without their label (classifier-free guidance's p_uncond; Ho &
 # Salimans 2022 found 0.1-0.2 best).
 LABEL_DROPOUT = 0.1

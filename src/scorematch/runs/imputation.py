@@ -1,8 +1,7 @@
 """Conditional draws from a trained run, in data units: a table's missing cells filled in
-(``scorematch impute``), samples given some columns' values (``sample --given``) and images with
-a region filled in (``scorematch inpaint``).
+(``scorematch impute``) and samples given some columns' values (``sample --given``).
 
-One mechanism serves the three: :func:`scorematch.impute` draws the unknown entries of each row
+One mechanism serves both: :func:`scorematch.impute` draws the unknown entries of each row
 given its known ones with the run's sampler, the known entries conditioned by the run's
 mask-conditional network (exact given its score; ``scorematch.conditional.known``) or, asked for,
 by replacement.  Here the rows go through the run's codec and standardisation and back: a
