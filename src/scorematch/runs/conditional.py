@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..conditional import TrainingRows
+from ..conditional import Guided, TrainingRows
+from ..data import LabelCodec
 from ..objectives import conditional
 from .checks import fraction
 from .data import DataBundle
@@ -36,8 +37,10 @@ __all__ = [
     "MASKS_DEFAULT",
     "conditional_training",
     "conditioning_section",
+    "guided",
     "is_conditional",
     "masks_of",
+    "run_labels",
 ]
 
 # Whether data without gaps trains a mask-conditional network unless told (--conditional): not
@@ -100,6 +103,29 @@ def masks_of(config: Mapping[str, Any]) -> bool:
 def is_conditional(config: Mapping[str, Any]) -> bool:
     """True when a run trains with the conditional objective (masks and/or labels)."""
     return masks_of(config) or bool(config["model"].get("num_classes"))
+
+
+def run_labels(config: Mapping[str, Any]) -> LabelCodec | None:
+    """The label codec of a run trained with ``--labels`` (its ``data.labels``), else None."""
+    return LabelCodec.from_config(config["data"].get("labels"))
+
+
+def guided(run, label: int | Tensor, guidance: float = 0.0) -> Guided:
+    """``run``'s network conditioned on class code(s) ``label`` with classifier-free guidance of
+    weight ``guidance`` (s = (1 + w)·s(x, t | y) − w·s(x, t); Ho & Salimans 2022): a one-line
+    ValueError for a run trained without labels, a code out of range or a negative weight."""
+    codec = run_labels(run.config)
+    if codec is None:
+        raise ValueError(
+            "this run was trained without labels: train it with --labels to sample a class"
+        )
+    codes = torch.as_tensor(label)
+    if codes.is_floating_point() or bool(((codes < 0) | (codes >= codec.num_classes)).any()):
+        raise ValueError(f"label must be a class code 0 … {codec.num_classes - 1}, got {label!r}")
+    w = float(guidance)
+    if not (w >= 0 and w < float("inf")):
+        raise ValueError(f"guidance must be a finite weight >= 0, got {guidance!r}")
+    return Guided(run.model, codes, w)
 
 
 def conditional_training(

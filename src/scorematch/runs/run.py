@@ -31,6 +31,7 @@ from ..metrics import (
 from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
 from .checks import choice, seed_value
+from .conditional import guided
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
 from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_convention
@@ -158,8 +159,12 @@ class Run:
         churn: float = 0.0,
         trajectory: bool = False,
         progress: bool = False,
+        label: int | None = None,
+        guidance: float = 0.0,
     ) -> SampleResult:
-        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``.
+        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``;
+        ``label`` (a class code of a run trained with labels) draws from that class, guided with
+        weight ``guidance`` (:class:`scorematch.Guided`: classifier-free guidance).
 
         ``churn`` > 0 makes ``heun`` stochastic: EDM's S_churn (Karras et al. 2022, Alg. 2), noise
         added back at every step, whatever σ.  (The README's digits grid used 40 only within EDM's
@@ -194,6 +199,7 @@ class Run:
                 step_size=cfg["step_size"], denoise=self.config["objective"]["sigma"] > 0
             )
         init_std = 1.0 if self.kind == "vector" else 0.5
+        model = self.model if label is None else guided(self, label, guidance)
 
         def draw(block: int, start: int, stop: int) -> tuple[Tensor, int, list | None]:
             # Rows in blocks of 1000, each with its own seed: the same rows on any number of ranks.
@@ -204,7 +210,7 @@ class Run:
                     shape_or_x, generator=gen, device=device, dtype=dtype
                 )
             out = sample(
-                self.model,
+                model,
                 self.process,
                 shape_or_x,
                 sampler=name,
