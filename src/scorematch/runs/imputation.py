@@ -20,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,7 @@ from ..io import atomic_write_text
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS
 from .checks import choice, seed_value
 from .conditional import masks_of
+from .run import SampleResult
 from .sharding import block_seed
 
 __all__ = [
@@ -44,6 +46,7 @@ __all__ = [
     "POINT_DRAWS",
     "FilledTable",
     "Given",
+    "GivenSamples",
     "check_imputes",
     "describe_method",
     "imputation_chunks",
@@ -275,6 +278,42 @@ def sample_given(
         )
     ]  # fmt: skip
     return torch.cat(out)
+
+
+class GivenSamples:
+    """What ``sample --given`` draws, as a source for ``runs.streaming.sample_to_file`` (its
+    ``shape``, ``columns`` and ``sample``): :func:`sample_given`'s draws of ``run`` given
+    ``given``, the ``nfe`` of the result counting the network's evaluations."""
+
+    def __init__(self, run, given: Given, *, guidance: float = 0.0, method: str = "auto") -> None:
+        check_imputes(run, method)
+        self.run, self.given, self.guidance, self.method = run, given, guidance, method
+        self.shape = run.shape
+        self.columns = run.columns
+        self.is_main = True
+
+    def sample(
+        self, n: int, *, seed: int = 0, trajectory: bool = False, progress: bool = False,
+        sampler: str | None = None, steps: int | None = None, churn: float = 0.0,
+    ) -> SampleResult:  # fmt: skip
+        if trajectory or churn:
+            raise ValueError("--trajectory and --churn apply to plain samples, not with --given")
+        calls = [0]
+
+        def count(*_: Any) -> None:
+            calls[0] += 1
+
+        hook = self.run.model.register_forward_pre_hook(count)
+        t0 = time.perf_counter()
+        bar = tqdm(total=n, unit="sample", desc="sampling", disable=not progress)
+        try:
+            x = sample_given(self.run, self.given, n, seed=seed, guidance=self.guidance,
+                             method=self.method, sampler=sampler, steps=steps,
+                             progress=bar.update)  # fmt: skip
+        finally:
+            hook.remove()
+            bar.close()
+        return SampleResult(x, calls[0], None, time.perf_counter() - t0)
 
 
 def describe_method(run, method: str) -> str:
