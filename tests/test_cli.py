@@ -98,6 +98,7 @@ COMMANDS = (
     "ensemble",
     "evaluate",
     "impute",
+    "inpaint",
     "likelihood",
     "plot",
     "sample",

@@ -187,3 +187,61 @@ def test_digits_carry_their_labels(tmp_path):
     invoke("sample", out, "-n", "3", "--steps", "2", "--label", "7", "--guidance", "2", "--out",
            path, "--no-progress")  # fmt: skip
     assert np.load(path).shape == (3, 1, 8, 8)
+
+
+def test_inpaint_fills_the_region_from_the_known_pixels(tmp_path):
+    folder = _images(tmp_path / "imgs", {"dark": 40, "light": 210})
+    out, plain = tmp_path / "run", tmp_path / "plain"
+    text = invoke("train", "--data", folder, "--conditional", "--out", out, "--model", "mlp",
+                  "--width", "64", "--depth", "2", "--steps", "1000", "--batch-size", "16",
+                  "--ema-half-life", "20", "--lr", "3e-3", "--sample-every", "0",
+                  "--no-progress").output  # fmt: skip
+    assert "network: mask-conditional — it fills in a region of images" in text
+    filled = tmp_path / "filled"
+    said = invoke("inpaint", out, folder, "--mask", "left", "--out", filled, "--no-progress")
+    assert said.output.startswith(
+        f"filled 32 pixels of each of 24 images of {folder} with the run's mask-conditional "
+        f"network (its conditional score of the unknown entries); wrote them to {filled}, and "
+        f"{filled / 'comparison.png'}"
+    )
+    assert (filled / "comparison.png").is_file()
+    for name, value, other in (("dark", 40, 210), ("light", 210, 40)):
+        means = []
+        for i in range(12):
+            before = np.asarray(Image.open(folder / name / f"{i}.png"))
+            after = np.asarray(Image.open(filled / name / f"{i}.png"))
+            assert after.shape == (8, 8)
+            assert (after[:, 4:] == before[:, 4:]).all()  # the known half, pixel for pixel
+            means.append(after[:, :4].mean())
+        # The left half follows the right one: each image's fill is of its own class (the two
+        # classes' pixels are 40-51 and 210-221), on average within 15 levels of it.
+        assert all(abs(m - value) < abs(m - other) for m in means), (name, means)
+        assert abs(np.mean(means) - (value + 5.5)) < 15, (name, means)
+    again = tmp_path / "again"
+    invoke("inpaint", out, folder, "--mask", "left", "--out", again, "--no-progress")
+    assert (again / "dark" / "3.png").read_bytes() == (filled / "dark" / "3.png").read_bytes()
+    # Mistakes: one line each.
+    hole = tmp_path / "hole.png"
+    Image.new("L", (16, 16), 255).save(hole)
+    broken = tmp_path / "broken.png"
+    broken.write_text("not an image")
+    for mask, message in (
+        (
+            "middle",
+            "--mask middle: neither one of left, right, top, bottom, centre nor an existing",
+        ),
+        (hole, "16×16 pixels; the run's images are 8×8"),
+        (broken, "cannot read it as an image"),
+    ):
+        one_line_error(invoke("inpaint", out, folder, "--mask", mask, "--out", tmp_path / "x",
+                              ok=False), f"{message}")  # fmt: skip
+    # A run whose network is not mask-conditional: the way on, or replacement when asked.
+    invoke("train", "--data", folder, "--out", plain, "--model", "mlp", "--width", "16",
+           "--depth", "1", "--steps", "20", "--sample-every", "0", "--no-progress")  # fmt: skip
+    one_line_error(invoke("inpaint", plain, folder, "--mask", "top", "--out", tmp_path / "y",
+                          ok=False), "this run's network is not mask-conditional")  # fmt: skip
+    said = invoke("inpaint", plain, folder, "--mask", "centre", "--method", "replacement",
+                  "--out", tmp_path / "y", "--no-progress").output  # fmt: skip
+    assert "filled 16 pixels of each of 24 images" in said and "replacement" in said
+    one_line_error(invoke("impute", out, PENGUINS, "--out", tmp_path / "z.csv", ok=False),
+                   "this run models images: fill in a region with `scorematch inpaint")  # fmt: skip

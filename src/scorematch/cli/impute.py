@@ -1,5 +1,6 @@
-"""``scorematch impute``: fill in a table's missing cells with a trained run; and the lines
-``train`` prints about what a run is conditioned on."""
+"""``scorematch impute``: fill in a table's missing cells with a trained run; ``scorematch
+inpaint``: a region of images; and the lines ``train`` prints about what a run is conditioned
+on."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import click
 
 from ..conditional import METHODS, POINT_DRAWS
 from ..data import LabelCodec, read_text_table
-from ..runs.imputation import describe_method, impute_table
+from ..runs.imputation import describe_method, impute_table, inpaint_folder
 from ..samplers import SAMPLERS
 from .options import checkpoint_line, checkpoint_option, device_option, open_run
 
-__all__ = ["conditioning_lines", "impute"]
+__all__ = ["conditioning_lines", "impute", "inpaint"]
 
 IMPUTE_SUFFIXES = (".csv", ".tsv", ".txt")
 
@@ -32,7 +33,12 @@ def conditioning_lines(config: dict[str, Any]) -> list[str]:
             f"({per}); every row trains, the masked objective fitting its observed cells "
             "(--drop-missing: the complete rows only)"
         )
-    if model.get("mask_conditional"):
+    if model.get("mask_conditional") and len(data["shape"]) == 3:
+        lines.append(
+            "network: mask-conditional — it fills in a region of images (`scorematch inpaint RUN "
+            "IMAGES --mask left --out DIR`)"
+        )
+    elif model.get("mask_conditional"):
         lines.append(
             "network: mask-conditional — it fills in missing cells (`scorematch impute RUN "
             "FILE`) and samples given values (`sample --given`)"
@@ -124,7 +130,8 @@ def impute(
     run = open_run(run_dir, checkpoint, device)
     if run.kind == "image":
         raise click.UsageError(
-            "this run models images; impute fills in the missing cells of a table"
+            "this run models images: fill in a region with `scorematch inpaint RUN IMAGES --mask "
+            "left --out DIR`"
         )
     na = run.columns.na_values if run.columns is not None else None
     text = read_text_table(table, na_values=na)
@@ -153,4 +160,63 @@ def impute(
         )
     if summary is not None:
         click.echo(f"wrote each filled cell's estimate and 90 % interval to {summary}")
+    click.echo(checkpoint_line(run, checkpoint))
+
+
+@click.command()
+@click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
+@click.argument("images", metavar="IMAGES", type=click.Path(path_type=Path))
+@click.option(
+    "--mask",
+    required=True,
+    metavar="left|right|top|bottom|centre|PATH.png",
+    help="The region to fill in: a half, the central square (half the side), or a PNG of the "
+    "run's image size whose light pixels are filled in.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Folder for the filled images (same relative names, as PNG) and comparison.png.",
+)
+@click.option(
+    "--method",
+    type=click.Choice(["auto", *METHODS]),
+    default="auto",
+    show_default=True,
+    help="auto: the run's mask-conditional network (train --conditional); replacement works with "
+    "any run but is biased.",
+)
+@click.option("--sampler", type=click.Choice(list(SAMPLERS)), help="Sampler (default: the run's).")
+@click.option("--steps", type=int, help="Sampler steps (default: the run's).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
+@checkpoint_option
+@device_option
+@click.option("--no-progress", is_flag=True, help="No progress bar.")
+def inpaint(
+    run_dir: Path,
+    images: Path,
+    mask: str,
+    out: Path,
+    method: str,
+    sampler: str | None,
+    steps: int | None,
+    seed: int,
+    checkpoint: str | None,
+    device: str,
+    no_progress: bool,
+) -> None:
+    """Fill in a region of every image of the folder IMAGES with the image run RUN.
+
+    \b
+      scorematch inpaint runs/d my_digits/ --mask left --out filled/
+      scorematch inpaint runs/d my_digits/ --mask hole.png --out filled/ --method replacement
+    """
+    run = open_run(run_dir, checkpoint, device)
+    done = inpaint_folder(run, images, mask, out, seed=seed, method=method, sampler=sampler,
+                          steps=steps, progress=not no_progress)  # fmt: skip
+    click.echo(
+        f"filled {done.pixels} pixels of each of {done.images} images of {images} with "
+        f"{describe_method(run, done.method)}; wrote them to {out}, and {done.grid}"
+    )
     click.echo(checkpoint_line(run, checkpoint))

@@ -1,7 +1,8 @@
 """Conditional draws from a trained run, in data units: a table's missing cells filled in
-(``scorematch impute``) and samples given some columns' values (``sample --given``).
+(``scorematch impute``), samples given some columns' values (``sample --given``) and images with
+a region filled in (``scorematch inpaint``).
 
-One mechanism serves both: :func:`scorematch.impute` draws the unknown entries of each row
+One mechanism serves the three: :func:`scorematch.impute` draws the unknown entries of each row
 given its known ones with the run's sampler, the known entries conditioned by the run's
 mask-conditional network (exact given its score; ``scorematch.conditional.known``) or, asked for,
 by replacement.  Here the rows go through the run's codec and standardisation and back: a
@@ -23,9 +24,12 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -33,7 +37,9 @@ from .._checks import check_positive_int
 from ..conditional import POINT_DRAWS, Guided, imputation_method, impute
 from ..data import ColumnCodec, LabelCodec, from_model, table_labels, to_model
 from ..data.column_kinds import number_label
-from ..io import atomic_write_text
+from ..data.images import read_image_folder
+from ..io import atomic_save, atomic_write_text
+from ..plots import image_grid
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS
 from .checks import choice, seed_value
 from .conditional import masks_of
@@ -44,17 +50,21 @@ __all__ = [
     "CHUNK_ROWS",
     "INTERVAL",
     "POINT_DRAWS",
+    "REGIONS",
     "FilledTable",
     "Given",
     "GivenSamples",
+    "Inpainted",
     "check_imputes",
     "describe_method",
     "imputation_chunks",
     "impute_table",
+    "inpaint_folder",
     "interval",
     "parse_given",
     "point_estimate",
     "read_rows",
+    "region_mask",
     "sample_given",
 ]
 
@@ -503,3 +513,97 @@ def _csv_text(header: list[str], rows: list[list[str]], delimiter: str) -> str:
     writer.writerow(header)
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+# -- images with a region filled in ------------------------------------------------------------
+REGIONS = ("left", "right", "top", "bottom", "centre")
+
+
+def region_mask(mask: str | Path, size: tuple[int, int]) -> Tensor:
+    """The pixels to fill in, ``(H, W)`` booleans: a named half (``left``, ``right``, ``top``,
+    ``bottom``), the central square of half the side (``centre``), or a PNG of the images' size
+    whose light pixels (≥ 128 in grey) are filled in; a one-line error otherwise."""
+    h, w = size
+    name = str(mask).lower()
+    if name in REGIONS or name == "center":
+        out = torch.zeros(h, w, dtype=torch.bool)
+        if name == "left":
+            out[:, : w // 2] = True
+        elif name == "right":
+            out[:, w // 2 :] = True
+        elif name == "top":
+            out[: h // 2] = True
+        elif name == "bottom":
+            out[h // 2 :] = True
+        else:
+            out[h // 4 : h - h // 4, w // 4 : w - w // 4] = True
+        return out
+    path = Path(mask).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"--mask {mask}: neither one of {', '.join(REGIONS)} nor an existing image file"
+        )
+    try:
+        with Image.open(path) as im:
+            grey = np.asarray(im.convert("L"))
+    except (OSError, ValueError) as err:
+        raise ValueError(f"--mask {mask}: cannot read it as an image ({err})") from None
+    if grey.shape != (h, w):
+        raise ValueError(
+            f"--mask {mask}: {grey.shape[1]}×{grey.shape[0]} pixels; the run's images are {w}×{h}"
+        )
+    out = torch.from_numpy(grey >= 128)
+    if not bool(out.any()):
+        raise ValueError(f"--mask {mask}: no light pixel, so nothing to fill in (light = fill in)")
+    return out
+
+
+@dataclass
+class Inpainted:
+    """What :func:`inpaint_folder` did: the images filled in, the pixels filled in each, the
+    method, the files written (one per image) and the comparison grid."""
+
+    images: int
+    pixels: int
+    method: str
+    files: list[Path]
+    grid: Path
+
+
+def inpaint_folder(
+    run, folder: str | Path, mask: str | Path, out: str | Path, *, seed: int = 0,
+    method: str = "auto", sampler: str | None = None, steps: int | None = None,
+    progress: bool = False,
+) -> Inpainted:  # fmt: skip
+    """Fill in the region ``mask`` (:func:`region_mask`) of every image of ``folder`` (read at
+    the run's size and channels) with ``run`` and write each to ``out`` under its relative path
+    as PNG (atomically), with ``comparison.png``: the images with the region blanked (grey)
+    above the same images filled in (at most 8)."""
+    if run.kind != "image":
+        raise ValueError("this run models a table; fill in its missing cells with `impute`")
+    method = check_imputes(run, method)  # before anything is read or drawn
+    c, h, w = run.shape
+    region = region_mask(mask, (h, w))
+    x, files = read_image_folder(folder, h, "L" if c == 1 else "RGB")
+    x = x.double()
+    x[:, :, region] = math.nan
+    bar = tqdm(total=x.shape[0], unit="image", desc="inpaint", disable=not progress)
+    parts = [d[0] for _, _, d in imputation_chunks(run, x, draws=1, method=method, seed=seed,
+                                                  sampler=sampler, steps=steps,
+                                                  progress=bar.update)]  # fmt: skip
+    bar.close()
+    filled = torch.cat(parts).clamp(0, 1)
+    root, target = Path(folder).expanduser(), Path(out)
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for image, file in zip(filled, files):
+        path = target / Path(file).relative_to(root).with_suffix(".png")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pixels = (image.numpy().transpose(1, 2, 0) * 255).round().astype(np.uint8)
+        pil = Image.fromarray(pixels[..., 0] if c == 1 else pixels)
+        atomic_save(path, lambda tmp, pil=pil: pil.save(tmp, format="PNG"))
+        written.append(path)
+    shown = min(8, x.shape[0])
+    grid = image_grid(torch.cat([x[:shown].nan_to_num(0.5), filled[:shown]]),
+                      target / "comparison.png", nrow=shown)  # fmt: skip
+    return Inpainted(x.shape[0], int(region.sum()), method, written, grid)
