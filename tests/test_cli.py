@@ -97,6 +97,8 @@ COMMANDS = (
     "demo",
     "ensemble",
     "evaluate",
+    "impute",
+    "inpaint",
     "likelihood",
     "plot",
     "sample",
@@ -642,14 +644,22 @@ def test_unconditional_objectives_sample_by_langevin_and_have_no_likelihood(tmp_
 # ------------------------------------------------------------------------------------------------
 def test_user_mistakes_end_with_one_clear_line(toy_run, tmp_path):
     nan_csv = tmp_path / "nan.csv"
-    nan_csv.write_text("1,2\n3,nan\n5,6\n")
+    nan_csv.write_text("1,2\n3,nan\n" + "".join(f"{i},{i % 7}\n" for i in range(30)))
     inf_csv = tmp_path / "inf.csv"
     inf_csv.write_text("a,b\n" + "".join(f"{i},{2 * i}\n" for i in range(40)) + "3,inf\n")
     cases = [
         (["train", "--data", tmp_path / "missing.csv", "--out", tmp_path / "a"], "not found"),
         (["train", "--data", "no-such-set", "--out", tmp_path / "a"], "unknown data set"),
-        # "nan" is a missing-value marker: refused with a count (issue #20)
-        (["train", "--data", nan_csv, "--out", tmp_path / "a"], "1 of 3 rows have empty cells"),
+        # "nan" is a missing-value marker: a gap, which trains with the masked objective (issue
+        # #21), so an objective without it is refused with the way on
+        (
+            ["train", "--data", nan_csv, "--out", tmp_path / "a", "--objective", "ssm"],
+            "a table with gaps trains a mask-conditional network",
+        ),
+        (
+            ["train", "--data", nan_csv, "--out", tmp_path / "a", "--objective", "ssm"],
+            "or pass --drop-missing",
+        ),
         # an infinite number is named by its row (the file's line) and column (issue #20)
         (["train", "--data", inf_csv, "--out", tmp_path / "a"], "row 42, column 2 ('b')"),
         (

@@ -238,3 +238,23 @@ def test_guide_quotes_scorematch_tune_and_its_measured_gain():
 
     assert DEFAULTS["vector"]["sampler"] == "heun" and DEFAULTS["vector"]["sample_steps"] == 50
     assert "(`heun`, 50 steps, 101 calls)" in _flat(GUIDE)
+
+
+def test_guide_quotes_the_imputation_and_label_defaults():
+    """§5's "Missing cells" and "Conditional samples" quote the real defaults."""
+    from scorematch.conditional import POINT_DRAWS
+    from scorematch.runs.conditional import LABEL_DROPOUT, MASKS_DEFAULT
+    from scorematch.runs.imputation import INTERVAL
+
+    (draws,) = _quoted(r"A number gets the mean of (\d+) draws from the model's conditional law")
+    assert int(draws) == POINT_DRAWS
+    low, high, level = _quoted(
+        r"the (\d+) % and (\d+) % quantiles of the draws \(a (\d+) % interval\)"
+    )
+    assert (int(low), int(high), int(level)) == (5, 95, round(INTERVAL * 100))
+    (dropout,) = _quoted(r"A share of the rows \(default ([\d.]+), `--label-dropout`\)")
+    assert float(dropout) == LABEL_DROPOUT
+    assert "A table without gaps trains a plain network unless asked with `--conditional`" in (
+        _flat(GUIDE)
+    )
+    assert MASKS_DEFAULT == {"vector": False, "image": False}

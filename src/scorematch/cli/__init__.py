@@ -32,6 +32,7 @@ from .datasets import datasets
 from .demo import demo
 from .ensemble import ensemble
 from .evaluate import evaluate, likelihood
+from .impute import impute, inpaint
 from .plot import plot
 from .sample import sample
 from .train import train
@@ -158,7 +159,19 @@ def cli(ctx: click.Context, debug: bool, verbose: int, threads: int | None) -> N
 
 
 # Each command lives in its own module; `scorematch --help` lists them by name.
-for command in (datasets, train, sample, evaluate, likelihood, plot, demo, ensemble, tune):
+for command in (
+    datasets,
+    train,
+    sample,
+    evaluate,
+    likelihood,
+    plot,
+    demo,
+    ensemble,
+    impute,
+    inpaint,
+    tune,
+):
     cli.add_command(command)
 
 

@@ -14,10 +14,12 @@ from ..objectives.noise_conditional import WEIGHTINGS
 from ..run_dir import RunDir
 from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
+from ..runs.conditional import LABEL_DROPOUT
 from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, SLICED_DEFAULTS, TEST_FRACTION
 from ..runs.selection import read_selection
 from ..runs.train import RESUMABLE, Estimate
 from ..training import TrainResult
+from .impute import conditioning_lines
 from .options import (
     categorical_option,
     column_lines,
@@ -200,7 +202,28 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     "--drop-missing",
     is_flag=True,
     default=None,
-    help="Table files: train on the rows without missing cells (rows with gaps are refused).",
+    help="Table files: train on the rows without missing cells only (by default every row "
+    "trains, the masked objective fitting its observed cells).",
+)
+@click.option(
+    "--conditional/--no-conditional",
+    default=None,
+    help="Train a mask-conditional network: one network for every pattern of known cells, so "
+    "that the run imputes (`scorematch impute`) and samples given values (`sample --given`). "
+    "Default: on for a table with gaps, else off.",
+)
+@click.option(
+    "--labels",
+    metavar="COLUMN|class",
+    help="Train a class-conditional network: a table's COLUMN is the class label (not modelled); "
+    "image data take `--labels class` (class sub-folders folder/<class>/*.png, or the digit of "
+    "digits). Then `sample --label NAME --guidance W`.",
+)
+@click.option(
+    "--label-dropout",
+    type=float,
+    help=f"With --labels: share of rows trained without their label, for guidance (default "
+    f"{LABEL_DROPOUT}).",
 )
 @click.option(
     "--transform",
@@ -303,6 +326,8 @@ def _announce(config: dict[str, Any]) -> None:
     if data.get("n_val"):
         rows += f" ({data['n_val']} of them validate)"
     click.echo(f"data: {data['spec']}: {rows}, {data['n_test']} held out, shape {data['shape']}")
+    for line in conditioning_lines(config):
+        click.echo(line)
     steps = f"at most {tr['steps']}" if tr.get("patience") else str(tr["steps"])
     stop = (
         f", early stopping after {tr['patience']} validations without improvement"

@@ -78,7 +78,7 @@ def make_plots(
             return []
         title = f"{run.objective}, step {run.step}"
         table = run.columns is not None
-        reference = run.data.train if table else run.data.test
+        reference = run.data.train_complete if table else run.data.test
         name = "training rows" if table else "held-out data"
         paths.append(samples_picture(drawn.x, reference, folder / "samples.png",
                                      columns=run.columns, show=columns, title=title,
@@ -223,7 +223,7 @@ def demo(
         t2 = time.perf_counter()
         points = None if evaluation.likelihood is None else evaluation.likelihood.points
         held_out = run.data.test[:points]
-        baseline = gmm_baseline(run.data.train, held_out, seed=0)
+        baseline = gmm_baseline(run.data.train_complete, held_out, seed=0)
         timings["baseline"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     paths = make_plots(run, n=n)

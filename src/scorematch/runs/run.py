@@ -31,6 +31,7 @@ from ..metrics import (
 from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
 from .checks import choice, seed_value
+from .conditional import guided
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
 from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_convention
@@ -173,8 +174,12 @@ class Run:
         trajectory: bool = False,
         progress: bool = False,
         grid: str = "auto",
+        label: int | None = None,
+        guidance: float = 0.0,
     ) -> SampleResult:
-        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``.
+        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``;
+        ``label`` (a class code of a run trained with labels) draws from that class, guided with
+        weight ``guidance`` (:class:`scorematch.Guided`: classifier-free guidance).
 
         ``grid``: ``"auto"`` samples on the grid ``scorematch tune`` fitted to this checkpoint for
         this sampler and NFE when ``grids.json`` holds one, else on the sampler's default grid;
@@ -214,6 +219,7 @@ class Run:
                 step_size=cfg["step_size"], denoise=self.config["objective"]["sigma"] > 0
             )
         init_std = 1.0 if self.kind == "vector" else 0.5
+        model = self.model if label is None else guided(self, label, guidance)
 
         def draw(block: int, start: int, stop: int) -> tuple[Tensor, int, list | None]:
             # Rows in blocks of 1000, each with its own seed: the same rows on any number of ranks.
@@ -224,7 +230,7 @@ class Run:
                     shape_or_x, generator=gen, device=device, dtype=dtype
                 )
             out = sample(
-                self.model,
+                model,
                 self.process,
                 shape_or_x,
                 sampler=name,
@@ -408,7 +414,7 @@ class Run:
         # The held-out side is a median too: MAX_MEMORISATION_ROWS rows pin it as well as 10 000
         # (each costs a search of every training row; benchmarks/results/phases.md).
         test = subsample_rows(self.data.test, MAX_MEMORISATION_ROWS, gen)
-        rows = [self.standardised(v.to(torch.float64)) for v in (x, self.data.train, test)]
+        rows = [self.standardised(v.to(torch.float64)) for v in (x, self.data.train_complete, test)]
         return memorisation(*rows, standardize=False, generator=gen)
 
     def evaluate(

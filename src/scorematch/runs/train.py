@@ -35,7 +35,8 @@ from ..plots import image_grid, samples_picture
 from ..processes import Process
 from ..run_dir import RunDir
 from ..training import Trainer, TrainResult
-from .build import build_loss, build_process, build_score_model, training_settings
+from .build import build_loss, build_process, build_score_model, dequantiser, training_settings
+from .conditional import conditional_training, is_conditional
 from .config import TIME_CONDITIONAL, configure
 from .data import DataBundle, load_run_data
 from .execution import EXECUTION_KEYS, record_execution, start
@@ -53,6 +54,8 @@ RESUMABLE: dict[str, Callable[[Any, str], int]] = {
     "checkpoint_every": check_positive_int,
     "sample_every": check_count,
 }
+# Fewest complete validation rows to choose the likelihood's t_min on (fewer: the process's own).
+MIN_T_MIN_ROWS = 8
 # The config keys that may differ between a checkpoint and the run that resumes it.
 RESUME_CHANGES = tuple(f"training.{k}" for k in (*RESUMABLE, *EXECUTION_KEYS))
 
@@ -117,7 +120,9 @@ def train(
         # In memory: the run folder appears only when the Trainer creates and locks it.  A run
         # killed before its selection.json is written makes the same choice again (seeded).
         selection = _select_in_memory(config, data, process, loss, progress)
-    rows = data.train if refit or not held else data.fit
+    every_row = refit or not held
+    rows = data.train if every_row else data.fit
+    labels = data.train_labels if every_row else data.fit_labels
     # The refit keeps the selection pass's schedule (cosine over training.steps) up to the chosen
     # step (benchmarks/results/tables.md: decaying over the chosen steps instead was worse).
     target = selection["best_step"] if refit else tr["steps"]
@@ -131,6 +136,7 @@ def train(
         progress,
         validate=validated and not refit,
         checkpoint_minutes=checkpoint_minutes,
+        labels=labels,
     )
     if resume:
         # The newest good checkpoint (damaged ones are moved aside, and that is said); none:
@@ -218,9 +224,11 @@ def _trainer(
     *,
     validate: bool,
     checkpoint_minutes: float | None = None,
+    labels=None,
 ) -> Trainer:
-    """The ``Trainer`` of a run's config on ``rows`` (data units), writing into ``folder`` (None:
-    in memory, no files)."""
+    """The ``Trainer`` of a run's config on ``rows`` (data units) and their ``labels``, writing
+    into ``folder`` (None: in memory, no files).  A conditional run (masks, labels) trains on row
+    numbers with the conditional objective (``runs.conditional``)."""
     tr = config["training"]
     settings = training_settings(
         config,
@@ -230,19 +238,28 @@ def _trainer(
         progress=progress,
         checkpoint_minutes=checkpoint_minutes,
     )
+    inputs, val_inputs = (loss, data.standardised(rows)), None
+    if validate:
+        val_inputs = (loss, data.standardised(data.val))
+    if is_conditional(config):
+        spread = dequantiser(config)
+        inputs = conditional_training(config, process, inputs[1], labels, spread)
+        if validate:
+            val_inputs = conditional_training(
+                config, process, val_inputs[1], data.val_labels, spread
+            )
     validate_fn = None
     if validate:
         validate_fn = validation_loss(
-            loss,
-            data.standardised(data.val),
+            *val_inputs,
             seed=tr["seed"] + 1,
             batch_size=max(tr["batch_size"], 256),
             time_conditional=config["objective"]["name"] in TIME_CONDITIONAL,
         )
     return Trainer(
         build_score_model(config, process),
-        loss,
-        data.standardised(rows),
+        inputs[0],
+        inputs[1],
         settings,
         out_dir=None if folder is None else folder.path,
         config=dict(config),
@@ -255,7 +272,8 @@ def _trainer(
 def _select_in_memory(config, data, process, loss, progress) -> dict[str, Any]:
     """The selection pass of a small table: train on the rows without the validation rows, in
     memory, with validation and early stopping; keep the best EMA model; choose t_min with it."""
-    trainer = _trainer(config, data, process, loss, data.fit, None, progress, validate=True)
+    trainer = _trainer(config, data, process, loss, data.fit, None, progress, validate=True,
+                       labels=data.fit_labels)  # fmt: skip
     watched, best = trainer.validation.fn, {"value": float("inf"), "state": None}
 
     def keep_best(model: nn.Module, step: int) -> float:
@@ -290,7 +308,10 @@ def _t_min(run: Run, data: DataBundle, progress: bool) -> dict[str, Any] | None:
     """t_min chosen on the validation rows, for runs with a likelihood on vector data."""
     if not run.time_conditional or data.kind != "vector":
         return None
-    return choose_t_min(run, data.val, progress=progress)
+    val = data.val[~data.val.isnan().any(1)]  # the likelihood scores complete rows
+    if val.shape[0] < MIN_T_MIN_ROWS:
+        return None
+    return choose_t_min(run, val, progress=progress)
 
 
 def _resumed_config(
@@ -334,6 +355,7 @@ def _sample_plotter(
         if data.kind == "image":
             image_grid(x.clamp(0, 1), path, nrow=8)
         else:
-            samples_picture(x, data.train, path, columns=data.columns, title=f"step {step}")
+            samples_picture(x, data.train_complete, path, columns=data.columns,
+                            title=f"step {step}")  # fmt: skip
 
     return plot_samples
