@@ -31,6 +31,7 @@ from .table import (
     TEXT_SUFFIXES,
     Table,
     default_names,
+    row_names_column,
     shown,
     table_suffix,
     unique_names,
@@ -186,7 +187,8 @@ def _read_csv_table(
         if has_text:
             text[j] = ["" if m else c for c, m in zip(column, missing[:, j])]
     lines = [lineno for lineno, _ in rows]
-    table = Table(values, names, text, lines, p, header is not None, missing)
+    table = Table(values, names, text, lines, p, header is not None, missing,
+                  row_names_column(header, names))  # fmt: skip
     if finite:
         _check_infinite(table, columns)
     return table, columns
@@ -226,8 +228,10 @@ def _read_parquet_table(p: Path, na: frozenset[str]) -> Table:
         values[:, j], missing[:, j], has_text = _cells_column(cells, na)
         if has_text:
             text[j] = ["" if m else c for c, m in zip(cells, missing[:, j])]
-    names = unique_names([str(c) for c in frame.columns])
-    table = Table(values, names, text, list(range(1, n + 1)), p, True, missing)
+    header = [str(c) for c in frame.columns]
+    names = unique_names(header)
+    table = Table(values, names, text, list(range(1, n + 1)), p, True, missing,
+                  row_names_column(header, names))  # fmt: skip
     _check_infinite(table)
     return table
 
