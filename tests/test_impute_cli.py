@@ -6,6 +6,7 @@ writes; the same seed gives the same file; mistakes end with one clear line and 
 from __future__ import annotations
 
 import csv
+import json
 import io
 from collections import Counter
 
@@ -171,3 +172,12 @@ def test_mistakes_end_with_one_line_and_write_nothing(gappy_run, complete_run, t
                   "--no-progress").output  # fmt: skip
     assert "with replacement (the known entries held at their noised values; biased)" in text
     assert len(out.read_text().splitlines()) == 345
+
+
+def test_evaluate_judges_a_run_trained_on_gaps(gappy_run, tmp_path):
+    """The verdict's mixture and floor are fitted on the complete training rows (a regression:
+    they were fitted on rows with NaN and evaluate failed with scikit-learn's error)."""
+    out = tmp_path / "e.json"
+    invoke("evaluate", gappy_run, "-n", 200, "--nll-rows", 20, "--json", out, "--no-progress")
+    record = json.loads(out.read_text())
+    assert "verdict" in record and "Gaussian mixture" in record["verdict"]["summary"]

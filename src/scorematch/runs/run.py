@@ -517,6 +517,8 @@ class Run:
         if judged and self.is_main:
             # The rows the model was fitted on: without the validation rows unless refitted.
             fitted = self.data.train if self.refitted else self.data.fit
+            # A table with gaps: the mixture and the floor are fitted on its complete rows.
+            fitted = fitted[~fitted.reshape(fitted.shape[0], -1).isnan().any(1)]
             judgement = judge(
                 x,
                 fitted,
