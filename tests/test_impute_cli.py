@@ -6,8 +6,8 @@ writes; the same seed gives the same file; mistakes end with one clear line and 
 from __future__ import annotations
 
 import csv
-import json
 import io
+import json
 from collections import Counter
 
 import pytest
