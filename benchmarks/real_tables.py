@@ -336,11 +336,13 @@ def run_facts(run: Path) -> dict:
 
 
 def compare_baselines(run_dir: Path, ours: np.ndarray) -> dict:
-    """Ours against GMM and KDE on the run's own split, paired per held-out row."""
+    """Ours against GMM and KDE on the run's own split, paired per held-out row (the held-out
+    rows are complete; a table with gaps trains the baselines on its complete training rows,
+    what they can use, while scorematch trains on every row)."""
     from scorematch.runs import load_run
 
     run = load_run(run_dir)
-    train = run.data.train.double().numpy()
+    train = run.data.train_complete.double().numpy()
     test = run.data.test.double().numpy()
     if test.shape[0] != ours.shape[0]:
         raise ValueError(f"likelihood gave {ours.shape[0]} rows for {test.shape[0]} held-out rows")

@@ -92,7 +92,19 @@ def toy_run(tmp_path_factory):
 # ------------------------------------------------------------------------------------------------
 # Help and listing
 # ------------------------------------------------------------------------------------------------
-COMMANDS = ("datasets", "demo", "ensemble", "evaluate", "likelihood", "plot", "sample", "train")
+COMMANDS = (
+    "datasets",
+    "demo",
+    "ensemble",
+    "evaluate",
+    "impute",
+    "inpaint",
+    "likelihood",
+    "plot",
+    "sample",
+    "train",
+    "tune",
+)
 
 
 def test_every_command_is_registered_and_runs_as_a_module():
@@ -483,6 +495,21 @@ def test_plot_writes_valid_pictures(toy_run):
             assert im.format in ("PNG", "GIF")
 
 
+def test_out_into_a_missing_folder_creates_it(toy_run, tmp_path):
+    """Every command that writes a file or folder makes its missing parents (issue #20), and a
+    file standing where a folder should be is a one-line error."""
+    new = tmp_path / "new" / "deeper"
+    invoke("sample", toy_run, "-n", "20", "--out", new / "s.csv", "--no-progress")
+    invoke("likelihood", toy_run, "--out", new / "lp.npy", "--no-progress")
+    invoke("evaluate", toy_run, "-n", "50", "--no-nll", "--json", new / "e.json", "--no-progress")
+    invoke("train", "--data", "moons", "--n", "100", "--out", new / "run", *TINY)
+    for path in ("s.csv", "lp.npy", "e.json", "run/config.yaml"):
+        assert (new / path).is_file(), path
+    (tmp_path / "file").write_text("x")
+    blocked = invoke("sample", toy_run, "-n", "5", "--out", tmp_path / "file" / "s.csv", ok=False)
+    assert_one_line_error(blocked, "is a file")
+
+
 def test_resume_continues_from_the_folder_alone(tmp_path):
     out = tmp_path / "r"
     invoke("train", "--data", "8gaussians", "--n", "200", "--out", out, *TINY)
@@ -617,12 +644,24 @@ def test_unconditional_objectives_sample_by_langevin_and_have_no_likelihood(tmp_
 # ------------------------------------------------------------------------------------------------
 def test_user_mistakes_end_with_one_clear_line(toy_run, tmp_path):
     nan_csv = tmp_path / "nan.csv"
-    nan_csv.write_text("1,2\n3,nan\n5,6\n")
+    nan_csv.write_text("1,2\n3,nan\n" + "".join(f"{i},{i % 7}\n" for i in range(30)))
+    inf_csv = tmp_path / "inf.csv"
+    inf_csv.write_text("a,b\n" + "".join(f"{i},{2 * i}\n" for i in range(40)) + "3,inf\n")
     cases = [
         (["train", "--data", tmp_path / "missing.csv", "--out", tmp_path / "a"], "not found"),
         (["train", "--data", "no-such-set", "--out", tmp_path / "a"], "unknown data set"),
-        # "nan" is a missing-value marker: refused with a count (issue #20)
-        (["train", "--data", nan_csv, "--out", tmp_path / "a"], "1 of 3 rows have empty cells"),
+        # "nan" is a missing-value marker: a gap, which trains with the masked objective (issue
+        # #21), so an objective without it is refused with the way on
+        (
+            ["train", "--data", nan_csv, "--out", tmp_path / "a", "--objective", "ssm"],
+            "a table with gaps trains a mask-conditional network",
+        ),
+        (
+            ["train", "--data", nan_csv, "--out", tmp_path / "a", "--objective", "ssm"],
+            "or pass --drop-missing",
+        ),
+        # an infinite number is named by its row (the file's line) and column (issue #20)
+        (["train", "--data", inf_csv, "--out", tmp_path / "a"], "row 42, column 2 ('b')"),
         (
             [
                 "train",

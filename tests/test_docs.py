@@ -184,3 +184,77 @@ def test_guide_quotes_the_known_density_settings():
     from scorematch.runs import DEFAULTS
 
     assert f"the command line's defaults ({DEFAULTS['vector']['steps']} steps)" in tutorial
+
+
+def test_guide_quotes_scorematch_tune_and_its_measured_gain():
+    """§4's `scorematch tune`: its defaults, and the gain measured on trained runs
+    (benchmarks/results/samplers_trained.jsonl, benchmarks/samplers_trained.py's rule)."""
+    import importlib.util
+    import json
+
+    from scorematch.runs.tuning import DRAWS, EVALUATIONS_PER_TIME, REFERENCE_STEPS
+
+    vectors, images = _quoted(r"from (\d+) prior draws \((\d+) for images\)")
+    assert (int(vectors), int(images)) == (DRAWS["vector"], DRAWS["image"])
+    (reference,) = _quoted(r"as possible to a (\d+)-step solution of the probability-flow ODE")
+    assert int(reference) == REFERENCE_STEPS
+    runs, image_runs = _quoted(r"in at most (\d+) sampler runs per level \((\d+) for images\)")
+    assert (int(runs), int(image_runs)) == (
+        EVALUATIONS_PER_TIME["vector"],
+        EVALUATIONS_PER_TIME["image"],
+    )
+    spec = importlib.util.spec_from_file_location(
+        "samplers_trained", ROOT / "benchmarks" / "samplers_trained.py"
+    )
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = [json.loads(line) for line in bench.RAW.read_text().splitlines() if line.strip()]
+
+    def disc(name: str, label: str) -> str:
+        (row,) = [r for r in rows if r["set"] == name and r["label"] == label and r["target"] == 10]
+        return f"{row['disc']:.2g}"
+
+    a, b, c, d = _quoted(
+        r"NFE cut that discrepancy from ([\d.]+) to ([\d.]+) \(mixture\) and from ([\d.]+) to "
+        r"([\d.]+) \(breast_cancer\)"
+    )
+    assert (a, b) == (disc("mixture", "dpm_solver auto"), disc("mixture", "dpm_solver tuned"))
+    assert (c, d) == (
+        disc("breast_cancer", "dpm_solver auto"),
+        disc("breast_cancer", "dpm_solver tuned"),
+    )
+    sets = [*bench.CHOOSE, *bench.REPORT]  # the sets of the decision (digits is measured apart)
+
+    def holds(label: str, target: int) -> int:
+        return sum(
+            bench.candidate_holds([r for r in rows if r["set"] == s], label, target) for s in sets
+        )
+
+    (n_sets,) = _quoted(r"in held-out distances on all (\d+) sets measured")
+    assert int(n_sets) == len(sets) == holds("dpm_solver tuned", 10)
+    held, total = _quoted(r"`dpm_solver` at 20 calls was as close on (\d+) of the (\d+) sets only")
+    assert (int(held), int(total)) == (holds("dpm_solver auto", 20), len(sets))
+    from scorematch.runs import DEFAULTS
+
+    assert DEFAULTS["vector"]["sampler"] == "heun" and DEFAULTS["vector"]["sample_steps"] == 50
+    assert "(`heun`, 50 steps, 101 calls)" in _flat(GUIDE)
+
+
+def test_guide_quotes_the_imputation_and_label_defaults():
+    """§5's "Missing cells" and "Conditional samples" quote the real defaults."""
+    from scorematch.conditional import POINT_DRAWS
+    from scorematch.runs.conditional import LABEL_DROPOUT, MASKS_DEFAULT
+    from scorematch.runs.imputation import INTERVAL
+
+    (draws,) = _quoted(r"A number gets the mean of (\d+) draws from the model's conditional law")
+    assert int(draws) == POINT_DRAWS
+    low, high, level = _quoted(
+        r"the (\d+) % and (\d+) % quantiles of the draws \(a (\d+) % interval\)"
+    )
+    assert (int(low), int(high), int(level)) == (5, 95, round(INTERVAL * 100))
+    (dropout,) = _quoted(r"A share of the rows \(default ([\d.]+), `--label-dropout`\)")
+    assert float(dropout) == LABEL_DROPOUT
+    assert "A table without gaps trains a plain network unless asked with `--conditional`" in (
+        _flat(GUIDE)
+    )
+    assert MASKS_DEFAULT == {"vector": False, "image": False}

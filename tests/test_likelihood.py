@@ -316,6 +316,73 @@ def test_bits_per_dim_same_seed_and_integer_input():
     assert c.bpd.dtype == torch.get_default_dtype() and torch.equal(c.bpd, d.bpd)
 
 
+# -- per-sample steps -------------------------------------------------------------------------------
+
+
+def test_per_sample_steps_match_the_batch_solver_and_cost_less():
+    process = sm.VP(t_min=1e-4)
+    model = _mixture().score_model(process)
+    x = _samples(200, seed=3)
+    target = model.log_prob(x, process.t_min)
+    own = log_likelihood(model, process, x)
+    batch = log_likelihood(model, process, x, step_control="batch")
+    for out in (own, batch):
+        assert (out.log_prob - target).abs().mean() < 2e-3
+    assert (own.log_prob - batch.log_prob).abs().max() < 2e-3
+    # Cost: every sample its own evaluations; the batch solver charges its count to every sample.
+    assert own.nfe_per_sample.shape == (200,) and own.nfe_per_sample.dtype == torch.int64
+    assert int(own.nfe_per_sample.max()) == own.nfe  # the slowest sample sits in every call
+    assert torch.equal(batch.nfe_per_sample, torch.full((200,), batch.nfe))
+    assert own.nfe_per_sample.double().mean() < batch.nfe
+
+
+def test_a_samples_log_likelihood_does_not_depend_on_its_batch():
+    process = sm.EDM()
+    model = _mixture().score_model(process)
+    x = _samples(40, seed=4)
+    whole = log_likelihood(model, process, x)
+    part = log_likelihood(model, process, x[:7])
+    torch.testing.assert_close(part.log_prob, whole.log_prob[:7], rtol=0, atol=1e-10)
+    assert torch.equal(part.nfe_per_sample, whole.nfe_per_sample[:7])
+    batch_whole = log_likelihood(model, process, x, step_control="batch")
+    batch_part = log_likelihood(model, process, x[:7], step_control="batch")
+    assert batch_whole.nfe != batch_part.nfe  # one step for all: the batch sets each row's steps
+
+
+def test_create_graph_through_per_sample_steps():
+    """Differentiating through the accepted per-sample steps gives ∇ₓ log p_{t_min}(x), the score
+    of the noised Gaussian, to the solver's accuracy (the step sizes are not differentiated)."""
+    process = sm.VP(t_min=1e-3)
+    mean = torch.tensor([0.5, -1.0, 2.0], dtype=F64)
+    a = torch.tensor([[1.0, 0.3, 0.0], [0.3, 0.5, -0.2], [0.0, -0.2, 0.8]], dtype=F64)
+    gauss = sm.Gaussian(mean, a @ a.T + 0.05 * torch.eye(3, dtype=F64))
+    model = gauss.score_model(process)
+    x = gauss.sample(16, generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+    exact_end = lambda z: model.log_prob(z, process.t_max)  # noqa: E731
+    out = log_likelihood(model, process, x, rtol=1e-8, atol=1e-8, prior_log_prob=exact_end,
+                         create_graph=True)  # fmt: skip
+    (grad,) = torch.autograd.grad(out.log_prob.sum(), x)
+    t_min = torch.full((16,), process.t_min, dtype=F64)
+    torch.testing.assert_close(grad, model(x.detach(), t_min), rtol=0, atol=1e-5)
+
+
+def test_step_control_choices():
+    process = sm.VP()
+    model = _mixture().score_model(process)
+    x = _samples(8)
+    with pytest.raises(ValueError, match="step_control must be"):
+        log_likelihood(model, process, x, step_control="global")
+    with pytest.raises(ValueError, match="step_control='batch'"):
+        log_likelihood(model, process, x, solver="dopri8")
+    with pytest.raises(ValueError, match="unknown solver 'tsit5'"):
+        log_likelihood(model, process, x, solver="tsit5", step_control="batch")
+    with pytest.raises(ValueError, match="options"):
+        log_likelihood(model, process, x, options={"step_size": 0.1})
+    for solver in ("tsit5", "bosh3"):
+        out = log_likelihood(model, process, x, solver=solver, rtol=1e-6, atol=1e-6)
+        assert (out.log_prob - model.log_prob(x, process.t_min)).abs().max() < 1e-2
+
+
 # -- user mistakes ----------------------------------------------------------------------------------
 
 
@@ -419,3 +486,64 @@ def test_create_graph_gives_the_gradient_of_the_solved_log_likelihood():
     down = mean_log_prob(False).item()
     x.data[0, 0] = old
     assert (up - down) / (2 * h) == pytest.approx(grads[-1][0, 0].item(), rel=1e-5, abs=1e-9)
+
+
+def test_the_api_guide_quotes_the_likelihood_defaults():
+    import inspect
+    import re
+    from pathlib import Path
+
+    text = " ".join((Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text().split())
+    found = re.findall(
+        r'`step_control="(\w+)"`, the default: `solver="(\w+)"` with PI step control, '
+        r"rtol = atol = ([\de.-]+);.*?\(`time=\"(\w+)\"`",
+        text,
+    )
+    assert len(found) == 1, found
+    control, solver, tol, time = found[0]
+    defaults = {k: v.default for k, v in inspect.signature(log_likelihood).parameters.items()}
+    assert (control, solver, time) == (
+        defaults["step_control"],
+        defaults["solver"],
+        defaults["time"],
+    )
+    assert float(tol) == defaults["rtol"] == defaults["atol"]
+
+
+def test_the_api_guide_quotes_the_measured_likelihood_costs():
+    """docs/api.md's evaluation counts and errors are those of benchmarks/results/likelihood.md's
+    2-D VP table (the default, the recipe, the batch-step default before, tolerances 2e-5, 1e-4)."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    text = " ".join((root / "docs" / "api.md").read_text().split())
+    results = (root / "benchmarks" / "results" / "likelihood.md").read_text()
+    vp = results.split("### VP")[1].split("###")[0]
+
+    def row(prefix: str) -> list[str]:
+        (found,) = [r for r in vp.splitlines() if r.startswith(f"| {prefix} |")]
+        return [c.strip() for c in found.strip("|").split("|")]
+
+    default = row("after (per-sample steps): dopri5, angle, tol 1e-05")
+    recipe = row("score-SDE recipe: scipy RK45, t, tol 1e-5")
+    before = row("before (batch steps): dopri5, angle, tol 1e-05")
+    at_2e5 = row("after (per-sample steps): dopri5, angle, tol 2e-05")
+    at_1e4 = row("after (per-sample steps): dopri5, angle, tol 1e-04")
+    quoted = re.findall(
+        r"the default takes (\d+) evaluations per sample \(max (\d+)\) for an ODE error of "
+        r"([\d.e-]+) nats, where score-SDE's recipe \(RK45, tol 1e-5\) takes (\d+) for ([\d.e-]+) "
+        r"and one step for the batch took (\d+) for ([\d.e-]+); `rtol=atol=2e-5` matches the "
+        r"recipe's total error at (\d+) \(([\d.]+)×\), and `1e-4` costs (\d+)",
+        text,
+    )
+    assert len(quoted) == 1, quoted
+    q = quoted[0]
+    assert (int(q[0]), int(q[1])) == (round(float(default[1])), int(default[2]))
+    assert float(q[2]) == float(f"{float(default[4]):.1e}")
+    assert (int(q[3]), float(q[4])) == (round(float(recipe[1])), float(f"{float(recipe[4]):.1e}"))
+    assert (int(q[5]), float(q[6])) == (round(float(before[1])), float(f"{float(before[4]):.1e}"))
+    assert float(at_2e5[3]) <= float(recipe[3])  # "matches the recipe's total error"
+    assert int(q[7]) == round(float(at_2e5[1]))
+    assert float(q[8]) == round(float(at_2e5[1]) / float(recipe[1]), 2)
+    assert int(q[9]) == round(float(at_1e4[1]))

@@ -426,3 +426,50 @@ def test_heldout_nll():
     assert out["bits_per_dim"] == pytest.approx(1 / math.log(2))
     with pytest.raises(ValueError, match="NaN"):
         heldout_nll(torch.tensor([float("nan")]))
+
+
+# -- exact Wasserstein-1 and coverage -------------------------------------------------------------
+def test_wasserstein1_is_exact_on_shifts_and_in_one_dimension():
+    from scorematch.metrics import wasserstein1
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(300, 4, generator=g, dtype=F64)
+    shift = torch.tensor([0.3, -1.2, 0.0, 2.0], dtype=F64)
+    # W1(x, x + c) = ‖c‖: the identity plan costs ‖c‖ and ‖E x − E y‖ bounds every plan below.
+    assert float(wasserstein1(x, x + shift)) == pytest.approx(float(shift.norm()), rel=1e-12)
+    assert float(wasserstein1(x, x[torch.randperm(300, generator=g)])) == 0.0
+    # In 1-D the optimal plan matches order statistics.
+    a, b = torch.randn(257, 1, generator=g, dtype=F64), torch.rand(257, 1, generator=g, dtype=F64)
+    want = (a.sort(0).values - b.sort(0).values).abs().mean()
+    assert float(wasserstein1(a, b)) == pytest.approx(float(want), rel=1e-12)
+    costs = wasserstein1(a, b, reduction="none")
+    assert costs.shape == (257,) and float(costs.mean()) == pytest.approx(float(want), rel=1e-12)
+    with pytest.raises(ValueError, match="same size"):
+        wasserstein1(a, b[:10])
+
+
+def test_coverage_counts_the_real_rows_whose_neighbourhood_holds_a_sample():
+    from scorematch.metrics import coverage
+
+    g = torch.Generator().manual_seed(1)
+    real = torch.randn(200, 3, generator=g, dtype=F64)
+    assert float(coverage(real, real)) == 1.0
+    assert float(coverage(real, real + 100.0)) == 0.0
+    # L1 distances: the corners of a 2×2 square have radius 2 (k = 1: the 2nd nearest other
+    # corner, L1 distances 2, 2, 4); a sample at (0.6, 0.9) is 1.5 from (0, 0) and 1.7 from
+    # (0, 2) in L1 but 2.3 and 2.5 from the others, so it covers 2 of 4 (in L2 it would cover 3).
+    square = torch.tensor([[0.0, 0.0], [2.0, 0.0], [0.0, 2.0], [2.0, 2.0]], dtype=F64)
+    got = coverage(square, torch.tensor([[0.6, 0.9]], dtype=F64), reduction="none")
+    assert got.tolist() == [1.0, 0.0, 1.0, 0.0]
+    # Duplicated rows: radii of 0 cover nothing, so k grows until 95 % of the rows have a positive
+    # one (k = 3 for three copies each of 0 and 10), and the radius is then 10.
+    twins = torch.tensor([[0.0]] * 3 + [[10.0]] * 3, dtype=F64)
+    for fake, want in ((5.0, 1.0), (10.5, 0.5), (-9.5, 0.5), (-10.0, 0.0)):
+        assert float(coverage(twins, torch.tensor([[fake]], dtype=F64))) == want
+    # Ten points 0…9 on a line: k = 1, so a row's radius is its 2nd nearest other row's distance
+    # (1 inside, 2 at the ends); a sample must lie strictly inside.
+    line = torch.arange(10, dtype=F64)[:, None]
+    for fake, want in ((0.5, 0.2), (4.5, 0.2), (9.0, 0.1), (20.0, 0.0)):
+        assert float(coverage(line, torch.tensor([[fake]], dtype=F64))) == pytest.approx(want)
+    with pytest.raises(ValueError, match="at least 3"):
+        coverage(line[:2], line)

@@ -595,9 +595,18 @@ def test_tune_grid_fits_the_default_sampler_to_the_model():
     process = sm.EDM(sigma_data=1.0)
     model = _mixture().score_model(process)
     kw = {"n": 64, "max_evaluations": 60, "reference_steps": 100}
-    tuned = sm.samplers.tune_grid(model, process, (1, 2), 5, generator=_gen(0), **kw)
+    tuned = sm.samplers.tune_grid(model, process, (1, 2), 5, generator=_gen(0), holdout=64, **kw)
     again = sm.samplers.tune_grid(model, process, (1, 2), 5, generator=_gen(0), **kw)
     assert torch.equal(tuned.times, again.times)  # deterministic given the generator
+    assert again.holdout_loss is None  # no held-out draws asked for
+    # on 64 other draws the tuned grid is better too, and the default's figure is its own
+    assert tuned.holdout_loss < 0.7 * tuned.holdout_loss_default
+    z = _prior(process, n=64, seed=9)
+    ref = dpm_solver(model, process, z, 100, grid="log_snr", order=3).x
+    default = dpm_solver(model, process, z, 4).x
+    assert float((default - ref).square().mean()) == pytest.approx(
+        tuned.holdout_loss_default, rel=0.5
+    )  # other draws, same size: the same figure within sampling noise
     assert (
         tuned.loss < 0.7 * tuned.loss_default
     )  # measured 0.0021 against 0.0050 (2-D bench mixture)
@@ -613,8 +622,29 @@ def test_tune_grid_fits_the_default_sampler_to_the_model():
     assert data["sampler"] == "dpm_solver" and data["nfe"] == 5
     back = sm.samplers.TunedGrid.from_dict(data)
     assert torch.equal(back.times, tuned.times)
+    assert (back.holdout_loss, back.loss) == (tuned.holdout_loss, tuned.loss)
     with pytest.raises(ValueError, match="nfe"):
         sm.samplers.tune_grid(model, process, (1, 2), 2)
+
+
+def test_tune_grid_can_keep_the_recipes_last_time_and_trim_the_farthest_draws():
+    process = sm.EDM(sigma_data=1.0)
+    model = _mixture().score_model(process)
+    kw = {"n": 32, "max_evaluations": 20, "reference_steps": 50, "generator": _gen(0)}
+    pinned = sm.samplers.tune_grid(model, process, (1, 2), 5, fit_end=False, **kw)
+    recipe = sm.samplers.grids.dpm_recipe(process, 4)
+    assert pinned.times.numel() == 6 and float(pinned.times[-1]) == 0.0
+    assert float(pinned.times[-2]) == pytest.approx(float(recipe[-1]), rel=1e-12)
+    assert pinned.loss <= pinned.loss_default
+    kw["generator"] = _gen(0)
+    trimmed = sm.samplers.tune_grid(model, process, (1, 2), 5, trim=0.5, **kw)
+    kw["generator"] = _gen(0)
+    full = sm.samplers.tune_grid(model, process, (1, 2), 5, **kw)
+    # the same start, half the draws (the nearer half) in its mean: a smaller figure
+    assert trimmed.loss_default < full.loss_default
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match=r"trim must be in \[0, 1\)"):
+            sm.samplers.tune_grid(model, process, (1, 2), 5, trim=bad)
 
 
 def _dpmpp_2m(denoiser, x, sigmas):

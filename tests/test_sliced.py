@@ -43,7 +43,7 @@ def test_projection_variance_and_k_projections_match_closed_forms(projection, k)
     values = values.detach()
     mean, var = float(values.mean()), float(values.var())
     expected_var = variance(projection) / k
-    assert mean == pytest.approx(float(ism(constant, x[:1])), rel=6 * (expected_var / 40_000) ** 0.5 / mean)  # fmt: skip
+    assert mean == pytest.approx(float(ism(constant, x[:1]).detach()), rel=6 * (expected_var / 40_000) ** 0.5 / mean)  # fmt: skip
     # the sample variance of 40 000 draws is within ~5 % (its relative s.e. is below 1.5 % here)
     assert var == pytest.approx(expected_var, rel=0.05), (projection, k, var, expected_var)
     vr = ssm(constant, x[:100], n_projections=k, projection=projection, variance_reduced=True,

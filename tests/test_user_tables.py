@@ -221,3 +221,27 @@ def test_gzip_csv_and_parquet_read_like_the_csv(tmp_path):
     numeric = tmp_path / "n.parquet"
     pd.DataFrame({"a": [1.0, 2.0, 3.5], "b": [1, 2, 3]}).to_parquet(numeric)
     torch.testing.assert_close(load_table(numeric), torch.tensor([[1, 1], [2, 2], [3.5, 3]]))
+
+
+def test_row_names_that_no_span_rule_recognises_are_left_out_when_the_header_marks_them(tmp_path):
+    """R's row names are often labels such as 231655, 86582 (ISLR's Wage): distinct integers
+    spanning far more than the rows.  A first column headed "" (write.csv, to_csv) or rownames
+    holding a distinct value per row is the rows' names; the same column under a real name, or
+    with a repeated value, is modelled."""
+    ids = [231655 + 9173 * i for i in range(12)]
+    body = "".join(f'"{i}",{30 + v % 5},{2 * v % 7}\n' for i, v in zip(ids, range(12)))
+    for head in ('"",', '"rownames",', "Unnamed: 0,"):
+        path = tmp_path / "wage.csv"
+        path.write_text(head + '"age","grade"\n' + body)
+        codec = ColumnCodec.from_file(path)
+        assert _kinds(codec)["age"] == "discrete" and len(codec.names) == 2, head
+        (excluded,) = [c for c in codec.all_columns if c.kind == "excluded"]
+        assert "the rows' names" in excluded.reason
+    path.write_text('"customer","age","grade"\n' + body)
+    assert _kinds(ColumnCodec.from_file(path))["customer"] != "excluded"
+    repeated = body.replace(f'"{ids[1]}"', f'"{ids[0]}"')
+    path.write_text('"",' + '"age","grade"\n' + repeated)
+    assert _kinds(ColumnCodec.from_file(path))["x1"] != "excluded"
+    path.write_text('"",' + '"age","grade"\n' + body)
+    assert _kinds(ColumnCodec.from_file(path))["x1"] == "excluded"
+    assert _kinds(ColumnCodec.from_file(path, keep="x1"))["x1"] == "discrete"

@@ -1,7 +1,9 @@
-"""A real R export through the command line (issue #20): `train` refuses gaps with a count and
-trains with --drop-missing, leaves the row numbers out, one-hot encodes species and island,
-samples take only real labels (no "NA"), `likelihood` reads a file with its columns in another
-order, and `datasets` shows the decisions for a table and previews an image folder."""
+"""A real R export through the command line (issues #20, #21): `train` trains on every row of a
+table with gaps (saying how many cells are missing per column), refuses --no-conditional there
+with the way on, and trains on the complete rows with --drop-missing, leaves the row numbers out,
+one-hot encodes species and island, samples take only real labels (no "NA"), `likelihood` reads a
+file with its columns in another order, and `datasets` shows the decisions for a table and
+previews an image folder."""
 
 from __future__ import annotations
 
@@ -35,13 +37,31 @@ def penguins_run(tmp_path_factory):
     return out, text.output
 
 
-def test_train_refuses_gaps_with_a_count_and_names_the_way_on(tmp_path):
-    result = invoke("train", "--data", DATA / "penguins.csv", "--out", tmp_path / "r", *TINY,
-                    ok=False)  # fmt: skip
-    assert result.exit_code == 1 and not (tmp_path / "r").exists()
+def test_train_keeps_gaps_says_them_per_column_and_refuses_no_conditional(tmp_path):
+    # Issue #21: rows with gaps train (the masked objective), counted per column; none is dropped.
+    text = invoke("train", "--data", DATA / "penguins.csv", "--out", tmp_path / "r", *TINY).output
+    line = next(x for x in text.splitlines() if x.startswith("missing cells:"))
+    assert line.startswith("missing cells: 11 of 279 training rows have gaps (sex 11, ")
+    assert "bill_length_mm 2" in line and "--drop-missing" in line
+    assert "network: mask-conditional" in text
+    data = yaml.safe_load((tmp_path / "r" / "config.yaml").read_text())["data"]
+    assert data["n_train"] + data["n_test"] == 344 and data["gaps"]["rows"] == 11
+    assert data["gaps"]["cells"] == {
+        "bill_length_mm": 2,
+        "bill_depth_mm": 2,
+        "flipper_length_mm": 2,
+        "body_mass_g": 2,
+        "sex": 11,
+    }
+    # The held-out rows are complete (the likelihood scores them): rows with gaps train.
+    run = load_run(tmp_path / "r")
+    assert run.data.test.isfinite().all() and int(run.data.train.isnan().any(1).sum()) == 11
+    result = invoke("train", "--data", DATA / "penguins.csv", "--out", tmp_path / "s",
+                    "--no-conditional", *TINY, ok=False)  # fmt: skip
+    assert result.exit_code == 1 and not (tmp_path / "s").exists()
     assert result.output.strip().endswith(
-        "11 of 344 rows have empty cells (first: row 5, bill_length_mm); pass --drop-missing to "
-        "train on the 333 complete rows"
+        "11 training rows have missing cells: training on them needs a mask-conditional network "
+        "(leave out --no-conditional), or pass --drop-missing to train on the complete rows only"
     )
 
 

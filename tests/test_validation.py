@@ -151,7 +151,25 @@ def test_a_larger_table_with_a_fixed_step_count_runs_to_the_end(tmp_path):
     assert load_run(out, checkpoint="best").step == selection["best_step"]
 
 
-def test_levels_declares_the_pixel_values_of_an_image_folder(tmp_path):
+def test_a_fixed_step_count_validates_only_when_asked(tmp_path):
+    """--steps makes the last step the model: no validation figure is computed (issue #20: it
+    cost images about 30 %), yet the validation rows stay out of training and choose t_min;
+    --validate-every brings the figure back."""
+    table = str(_table(tmp_path, 400))
+    plain, asked = tmp_path / "plain", tmp_path / "asked"
+    train_run({"data": table, "steps": 40, **TINY_NET}, plain, progress=False)
+    train_run({"data": table, "steps": 40, "validate_every": 10, **TINY_NET}, asked, progress=False)
+    config = load_run(plain).config
+    assert config["training"]["validate_every"] is None and config["training"]["model"] == "last"
+    selection = read_selection(plain)
+    assert selection["validation"] is None and selection["best_step"] == 40
+    assert selection["t_min"] is not None and load_run(plain).step == 40
+    kept = read_selection(asked)
+    assert [row[0] for row in kept["validation"]["history"]] == [10, 20, 30, 40]
+    # Both trained on the same rows (the validation rows left out): the same final weights.
+    a, b = load_run(plain).model.state_dict(), load_run(asked).model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
     """--levels 17: a folder of 0…16 digits saved as 8-bit PNGs is snapped back onto 17 values,
     and its bits/dim use them (as the built-in digits do)."""
     import numpy as np

@@ -18,7 +18,7 @@ from .distributions import Gaussian, GaussianMixture, MixtureScoreModel
 from .energy import EnergyScore
 from .ensemble import EnsembleFit, ScoreEnsemble
 from .likelihood import bits_per_dim, log_likelihood
-from .models import MLPEnergy, MLPScore, UNet, build_model
+from .models import HollowMLP, MLPEnergy, MLPScore, UNet, build_model
 from .parametrization import (
     DataPrediction,
     EDMPrecond,
@@ -58,6 +58,7 @@ __all__ = [
     "Gaussian",
     "GaussianMixture",
     "Guided",
+    "HollowMLP",
     "LogLikelihood",
     "MLPEnergy",
     "MLPScore",

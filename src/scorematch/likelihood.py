@@ -12,70 +12,51 @@ with p_{t_max} replaced by the process's Gaussian prior.  The divergence is eith
 of the Jacobian or Hutchinson's estimate vᵀ(∂v/∂x)v with a few probe vectors drawn once per call
 (FFJORD, Grathwohl et al. 2019).
 
-Integration variable.  By default the ODE is integrated in the angle φ = arctan(σ_t/α_t) ∈ (0, π/2)
-on the rescaled state z = x / c_t, c_t = √(α_t² + σ_t²).  For every process z = cos φ·x₀ + sin φ·ε, so
-the flow is the variance-preserving one with the trigonometric schedule and its velocity is the
-"v" of Salimans & Ho (2022), dz/dφ = E[cos φ·ε − sin φ·x₀ | z]:
+The ODE, its integration variable (by default the angle φ = arctan(σ_t/α_t), which needs fewer
+evaluations than t) and its divergence are :mod:`scorematch.probability_flow`'s.
 
-    dz/dφ = −tan φ · (z + s_z(z)),   s_z(z) = c · s(c z, t(φ)),   t(φ) = t_of_log_snr(−2 log tan φ),
-
-which stays O(1) from the data (φ ≈ 0) to the prior (φ ≈ π/2, where s_z → −z) for data of unit
-scale.  The path is the same as in t (the flow depends only on the marginals), so the answer is the
-same; the adaptive solver usually needs fewer evaluations — on the 2-D benchmark mixture 15 % fewer
-than in t for VP and about 35 % fewer for VE and EDM, though 15 % more on a 16-D mixture
-(benchmarks/likelihood.py).  ``time="t"`` integrates in t on x itself, as the score-SDE code does.  Steps never cross the end of the range, so a network is
-never queried outside [t_min, t_max].
+Step control.  The samples of a batch are independent ODEs.  By default each one keeps its own
+adaptive step (:mod:`scorematch.adaptive_rk`): a batch costs the sum of what its samples need, not
+its hardest sample's steps times the batch, and a sample's answer does not depend on its batch.
+``step_control="batch"`` steps the batch as one with torchdiffeq's ``odeint``, as score-SDE does.
+Steps never cross the end of the range, so a network is never queried outside [t_min, t_max].
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.func import vjp, vmap
 from torchdiffeq import odeint
 from tqdm.auto import tqdm
 
+from . import adaptive_rk
 from ._checks import (
     ADAPTIVE_SOLVERS,
     check_batch,
     check_positive,
     check_solver,
-    rademacher,
     rand,
-    randn,
 )
+from .probability_flow import Divergence, Flow, make_flow
 from .results import BitsPerDim, LogLikelihood
 
-__all__ = ["BitsPerDim", "LogLikelihood", "bits_per_dim", "log_likelihood"]
+__all__ = [
+    "DENSITY_ERROR_WEIGHT",
+    "STEP_CONTROLS",
+    "BitsPerDim",
+    "LogLikelihood",
+    "bits_per_dim",
+    "log_likelihood",
+]
 
-
-def _divergence_fn(divergence: str, probe_vectors: Tensor | None):
-    """Return ``fn(velocity, z) -> (v, div)`` for a per-sample-independent velocity on flat z (B, D).
-
-    Both estimators are sums of quadratic forms eᵀ(∂v/∂z)e over a set of vectors e of shape (B, D):
-    the D basis vectors (exact trace) or the probes (Hutchinson, averaged).  Because samples are
-    independent, one vjp of the batched velocity gives every sample's eᵀJ at once; the vectors are
-    vmapped (one forward pass, one batched backward pass each), in chunks bounded to ~128 MB.
-    """
-
-    def quadratic_forms(pullback, vectors: Tensor) -> Tensor:
-        n, b, d = vectors.shape
-        per_vector = b * d * vectors.element_size()
-        chunk = None if n * per_vector <= 2**27 else max(1, 2**27 // per_vector)
-        return vmap(lambda e: (pullback(e)[0] * e).sum(-1), chunk_size=chunk)(vectors)  # (n, B)
-
-    def fn(velocity, z):
-        v, pullback = vjp(velocity, z)
-        if divergence == "exact":
-            d = z.shape[1]
-            basis = torch.eye(d, dtype=z.dtype, device=z.device)[:, None, :].expand(d, *z.shape)
-            return v, quadratic_forms(pullback, basis).sum(0)
-        return v, quadratic_forms(pullback, probe_vectors).mean(0)
-
-    return fn
+STEP_CONTROLS = ("per_sample", "batch")
+# Per-sample error control: weight of the log-density's error against the points' (see
+# _state_and_density_norm; chosen on the tuning mixture of benchmarks/likelihood.py).
+DENSITY_ERROR_WEIGHT = 0.1
 
 
 def log_likelihood(
@@ -87,6 +68,7 @@ def log_likelihood(
     probes: int = 1,
     probe: str = "rademacher",
     solver: str = "dopri5",
+    step_control: str = "per_sample",
     rtol: float = 1e-5,
     atol: float = 1e-5,
     time: str = "angle",
@@ -109,26 +91,30 @@ def log_likelihood(
     Args:
         model: score model ``model(x, t) -> ∇ₓ log p_t(x)`` with x ``(B, *event)`` and t ``(B,)``.
             It must treat samples independently (no batch norm in training mode): the divergence
-            uses per-sample Jacobians of the batched call.  Parameters get no gradient graph
-            unless ``create_graph``.
+            uses per-sample Jacobians of the batched call, and with per-sample steps each call
+            gets the unfinished samples only, each at its own t.  Parameters get no gradient
+            graph unless ``create_graph``.
         process: the forward process (``VE``, ``VP``, ``SubVP``, ``EDM`` …).
         x: points ``(B, *event)`` in the model's space; any event shape, float32 or float64.
         divergence: ``"exact"`` (trace of the Jacobian, D vmapped backward passes per evaluation)
             or ``"hutchinson"`` (unbiased estimate εᵀ(∂v/∂x)ε, cheap in high dimension).
         probes: number of Hutchinson probe vectors per sample, averaged.  Drawn once per call.
         probe: ``"rademacher"`` (±1, lower variance) or ``"gaussian"`` probe vectors.
-        solver: a torchdiffeq method (adaptive: ``dopri5``, ``dopri8``, ``bosh3``, …).
-        rtol, atol: the solver's tolerances on the joint state (points and log-density).  1e-5
-            (score-SDE's choice) gives ~1e-4 nats/sample of solver error on the benchmark mixture;
-            1e-3 about 3e-3 nats at half the evaluations.
+        solver: the Runge–Kutta method.  Per-sample steps: ``dopri5``, ``tsit5`` or ``bosh3``
+            (:data:`scorematch.adaptive_rk.TABLEAUS`).  Batch steps: any torchdiffeq method
+            (adaptive: ``dopri5``, ``dopri8``, ``bosh3``, …; fixed: ``rk4``, ``euler``, … with
+            ``options={"step_size": ...}``; a fixed-step method needs no ``step_control``).
+        step_control: ``"per_sample"`` (default: every sample its own adaptive steps) or
+            ``"batch"`` (one step size for the batch, torchdiffeq's ``odeint``).
+        rtol, atol: the solver's tolerances on the joint state (points and log-density).
         time: integration variable, ``"angle"`` (default: φ = arctan(σ_t/α_t) on x/√(α_t²+σ_t²),
             see the module docstring) or ``"t"`` (the process clock on x, as in the score-SDE
             code).  Both solve the same ODE; the angle usually needs fewer evaluations.
         t_min, t_max: integration range on the process clock (default: the process's own).
         prior_log_prob: log-density of the end point, ``(B, *event) -> (B,)`` (default:
             ``process.prior_log_prob``); pass the exact log p_{t_max} to remove the prior mismatch.
-        options: extra keyword options for ``torchdiffeq.odeint`` (e.g. ``{"step_size": ...}``
-            for fixed-step solvers).
+        options: extra keyword options for ``torchdiffeq.odeint`` (batch steps only), e.g.
+            ``{"step_size": ...}`` for fixed-step solvers.
         generator: source of the Hutchinson probes (unused by the exact divergence).
         return_latent: keep the end point x_T (on the process's scale) in ``.latent``.
         progress: show a progress bar over the integration range.
@@ -138,123 +124,152 @@ def log_likelihood(
             back-propagation rather than the adjoint.  Memory grows with the number of steps.
 
     Returns:
-        ``LogLikelihood(log_prob, nfe, latent)`` (unpacks as ``log_prob, nfe``): log-densities ``(B,)`` in nats
-        (detached unless ``create_graph``) and ``nfe`` = the number of ODE right-hand-side
-        evaluations; each evaluates the model exactly once (the divergence reuses that forward
-        pass through ``torch.func.vjp``), so this is also the number of batched model forward
-        passes.  dopri5 costs 6 per step plus 2 to start.
+        ``LogLikelihood(log_prob, nfe, latent, nfe_per_sample)`` (unpacks as ``log_prob, nfe``):
+        log-densities ``(B,)`` in nats (detached unless ``create_graph``); ``nfe`` = the number of
+        batched model forward passes, each one ODE right-hand-side evaluation of the samples not
+        yet finished (the divergence reuses that forward pass through ``torch.func.vjp``);
+        ``nfe_per_sample`` ``(B,)`` = the evaluations each sample took, whose sum is the batch's
+        cost.  dopri5 costs 6 per step plus 2 to start.
     """
     check_batch(x, "x")
-    if divergence not in ("exact", "hutchinson"):
-        raise ValueError(f"divergence must be 'exact' or 'hutchinson', got {divergence!r}")
-    if probe not in ("rademacher", "gaussian"):
-        raise ValueError(f"probe must be 'rademacher' or 'gaussian', got {probe!r}")
-    if isinstance(probes, bool) or int(probes) != probes or int(probes) < 1:
-        raise ValueError(f"probes must be a positive integer, got {probes}")
-    check_solver(solver)
-    if time not in ("angle", "t"):
-        raise ValueError(f"time must be 'angle' or 't', got {time!r}")
-    rtol = check_positive(rtol, "rtol")
-    atol = check_positive(atol, "atol")
-    lo = process.t_min if t_min is None else check_positive(t_min, "t_min")
-    hi = process.t_max if t_max is None else check_positive(t_max, "t_max")
-    if not lo < hi:
-        raise ValueError(f"need t_min < t_max, got t_min={lo} and t_max={hi}")
+    div = Divergence(divergence, probes, probe)
+    steps = _Steps.checked(solver, step_control, rtol, atol, options)
+    flow = make_flow(time, model, process, x, t_min, t_max)
     prior = process.prior_log_prob if prior_log_prob is None else prior_log_prob
-
-    batch, event = x.shape[0], x.shape[1:]
-    dim = math.prod(event)
-    probe_vectors = None
-    if divergence == "hutchinson":
-        # Fixed noise for the whole solve: the integrand is then a smooth function of time.
-        shape = (int(probes), batch, dim)
-        draw = randn if probe == "gaussian" else rademacher
-        probe_vectors = draw(shape, generator, device=x.device, dtype=x.dtype)
-    div_fn = _divergence_fn(divergence, probe_vectors)
-
-    def score(x_flat: Tensor, t: Tensor) -> Tensor:
-        out = model(x_flat.reshape(batch, *event), t.expand(batch))
-        return out.reshape(batch, dim)
-
-    def scale(t: Tensor) -> Tensor:
-        """c_t = √(α_t² + σ_t²), the state scale of the angle formulation."""
-        alpha, sigma = process.marginal(t)
-        return torch.sqrt(alpha.square() + sigma.square())
-
-    if time == "angle":
-
-        def to_time(t: float) -> Tensor:
-            alpha, sigma = process.marginal(torch.tensor(t, dtype=torch.float64))
-            return torch.atan2(sigma, alpha).to(x.dtype)
-
-        def rhs(phi: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-            tan = torch.tan(phi)
-            t = process.t_of_log_snr(-2 * torch.log(tan)).to(phi.dtype)
-            c = scale(t)
-            return div_fn(lambda zz: -tan * (zz + c * score(c * zz, t)), z)
-
-        c0 = scale(torch.tensor(lo, dtype=x.dtype))
-        cT = scale(torch.tensor(hi, dtype=x.dtype))
-    else:
-
-        def to_time(t: float) -> Tensor:
-            return torch.tensor(t, dtype=x.dtype)
-
-        def rhs(t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-            return div_fn(lambda zz: process.reverse_drift(zz, t, score(zz, t), eta=0.0), z)
-
-        c0 = cT = torch.ones((), dtype=x.dtype)
-
-    span = torch.stack([to_time(lo), to_time(hi)]).to(x.device)
-    c0, cT = c0.to(x.device), cT.to(x.device)
-    nfe = 0
-    bar = tqdm(
-        total=1.0, disable=not progress, desc="likelihood", bar_format="{l_bar}{bar}| {elapsed}"
-    )
-    length = float(span[1] - span[0])
-
-    def func(s: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
-        nonlocal nfe
-        nfe += 1
-        if progress:
-            bar.n = max(bar.n, min(1.0, round(float(s - span[0]) / length, 3)))
-            bar.set_postfix(nfe=nfe, refresh=True)
-        return rhs(s, state[0])
-
-    opts = dict(options or {})
-    if solver in ADAPTIVE_SOLVERS and "step_t" not in opts:
-        # torchdiffeq otherwise steps past the end and interpolates back, querying the model
-        # outside the range it was trained on.
-        opts["step_t"] = span[1:]
+    batch, dim = x.shape[0], math.prod(x.shape[1:])
+    rhs = div.rhs(flow, div.vectors(x, generator))
+    integrate = _per_sample if steps.step_control == "per_sample" else _batch
     # Unless create_graph, gradients are taken by torch.func inside rhs only: nothing outside
     # needs a graph, and the caller may be in inference mode.
     with torch.inference_mode(False), torch.set_grad_enabled(create_graph):
-        z0 = (x if create_graph else x.detach().clone()).reshape(batch, dim) / c0
-        delta0 = torch.zeros(batch, dtype=x.dtype, device=x.device)
-        try:
-            zs, deltas = odeint(
-                func,
-                (z0, delta0),
-                span.clone(),
-                rtol=rtol,
-                atol=atol,
-                method=solver,
-                options=opts,
-            )
-        finally:
-            bar.close()
-        x_end = (cT * zs[-1]).reshape(x.shape)
+        z0 = (x if create_graph else x.detach().clone()).reshape(batch, dim) / flow.c0
+        with _Progress(flow.span, progress) as bar:
+            z_end, delta, nfe, nfe_per_sample = integrate(rhs, z0, flow.span, steps, bar)
+        x_end = (flow.c1 * z_end).reshape(x.shape)
         # log p_x(x) = log p_z(z) − D log c at both ends of the flow.
-        log_prob = prior(x_end) + dim * torch.log(cT) + deltas[-1] - dim * torch.log(c0)
-    bad = int((~torch.isfinite(log_prob.detach())).sum())
-    if bad:  # never a silent NaN: name the computation, the range and the work done
-        raise ValueError(
-            f"log_likelihood: {bad} of {batch} log-densities are NaN or infinite (probability-flow "
-            f"ODE over t in [{lo:g}, {hi:g}], {nfe} model evaluations): the score is not finite"
-        )
+        log_prob = prior(x_end) + dim * torch.log(flow.c1) + delta - dim * torch.log(flow.c0)
+    _check_finite(log_prob, flow, nfe)
     if not create_graph:
         log_prob, x_end = log_prob.detach(), x_end.detach()
-    return LogLikelihood(log_prob, nfe, x_end if return_latent else None)
+    return LogLikelihood(log_prob, nfe, x_end if return_latent else None, nfe_per_sample)
+
+
+# -- options ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Steps:
+    """The Runge–Kutta method, its step control and tolerances."""
+
+    solver: str
+    step_control: str
+    rtol: float
+    atol: float
+    options: dict
+
+    @classmethod
+    def checked(cls, solver, step_control, rtol, atol, options) -> _Steps:
+        if step_control not in STEP_CONTROLS:
+            raise ValueError(f"step_control must be 'per_sample' or 'batch', got {step_control!r}")
+        if step_control == "per_sample" and solver not in adaptive_rk.TABLEAUS:
+            check_solver(solver)  # a name torchdiffeq knows, but not one with per-sample steps
+            if solver in ADAPTIVE_SOLVERS:
+                raise ValueError(
+                    f"solver {solver!r} steps the batch as one: pass step_control='batch', or a "
+                    f"per-sample solver ({', '.join(adaptive_rk.TABLEAUS)})"
+                )
+            step_control = "batch"  # a fixed-step method has no step control
+        if step_control == "batch":
+            check_solver(solver)
+        elif options:
+            raise ValueError(f"options are torchdiffeq's (step_control='batch'), got {options}")
+        rtol, atol = check_positive(rtol, "rtol"), check_positive(atol, "atol")
+        return cls(solver, step_control, rtol, atol, dict(options or {}))
+
+
+# -- integration ------------------------------------------------------------------------------------
+
+
+def _per_sample(rhs, z0: Tensor, span, steps: _Steps, bar) -> tuple[Tensor, Tensor, int, Tensor]:
+    """(z at the end, ∫∇·v, batched calls, evaluations per sample), each sample its own steps."""
+    dim = z0.shape[1]
+
+    def f(s: Tensor, y: Tensor, rows: Tensor) -> Tensor:
+        bar.calls += 1
+        v, div = rhs(s, y[:, :dim], rows)
+        return torch.cat([v, div[:, None]], 1)
+
+    y0 = torch.cat([z0, z0.new_zeros(z0.shape[0], 1)], 1)
+    sol = adaptive_rk.solve(
+        f, y0, span[0], span[1], method=steps.solver, rtol=steps.rtol, atol=steps.atol,
+        norm=_state_and_density_norm, on_step=bar.times,
+    )  # fmt: skip
+    return sol.y[:, :dim], sol.y[:, dim], sol.calls, sol.nfe
+
+
+def _state_and_density_norm(scaled: Tensor) -> Tensor:
+    """Per sample: the larger of the points' RMS error and the log-density's error times
+    ``DENSITY_ERROR_WEIGHT``, both already divided by their scale.  The points steer the flow; the
+    log-density only sums the divergence along it, and its embedded error estimate proved
+    pessimistic (benchmarks/results/likelihood.md, tuning mixture)."""
+    points = scaled[:, :-1].square().mean(1).sqrt()
+    return torch.maximum(points, DENSITY_ERROR_WEIGHT * scaled[:, -1].abs())
+
+
+def _batch(rhs, z0: Tensor, span, steps: _Steps, bar) -> tuple[Tensor, Tensor, int, Tensor]:
+    """The same with one step size for the whole batch (torchdiffeq's ``odeint``)."""
+    times = torch.tensor(span, dtype=z0.dtype, device=z0.device)
+
+    def func(s: Tensor, state: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        bar.calls += 1
+        bar.times(s)
+        return rhs(s, state[0], None)
+
+    opts = dict(steps.options)
+    if steps.solver in ADAPTIVE_SOLVERS and "step_t" not in opts:
+        # torchdiffeq otherwise steps past the end and interpolates back, querying the model
+        # outside the range it was trained on.
+        opts["step_t"] = times[1:]
+    delta0 = z0.new_zeros(z0.shape[0])
+    zs, deltas = odeint(
+        func, (z0, delta0), times, rtol=steps.rtol, atol=steps.atol, method=steps.solver,
+        options=opts,
+    )  # fmt: skip
+    nfe = bar.calls
+    return zs[-1], deltas[-1], nfe, torch.full_like(delta0, nfe, dtype=torch.int64)
+
+
+class _Progress:
+    """A bar over the integration range (the mean progress of the samples) that counts calls."""
+
+    def __init__(self, span: tuple[float, float], show: bool) -> None:
+        self.span, self.show, self.calls = span, show, 0
+        self.bar = tqdm(total=1.0, disable=not show, desc="likelihood",
+                        bar_format="{l_bar}{bar}| {elapsed}")  # fmt: skip
+
+    def times(self, s: Tensor) -> None:
+        if self.show:
+            done = float(((s - self.span[0]) / (self.span[1] - self.span[0])).mean())
+            self.bar.n = max(self.bar.n, min(1.0, round(done, 3)))
+            self.bar.set_postfix(nfe=self.calls, refresh=True)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.bar.close()
+
+
+def _check_finite(log_prob: Tensor, flow: Flow, nfe: int) -> None:
+    """Never a silent NaN: name the computation, the range and the work done."""
+    bad = int((~torch.isfinite(log_prob.detach())).sum())
+    if bad:
+        lo, hi = flow.t_range
+        raise ValueError(
+            f"log_likelihood: {bad} of {log_prob.shape[0]} log-densities are NaN or infinite "
+            f"(probability-flow ODE over t in [{lo:g}, {hi:g}], {nfe} model evaluations): the "
+            "score is not finite"
+        )
 
 
 def bits_per_dim(

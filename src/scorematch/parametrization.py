@@ -124,6 +124,24 @@ class _Wrapper(nn.Module):
             )
         return out
 
+    @property
+    def value_and_divergence(self) -> Callable[[Tensor, Tensor | float], tuple[Tensor, Tensor]]:
+        """``(x, t) -> (score, tr ∇ₓ score)``, offered only when the net offers its own exact
+        divergence ``net.value_and_divergence(x_in, c_noise)`` (a hollow network); otherwise
+        absent (AttributeError), so ``getattr(model, "value_and_divergence", None)`` is None."""
+        if not callable(getattr(self.net, "value_and_divergence", None)):
+            raise AttributeError(f"{type(self.net).__name__} offers no value_and_divergence")
+        return self._value_and_divergence
+
+    def _value_and_divergence(self, x: Tensor, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        raise NotImplementedError
+
+    def _net_and_divergence(self, x_in: Tensor, c_noise: Tensor) -> tuple[Tensor, Tensor]:
+        out, div = self.net.value_and_divergence(x_in, c_noise)
+        if not isinstance(out, Tensor) or out.shape != x_in.shape or div.shape != x_in.shape[:1]:
+            raise ValueError("net.value_and_divergence must return (output of x's shape, (B,))")
+        return out, div
+
     def extra_repr(self) -> str:
         return f"process={self.process!r}, noise_input={self.noise_input!r}"
 
@@ -149,6 +167,11 @@ class EpsilonPrediction(_Wrapper):
         eps, alpha, sigma = self._eps(x, t, cond)
         return (x - expand_like(sigma, x) * eps) / expand_like(alpha, x)
 
+    def _value_and_divergence(self, x: Tensor, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        t, alpha, sigma = self._marginal(x, t)
+        eps, div = self._net_and_divergence(x, self._c_noise(t, alpha, sigma))
+        return -eps / expand_like(sigma, x), -div / sigma
+
 
 class DataPrediction(_Wrapper):
     """Data (x₀) prediction: the net estimates E[x₀ | x_t].
@@ -169,6 +192,12 @@ class DataPrediction(_Wrapper):
 
     def denoise(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
         return self._x0(x, t, cond)[0]
+
+    def _value_and_divergence(self, x: Tensor, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        t, alpha, sigma = self._marginal(x, t)
+        x0, div = self._net_and_divergence(x, self._c_noise(t, alpha, sigma))
+        score = (expand_like(alpha, x) * x0 - x) / expand_like(sigma, x) ** 2
+        return score, (alpha * div - x[0].numel()) / sigma**2
 
 
 class ScorePrediction(_Wrapper):
@@ -201,6 +230,13 @@ class ScorePrediction(_Wrapper):
 
     def denoise(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
         return self.process.denoise(x, broadcast_time(t, x), self._score(x, t, cond)[0])
+
+    def _value_and_divergence(self, x: Tensor, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        t, alpha, sigma = self._marginal(x, t)
+        out, div = self._net_and_divergence(x, self._c_noise(t, alpha, sigma))
+        if self.scale_by_sigma:
+            return out / expand_like(sigma, x), div / sigma
+        return out, div
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", scale_by_sigma={self.scale_by_sigma}"
@@ -267,6 +303,19 @@ class EDMPrecond(_Wrapper):
     def denoise(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
         return self._denoise(x, t, cond)[0]
 
+    def _value_and_divergence(self, x: Tensor, t: Tensor | float) -> tuple[Tensor, Tensor]:
+        # tr ∂D/∂y = c_skip·dim + c_out·c_in·tr ∂F/∂u at u = c_in y; ∂/∂x = (1/α) ∂/∂y.
+        _, alpha, sigma = self._marginal(x, t)
+        sigma_hat = sigma / alpha
+        c = self.coefficients(sigma_hat)
+        y = x / expand_like(alpha, x)
+        f, div_f = self._net_and_divergence(expand_like(c.c_in, x) * y, c.c_noise)
+        d = expand_like(c.c_skip, x) * y + expand_like(c.c_out, x) * f
+        dim = x[0].numel()
+        trace_d = c.c_skip * dim + c.c_out * c.c_in * div_f
+        scale = sigma_hat**2 * alpha
+        return (d - y) / expand_like(scale, x), (trace_d - dim) / (scale * alpha)
+
     def extra_repr(self) -> str:
         return f"process={self.process!r}, sigma_data={self.sigma_data}"
 
@@ -317,7 +366,24 @@ def at_time(
         if not math.isfinite(t):
             raise ValueError(f"t must be finite, got {t}")
 
+    if callable(getattr(model, "value_and_divergence", None)):
+        return _AtTime(model, t)
+
     def score_fn(x: Tensor) -> Tensor:
         return model(x, broadcast_time(t, x))
 
     return score_fn
+
+
+class _AtTime:
+    """x ↦ model(x, t) for a model with an exact cheap divergence, which it keeps offering as
+    ``value_and_divergence(x)`` (the protocol of ``objectives.ism``)."""
+
+    def __init__(self, model, t: Tensor | float) -> None:
+        self.model, self.t = model, t
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return self.model(x, broadcast_time(self.t, x))
+
+    def value_and_divergence(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        return self.model.value_and_divergence(x, broadcast_time(self.t, x))

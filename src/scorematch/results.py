@@ -58,12 +58,14 @@ class Samples(_UnpacksAsPair):
 
 @dataclass(frozen=True)
 class LogLikelihood(_UnpacksAsPair):
-    """log-density per sample ``(B,)``, the number of ODE evaluations, and the end point x_T of the
-    flow when ``return_latent=True`` (else ``None``)."""
+    """log-density per sample ``(B,)``, the number of batched model calls, the end point x_T of the
+    flow when ``return_latent=True`` (else ``None``), and the ODE evaluations of each sample
+    ``(B,)`` (their sum is the batch's cost when every sample steps on its own)."""
 
     log_prob: Tensor
     nfe: int
     latent: Tensor | None = field(default=None, repr=False)
+    nfe_per_sample: Tensor | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

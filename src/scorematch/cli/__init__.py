@@ -2,7 +2,7 @@
 
 This package only parses arguments and prints; the work is done by :mod:`scorematch.runs`.  One
 module per command group (:mod:`.datasets`, :mod:`.train`, :mod:`.sample`, :mod:`.evaluate` with
-``evaluate`` and ``likelihood``, :mod:`.plot`, :mod:`.demo`; options shared between them in
+``evaluate`` and ``likelihood``, :mod:`.plot`, :mod:`.demo`, :mod:`.tune`; options shared between them in
 :mod:`.options`); this module holds the group, its error handling and :func:`main`.  User mistakes
 end with exit code 1 and one line ``Error: …`` (``--debug`` shows tracebacks).
 
@@ -32,9 +32,11 @@ from .datasets import datasets
 from .demo import demo
 from .ensemble import ensemble
 from .evaluate import evaluate, likelihood
+from .impute import impute, inpaint
 from .plot import plot
 from .sample import sample
 from .train import train
+from .tune import tune
 
 __all__ = ["cli", "main", "quiet_other_ranks"]
 
@@ -140,6 +142,7 @@ def cli(ctx: click.Context, debug: bool, verbose: int, threads: int | None) -> N
       scorematch train --data moons --out runs/m    # train a run directory
       scorematch sample runs/m -n 1000 --out s.png  # draw samples
       scorematch evaluate runs/m                    # distances + held-out NLL
+      scorematch tune runs/m --nfe 5,10,20          # fit the sampler's grid to the model
       scorematch likelihood runs/m                  # log p of the held-out split
       scorematch plot runs/m                        # pictures into runs/m/plots/
       torchrun --standalone --nproc_per_node=2 -m scorematch train ...  # several processes
@@ -156,7 +159,19 @@ def cli(ctx: click.Context, debug: bool, verbose: int, threads: int | None) -> N
 
 
 # Each command lives in its own module; `scorematch --help` lists them by name.
-for command in (datasets, train, sample, evaluate, likelihood, plot, demo, ensemble):
+for command in (
+    datasets,
+    train,
+    sample,
+    evaluate,
+    likelihood,
+    plot,
+    demo,
+    ensemble,
+    impute,
+    inpaint,
+    tune,
+):
     cli.add_command(command)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -52,7 +53,25 @@ def demo(
     cost more than they gain).
     """
     t0, c0 = time.perf_counter(), time.process_time()
-    res = run_demo(data, out, steps=steps, quick=quick, progress=not no_progress, device=device)
+
+    def header(cfg: dict[str, Any]) -> None:  # first, before the progress bars
+        click.echo(
+            f"scorematch demo — {cfg['data']['spec']}: training {cfg['model']['name']} + "
+            f"{cfg['objective']['name']} for {cfg['training']['steps']} steps, then sampling, "
+            "the held-out likelihood, "
+            + ("a Gaussian-mixture baseline " if cfg["data"].get("kind") == "vector" else "")
+            + f"and pictures into {out} …"
+        )
+
+    res = run_demo(
+        data,
+        out,
+        steps=steps,
+        quick=quick,
+        progress=not no_progress,
+        device=device,
+        announce=header,
+    )
     ev, base = res.evaluation, res.baseline
     cfg = res.run.config
     click.echo("")

@@ -17,6 +17,8 @@ from ..devices import DEVICE_CHOICES
 from ..io import atomic_save
 from ..runs import Run, load_run
 from ..runs.execution import start
+from ..runs.run import EVALUATE_RTOL
+from ..runs.tuning import GRID_CHOICES
 from ..training.precision import PRECISIONS
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "device_option",
     "divergence_option",
     "format_value",
+    "grid_option",
     "keep_option",
     "na_values_option",
     "open_run",
@@ -128,9 +131,20 @@ divergence_option = click.option(
 rtol_option = click.option(
     "--rtol",
     type=float,
-    default=1e-5,
+    default=EVALUATE_RTOL,
     show_default=True,
     help="Relative (and absolute) tolerance of the likelihood's ODE solver.",
+)
+
+# Shared by `sample` and `evaluate`: whether a grid fitted by `scorematch tune` is used.
+grid_option = click.option(
+    "--grid",
+    type=click.Choice(GRID_CHOICES, case_sensitive=False),
+    default="auto",
+    show_default=True,
+    help="auto: the grid `scorematch tune` fitted to this checkpoint for the sampler and NFE "
+    "when the run has one (a line says so), else the sampler's default grid; tuned: that grid "
+    "or an error; default: the default grid.",
 )
 
 checkpoint_option = click.option(
@@ -167,14 +181,18 @@ def checkpoint_line(run: Run, choice: str | None) -> str:
     return f"checkpoint: step {run.step} ({why})"
 
 
-def check_out(path: Path, suffixes: tuple[str, ...]) -> Path:
-    """``--out PATH`` with one of ``suffixes``, in a folder that exists (a usage error if not)."""
+def check_out(path: Path, suffixes: tuple[str, ...], option: str = "--out") -> Path:
+    """``--out PATH`` with one of ``suffixes``; its folder is created when missing (a usage error
+    when a file stands in the way)."""
     if path.suffix.lower() not in suffixes:
         raise click.UsageError(
-            f"--out {path}: unsupported file type {path.suffix or '(none)'!r}; use {', '.join(suffixes)}"
+            f"{option} {path}: unsupported file type {path.suffix or '(none)'!r}; use "
+            f"{', '.join(suffixes)}"
         )
-    if not path.parent.exists():
-        raise click.UsageError(f"--out {path}: folder {path.parent} does not exist")
+    blocked = next((p for p in (path.parent, *path.parent.parents) if p.is_file()), None)
+    if blocked is not None:
+        raise click.UsageError(f"{option} {path}: {blocked} is a file, not a folder")
+    path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
 

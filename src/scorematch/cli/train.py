@@ -14,10 +14,12 @@ from ..objectives.noise_conditional import WEIGHTINGS
 from ..run_dir import RunDir
 from ..runs import DEFAULTS, OBJECTIVES, PROCESSES, load_config
 from ..runs import train as train_run
+from ..runs.conditional import LABEL_DROPOUT
 from ..runs.config import PREDICTIONS, REFIT_MAX_ROWS, SLICED_DEFAULTS, TEST_FRACTION
 from ..runs.selection import read_selection
-from ..runs.train import RESUMABLE
+from ..runs.train import RESUMABLE, Estimate
 from ..training import TrainResult
+from .impute import conditioning_lines
 from .options import (
     categorical_option,
     column_lines,
@@ -163,7 +165,8 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
 @click.option(
     "--validate-every",
     type=int,
-    help="Validate every N steps (default: steps/100 for tables, steps/20 for images, within 10–100).",
+    help="Validate every N steps (default: steps/100 for tables, steps/20 for images, within "
+    "10–100; none with --steps, whose model is its last step, unless --patience asks).",
 )
 @click.option(
     "--refit/--no-refit",
@@ -199,7 +202,28 @@ VECTOR, IMAGE = DEFAULTS["vector"], DEFAULTS["image"]
     "--drop-missing",
     is_flag=True,
     default=None,
-    help="Table files: train on the rows without missing cells (rows with gaps are refused).",
+    help="Table files: train on the rows without missing cells only (by default every row "
+    "trains, the masked objective fitting its observed cells).",
+)
+@click.option(
+    "--conditional/--no-conditional",
+    default=None,
+    help="Train a mask-conditional network: one network for every pattern of known cells, so "
+    "that the run imputes (`scorematch impute`) and samples given values (`sample --given`). "
+    "Default: on for a table with gaps, else off.",
+)
+@click.option(
+    "--labels",
+    metavar="COLUMN|class",
+    help="Train a class-conditional network: a table's COLUMN is the class label (not modelled); "
+    "image data take `--labels class` (class sub-folders folder/<class>/*.png, or the digit of "
+    "digits). Then `sample --label NAME --guidance W`.",
+)
+@click.option(
+    "--label-dropout",
+    type=float,
+    help=f"With --labels: share of rows trained without their label, for guidance (default "
+    f"{LABEL_DROPOUT}).",
 )
 @click.option(
     "--transform",
@@ -280,6 +304,7 @@ def train(
             out,
             progress=not no_progress,
             announce=_announce,
+            estimate=_estimate,
             checkpoint_minutes=minutes or None,
             **execution,
         )
@@ -301,6 +326,8 @@ def _announce(config: dict[str, Any]) -> None:
     if data.get("n_val"):
         rows += f" ({data['n_val']} of them validate)"
     click.echo(f"data: {data['spec']}: {rows}, {data['n_test']} held out, shape {data['shape']}")
+    for line in conditioning_lines(config):
+        click.echo(line)
     steps = f"at most {tr['steps']}" if tr.get("patience") else str(tr["steps"])
     stop = (
         f", early stopping after {tr['patience']} validations without improvement"
@@ -316,13 +343,33 @@ def _announce(config: dict[str, Any]) -> None:
     click.echo(line)
 
 
+ESTIMATE_FROM_SECONDS = 30.0  # shorter trainings start without an estimate
+
+
+def _estimate(e: Estimate) -> None:
+    """The expected training time, measured on this machine before the run starts."""
+    if e.seconds < ESTIMATE_FROM_SECONDS:
+        return
+    parts = f"{e.steps} steps × {e.step_seconds:.3g} s"
+    if e.validations:
+        parts += f" + {e.validations} validations × {e.validation_seconds:.3g} s"
+    minutes = e.seconds / 60
+    total = f"{minutes:.1f} min" if minutes < 100 else f"{minutes / 60:.1f} h"
+    click.echo(
+        f"expected training time: about {total} ({parts}, measured here just now; early "
+        "stopping can end it sooner, and a busy machine makes it longer)"
+    )
+
+
 def _selection_lines(out: Path, result: TrainResult) -> list[str]:
     """What the run chose on its validation rows (RUN/selection.json), in words."""
     selection = read_selection(out)
     if not selection:
         return []
     best = selection["best_step"]
-    if RunDir(out).read_config()["training"].get("model") == "last":
+    if not selection.get("validation"):
+        lines = [f"model: the last step, {result.step} (no validation: --steps fixes the length)"]
+    elif RunDir(out).read_config()["training"].get("model") == "last":
         lines = [f"model: the last step, {result.step} (lowest validation loss at step {best})"]
     else:
         how = "stopped early" if selection.get("stopped_early") else "ran to the end"

@@ -8,7 +8,9 @@ both s(x, t | y) and the unconditional s(x, t).  Classifier-free guidance (Ho & 
 
 the score of p_t(x | y) p_t(y | x)^w up to the normaliser: w > 0 trades diversity for class
 fidelity, w = 0 is plain conditional sampling.  ``Guided`` is an ``nn.Module`` score model
-``model(x, t)``, so every sampler and the likelihood take it unchanged.
+``model(x, t)``, so every sampler and the likelihood take it unchanged.  It passes any other
+conditioning through (a mask-conditional model's ``known=``, ``mask=``, ``absent=``), so a
+labelled row is imputed by ``impute(Guided(model, label), ...)``.
 """
 
 from __future__ import annotations
@@ -48,15 +50,17 @@ class Guided(nn.Module):
         self.label = torch.as_tensor(label)
         if self.label.is_floating_point() or self.label.ndim > 1:
             raise ValueError(f"label must be an int or a (batch,) integer tensor, got {label!r}")
+        # what it still takes: the model's other conditioning (e.g. a mask-conditional one's)
+        self.conditioning = tuple(c for c in conditioning_of(model) if c != "label")
 
-    def forward(self, x: Tensor, t: Tensor | float) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor | float, **cond) -> Tensor:
         t = broadcast_time(t, x)
         label = self.label.to(x.device)
         label = label.expand(x.shape[0]) if label.ndim == 0 else label
-        conditional = self.model(x, t, label=label)
+        conditional = self.model(x, t, label=label, **cond)
         if self.guidance == 0:
             return conditional
-        unconditional = self.model(x, t, label=None)
+        unconditional = self.model(x, t, label=None, **cond)
         return (1 + self.guidance) * conditional - self.guidance * unconditional
 
     def extra_repr(self) -> str:

@@ -11,7 +11,11 @@ transforms and the standardisation are fitted on the training rows only).  Missi
   row — integers that are all distinct and span at most ``ID_SPAN`` (1.25) times the rows (a row
   number 0 … N−1 or 1 … N, with a few rows removed; never negative), or text with distinct labels in at least ``ID_SHARE``
   (90 %) of at least ``ID_MIN_ROWS`` (5) rows — unless the user keeps it (``keep=``) or it is
-  all the table has; and a column whose every cell is missing.
+  all the table has; and a column whose every cell is missing.  The rows' names are excluded
+  whatever their values, when the file marks them (a first column headed ``""`` as R's
+  ``write.csv`` and pandas' ``to_csv`` write it, or ``rownames``; ``Table.row_names``) and they
+  are distinct in every row: R's row names are often labels like ``231655`` that no span rule
+  recognises.
 - **categorical**: text, or named by the user (``categorical=``).  A column of numbers with a
   few other cells — at most ``ODD_CELLS`` (3) distinct ones, in at most 5 % of its cells — is a
   column of numbers whose odd cells are missing (a warning names them).  Labels are sorted
@@ -320,6 +324,28 @@ def detect_column(
     )
 
 
+def _row_names(table: Table, j: int) -> Column | None:
+    """Column ``j`` excluded as the rows' names — the header marks it (``Table.row_names``) and
+    its values are distinct in every row — else None (then the column is an ordinary one)."""
+    observed = ~table.missing[:, j]
+    n_obs = int(observed.sum())
+    if n_obs < ID_MIN_ROWS or n_obs < len(observed):
+        return None
+    if j in table.text:
+        k = len({c for c, m in zip(table.text[j], observed) if m})
+    else:
+        k = len(np.unique(table.values[observed, j]))
+    if k != n_obs:
+        return None
+    return Column(
+        table.names[j],
+        EXCLUDED,
+        distinct=k,
+        reason="the rows' names: a first column headed as R's write.csv and pandas' to_csv "
+        "head them, with a distinct value in every row (--keep models it)",
+    )
+
+
 def detect_columns(
     table: Table,
     *,
@@ -348,6 +374,12 @@ def detect_columns(
                       lines=table.lines)
         for j, name in enumerate(table.names)
     ]  # fmt: skip
+    for j, column in enumerate(columns):  # row names no identifier rule recognised
+        if (
+            column.name == table.row_names and column.kind != EXCLUDED
+            and not ({j} & (cat | cont | kept)) and (named := _row_names(table, j)) is not None
+        ):  # fmt: skip
+            columns[j] = named
     if all(c.kind == EXCLUDED for c in columns):  # identifiers are all there is: model them
         columns = [
             detect_column(name, table.values[:, j], table.text.get(j), missing=table.missing[:, j],

@@ -17,6 +17,7 @@ import io
 import math
 import zipfile
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,13 @@ from .table import (
     TEXT_SUFFIXES,
     Table,
     default_names,
+    row_names_column,
     shown,
     table_suffix,
     unique_names,
 )
 
-__all__ = ["load_table", "read_table", "write_csv"]
+__all__ = ["TextTable", "load_table", "read_table", "read_text_table", "write_csv"]
 
 _NPZ_KEYS = ("x", "data", "arr_0")
 
@@ -185,7 +187,8 @@ def _read_csv_table(
         if has_text:
             text[j] = ["" if m else c for c, m in zip(column, missing[:, j])]
     lines = [lineno for lineno, _ in rows]
-    table = Table(values, names, text, lines, p, header is not None, missing)
+    table = Table(values, names, text, lines, p, header is not None, missing,
+                  row_names_column(header, names))  # fmt: skip
     if finite:
         _check_infinite(table, columns)
     return table, columns
@@ -225,8 +228,10 @@ def _read_parquet_table(p: Path, na: frozenset[str]) -> Table:
         values[:, j], missing[:, j], has_text = _cells_column(cells, na)
         if has_text:
             text[j] = ["" if m else c for c, m in zip(cells, missing[:, j])]
-    names = unique_names([str(c) for c in frame.columns])
-    table = Table(values, names, text, list(range(1, n + 1)), p, True, missing)
+    header = [str(c) for c in frame.columns]
+    names = unique_names(header)
+    table = Table(values, names, text, list(range(1, n + 1)), p, True, missing,
+                  row_names_column(header, names))  # fmt: skip
     _check_infinite(table)
     return table
 
@@ -408,6 +413,95 @@ def read_table(path: str | Path, na_values: str | Iterable[str] | None = None) -
     table = Table(x.double().numpy(), default_names(x.shape[1]), path=p)
     _check_infinite(table)
     return table
+
+
+@dataclass
+class TextTable:
+    """A delimited text table as written: its :class:`Table`, the header's cells (None without a
+    header), every data row's cells (stripped), the delimiter (None: whitespace) and the raw
+    lines of the header and the rows — what a command that writes the table back with some cells
+    changed reads, so that every other byte stays as it was (:meth:`line`)."""
+
+    table: Table
+    header: list[str] | None
+    rows: list[list[str]]
+    delimiter: str | None
+    header_line: str | None
+    lines: list[str]
+
+    def quoted(self, j: int) -> bool:
+        """True when column ``j``'s written cells are quoted (R's ``write.csv`` quotes text)."""
+        for line in self.lines:
+            spans = _field_spans(line, self.delimiter)
+            if j < len(spans):
+                token = line[slice(*spans[j])].strip()
+                if token and token not in ("NA", ""):
+                    return token.startswith('"')
+        return False
+
+    def line(self, i: int, cells: dict[int, str] | None = None, lead: str | None = None) -> str:
+        """Data row ``i`` as written, with the cells ``cells`` (column → text, quoted as the
+        column's other cells are) in place of the written ones, and ``lead`` as a new first
+        field."""
+        text = self.lines[i]
+        if cells:
+            spans = _field_spans(text, self.delimiter)
+            for j in sorted(cells, reverse=True):
+                a, b = spans[j]
+                value = cells[j]
+                if self.quoted(j):
+                    value = '"' + value.replace('"', '""') + '"'
+                text = text[:a] + value + text[b:]
+        return text if lead is None else f"{lead}{self.delimiter or ' '}{text}"
+
+
+def _field_spans(line: str, delimiter: str | None) -> list[tuple[int, int]]:
+    """(start, end) of each field of one line: between delimiters outside double quotes, or
+    the runs of non-space characters (whitespace-separated)."""
+    if delimiter is None:
+        spans, start = [], None
+        for k, ch in enumerate(line + " "):
+            if ch.isspace():
+                if start is not None:
+                    spans.append((start, k))
+                    start = None
+            elif start is None:
+                start = k
+        return spans
+    spans, start, quoted = [], 0, False
+    for k, ch in enumerate(line):
+        if ch == '"':
+            quoted = not quoted
+        elif ch == delimiter and not quoted:
+            spans.append((start, k))
+            start = k + 1
+    spans.append((start, len(line)))
+    return spans
+
+
+def read_text_table(path: str | Path, na_values: str | Iterable[str] | None = None) -> TextTable:
+    """:func:`read_table` of a .csv/.tsv/.txt file (or its .gz) with the cells and lines as
+    written; any other file is a one-line ValueError."""
+    p = _existing_file(path)
+    if not table_suffix(p).startswith(TEXT_SUFFIXES):
+        raise ValueError(
+            f"{shown(p)}: expected a delimited text table ({', '.join(TEXT_SUFFIXES)}, or .gz), "
+            f"got {table_suffix(p) or 'no suffix'}"
+        )
+    na = na_markers(na_values)
+    header, rows, delimiter = _csv_rows(p, na)
+    table, _ = _read_csv_table(p, na)
+    raw = _read_text(p).splitlines()
+    head = None if header is None else next(line for line in raw if line.strip())
+    if any(_split_lines(raw, lineno) for lineno, _ in rows):
+        raise ValueError(f"{shown(p)}: a quoted cell spans lines; write each row on one line")
+    return TextTable(table, header, [row for _, row in rows], delimiter, head,
+                     [raw[lineno - 1] for lineno, _ in rows])  # fmt: skip
+
+
+def _split_lines(raw: list[str], lineno: int) -> bool:
+    """True when line ``lineno`` holds an odd number of double quotes (a cell that goes on)."""
+    return raw[lineno - 1].count('"') % 2 == 1
 
 
 def write_csv(path: str | Path, names: list[str], rows: list[list[str]]) -> Path:

@@ -17,7 +17,13 @@ from torch import Tensor
 
 from .table import IMAGE_SUFFIXES, shown
 
-__all__ = ["ImageFolder", "image_folder_levels", "load_image_folder", "scan_image_folder"]
+__all__ = [
+    "ImageFolder",
+    "image_folder_levels",
+    "load_image_folder",
+    "read_image_folder",
+    "scan_image_folder",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +205,17 @@ def _image_root(path: str | Path) -> Path:
 
 
 def load_image_folder(path: str | Path, size: int | None = None, mode: str | None = None) -> Tensor:
-    """Load every PNG/JPEG under ``path`` (recursively, sorted by path) as ``(N, C, H, W)`` in [0, 1].
+    """Load every PNG/JPEG under ``path`` (recursively, sorted by path) as ``(N, C, H, W)`` in
+    [0, 1]: :func:`read_image_folder`'s images."""
+    return read_image_folder(path, size, mode)[0]
+
+
+def read_image_folder(
+    path: str | Path, size: int | None = None, mode: str | None = None
+) -> tuple[Tensor, list[Path]]:
+    """Load every PNG/JPEG under ``path`` (recursively, sorted by path) as ``(N, C, H, W)`` in
+    [0, 1], with the N files read (in that order; their folders are class labels:
+    :mod:`scorematch.data.labels`).
 
     Args:
         path: a folder.
@@ -278,4 +294,4 @@ def load_image_folder(path: str | Path, size: int | None = None, mode: str | Non
             im = _center_square_resize(im, int(size))
         a = np.asarray(im, dtype=np.float32) / 255.0
         arrays.append(a[None] if a.ndim == 2 else a.transpose(2, 0, 1))
-    return torch.from_numpy(np.stack(arrays)).contiguous()
+    return torch.from_numpy(np.stack(arrays)).contiguous(), list(folder.files)

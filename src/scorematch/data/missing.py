@@ -1,5 +1,7 @@
 """Missing cells: the markers that mean "no value", where a table's gaps are, and what a table with
-gaps does before training with gaps exists — refuse with a count, or keep the complete rows.
+gaps does in a run — kept as NaN for training (a mask-conditional network trains on every row:
+``scorematch.objectives.conditional``), refused with a count where rows must be complete (scoring
+a likelihood), or dropped (``--drop-missing``).
 
 A cell is missing when it is one of ``NA_VALUES`` (``""``, ``NA``, ``N/A``, ``NaN``, ``nan``,
 ``NULL``, ``?``, ``-``: what R's ``write.csv``, pandas' ``to_csv`` and hand-made files write), or
@@ -19,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["NA_VALUES", "Gaps", "complete_rows", "find_gaps", "na_markers"]
+__all__ = ["NA_VALUES", "Gaps", "complete_rows", "find_gaps", "na_markers", "usable_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -74,27 +76,38 @@ def find_gaps(
     return Gaps(int(incomplete.sum()), int(mask.shape[0]), line, names[j], per_column)
 
 
-def complete_rows(
+def usable_rows(
     x: Tensor,
     names: Sequence[str],
     lines: Sequence[int] | None = None,
     *,
     drop_missing: bool = False,
+    keep_missing: bool = False,
     where: str = "",
     purpose: str = "train on",
 ) -> Tensor:
-    """Rows ``x`` without gaps: ``x`` itself when complete; with gaps, a one-line ValueError that
-    counts them and names the way on (``--drop-missing`` to ``purpose`` the complete rows), or
-    (``drop_missing``) the complete rows, said in one line.
+    """The rows of ``x`` to use (indices into ``x``): all of them when ``x`` is complete or
+    ``keep_missing`` (gaps stay NaN: training with the masked objective); with gaps otherwise, a
+    one-line ValueError that counts them and names the way on (``--drop-missing`` to
+    ``purpose`` the complete rows), or (``drop_missing``) the complete rows, said in one line.
 
-    This is the only place a run decides what to do with missing cells (training on rows with
-    gaps replaces it)."""
+    This is the only place that decides what rows with missing cells do; :func:`complete_rows`
+    applies it."""
+    everything = torch.arange(x.shape[0])
     gaps = find_gaps(x, names, lines)
     if gaps is None:
-        return x
+        return everything
+    prefix = f"{where}: " if where else ""
+    if keep_missing:  # a row without a single value has nothing to train on: said, and left out
+        empty = x.isnan().all(1)
+        if bool(empty.all()):
+            raise ValueError(f"{prefix}every row is empty: there is no value to train on")
+        if bool(empty.any()):
+            logger.warning("%s%d row(s) have no value at all and are left out", prefix,
+                           int(empty.sum()))  # fmt: skip
+        return everything[~empty]
     keep = ~x.isnan().any(1)
     kept = int(keep.sum())
-    prefix = f"{where}: " if where else ""
     if not drop_missing:
         if kept < 2:
             raise ValueError(
@@ -114,4 +127,21 @@ def complete_rows(
         gaps.total,
         worst,
     )
-    return x[keep]
+    return everything[keep]
+
+
+def complete_rows(
+    x: Tensor,
+    names: Sequence[str],
+    lines: Sequence[int] | None = None,
+    *,
+    drop_missing: bool = False,
+    keep_missing: bool = False,
+    where: str = "",
+    purpose: str = "train on",
+) -> Tensor:
+    """``x[usable_rows(x, ...)]``: the rows a run uses (see :func:`usable_rows`)."""
+    return x[
+        usable_rows(x, names, lines, drop_missing=drop_missing, keep_missing=keep_missing,
+                    where=where, purpose=purpose)
+    ]  # fmt: skip

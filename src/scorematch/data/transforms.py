@@ -55,8 +55,9 @@ class Standardizer:
 
     # -- construction ------------------------------------------------------------------------
     @classmethod
-    def fit(cls, x: Tensor, kind: str = "auto") -> Standardizer:
-        """Fit on training data x of shape ``(N, *event)``.
+    def fit(cls, x: Tensor, kind: str = "auto", *, missing: bool = False) -> Standardizer:
+        """Fit on training data x of shape ``(N, *event)``; ``missing``: NaN cells are gaps
+        (vectors: each column's mean and sd over its observed cells), else refused.
 
         ``kind="auto"`` picks ``"image"`` for 4-D data ``(N, C, H, W)`` and ``"vector"``
         otherwise.  Image data must already lie in [0, 1] (loaders return it so).
@@ -70,7 +71,8 @@ class Standardizer:
             raise ValueError(f"kind must be 'auto' or one of {KINDS}, got {kind!r}")
         event = tuple(x.shape[1:])
         x64 = x.detach().to(torch.float64)
-        if not torch.isfinite(x64).all():
+        gaps = kind == "vector" and missing
+        if not (torch.isfinite(x64) | (x64.isnan() if gaps else False)).all():
             raise ValueError("cannot fit a Standardizer on data with NaN or infinite values")
         if kind == "image":
             lo, hi = float(x64.min()), float(x64.max())
@@ -82,8 +84,15 @@ class Standardizer:
             return cls("image", event)
         if kind == "identity":
             return cls("identity", event)
-        mean = x64.mean(0)
-        std = x64.std(0, correction=0)
+        # With gaps (NaN cells, ``missing=True``): each column's mean and sd over its observed
+        # cells; a column with fewer than one observed cell keeps mean 0, sd 1.
+        if gaps and bool(x64.isnan().any()):
+            seen = (~x64.isnan()).sum(0)
+            mean = x64.nan_to_num(0.0).sum(0) / seen.clamp(min=1)
+            std = ((x64 - mean).nan_to_num(0.0).square().sum(0) / seen.clamp(min=1)).sqrt()
+        else:
+            mean = x64.mean(0)
+            std = x64.std(0, correction=0)
         std = torch.where(std > _STD_FLOOR, std, torch.ones_like(std))
         return cls("vector", event, mean, std)
 

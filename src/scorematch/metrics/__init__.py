@@ -1,7 +1,9 @@
 """How good a model's samples and likelihoods are.
 
-- ``distances``: between two sample sets — ``sliced_wasserstein`` (SW_p), ``mmd`` (squared MMD),
-  ``energy_distance``.
+- ``distances``: between two sample sets — ``sliced_wasserstein`` (SW_p), ``wasserstein1``
+  (exact, by assignment), ``mmd`` (squared MMD), ``energy_distance``.
+- ``coverage``: ``coverage``, the share of real rows whose neighbourhood holds a sample (Naeem
+  et al. 2020; the ForestDiffusion paper's figure on tables).
 - ``gaussian``: the 2-Wasserstein distance between Gaussians — ``bures_wasserstein``, and
   ``frechet_distance`` of fitted feature sets (FID's formula).
 - ``mixture``: ``mixture_error``, samples against a known ``GaussianMixture`` (mode weights and
@@ -16,7 +18,8 @@ Sample sets have shape ``(batch, *event_shape)`` (events are flattened); the dis
 tensors, ``mixture_error`` and ``heldout_nll`` dicts of floats.
 """
 
-from .distances import energy_distance, mmd, sliced_wasserstein
+from .coverage import coverage
+from .distances import energy_distance, mmd, sliced_wasserstein, wasserstein1
 from .gaussian import bures_wasserstein, frechet_distance
 from .heldout import heldout_nll
 from .memorisation import Memorisation, memorisation
@@ -26,6 +29,7 @@ from .oracle import fisher_divergence, nll_gap
 __all__ = [
     "Memorisation",
     "bures_wasserstein",
+    "coverage",
     "energy_distance",
     "fisher_divergence",
     "frechet_distance",
@@ -35,4 +39,5 @@ __all__ = [
     "mmd",
     "nll_gap",
     "sliced_wasserstein",
+    "wasserstein1",
 ]

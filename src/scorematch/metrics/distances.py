@@ -1,10 +1,12 @@
-"""Distances between two sample sets: sliced Wasserstein, MMD and energy distance.
+"""Distances between two sample sets: sliced Wasserstein, exact Wasserstein-1, MMD and energy
+distance.
 
 All take samples of shape ``(batch, *event_shape)`` (events are flattened), work in float32 or
 float64 on any device, and return 0-d tensors.  Pairwise sums are computed in row blocks so ~10k
 samples fit in a few tens of MB.
 
 - ``sliced_wasserstein``: SW_p (Rabin et al. 2011; Bonneel et al. 2015).
+- ``wasserstein1``: exact W1 of two equal-size sets, by the optimal assignment (Kuhn 1955).
 - ``mmd``: squared maximum mean discrepancy (Gretton et al. 2012, JMLR 13).
 - ``energy_distance``: Székely & Rizzo (2013), "Energy statistics".
 """
@@ -20,7 +22,7 @@ from torch import Tensor
 from .._checks import randn
 from ._common import paired_samples
 
-__all__ = ["energy_distance", "mmd", "sliced_wasserstein"]
+__all__ = ["energy_distance", "mmd", "sliced_wasserstein", "wasserstein1"]
 
 # Pairwise blocks hold at most this many entries (4M floats = 16 MB in float32).
 BLOCK = 1 << 22
@@ -212,3 +214,35 @@ def energy_distance(x: Tensor, y: Tensor, *, unbiased: bool = True) -> Tensor:
     dxx = _pair_sum(x, None, ident) / (n * (n - 1) if unbiased else n * n)
     dyy = _pair_sum(y, None, ident) / (m * (m - 1) if unbiased else m * m)
     return 2 * dxy - dxx - dyy
+
+
+# -- exact Wasserstein-1 ------------------------------------------------------------------------
+
+
+def wasserstein1(x: Tensor, y: Tensor, *, reduction: str = "mean") -> Tensor:
+    """Exact Wasserstein-1 distance between two empirical laws of the same size N, Euclidean cost:
+    W1 = min over permutations π of (1/N) Σᵢ ‖xᵢ − y_π(i)‖ — for equal weights an optimal
+    transport plan is a permutation (Birkhoff–von Neumann), found by the Hungarian algorithm (Kuhn
+    1955; ``scipy.optimize.linear_sum_assignment``, O(N³): keep N to a few thousand).
+
+    ``reduction="none"`` returns each x row's cost ‖xᵢ − y_π(i)‖ (their mean is W1), float64
+    ``(N,)`` on the CPU; ``"mean"`` a 0-d tensor."""
+    from scipy.optimize import linear_sum_assignment
+
+    x, y = paired_samples(x, y)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(
+            f"wasserstein1 compares sets of the same size (an assignment), got {x.shape[0]} and "
+            f"{y.shape[0]}"
+        )
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    # Direct differences, not the matrix-product shortcut: equal rows cost exactly 0.
+    cost = torch.cdist(
+        x.detach().double().cpu(),
+        y.detach().double().cpu(),
+        compute_mode="donot_use_mm_for_euclid_dist",
+    )
+    rows, cols = linear_sum_assignment(cost.numpy())
+    per_row = cost[torch.from_numpy(rows), torch.from_numpy(cols)]
+    return per_row if reduction == "none" else per_row.mean()

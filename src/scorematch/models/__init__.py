@@ -16,15 +16,22 @@ import torch
 from torch import nn
 
 from .embedding import GaussianFourierFeatures, TimeEmbedding
+from .hollow import HollowMLP
 from .mlp import MLPEnergy, MLPScore
 from .unet import UNet
 
-MODEL_NAMES: tuple[str, ...] = ("mlp", "unet", "energy-mlp")
-_CLASSES: dict[str, type[nn.Module]] = {"mlp": MLPScore, "unet": UNet, "energy-mlp": MLPEnergy}
+MODEL_NAMES: tuple[str, ...] = ("mlp", "unet", "energy-mlp", "hollow")
+_CLASSES: dict[str, type[nn.Module]] = {
+    "mlp": MLPScore,
+    "unet": UNet,
+    "energy-mlp": MLPEnergy,
+    "hollow": HollowMLP,
+}
 
 __all__ = [
     "MODEL_NAMES",
     "GaussianFourierFeatures",
+    "HollowMLP",
     "MLPEnergy",
     "MLPScore",
     "TimeEmbedding",
@@ -42,6 +49,14 @@ def _mlp_defaults(dim: int) -> dict[str, Any]:
     if dim <= 32:
         return {"width": 256, "depth": 4}
     return {"width": 512, "depth": 4}
+
+
+def _hollow_defaults(dim: int) -> dict[str, Any]:
+    if dim <= 4:
+        return {"width": 128, "features": 32}
+    if dim <= 32:
+        return {"width": 64, "features": 16}
+    return {"width": 32, "features": 8}
 
 
 def _unet_defaults(shape: tuple[int, ...]) -> dict[str, Any]:
@@ -70,7 +85,9 @@ def model_spec(
     building it (a run's config records these).
 
     Names: ``"mlp"`` → :class:`MLPScore` on ``prod(shape)`` features (any shape, flattened);
-    ``"unet"`` → :class:`UNet` for ``shape = (C, H, W)``; ``"energy-mlp"`` → :class:`MLPEnergy`.
+    ``"unet"`` → :class:`UNet` for ``shape = (C, H, W)``; ``"energy-mlp"`` → :class:`MLPEnergy`;
+    ``"hollow"`` → :class:`HollowMLP` (exact divergence in one backward pass; width 128 and 32
+    features per coordinate up to 4 features, 64/16 up to 32, 32/8 beyond).
     Defaults depend on the shape (MLP: width 128 × depth 3 up to 4 features, 256 × 4 up to 32,
     512 × 4 beyond; U-Net: images ≤ 16 px get 32 base channels and 3 levels (one residual block
     per level at ≤ 8 px), larger ones 64 channels and 4 levels, fewer levels when H or W do not
@@ -91,7 +108,8 @@ def model_spec(
                 f"in_channels={kwargs['in_channels']} does not match the data's {shape[0]} channels"
             )
     else:
-        defaults = {"dim": math.prod(shape), **_mlp_defaults(math.prod(shape))}
+        sized = _hollow_defaults if key == "hollow" else _mlp_defaults
+        defaults = {"dim": math.prod(shape), **sized(math.prod(shape))}
         if "dim" in kwargs and kwargs["dim"] != math.prod(shape):
             raise ValueError(f"dim={kwargs['dim']} does not match shape {shape}")
     allowed = set(inspect.signature(_CLASSES[key]).parameters)

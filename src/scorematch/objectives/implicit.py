@@ -1,8 +1,19 @@
-"""Implicit score matching (ISM) with the exact Jacobian trace."""
+"""Implicit score matching (ISM) with the exact Jacobian trace.
+
+The trace tr ∇ₓs costs D vector-Jacobian products for a general network.  A score function that can
+do better offers the cheap-divergence protocol (:class:`CheapDivergence`): a method
+``value_and_divergence(x) -> (s(x), tr ∇ₓs(x))`` returning the exact trace per sample ``(B,)``,
+differentiable in the parameters like s itself.  :func:`exact_trace` (hence :func:`ism`) asks the
+score function for it and uses it when present; a hollow network
+(:class:`scorematch.models.HollowMLP`, Chen & Duvenaud 2019) computes it with one backward pass.
+``parametrization.at_time`` keeps the offer of a time-conditional model that has
+``value_and_divergence(x, t)``.
+"""
 
 from __future__ import annotations
 
 import warnings
+from typing import Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
@@ -11,7 +22,7 @@ from torch.func import vjp, vmap
 from .._checks import check_batch, check_reduction, reduce
 from ._common import ScoreFn, check_score, score_and_vjps, sq_norm
 
-__all__ = ["VECTORIZE", "NotPerSample", "exact_trace", "ism"]
+__all__ = ["VECTORIZE", "CheapDivergence", "NotPerSample", "exact_trace", "ism"]
 
 VECTORIZE = ("auto", "samples", "batch")
 _PER_SAMPLE_FROM = 32  # measured crossover (MLP, width 256, batch 256): batch wins at D ≤ 16
@@ -23,6 +34,16 @@ _PER_SAMPLE_FROM = 32  # measured crossover (MLP, width 256, batch 256): batch w
 # is slower.  The whole-batch path prefers 2048 rows, the per-sample path 4096.
 _ROWS = {"batch": 2048, "samples": 4096}
 _CHUNK_ELEMENTS = 1 << 22
+
+
+@runtime_checkable
+class CheapDivergence(Protocol):
+    """A score function x ↦ s(x) that also returns its exact divergence without D backward passes:
+    ``value_and_divergence(x) -> (s(x), tr ∇ₓs(x))``, shapes ``x.shape`` and ``(B,)``."""
+
+    def __call__(self, x: Tensor) -> Tensor: ...
+
+    def value_and_divergence(self, x: Tensor) -> tuple[Tensor, Tensor]: ...
 
 
 def _auto_chunk(batch: int, dim: int, rows: int) -> int:
@@ -50,8 +71,14 @@ def exact_trace(
     batched reverse-over-reverse autograd.  ``"auto"`` uses
     ``"batch"`` below D = 32 (where the mapping overhead outweighs the saving) and otherwise tries
     ``"samples"``, falling back to ``"batch"`` when ``score_fn`` cannot run per sample.
+
+    A ``score_fn`` with ``value_and_divergence`` (:class:`CheapDivergence`) is asked for the pair
+    instead; ``chunk_size`` and ``vectorize`` do not apply then.
     """
     check_batch(x, "x")
+    offer = getattr(score_fn, "value_and_divergence", None)
+    if callable(offer):
+        return _offered(offer, x)
     if vectorize not in VECTORIZE:
         raise ValueError(f"vectorize must be one of {VECTORIZE}, got {vectorize!r}")
     d, b = x[0].numel(), x.shape[0]
@@ -81,6 +108,15 @@ def exact_trace(
                 stacklevel=3,
             )
     return _trace_batch(score_fn, x, eye, chunk("batch"))
+
+
+def _offered(offer, x: Tensor) -> tuple[Tensor, Tensor]:
+    s, trace = offer(x)
+    check_score(s, x, "value_and_divergence(x)[0]")
+    if not isinstance(trace, Tensor) or trace.shape != (x.shape[0],):
+        got = tuple(trace.shape) if isinstance(trace, Tensor) else type(trace).__name__
+        raise ValueError(f"value_and_divergence(x)[1] must have shape ({x.shape[0]},), got {got}")
+    return s, trace
 
 
 class NotPerSample(ValueError):
@@ -139,8 +175,9 @@ def ism(
     Hyvärinen (2005), "Estimation of non-normalized statistical models by score matching",
     Theorem 1: integrating by parts, E_p ½‖s_θ − ∇log p‖² = E_p[tr ∇ₓs_θ + ½‖s_θ‖²] + C with C
     free of θ, so this loss needs no knowledge of the true score.  The trace costs D
-    vector-Jacobian products, vectorised (see :func:`exact_trace`); for large D prefer
-    :func:`~scorematch.objectives.ssm`.
+    vector-Jacobian products, vectorised (see :func:`exact_trace`) — or one backward pass when
+    the score function offers ``value_and_divergence`` (a hollow network, :class:`CheapDivergence`);
+    otherwise, for large D prefer :func:`~scorematch.objectives.ssm`.
 
     Args:
         score_fn: ``score_fn(x)`` returning a tensor of x's shape; samples must be independent

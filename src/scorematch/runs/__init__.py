@@ -25,7 +25,8 @@ itself) — and sample by Langevin dynamics at that level; they have no likeliho
 The modules follow the pipeline: :mod:`.config` (options, defaults, ``build_config``; values checked by :mod:`.checks`),
 :mod:`.data` (loading and splitting), :mod:`.build` (process, score model and loss from a
 config), :mod:`.train`, :mod:`.run` (``Run``, ``load_run``), :mod:`.evaluation` (``Evaluation``)
-and :mod:`.report` (plots, the Gaussian-mixture baseline, ``demo``).
+and :mod:`.verdict` (the Gaussian-mixture baseline and the figures judged against it) and
+:mod:`.report` (plots, ``demo``).
 """
 
 from .build import build_loss, build_process, build_score_model, training_settings
@@ -43,9 +44,10 @@ from .config import (
 from .data import DataBundle, dataset_table, load_data, table_columns
 from .evaluation import Evaluation, HeldOutNLL, SampleFigures, evaluation_path, write_evaluation
 from .loading import load_run
-from .report import Baseline, DemoResult, demo, gmm_baseline, make_plots, paired_verdict
+from .report import DemoResult, demo, make_plots
 from .run import Run, SampleResult
 from .train import train
+from .verdict import Baseline, Verdict, gmm_baseline, judge, paired_verdict
 
 __all__ = [
     "DEFAULTS",
@@ -62,6 +64,7 @@ __all__ = [
     "Run",
     "SampleFigures",
     "SampleResult",
+    "Verdict",
     "build_config",
     "build_loss",
     "build_process",
@@ -71,6 +74,7 @@ __all__ = [
     "demo",
     "evaluation_path",
     "gmm_baseline",
+    "judge",
     "load_config",
     "load_data",
     "load_run",

@@ -30,6 +30,7 @@ from ..parametrization import default_noise_input
 from ..processes import SIGMA_DATA, NoiseLevels, Process, make_process
 from ..samplers import SAMPLERS
 from .checks import choice, positive_float
+from .conditional import conditioning_section
 from .data import TEST_FRACTION, VAL_FRACTION, DataBundle, load_data
 
 __all__ = [
@@ -140,6 +141,7 @@ OPTION_NAMES = (
     "sample_steps",
     *("categorical", "continuous", "keep", "na_values", "drop_missing", "transform"),
     "image_channels",
+    *("conditional", "labels", "label_dropout"),  # runs.conditional
 )
 
 
@@ -187,7 +189,14 @@ def build_config(options: Mapping[str, Any], data: DataBundle) -> dict[str, Any]
     process = process_section(options, objective, data)
     process_cfg = None if process is None else process.config()
     objective_cfg = objective_section(options, objective, data.kind)
-    model_cfg, param_cfg = model_section(options, model_name, objective, process, data)
+    conditioning = conditioning_section(
+        options, objective, model_name, data, time_conditional=objective in TIME_CONDITIONAL
+    )
+    if conditioning["label_dropout"] is not None:
+        objective_cfg["label_dropout"] = conditioning["label_dropout"]
+    model_cfg, param_cfg = model_section(
+        options, model_name, objective, process, data, conditioning=conditioning
+    )
     config = {
         "config_version": CONFIG_VERSION,
         "data": dict(data.section),
@@ -331,9 +340,13 @@ def model_section(
     objective: str,
     process: Process | None,
     data: DataBundle,
+    *,
+    conditioning: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The network's config (``models.model_spec``) and the parametrization that reads it as a
-    score (None for the unconditional objectives, whose network is the score s(x))."""
+    score (None for the unconditional objectives, whose network is the score s(x)); with
+    ``conditioning`` (``runs.conditional.conditioning_section``) a mask-conditional and/or
+    class-conditional network."""
     param_cfg: dict[str, Any] | None = None
     if objective in ("diffusion", "edm"):
         default = DEFAULT_PREDICTION[process.config()["name"].lower()]
@@ -357,6 +370,10 @@ def model_section(
         kwargs["time_embed_dim"] = 0
     elif param_cfg["prediction"] == "edm" or default_noise_input(process) != "t":
         kwargs["fourier_scale"] = LOG_SIGMA_FOURIER_SCALE
+    if conditioning and conditioning["masks"]:
+        kwargs["mask_conditional"] = True
+    if conditioning and conditioning["num_classes"]:
+        kwargs["num_classes"] = conditioning["num_classes"]
     shape = tuple(data.section["shape"])
     return model_spec(model_name, shape, seed=data.section["seed"], **kwargs), param_cfg
 
@@ -389,11 +406,13 @@ def training_section(options: Mapping[str, Any], data: DataBundle, steps: int) -
     # Early stopping guards small data against memorising their rows.
     selects = selects_on_validation(options, data)
     patience = options.get("patience", PATIENCE[kind] if selects else None)
+    refit = bool(options.get("refit", selects and kind == "vector")) and validated
+    # Validate only when something reads the figure: the model choice, early stopping, the
+    # refit's length, or an explicit --validate-every (a fixed --steps alone validates nothing).
     validate_every = None
-    if validated:
+    if validated and (selects or refit or patience or "validate_every" in options):
         every = options.get("validate_every", min(max(steps // VALIDATIONS[kind], 10), 100))
         validate_every = check_positive_int(every, "validate_every")
-    refit = bool(options.get("refit", selects and kind == "vector")) and validated
     training = {
         "steps": steps,
         "batch_size": check_positive_int(

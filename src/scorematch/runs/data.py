@@ -20,15 +20,19 @@ from ..data import (
     DEFAULT_TOY_SIZE,
     TOY_DATASETS,
     ColumnCodec,
+    LabelCodec,
     Standardizer,
     image_folder_levels,
     is_table_file,
     list_datasets,
     load_dataset,
+    load_labelled,
     load_table,
+    read_table,
     to_model,
     train_test_split,
 )
+from ..data.labels import IMAGE_LABELS, digit_labels, folder_classes, label_column
 from .checks import fraction, pixel_levels, seed_value
 
 __all__ = [
@@ -36,10 +40,12 @@ __all__ = [
     "data_kind",
     "dataset_table",
     "fit_columns",
+    "gap_counts",
     "load_data",
     "load_run_data",
     "load_split",
     "run_columns",
+    "source_labels",
     "source_section",
     "table_columns",
     "validation_index",
@@ -59,6 +65,26 @@ class DataBundle:
     val_index: Tensor | None = None
     section: dict[str, Any] = field(default_factory=dict)  # the config's data section
     columns: ColumnCodec | None = None  # a table's codec (its model coordinates), else None
+    # class labels (N,) of the train and test rows (−1: none), for runs trained with --labels
+    train_labels: Tensor | None = None
+    test_labels: Tensor | None = None
+
+    @property
+    def labels(self) -> LabelCodec | None:
+        """The label codec of a run trained with labels (``data.labels``), else None."""
+        return LabelCodec.from_config(self.section.get("labels"))
+
+    @property
+    def has_gaps(self) -> bool:
+        """True when training rows have missing cells (NaN), kept for the masked objective."""
+        return bool(self.train.isnan().any())
+
+    @property
+    def train_complete(self) -> Tensor:
+        """The training rows without a missing cell (all of them for data without gaps): what
+        pictures, baselines and distances to the training rows use."""
+        flat = self.train.reshape(self.train.shape[0], -1)
+        return self.train[~flat.isnan().any(1)]
 
     def standardised(self, rows: Tensor) -> Tensor:
         """Data-unit rows in the model's standardised coordinates, T(to_model(rows))."""
@@ -69,7 +95,7 @@ class DataBundle:
         """The largest distance between standardised training points (on an evenly strided
         subset of at most 2000): NCSN's σ_max (Song & Ermon 2020, "Improved techniques for
         training score-based generative models", §3.1)."""
-        z = self.standardised(self.train)
+        z = self.standardised(self.train_complete)
         flat = z.reshape(z.shape[0], -1).double()
         flat = flat[:: max(1, flat.shape[0] // 2000)]
         return float(torch.cdist(flat, flat).max())
@@ -82,11 +108,25 @@ class DataBundle:
     @property
     def fit(self) -> Tensor:
         """The training rows without the validation rows: what a validated run trains on."""
-        if self.val_index is None:
-            return self.train
+        return self.train[self._fit_rows()]
+
+    @property
+    def val_labels(self) -> Tensor | None:
+        """The validation rows' labels (None without labels or validation rows)."""
+        if self.train_labels is None or self.val_index is None:
+            return None
+        return self.train_labels[self.val_index]
+
+    @property
+    def fit_labels(self) -> Tensor | None:
+        """The labels of :attr:`fit`'s rows (None without labels)."""
+        return None if self.train_labels is None else self.train_labels[self._fit_rows()]
+
+    def _fit_rows(self) -> Tensor:
         keep = torch.ones(self.train.shape[0], dtype=torch.bool)
-        keep[self.val_index] = False
-        return self.train[keep]
+        if self.val_index is not None:
+            keep[self.val_index] = False
+        return keep
 
 
 TEST_FRACTION = 0.2
@@ -132,17 +172,31 @@ def _check_split(train: Tensor, test: Tensor, fraction: float) -> None:
             )
 
 
-def load_split(data_cfg: Mapping[str, Any]) -> tuple[Tensor, Tensor, str, int | None]:
-    """Load the data a config's ``data`` section names and split it: (train, test, kind, levels)."""
-    x = load_dataset(
-        data_cfg["spec"],
+def load_split(
+    data_cfg: Mapping[str, Any],
+) -> tuple[Tensor, Tensor, str, int | None, tuple[Tensor, Tensor] | None]:
+    """Load the data a config's ``data`` section names and split it: (train, test, kind, levels,
+    labels), labels the (train, test) class labels of a labelled run, else None.
+
+    A table's rows with missing cells are kept (the masked objective trains on them) unless
+    ``drop_missing``; those the seeded split puts into the held-out rows join the training rows,
+    so that the held-out rows — scored by the likelihood — are complete."""
+    columns = run_columns(data_cfg)
+    options = dict(
         n=data_cfg.get("n"),
         seed=int(data_cfg.get("seed", 0)),
         image_size=data_cfg.get("image_size"),
         mode=data_cfg.get("image_mode"),
-        columns=run_columns(data_cfg),
+        columns=columns,
         drop_missing=bool(data_cfg.get("drop_missing")),
+        keep_missing=columns is not None and not data_cfg.get("drop_missing"),
     )
+    labels = LabelCodec.from_config(data_cfg.get("labels"))
+    y = None
+    if labels is None:
+        x = load_dataset(data_cfg["spec"], **options)
+    else:
+        x, y = load_labelled(data_cfg["spec"], labels, **options)
     kind = "image" if x.ndim == 4 else "vector"
     levels = _levels(data_cfg["spec"], x)
     declared = data_cfg.get("pixel_levels")
@@ -153,18 +207,29 @@ def load_split(data_cfg: Mapping[str, Any]) -> tuple[Tensor, Tensor, str, int | 
         # snap them onto that grid, so that bits/dim compare with data of that depth.
         levels = int(declared) - 1
         x = (x * levels).round() / levels
-    train, test = train_test_split(x, float(data_cfg["test_fraction"]), int(data_cfg["split_seed"]))
-    _check_split(train, test, float(data_cfg["test_fraction"]))
-    return train, test, kind, levels
+    # Split the row numbers (train_test_split draws its order from the seed and N alone), so that
+    # labels follow their rows.
+    fraction = float(data_cfg["test_fraction"])
+    train_i, test_i = train_test_split(
+        torch.arange(x.shape[0]), fraction, int(data_cfg["split_seed"])
+    )
+    gappy = x[test_i].reshape(test_i.shape[0], -1).isnan().any(1)
+    if bool(gappy.any()):  # held-out rows with gaps train instead (module doc)
+        train_i, test_i = torch.cat([train_i, test_i[gappy]]), test_i[~gappy]
+    train, test = x[train_i], x[test_i]
+    _check_split(train, test, fraction)
+    split_labels = None if y is None else (y[train_i], y[test_i])
+    return train, test, kind, levels, split_labels
 
 
 def load_run_data(config: Mapping[str, Any]) -> DataBundle:
     """The data of a resolved run config, with its stored (not refitted) standardisation."""
     data = config["data"]
-    train, test, kind, levels = load_split(data)
+    train, test, kind, levels, labels = load_split(data)
     val = validation_index(train.shape[0], data.get("val_fraction", 0.0), data.get("val_seed", 0))
     standardizer = Standardizer.from_dict(config["standardizer"])
-    return DataBundle(train, test, standardizer, kind, levels, val, dict(data), run_columns(data))
+    return DataBundle(train, test, standardizer, kind, levels, val, dict(data), run_columns(data),
+                      *(labels or (None, None)))  # fmt: skip
 
 
 def load_data(options: Mapping[str, Any]) -> DataBundle:
@@ -196,9 +261,10 @@ def load_data(options: Mapping[str, Any]) -> DataBundle:
     if spec in TOY_DATASETS and section["n"] is None:
         section["n"] = DEFAULT_TOY_SIZE
     section.update(source_section(spec, options))  # a table's columns (docs/guide.md), …
-    train, test, kind, levels = load_split(section)
+    train, test, kind, levels, labels = load_split(section)
     columns = fit_columns(section, train, options.get("transform"))  # on the training rows
-    standardizer = Standardizer.fit(to_model(columns, train), kind)
+    # nan-mean and nan-sd over a table's observed cells (its gaps train with the masked objective)
+    standardizer = Standardizer.fit(to_model(columns, train), kind, missing=columns is not None)
     share = float(VAL_FRACTION[kind] if chosen_val is None else chosen_val)
     val_index = validation_index(train.shape[0], share, seed + 1)
     section.update(
@@ -212,7 +278,20 @@ def load_data(options: Mapping[str, Any]) -> DataBundle:
         val_seed=seed + 1,
         n_val=0 if val_index is None else int(val_index.numel()),
     )
-    return DataBundle(train, test, standardizer, kind, levels, val_index, section, columns)
+    if columns is not None and bool(train.isnan().any()):
+        section["gaps"] = gap_counts(columns, train)
+    return DataBundle(train, test, standardizer, kind, levels, val_index, section, columns,
+                      *(labels or (None, None)))  # fmt: skip
+
+
+def gap_counts(columns: ColumnCodec, train: Tensor) -> dict[str, Any]:
+    """How many of the training rows have gaps, and the missing cells per column (those with
+    any), for the config's ``data.gaps`` (``train`` prints it)."""
+    missing = train.isnan()
+    return {
+        "rows": int(missing.any(1).sum()),
+        "cells": {name: int(k) for name, k in zip(columns.names, missing.sum(0).tolist()) if k},
+    }
 
 
 def table_columns(
@@ -246,6 +325,9 @@ def source_section(spec: str, options: Mapping[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     columns = table_columns(spec, options.get("categorical"), options.get("continuous"),
                             options.get("keep"), options.get("na_values"))  # fmt: skip
+    if options.get("labels") is not None:
+        labels, columns = source_labels(spec, str(options["labels"]).strip(), columns)
+        out["labels"] = labels.to_config()
     if columns is not None:
         out.update(columns=columns.to_config(), na_values=columns.na_values,
                    drop_missing=bool(options.get("drop_missing")))  # fmt: skip
@@ -257,6 +339,29 @@ def source_section(spec: str, options: Mapping[str, Any]) -> dict[str, Any]:
             raise ValueError(f"image_channels must be 1 or 3, got {channels!r}")
         out["image_mode"] = "L" if channels == "1" else "RGB"
     return out
+
+
+def source_labels(
+    spec: str, labels: str, columns: ColumnCodec | None
+) -> tuple[LabelCodec, ColumnCodec | None]:
+    """The label codec ``--labels`` names (:mod:`scorematch.data.labels`) and the table's codec
+    without the label column: a table's column, an image folder's class sub-folders or the
+    digits' digit (``--labels class``)."""
+    if columns is not None:
+        table = read_table(spec, na_values=columns.na_values)
+        codec, every = label_column(table, labels, columns.all_columns)
+        return codec, ColumnCodec(every, columns.na_values)
+    if labels != IMAGE_LABELS:
+        raise ValueError(
+            f"--labels {labels!r}: image data take --labels {IMAGE_LABELS} (the class sub-folders "
+            "folder/<class>/*.png, or the digits' digit); a table's --labels names a column"
+        )
+    if str(spec).lower() == "digits":
+        return digit_labels()[0], None
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"--labels applies to tables, image folders and digits, not to {spec!r}")
+    return LabelCodec("folders", folder_classes(path)), None
 
 
 def fit_columns(

@@ -17,6 +17,7 @@ from ..metrics import Memorisation
 from ..run_dir import RunDir
 from .config import jsonable
 from .oracle import OracleComparison
+from .verdict import Verdict
 
 __all__ = [
     "Evaluation",
@@ -34,7 +35,9 @@ class SampleFigures:
     ``sampler`` in ``nfe`` model evaluations and ``seconds``, ``nonfinite`` of them not finite;
     ``sliced_wasserstein`` (256 projections), ``mmd`` (MMD², RBF kernel, median bandwidth) and
     ``energy_distance`` — the last two unbiased estimates (slightly negative values mean no
-    measurable difference), on ``distance_rows`` held-out rows (a subset)."""
+    measurable difference), on ``distance_rows`` held-out rows (a subset); ``grid`` is
+    ``"tuned"`` when the sampler ran on a grid fitted by ``scorematch tune``, else
+    ``"default"``, and ``grid_note`` the line saying so (not written to JSON)."""
 
     sampler: str
     nfe: int
@@ -45,6 +48,8 @@ class SampleFigures:
     mmd: float
     energy_distance: float
     distance_rows: int | None = None
+    grid: str = "default"
+    grid_note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,9 @@ class Evaluation:
     likelihood, and ``nll_note`` says why), ``memorisation``
     (:class:`scorematch.metrics.Memorisation`, standardised units), and where the data's law is
     known exactly ``oracle`` (:class:`~.oracle.OracleComparison`: Fisher divergence to the true
-    score, mixture error of the samples, NLL gap to the true density).  ``log_prob`` holds the
+    score, mixture error of the samples, NLL gap to the true density); for vector data
+    ``verdict`` (:class:`~.verdict.Verdict`: the figures beside a Gaussian mixture's and the
+    training rows', each judged).  ``log_prob`` holds the
     per-row log-likelihoods (kept in memory, not written to JSON).  :meth:`to_dict` gives the flat
     record of ``evaluation.json`` (``nll_*``, ``memorisation_*``, ``copy_*``, …)."""
 
@@ -91,6 +98,7 @@ class Evaluation:
     seconds: float = 0.0
     log_prob: Tensor | None = field(default=None, repr=False)
     oracle: OracleComparison | None = None
+    verdict: Verdict | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The flat JSON record (every value plain; None → null)."""
@@ -103,6 +111,7 @@ class Evaluation:
             "n_test": self.n_test,
             "sampler": s.sampler,
             "sampler_nfe": s.nfe,
+            "sampler_grid": s.grid,
             "sample_seconds": s.seconds,
             "nonfinite_samples": s.nonfinite,
             "sliced_wasserstein": s.sliced_wasserstein,
@@ -118,6 +127,7 @@ class Evaluation:
             record[key] = None if m is None else getattr(m, name)
         record["memorisation_warning"] = None if m is None else m.warning()
         record.update(self.oracle.to_dict() if self.oracle else {"true_density": None})
+        record["verdict"] = None if self.verdict is None else self.verdict.to_dict()
         record["seconds"] = self.seconds
         return jsonable(record)
 

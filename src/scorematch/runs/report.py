@@ -1,6 +1,6 @@
-"""Reporting on a run: its pictures (:func:`make_plots`), a Gaussian-mixture baseline to judge
-its held-out NLL by (:func:`gmm_baseline`), and :func:`demo`, which trains, evaluates, compares
-and plots in one go."""
+"""Reporting on a run: its pictures (:func:`make_plots`) and :func:`demo`, which trains,
+evaluates, compares with a Gaussian mixture (:func:`~.verdict.gmm_baseline`) and plots in one
+go."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import contextlib
 import math
 import shutil
 import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,6 @@ import torch
 from torch import Tensor
 
 from ..distributions import GaussianMixture
-from ..metrics import heldout_nll
 from ..parametrization import at_time
 from ..plots import image_grid, loss_curve, samples_picture, score_field, trajectory_gif
 from ..run_dir import RunDir
@@ -28,66 +28,9 @@ from .loading import load_run
 from .oracle import known_mixture, oracle_plots
 from .run import Run
 from .train import train
+from .verdict import Baseline, gmm_baseline, paired_verdict
 
-__all__ = [
-    "DEMO_SETTINGS",
-    "SIGNIFICANCE",
-    "Baseline",
-    "DemoResult",
-    "demo",
-    "gmm_baseline",
-    "make_plots",
-    "paired_verdict",
-]
-
-SIGNIFICANCE = 2.0  # standard errors a paired difference needs before one model is called better
-
-
-# ------------------------------------------------------------------------------------------------
-# Baseline
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class Baseline:
-    """A fitted scikit-learn ``GaussianMixture``'s held-out NLL (nats/sample, bits/dim)."""
-
-    components: int
-    nll: float
-    nll_stderr: float
-    bits_per_dim: float
-    log_prob: Tensor = field(repr=False)  # per held-out row
-    seconds: float
-
-
-def gmm_baseline(
-    train_x: Tensor, test_x: Tensor, *, max_components: int = 20, seed: int = 0
-) -> Baseline:
-    """scikit-learn ``GaussianMixture`` (full covariances) with the number of components chosen by
-    BIC over 1 … ``max_components`` on ``train_x``; held-out NLL (nats/sample) on ``test_x``."""
-    from sklearn.mixture import GaussianMixture  # a second or so to import: only when asked
-    from threadpoolctl import threadpool_limits
-
-    tr = train_x.reshape(train_x.shape[0], -1).double().numpy()
-    te = test_x.reshape(test_x.shape[0], -1).double().numpy()
-    t0 = time.perf_counter()
-    best = None
-    # One BLAS thread: these matrices are tiny, and extra threads only contend on a busy machine.
-    with threadpool_limits(1):
-        for k in range(1, min(max_components, tr.shape[0]) + 1):
-            gm = GaussianMixture(k, covariance_type="full", random_state=seed).fit(tr)
-            bic = gm.bic(tr)
-            if best is None or bic < best[0]:
-                best = (bic, k, gm)
-    _, k, gm = best
-    lp = torch.from_numpy(gm.score_samples(te))
-    stats = heldout_nll(lp, dims=tr.shape[1])
-    return Baseline(
-        components=k,
-        nll=stats["nll"],
-        nll_stderr=stats["stderr"],
-        bits_per_dim=stats["bits_per_dim"],
-        log_prob=lp,
-        seconds=round(time.perf_counter() - t0, 3),
-    )
+__all__ = ["DEMO_SETTINGS", "DemoResult", "demo", "make_plots"]
 
 
 # ------------------------------------------------------------------------------------------------
@@ -135,7 +78,7 @@ def make_plots(
             return []
         title = f"{run.objective}, step {run.step}"
         table = run.columns is not None
-        reference = run.data.train if table else run.data.test
+        reference = run.data.train_complete if table else run.data.test
         name = "training rows" if table else "held-out data"
         paths.append(samples_picture(drawn.x, reference, folder / "samples.png",
                                      columns=run.columns, show=columns, title=title,
@@ -214,15 +157,6 @@ class DemoResult:
         return None if paired is None else paired_verdict(*paired)
 
 
-def paired_verdict(mean: float, stderr: float, threshold: float = SIGNIFICANCE) -> str:
-    """``"better"`` / ``"worse"`` when the paired NLL difference (model − baseline) is at least
-    ``threshold`` standard errors below / above 0, else ``"not significantly different"``: a
-    difference of about one standard error is what two equally good models show by chance."""
-    if math.isfinite(stderr) and abs(mean) >= threshold * stderr and mean != 0:
-        return "better" if mean < 0 else "worse"
-    return "not significantly different"
-
-
 # What the demo changes from the training defaults, by data kind (normal, --quick).
 DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "vector": {"normal": {}, "quick": {"steps": 300, "n": 2000}},
@@ -241,6 +175,7 @@ def demo(
     quick: bool = False,
     progress: bool = True,
     device: str | None = "auto",
+    announce: Callable[[dict[str, Any]], None] | None = None,
 ) -> DemoResult:
     """Train on ``data`` into ``out_dir`` (replacing an earlier run there), sample, evaluate against
     the held-out split (and a BIC-selected Gaussian mixture for vector data), and plot.
@@ -249,6 +184,7 @@ def demo(
     with ODE tolerances 1e-4 (the NLL hardly moves from 1e-5: ``benchmarks/results/design_choices.md``).
     ``device``: where to compute (``scorematch.devices.resolve_device``); under torchrun the
     training, sampling and likelihood are split over the ranks and rank 0 writes.
+    ``announce(config)``: told the resolved config before training starts (as by ``train``).
     """
     folder = RunDir(out_dir)
     out = folder.path
@@ -267,7 +203,7 @@ def demo(
     options["sample_every"] = options.get("steps", DEFAULTS[kind]["steps"])  # one, at the end
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    train(options, out, progress=progress, device=execution.device)
+    train(options, out, progress=progress, device=execution.device, announce=announce)
     timings["train"] = time.perf_counter() - t0
     run = load_run(out, device=execution.device)
     t1 = time.perf_counter()
@@ -275,7 +211,10 @@ def demo(
         n, nll_points = (500, 500) if quick else (2000, 2000)
     else:
         n, nll_points = (16, 16) if quick else (256, 200)
-    evaluation = run.evaluate(n, max_nll_points=nll_points, rtol=1e-4, progress=progress)
+    # The demo prints its own comparison with the mixture (below): no second one in evaluate.
+    evaluation = run.evaluate(
+        n, max_nll_points=nll_points, rtol=1e-4, progress=progress, verdict=False
+    )
     if run.is_main:
         write_evaluation(evaluation)
     timings["evaluate"] = time.perf_counter() - t1
@@ -284,7 +223,7 @@ def demo(
         t2 = time.perf_counter()
         points = None if evaluation.likelihood is None else evaluation.likelihood.points
         held_out = run.data.test[:points]
-        baseline = gmm_baseline(run.data.train, held_out, seed=0)
+        baseline = gmm_baseline(run.data.train_complete, held_out, seed=0)
         timings["baseline"] = time.perf_counter() - t2
     t3 = time.perf_counter()
     paths = make_plots(run, n=n)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -31,29 +31,41 @@ from ..metrics import (
 from ..processes import Process
 from ..samplers.api import DEFAULT_STEPS, SAMPLERS, sample
 from .checks import choice, seed_value
+from .conditional import guided
 from .config import TIME_CONDITIONAL
 from .data import DataBundle, load_run_data, run_columns
 from .evaluation import Evaluation, HeldOutNLL, SampleFigures, likelihood_convention
 from .oracle import compare_with_mixture, describe_source, known_mixture
 from .sharding import block_seed, map_blocks
 from .streaming import MAX_DISTANCE_ROWS, subsample_rows
+from .tuning import choose_grid
+from .verdict import judge, target_column
 
-__all__ = ["EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
+__all__ = ["EVALUATE_RTOL", "EXACT_DIVERGENCE_MAX_DIM", "Run", "SampleResult"]
 
 # Up to this many dimensions the likelihood's divergence is exact by default (D backward passes
 # per ODE step are cheap there); above it, Hutchinson's estimate.
 EXACT_DIVERGENCE_MAX_DIM = 16
+MAX_MEMORISATION_ROWS = 2000  # held-out rows the memorisation figures compare at most
+# The likelihood's ODE tolerance in `evaluate` and the CLI's `likelihood`: the NLL moves by
+# ~0.003 nats/row from 1e-5's at 2.4× fewer network calls (benchmarks/results/phases.md), far
+# inside its standard error.
+EVALUATE_RTOL = 1e-4
 LANGEVIN_STEPS = 100  # annealed Langevin steps per level when a run samples with it unasked (NCSN)
 
 
 @dataclass
 class SampleResult:
-    """Samples in data units, the NFE, and (when asked) the trajectory in data units."""
+    """Samples in data units, the NFE, and (when asked) the trajectory in data units;
+    ``tuned_grid`` says whether a grid fitted by ``scorematch tune`` was used and ``grid_note`` is
+    one line about the grid for the user (None: the default grid, nothing to say)."""
 
     x: Tensor
     nfe: int
     trajectory: list[Tensor] | None = field(default=None, repr=False)
     seconds: float = 0.0
+    tuned_grid: bool = False
+    grid_note: str | None = None
 
 
 class Run:
@@ -143,9 +155,12 @@ class Run:
 
     @property
     def default_divergence(self) -> str:
-        """The likelihood's divergence unless told: ``"exact"`` up to 16 dimensions, else
-        ``"hutchinson"``."""
-        return "exact" if math.prod(self.shape) <= EXACT_DIVERGENCE_MAX_DIM else "hutchinson"
+        """The likelihood's divergence unless told: ``"exact"`` up to 16 dimensions or when the
+        model offers its exact divergence in one pass (``value_and_divergence``: a hollow
+        network), else ``"hutchinson"``."""
+        cheap = callable(getattr(self.model, "value_and_divergence", None))
+        small = math.prod(self.shape) <= EXACT_DIVERGENCE_MAX_DIM
+        return "exact" if small or cheap else "hutchinson"
 
     # -- sampling
     def sample(
@@ -158,8 +173,17 @@ class Run:
         churn: float = 0.0,
         trajectory: bool = False,
         progress: bool = False,
+        grid: str = "auto",
+        label: int | None = None,
+        guidance: float = 0.0,
     ) -> SampleResult:
-        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``.
+        """Draw ``n`` samples (data units) with the run's sampler or ``sampler``/``steps``;
+        ``label`` (a class code of a run trained with labels) draws from that class, guided with
+        weight ``guidance`` (:class:`scorematch.Guided`: classifier-free guidance).
+
+        ``grid``: ``"auto"`` samples on the grid ``scorematch tune`` fitted to this checkpoint for
+        this sampler and NFE when ``grids.json`` holds one, else on the sampler's default grid;
+        ``"tuned"`` insists on the tuned grid; ``"default"`` ignores it (:mod:`.tuning`).
 
         ``churn`` > 0 makes ``heun`` stochastic: EDM's S_churn (Karras et al. 2022, Alg. 2), noise
         added back at every step, whatever σ.  (The README's digits grid used 40 only within EDM's
@@ -182,6 +206,7 @@ class Run:
         if steps is None:  # another sampler than the run's: its own default
             steps = LANGEVIN_STEPS if name == "annealed_langevin" else DEFAULT_STEPS[name]
         steps = check_positive_int(steps, "steps")
+        chosen = choose_grid(self, name, steps, grid)
         device, dtype = model_device(self.model)
         options: dict[str, Any] = {"s_churn": float(churn)} if churn else {}
         if name == "annealed_langevin":
@@ -194,6 +219,7 @@ class Run:
                 step_size=cfg["step_size"], denoise=self.config["objective"]["sigma"] > 0
             )
         init_std = 1.0 if self.kind == "vector" else 0.5
+        model = self.model if label is None else guided(self, label, guidance)
 
         def draw(block: int, start: int, stop: int) -> tuple[Tensor, int, list | None]:
             # Rows in blocks of 1000, each with its own seed: the same rows on any number of ranks.
@@ -204,11 +230,12 @@ class Run:
                     shape_or_x, generator=gen, device=device, dtype=dtype
                 )
             out = sample(
-                self.model,
+                model,
                 self.process,
                 shape_or_x,
                 sampler=name,
-                steps=steps,
+                steps=None if chosen.times is not None else steps,
+                grid="auto" if chosen.times is None else chosen.times,
                 generator=gen,
                 progress=progress and self.is_main,
                 return_trajectory=trajectory,
@@ -227,7 +254,8 @@ class Run:
             steps_of_blocks = zip(*(b[2] for b in blocks))
             traj = [from_model(self.columns, self.standardizer.inverse(torch.cat(s).detach()))
                     for s in steps_of_blocks]  # fmt: skip
-        return SampleResult(x, blocks[0][1], traj, time.perf_counter() - t0)
+        seconds = time.perf_counter() - t0
+        return SampleResult(x, blocks[0][1], traj, seconds, chosen.tuned, chosen.line)
 
     # -- likelihood
     def require_likelihood(self) -> None:
@@ -237,6 +265,12 @@ class Run:
                 f"likelihood needs a time-conditional objective (diffusion, edm or ncsn); this run "
                 f"was trained with {self.objective!r}, which learns one score s(x) without a density"
             )
+
+    @property
+    def refitted(self) -> bool:
+        """True when the run's model was trained again on all its training rows (a small table):
+        then it saw the validation rows too."""
+        return bool((self.selection or {}).get("refit"))
 
     @property
     def t_min(self) -> float:
@@ -376,10 +410,11 @@ class Run:
         """Whether samples ``x`` (data units) copy training rows: distances to the closest
         training row against those of the held-out rows, in the standardised units the model
         sees (:func:`scorematch.metrics.memorisation`)."""
-        rows = [
-            self.standardised(v.to(torch.float64)) for v in (x, self.data.train, self.data.test)
-        ]
         gen = torch.Generator().manual_seed(int(seed))
+        # The held-out side is a median too: MAX_MEMORISATION_ROWS rows pin it as well as 10 000
+        # (each costs a search of every training row; benchmarks/results/phases.md).
+        test = subsample_rows(self.data.test, MAX_MEMORISATION_ROWS, gen)
+        rows = [self.standardised(v.to(torch.float64)) for v in (x, self.data.train_complete, test)]
         return memorisation(*rows, standardize=False, generator=gen)
 
     def evaluate(
@@ -390,24 +425,42 @@ class Run:
         nll: bool = True,
         divergence: str | None = None,
         max_nll_points: int = 2000,
-        rtol: float = 1e-5,
+        rtol: float = EVALUATE_RTOL,
         t_min: float | None = None,
         progress: bool = False,
         mixture: GaussianMixture | None = None,
+        grid: str = "auto",
+        verdict: bool = True,
+        target: str | None = None,
+        announce: Callable[[str], None] | None = None,
     ) -> Evaluation:
         """Distances between ``n`` samples and the held-out split (data units) and the held-out
         NLL (nats/sample and bits/dim) of p_{t_min} (see :meth:`log_likelihood`) on at most
-        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`).
+        ``max_nll_points`` rows, with ``divergence`` (default :attr:`default_divergence`); the
+        samples come from the run's sampler on ``grid`` (see :meth:`sample`).
 
-        Where the law of the data is known — a built-in mixture set, or ``mixture`` (a
-        ``GaussianMixture`` in data units) — also the comparison with it (``Evaluation.oracle``:
-        :func:`~.oracle.compare_with_mixture`)."""
+        Vector data (``verdict``): also the verdict (``Evaluation.verdict``,
+        :func:`~.verdict.judge`) — the figures in standardised units beside a BIC Gaussian
+        mixture fitted on the same training rows and the training rows themselves, with the
+        train-on-synthetic figure for the column ``target``.  ``announce(line)`` is told what each
+        phase does.  Where the law of the data is known — a built-in mixture set, or ``mixture``
+        (a ``GaussianMixture`` in data units) — also the comparison with it
+        (``Evaluation.oracle``: :func:`~.oracle.compare_with_mixture`)."""
         n = check_positive_int(n, "n")
+        seed_value(seed)  # a bad seed fails before the first phase is announced
         self._check_t_min(t_min)  # here too, so that a bad t_min fails before the sampling
+        judged = verdict and self.kind == "vector"
+        names = self.columns.names if self.columns is not None else None
+        if target is not None:
+            if not judged:
+                raise ValueError("--target needs the verdict of vector data (a table)")
+            target_column(names or [f"x{j + 1}" for j in range(self.shape[0])], target)
+        say = (announce if self.is_main else None) or (lambda line: None)
         truth = known_mixture(self.config, mixture)
         test = self.data.test
         t0 = time.perf_counter()
-        drawn = self.sample(n, seed=seed, progress=progress)
+        say(f"drawing {n} samples ({self.config['sampling']['sampler']})")
+        drawn = self.sample(n, seed=seed, progress=progress, grid=grid)
         x = drawn.x.double().cpu()
         ref = test.double()
         gen = torch.Generator().manual_seed(int(seed))
@@ -425,10 +478,14 @@ class Run:
             mmd=float(mmd(x, pairs)),
             energy_distance=float(energy_distance(x, pairs)),
             distance_rows=int(pairs.shape[0]),
+            grid="tuned" if drawn.tuned_grid else "default",
+            grid_note=drawn.grid_note,
         )
         likelihood, note, lp = None, None, None
         if nll and self.time_conditional:
             div = divergence or self.default_divergence
+            rows = min(max_nll_points, ref.shape[0])
+            say(f"held-out NLL of {rows} rows (probability-flow ODE, {div} divergence)")
             t1 = time.perf_counter()
             lp, nfe = self.log_likelihood(
                 ref[:max_nll_points],
@@ -454,7 +511,26 @@ class Run:
             )
         elif nll:
             note = f"no likelihood for the unconditional objective {self.objective!r}"
+        say("memorisation: distances to the closest training row")
         memorised = self.memorisation(x, seed=seed)
+        judgement = None
+        if judged and self.is_main:
+            # The rows the model was fitted on: without the validation rows unless refitted.
+            fitted = self.data.train if self.refitted else self.data.fit
+            # A table with gaps: the mixture and the floor are fitted on its complete rows.
+            fitted = fitted[~fitted.reshape(fitted.shape[0], -1).isnan().any(1)]
+            judgement = judge(
+                x,
+                fitted,
+                ref,
+                standardizer=self.standardizer,
+                columns=self.columns,
+                log_prob=lp,
+                memorised=memorised,
+                target=target,
+                seed=seed,
+                announce=say,
+            )
         oracle = None
         if truth is not None:
             oracle = compare_with_mixture(
@@ -482,4 +558,5 @@ class Run:
             seconds=round(time.perf_counter() - t0, 3),
             log_prob=lp,
             oracle=oracle,
+            verdict=judgement,
         )

@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from .._checks import model_device
 from ..run_dir import SELECTION_FILE, RunDir
@@ -82,17 +83,28 @@ def t_min_candidates(process) -> list[float]:
     return sorted(set(times))
 
 
-def choose_t_min(run, x_val: Tensor, *, rtol: float = 1e-3, seed: int = 0) -> dict[str, Any]:
+def choose_t_min(
+    run, x_val: Tensor, *, rtol: float = 1e-3, seed: int = 0, progress: bool = False
+) -> dict[str, Any]:
     """The t_min (process clock) with the lowest mean validation NLL among ``t_min_candidates``,
-    on at most ``MAX_T_MIN_ROWS`` validation rows (data units), with every candidate's NLL."""
+    on at most ``MAX_T_MIN_ROWS`` validation rows (data units), with every candidate's NLL.
+    ``progress``: a bar over the candidates (each one a probability-flow ODE over the rows)."""
     x = x_val[:MAX_T_MIN_ROWS]
     table = []
-    for t in t_min_candidates(run.process):
+    candidates = t_min_candidates(run.process)
+    bar = tqdm(
+        candidates,
+        desc=f"choosing t_min on {x.shape[0]} validation rows",
+        unit="value",
+        disable=not (progress and run.is_main),
+    )
+    for t in bar:
         lp, _ = run.log_likelihood(
             x, t_min=t, rtol=rtol, seed=seed, divergence=run.default_divergence
         )
         nll = float(-lp.mean())
         table.append([t, nll if math.isfinite(nll) else None])
+        bar.set_postfix_str(f"t_min {t:.3g}: NLL {nll:.4g}")
     finite = [row for row in table if row[1] is not None]
     if not finite:
         raise ValueError("the validation log-likelihood is not finite at any t_min")

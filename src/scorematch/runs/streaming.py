@@ -78,6 +78,7 @@ class StreamResult:
     seconds: float
     trajectory: list[Tensor] | None = field(default=None, repr=False)
     x: Tensor | None = field(default=None, repr=False)
+    grid_note: str | None = None  # the first chunk's line about its grid (``Run.sample``)
 
 
 def iter_samples(
@@ -133,7 +134,7 @@ def sample_to_file(
     suffix = out.suffix.lower()
     if suffix not in (".npy", ".csv") and not keep:
         raise ValueError(f"cannot stream samples to {out}: use .npy or .csv, or keep=True")
-    state: dict[str, Any] = {"nfe": 0, "seconds": 0.0, "trajectory": None, "kept": []}
+    state: dict[str, Any] = {"nfe": 0, "seconds": 0.0, "trajectory": None, "kept": [], "note": None}
 
     def chunks() -> Iterator[Tensor]:
         for i, part in enumerate(iter_samples(run, n, **options)):
@@ -142,6 +143,7 @@ def sample_to_file(
             state["seconds"] += part.seconds
             if i == 0:
                 state["trajectory"] = part.trajectory
+                state["note"] = getattr(part, "grid_note", None)
             if keep:
                 state["kept"].append(x)
             yield x
@@ -183,4 +185,4 @@ def sample_to_file(
         for _ in chunks():
             pass
     x = torch.cat(state["kept"]) if keep else None
-    return StreamResult(n, state["nfe"], state["seconds"], state["trajectory"], x)
+    return StreamResult(n, state["nfe"], state["seconds"], state["trajectory"], x, state["note"])

@@ -20,10 +20,13 @@ from __future__ import annotations
 import copy
 import dataclasses
 import logging
+import statistics
+import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import torch
 from torch import nn
 
 from .._checks import check_count, check_positive_int
@@ -32,7 +35,8 @@ from ..plots import image_grid, samples_picture
 from ..processes import Process
 from ..run_dir import RunDir
 from ..training import Trainer, TrainResult
-from .build import build_loss, build_process, build_score_model, training_settings
+from .build import build_loss, build_process, build_score_model, dequantiser, training_settings
+from .conditional import conditional_training, is_conditional
 from .config import TIME_CONDITIONAL, configure
 from .data import DataBundle, load_run_data
 from .execution import EXECUTION_KEYS, record_execution, start
@@ -40,7 +44,7 @@ from .loading import load_run
 from .run import Run
 from .selection import choose_t_min, read_selection, validation_loss, write_selection
 
-__all__ = ["RESUMABLE", "RESUME_CHANGES", "train"]
+__all__ = ["RESUMABLE", "RESUME_CHANGES", "Estimate", "measure_training", "train"]
 
 logger = logging.getLogger("scorematch")
 
@@ -50,6 +54,8 @@ RESUMABLE: dict[str, Callable[[Any, str], int]] = {
     "checkpoint_every": check_positive_int,
     "sample_every": check_count,
 }
+# Fewest complete validation rows to choose the likelihood's t_min on (fewer: the process's own).
+MIN_T_MIN_ROWS = 8
 # The config keys that may differ between a checkpoint and the run that resumes it.
 RESUME_CHANGES = tuple(f"training.{k}" for k in (*RESUMABLE, *EXECUTION_KEYS))
 
@@ -66,6 +72,7 @@ def train(
     precision: str | None = None,
     compile: bool | None = None,
     grad_accum: int | None = None,
+    estimate: Callable[[Estimate], None] | None = None,
 ) -> TrainResult:
     """Train a run into ``out_dir``.
 
@@ -76,6 +83,8 @@ def train(
     a checkpoint every so many minutes of wall time (None: only on the step grid); not part of
     the config.  ``device`` (``"auto"``: CUDA when available), ``precision``, ``compile`` and
     ``grad_accum``: where and how to train (``execution``; None on resume: as the run recorded).
+    ``estimate(Estimate)``: told, before a fresh run trains (one process, no in-memory selection
+    pass first), how long its steps and validations take, measured (:func:`measure_training`).
     Under torchrun every rank calls this; rank 0 writes.  Returns the trainer's ``TrainResult``.
     The run folder is created with its config.yaml in one step and locked while training (see
     ``scorematch.run_dir``).
@@ -103,14 +112,17 @@ def train(
     tr = config["training"]
     process = build_process(config)
     loss = build_loss(config, process)
-    validated = data.val_index is not None and bool(tr.get("validate_every"))
+    held = data.val_index is not None  # validation rows: kept out of training (but by a refit)
+    validated = held and bool(tr.get("validate_every"))
     selection = read_selection(folder.path) if resume else None
     refit = validated and bool(tr.get("refit"))
     if refit and selection is None:
         # In memory: the run folder appears only when the Trainer creates and locks it.  A run
         # killed before its selection.json is written makes the same choice again (seeded).
         selection = _select_in_memory(config, data, process, loss, progress)
-    rows = data.train if refit or not validated else data.fit
+    every_row = refit or not held
+    rows = data.train if every_row else data.fit
+    labels = data.train_labels if every_row else data.fit_labels
     # The refit keeps the selection pass's schedule (cosine over training.steps) up to the chosen
     # step (benchmarks/results/tables.md: decaying over the chosen steps instead was worse).
     target = selection["best_step"] if refit else tr["steps"]
@@ -124,6 +136,7 @@ def train(
         progress,
         validate=validated and not refit,
         checkpoint_minutes=checkpoint_minutes,
+        labels=labels,
     )
     if resume:
         # The newest good checkpoint (damaged ones are moved aside, and that is said); none:
@@ -134,23 +147,70 @@ def train(
                 f"{folder.path} is already at step {trainer.step}; pass --steps above "
                 f"{trainer.step} to train longer"
             )
+    # Measured on a batch that is a function of the step (a tensor's), so the training is the same.
+    pure = trainer.state.data.exact_resume
+    if estimate is not None and pure and not resume and not refit and trainer.world_size == 1:
+        estimate(measure_training(trainer, target))
     result = trainer.fit(target, resume=resume)
     if refit:
         if execution.is_main:
             write_selection(folder.path, selection)
         return dataclasses.replace(result, best_step=selection["best_step"])
-    if validated:
+    if held:
         run = load_run(folder.path, device=execution.device)  # the best step, or --steps' last
         selected = {
-            "best_step": result.best_step,
+            # Without validation (a fixed --steps) the run's model is its last step.
+            "best_step": result.best_step if validated else result.step,
             "refit": False,
             "stopped_early": result.stopped_early,
-            "validation": trainer.validation.state_dict(),
-            "t_min": _t_min(run, data),
+            "validation": trainer.validation.state_dict() if validated else None,
+            "t_min": _t_min(run, data, progress),
         }
         if execution.is_main:
             write_selection(folder.path, selected)
     return result
+
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """How long a training will take, measured on this machine: ``steps`` steps of
+    ``step_seconds`` and ``validations`` validations of ``validation_seconds``; ``seconds`` is
+    their total (checkpoints and sample pictures come on top)."""
+
+    steps: int
+    step_seconds: float
+    validations: int
+    validation_seconds: float
+
+    @property
+    def seconds(self) -> float:
+        return self.steps * self.step_seconds + self.validations * self.validation_seconds
+
+
+def measure_training(trainer: Trainer, steps: int, repeats: int = 3) -> Estimate:
+    """Time the trainer's own step on its first batch — one warm-up, then the median of
+    ``repeats`` forward and backward passes, with a generator of their own, the gradients
+    cleared after, so the training that follows is unchanged — and one validation, when the
+    trainer validates; :class:`Estimate` for ``steps`` steps (from the trainer's current one)."""
+    model, engine = trainer.model, trainer.engine
+    batch = trainer.state.data.batch(1, trainer.rank).to(trainer.device)
+    generator = torch.Generator(device=trainer.device).manual_seed(0)
+    model.train()
+    times = []
+    for _ in range(repeats + 1):
+        t0 = time.perf_counter()
+        engine.gradients(trainer.loss_fn, batch, generator)
+        times.append(time.perf_counter() - t0)
+    trainer.optimizer.zero_grad(set_to_none=True)
+    validation, val_seconds, count = trainer.validation, 0.0, 0
+    remaining = max(0, steps - trainer.step)
+    if validation is not None:
+        count = remaining // validation.every
+        if count:
+            t0 = time.perf_counter()
+            validation.fn(trainer.ema_model, trainer.step)
+            val_seconds = time.perf_counter() - t0
+    return Estimate(remaining, statistics.median(times[1:]), count, val_seconds)
 
 
 def _trainer(
@@ -164,9 +224,11 @@ def _trainer(
     *,
     validate: bool,
     checkpoint_minutes: float | None = None,
+    labels=None,
 ) -> Trainer:
-    """The ``Trainer`` of a run's config on ``rows`` (data units), writing into ``folder`` (None:
-    in memory, no files)."""
+    """The ``Trainer`` of a run's config on ``rows`` (data units) and their ``labels``, writing
+    into ``folder`` (None: in memory, no files).  A conditional run (masks, labels) trains on row
+    numbers with the conditional objective (``runs.conditional``)."""
     tr = config["training"]
     settings = training_settings(
         config,
@@ -176,19 +238,28 @@ def _trainer(
         progress=progress,
         checkpoint_minutes=checkpoint_minutes,
     )
+    inputs, val_inputs = (loss, data.standardised(rows)), None
+    if validate:
+        val_inputs = (loss, data.standardised(data.val))
+    if is_conditional(config):
+        spread = dequantiser(config)
+        inputs = conditional_training(config, process, inputs[1], labels, spread)
+        if validate:
+            val_inputs = conditional_training(
+                config, process, val_inputs[1], data.val_labels, spread
+            )
     validate_fn = None
     if validate:
         validate_fn = validation_loss(
-            loss,
-            data.standardised(data.val),
+            *val_inputs,
             seed=tr["seed"] + 1,
             batch_size=max(tr["batch_size"], 256),
             time_conditional=config["objective"]["name"] in TIME_CONDITIONAL,
         )
     return Trainer(
         build_score_model(config, process),
-        loss,
-        data.standardised(rows),
+        inputs[0],
+        inputs[1],
         settings,
         out_dir=None if folder is None else folder.path,
         config=dict(config),
@@ -201,7 +272,8 @@ def _trainer(
 def _select_in_memory(config, data, process, loss, progress) -> dict[str, Any]:
     """The selection pass of a small table: train on the rows without the validation rows, in
     memory, with validation and early stopping; keep the best EMA model; choose t_min with it."""
-    trainer = _trainer(config, data, process, loss, data.fit, None, progress, validate=True)
+    trainer = _trainer(config, data, process, loss, data.fit, None, progress, validate=True,
+                       labels=data.fit_labels)  # fmt: skip
     watched, best = trainer.validation.fn, {"value": float("inf"), "state": None}
 
     def keep_best(model: nn.Module, step: int) -> float:
@@ -228,15 +300,18 @@ def _select_in_memory(config, data, process, loss, progress) -> dict[str, Any]:
         "refit": True,
         "stopped_early": result.stopped_early,
         "validation": trainer.validation.state_dict(),
-        "t_min": _t_min(run, data),
+        "t_min": _t_min(run, data, progress),
     }
 
 
-def _t_min(run: Run, data: DataBundle) -> dict[str, Any] | None:
+def _t_min(run: Run, data: DataBundle, progress: bool) -> dict[str, Any] | None:
     """t_min chosen on the validation rows, for runs with a likelihood on vector data."""
     if not run.time_conditional or data.kind != "vector":
         return None
-    return choose_t_min(run, data.val)
+    val = data.val[~data.val.isnan().any(1)]  # the likelihood scores complete rows
+    if val.shape[0] < MIN_T_MIN_ROWS:
+        return None
+    return choose_t_min(run, val, progress=progress)
 
 
 def _resumed_config(
@@ -280,6 +355,7 @@ def _sample_plotter(
         if data.kind == "image":
             image_grid(x.clamp(0, 1), path, nrow=8)
         else:
-            samples_picture(x, data.train, path, columns=data.columns, title=f"step {step}")
+            samples_picture(x, data.train_complete, path, columns=data.columns,
+                            title=f"step {step}")  # fmt: skip
 
     return plot_samples

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
-from .._checks import check_positive_int
+from .._checks import check_count, check_positive_int
 from .base import initial_state
 from .dpm_solver import dpm_solver
 from .grids import dpm_recipe
@@ -28,7 +29,9 @@ __all__ = ["TunedGrid", "tune_grid"]
 class TunedGrid:
     """A grid fitted to a model: ``times`` (float64, t_max > … > t_N, then 0 = the x̂₀ step) for
     ``sampler`` at ``nfe`` model calls; ``loss`` and ``loss_default`` are the mean squared distance
-    per coordinate to the reference solution with this grid and with the sampler's default one.
+    per coordinate to the reference solution with this grid and with the sampler's default one, on
+    the draws it was fitted on; ``holdout_loss`` and ``holdout_loss_default`` the same on other
+    draws (None when none were asked for).
     ``dpm_solver(model, process, shape, grid=tuned.times)`` samples with it."""
 
     times: Tensor
@@ -37,15 +40,20 @@ class TunedGrid:
     loss: float
     loss_default: float
     evaluations: int = field(default=0, compare=False)
+    holdout_loss: float | None = None
+    holdout_loss_default: float | None = None
 
     def to_dict(self) -> dict:
-        """JSON-storable: ``{"sampler", "nfe", "times", "loss", "loss_default"}``."""
+        """JSON-storable: ``{"sampler", "nfe", "times", "loss", "loss_default",
+        "holdout_loss", "holdout_loss_default"}``."""
         return {
             "sampler": self.sampler,
             "nfe": self.nfe,
             "times": [float(t) for t in self.times.tolist()],
             "loss": self.loss,
             "loss_default": self.loss_default,
+            "holdout_loss": self.holdout_loss,
+            "holdout_loss_default": self.holdout_loss_default,
         }
 
     @classmethod
@@ -57,24 +65,31 @@ class TunedGrid:
                 f"a tuned grid for {data['nfe']} NFE needs {int(data['nfe']) + 1} times, "
                 f"got {times.numel()}"
             )
+        held = [data.get(k) for k in ("holdout_loss", "holdout_loss_default")]
         return cls(times, int(data["nfe"]), str(data["sampler"]), float(data["loss"]),
-                   float(data["loss_default"]))  # fmt: skip
+                   float(data["loss_default"]),
+                   holdout_loss=None if held[0] is None else float(held[0]),
+                   holdout_loss_default=None if held[1] is None else float(held[1]))  # fmt: skip
 
 
-def _times(theta, process, s_max: float, s_min: float) -> Tensor:
-    """Grid times from free parameters: softmax(θ) splits the log noise range [s_min, s_max] into
-    the N gaps between the N + 1 real times and a remainder below the last one."""
+def _times(theta, process, s_max: float, s_low: float, t_end: float | None) -> Tensor:
+    """Grid times from free parameters: softmax(θ) splits the log noise range [s_low, s_max] into
+    gaps.  Free end (``t_end`` None, s_low = the process's σ̂_min): the N gaps between the N + 1
+    real times and a remainder below the last one.  Pinned end (s_low = σ̂ at ``t_end``): the N
+    gaps down to ``t_end``, the last real time."""
     w = torch.softmax(torch.as_tensor(theta, dtype=torch.float64), 0)
-    log_sigma = math.log(s_max) - (math.log(s_max) - math.log(s_min)) * torch.cumsum(w, 0)[:-1]
+    log_sigma = math.log(s_max) - (math.log(s_max) - math.log(s_low)) * torch.cumsum(w, 0)[:-1]
     t = process.t_of_log_snr(-2.0 * log_sigma)
-    return torch.cat([torch.tensor([process.t_max], dtype=torch.float64), t, t.new_zeros(1)])
+    end = [] if t_end is None else [t_end]
+    return torch.tensor([process.t_max, *t.tolist(), *end, 0.0], dtype=torch.float64)
 
 
-def _theta(times: Tensor, process, s_max: float, s_min: float) -> list[float]:
+def _theta(times: Tensor, process, s_max: float, s_low: float, t_end: float | None) -> list[float]:
     """The parameters of a grid (the inverse of ``_times``)."""
     log_sigma = process.sigma_hat(times[:-1]).log()
-    edges = torch.cat([log_sigma, torch.tensor([math.log(s_min)], dtype=torch.float64)])
-    gaps = (edges[:-1] - edges[1:]).clamp_min(1e-9)
+    if t_end is None:
+        log_sigma = torch.cat([log_sigma, torch.tensor([math.log(s_low)], dtype=torch.float64)])
+    gaps = (log_sigma[:-1] - log_sigma[1:]).clamp_min(1e-9)
     return gaps.log().tolist()
 
 
@@ -85,8 +100,11 @@ def tune_grid(
     nfe: int,
     *,
     n: int = 256,
+    holdout: int = 0,
     reference_steps: int = 200,
     max_evaluations: int | None = None,
+    fit_end: bool = True,
+    trim: float = 0.0,
     generator: torch.Generator | None = None,
     progress: bool = False,
 ) -> TunedGrid:
@@ -99,7 +117,15 @@ def tune_grid(
     of N + 1 logits (their gaps in log σ̂ within the process's range), started from the default
     recipe ``grids.dpm_recipe`` and searched with scipy's Powell method (derivative-free; the
     sampler runs under ``inference_mode``): deterministic given ``generator``, about
-    ``max_evaluations`` (default 40·N) sampler runs of N + 1 calls on n draws.
+    ``max_evaluations`` (default 40·N) sampler runs of N + 1 calls on n draws.  The result is
+    never worse than the start on the fitting draws.
+
+    ``fit_end=False`` keeps the recipe's last level σ̂_N, from which x̂₀ is taken, and fits the
+    N − 1 levels above it (N logits).  The squared distance rewards ending early, since
+    x̂₀ = E[x₀ | x_t] is the estimate of least squared error from x_t however blurred (each
+    mode's covariance Σ shrinks to Σ(Σ + σ̂²I)⁻¹Σ); where the few steps cannot follow the
+    reference a fitted end moves up and the samples' covariance error can grow
+    (benchmarks/results/samplers.md, 16-D at 5 NFE).
 
     Args:
         model: the score model ``model(x, t)``.
@@ -108,9 +134,14 @@ def tune_grid(
             shape; the draws are n prior samples of that event shape.
         nfe: model calls of the tuned sampler (≥ 3: at least two real steps and the x̂₀ step).
         n: number of prior draws the loss averages over.
+        holdout: number of other prior draws (drawn after the n) on which the tuned and the
+            default grid are also measured (``holdout_loss``, ``holdout_loss_default``); 0: none.
         reference_steps: steps of the reference solver.
+        fit_end: fit the last level σ̂_N too (down to the process's σ̂_min); False keeps
+            the recipe's.
+        trim: the share of draws, the farthest from their reference, left out of the mean.
         generator: the source of the draws (same seed, same grid).
-        progress: print the best loss every 25 sampler runs.
+        progress: a progress bar over the sampler runs, with the best loss so far.
 
     Returns a ``TunedGrid`` (``.times`` for ``grid=``, ``.to_dict()`` for JSON).
     """
@@ -120,6 +151,9 @@ def tune_grid(
     if nfe < 3:
         raise ValueError(f"nfe must be at least 3 (two steps and the x̂₀ step), got {nfe}")
     n = check_positive_int(n, "n")
+    holdout = check_count(holdout, "holdout")
+    if not 0.0 <= trim < 1.0:
+        raise ValueError(f"trim must be in [0, 1), got {trim!r}")
     steps = nfe - 1
     event = (
         tuple(x_val_or_shape.shape[1:])
@@ -128,40 +162,61 @@ def tune_grid(
     )
     if not event:
         raise ValueError("x_val_or_shape must be a (batch, *event) tensor or shape")
-    with torch.inference_mode():
-        z = initial_state(model, process, (n, *event), generator)
-        reference = dpm_solver(
-            model, process, z, reference_steps, grid="log_snr", order=3
-        ).x.double()
-    ends = torch.tensor([process.t_max, process.t_min], dtype=torch.float64)
-    s_max, s_min = process.sigma_hat(ends).tolist()
-    dim = reference[0].numel()
-    evaluations = 0
-
-    best_seen = [math.inf]
-
-    def loss(theta) -> float:
-        nonlocal evaluations
-        evaluations += 1
-        with torch.inference_mode():
-            x = dpm_solver(model, process, z, grid=_times(theta, process, s_max, s_min)).x
-        value = float((x.double() - reference).square().sum() / (n * dim))
-        value = value if math.isfinite(value) else 1e30
-        best_seen[0] = min(best_seen[0], value)
-        if progress and evaluations % 25 == 0:
-            print(f"tune_grid: {evaluations} runs, best loss {best_seen[0]:.4g}", flush=True)
-        return value
-
-    start = dpm_recipe(process, steps)
-    theta0 = _theta(torch.cat([start, start.new_zeros(1)]), process, s_max, s_min)
-    loss_default = loss(theta0)
     budget = 40 * steps if max_evaluations is None else max_evaluations
     budget = check_positive_int(budget, "max_evaluations")
+
+    def reference_of(z: Tensor) -> Tensor:
+        with torch.inference_mode():
+            return dpm_solver(
+                model, process, z, reference_steps, grid="log_snr", order=3
+            ).x.double()
+
+    def distance(times: Tensor, z: Tensor, reference: Tensor) -> float:
+        with torch.inference_mode():
+            x = dpm_solver(model, process, z, grid=times).x
+        per_draw = (x.double() - reference).square().flatten(1).mean(1)
+        kept = per_draw.sort().values[: max(1, math.ceil((1.0 - trim) * per_draw.numel()))]
+        value = float(kept.mean())
+        return value if math.isfinite(value) else 1e30
+
+    z = initial_state(model, process, (n, *event), generator)
+    reference = reference_of(z)
+    start = dpm_recipe(process, steps)
+    t_end = None if fit_end else float(start[-1])
+    low = process.t_min if fit_end else t_end
+    s_max, s_low = process.sigma_hat(
+        torch.tensor([process.t_max, low], dtype=torch.float64)
+    ).tolist()
+    evaluations, best_seen = 0, math.inf
+    bar = tqdm(total=budget, desc=f"tuning {nfe} NFE", unit="run", disable=not progress)
+
+    def loss(theta) -> float:
+        nonlocal evaluations, best_seen
+        evaluations += 1
+        value = distance(_times(theta, process, s_max, s_low, t_end), z, reference)
+        best_seen = min(best_seen, value)
+        if bar.n < bar.total:
+            bar.update(1)
+        bar.set_postfix(loss=f"{best_seen:.4g}", refresh=False)
+        return value
+
+    theta0 = _theta(torch.cat([start, start.new_zeros(1)]), process, s_max, s_low, t_end)
+    loss_default = loss(theta0)
     result = minimize(
         loss, theta0, method="Powell", options={"maxfev": budget, "xtol": 1e-3, "ftol": 1e-4}
     )
     best = loss(result.x)
+    bar.close()
     if best > loss_default:  # never worse than the start
         best, result.x = loss_default, theta0
-    times = _times(result.x, process, s_max, s_min)
-    return TunedGrid(times, nfe, "dpm_solver", best, loss_default, evaluations)
+    times = _times(result.x, process, s_max, s_low, t_end)
+    held = (None, None)
+    if holdout:
+        z_held = initial_state(model, process, (holdout, *event), generator)
+        ref_held = reference_of(z_held)
+        default_times = torch.cat([start, start.new_zeros(1)])
+        held = (distance(times, z_held, ref_held), distance(default_times, z_held, ref_held))
+    return TunedGrid(
+        times, nfe, "dpm_solver", best, loss_default, evaluations,
+        holdout_loss=held[0], holdout_loss_default=held[1],
+    )  # fmt: skip
