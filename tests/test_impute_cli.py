@@ -181,3 +181,19 @@ def test_evaluate_judges_a_run_trained_on_gaps(gappy_run, tmp_path):
     invoke("evaluate", gappy_run, "-n", 200, "--nll-rows", 20, "--json", out, "--no-progress")
     record = json.loads(out.read_text())
     assert "verdict" in record and "Gaussian mixture" in record["verdict"]["summary"]
+
+
+def test_filled_integers_are_written_as_the_column_writes_them(tmp_path):
+    """pandas writes an integer column with gaps as floats (41.0): the fill follows (14.0)."""
+    rows = ["a,b,c"] + [f"{i % 7 + 30}.0,{i % 5}.0,{(i * 37) % 11 / 10:.2f}" for i in range(60)]
+    rows[3] = "NA,2.0,0.31"
+    data = tmp_path / "floats.csv"
+    data.write_text("\n".join(rows) + "\n")
+    run = tmp_path / "run"
+    invoke("train", "--data", data, "--out", run, *TINY)
+    out = tmp_path / "filled.csv"
+    invoke("impute", run, data, "--out", out, "--no-progress")
+    written = out.read_text().splitlines()
+    assert written[:3] + written[4:] == rows[:3] + rows[4:]
+    a = cells(written[3])[0]
+    assert a.endswith(".0") and 29 <= float(a) <= 37, a

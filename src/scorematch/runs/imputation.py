@@ -423,20 +423,26 @@ def impute_table(
             summary_rows += _summary_rows(columns, chunk, todo[start:stop], gaps, x.shape[1])
     bar.close()
 
+    kinds = None if columns is None else [c.kind for c in columns.columns]
     places = {j: written_decimals([r[where[j]] for r in text.rows], gaps[:, j])
               for j in range(x.shape[1])
-              if columns is None or columns.columns[j].kind == "continuous"}  # fmt: skip
+              if kinds is None or kinds[j] != "categorical"}  # fmt: skip
 
     def formatted(values: Tensor) -> list[list[str]]:
-        """Cells of data-unit rows: the codec's (labels, integers), and continuous numbers with
-        as many decimals as the column's cells are written with."""
+        """Cells of data-unit rows: the codec's (labels, integers), continuous numbers with as
+        many decimals as the column's cells are written with, and grid values padded to them
+        (an integer column that pandas wrote as ``41.0`` gets ``14.0``, not ``14``)."""
         out = columns.format_rows(values) if columns is not None else [
             [f"{v:.7g}" for v in r] for r in values.tolist()
         ]  # fmt: skip
         for j, dec in places.items():
-            if dec is not None:
-                for r, v in zip(out, values[:, j].tolist()):
+            if dec is None:
+                continue
+            for r, v in zip(out, values[:, j].tolist()):
+                if kinds is None or kinds[j] == "continuous":
                     r[j] = f"{v:.{dec}f}"
+                elif dec and "." not in r[j] and r[j].lstrip("-").isdigit():
+                    r[j] = f"{r[j]}.{'0' * dec}"
         return out
 
     lines: list[str] = []
