@@ -322,7 +322,8 @@ def _announce(config: dict[str, Any]) -> None:
     if data.get("columns"):
         for line in column_lines(ColumnCodec.from_config(data["columns"]), str(data["spec"])):
             click.echo(line)
-    rows = f"{data['n_train']} training rows"
+    unit = "images" if len(data["shape"]) == 3 else "rows"
+    rows = f"{data['n_train']} training {unit}"
     if data.get("n_val"):
         rows += f" ({data['n_val']} of them validate)"
     click.echo(f"data: {data['spec']}: {rows}, {data['n_test']} held out, shape {data['shape']}")
