@@ -22,6 +22,7 @@ def _png(mode: str, size: tuple[int, int], value) -> bytes:
 def _folder(root, specs):
     root.mkdir(parents=True, exist_ok=True)
     for name, data in specs:
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         (root / name).write_bytes(data)
     return root
 
@@ -87,6 +88,15 @@ def test_the_majority_mode_is_the_default_and_the_conversion_is_said(tmp_path, c
     assert lines[0].endswith("g: 7 readable image(s)")
     assert "  sizes: 7 8×8" in lines and "  modes: 5 greyscale, 2 colour" in lines
     assert any("greyscale (1 channel)" in line and "--image-channels 3" in line for line in lines)
+
+
+def test_the_preview_names_class_sub_folders_only_when_every_image_is_in_one(tmp_path):
+    specs = [(f"{c}/{i}.png", _png("L", (8, 8), 10 * i)) for c in ("cat", "dog") for i in range(3)]
+    lines = scan_image_folder(_folder(tmp_path / "pets", specs)).lines()
+    assert "  classes: 2 sub-folders (cat, dog); train --labels class learns each, sample --label " \
+        "NAME draws one" in lines  # fmt: skip
+    loose = _folder(tmp_path / "mixed", [*specs, ("top.png", _png("L", (8, 8), 5))])
+    assert not any("classes:" in line for line in scan_image_folder(loose).lines())
 
 
 def test_train_records_the_image_channels_it_was_told(tmp_path):

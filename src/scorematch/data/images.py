@@ -177,6 +177,16 @@ class ImageFolder:
                 out.append(
                     "  sizes differ: train needs --image-size S (centre crop, resize to S×S)"
                 )
+            parts = [f.relative_to(self.root).parts for f in self.files]
+            classes = sorted({p[0] for p in parts if len(p) > 1})
+            if len(classes) > 1 and all(len(p) > 1 for p in parts):
+                shown_classes = ", ".join(classes[:_SHOWN_FILES]) + (
+                    ", …" if len(classes) > _SHOWN_FILES else ""
+                )
+                out.append(
+                    f"  classes: {len(classes)} sub-folders ({shown_classes}); "
+                    "train --labels class learns each, sample --label NAME draws one"
+                )
         skipped = self.skipped_line()
         if skipped:
             out.append("  " + skipped.split(": ", 1)[1])
