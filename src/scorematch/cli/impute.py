@@ -4,6 +4,7 @@ on."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +53,27 @@ def conditioning_lines(config: dict[str, Any]) -> list[str]:
     return lines
 
 
+def draw_options(command: Callable) -> Callable:
+    """The options ``impute`` and ``inpaint`` share: how the unknown entries are drawn
+    (``--method``, ``--sampler``, ``--steps``, ``--seed``), the checkpoint, the device, progress."""
+    for option in reversed((
+        click.option(
+            "--method", type=click.Choice(["auto", *METHODS]), default="auto", show_default=True,
+            help="auto: the run's mask-conditional network (trained on gaps, or with "
+            "--conditional); replacement works with any run but is biased.",
+        ),
+        click.option("--sampler", type=click.Choice(list(SAMPLERS)),
+                     help="Sampler (default: the run's)."),
+        click.option("--steps", type=int, help="Sampler steps (default: the run's)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws."),
+        checkpoint_option,
+        device_option,
+        click.option("--no-progress", is_flag=True, help="No progress bar."),
+    )):  # fmt: skip
+        command = option(command)
+    return command
+
+
 @click.command()
 @click.argument("run_dir", metavar="RUN", type=click.Path(path_type=Path))
 @click.argument("table", metavar="TABLE", type=click.Path(path_type=Path))
@@ -83,19 +105,7 @@ def conditioning_lines(config: dict[str, Any]) -> list[str]:
     help="Also write a CSV with each filled cell's row, column, estimate, 90 % interval (5 % and "
     "95 % quantiles of the draws) and, for a categorical column, the share of draws that gave it.",
 )
-@click.option(
-    "--method",
-    type=click.Choice(["auto", *METHODS]),
-    default="auto",
-    show_default=True,
-    help="auto: the run's mask-conditional network; replacement works with any run but is biased.",
-)
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), help="Sampler (default: the run's).")
-@click.option("--steps", type=int, help="Sampler steps (default: the run's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
-@checkpoint_option
-@device_option
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@draw_options
 def impute(
     run_dir: Path,
     table: Path,
@@ -179,20 +189,7 @@ def impute(
     required=True,
     help="Folder for the filled images (same relative names, as PNG) and comparison.png.",
 )
-@click.option(
-    "--method",
-    type=click.Choice(["auto", *METHODS]),
-    default="auto",
-    show_default=True,
-    help="auto: the run's mask-conditional network (train --conditional); replacement works with "
-    "any run but is biased.",
-)
-@click.option("--sampler", type=click.Choice(list(SAMPLERS)), help="Sampler (default: the run's).")
-@click.option("--steps", type=int, help="Sampler steps (default: the run's).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the draws.")
-@checkpoint_option
-@device_option
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@draw_options
 def inpaint(
     run_dir: Path,
     images: Path,
