@@ -23,6 +23,21 @@ def mixture() -> GaussianMixture:
     )
 
 
+def mixture3() -> GaussianMixture:
+    """A 3-D, three-component float64 mixture with correlated components (the conditional tests'
+    oracle: conditioned on one or two coordinates it is again a mixture)."""
+    return GaussianMixture(
+        means=[[-2.0, 0.0, 1.0], [2.0, 1.0, -1.0], [0.0, -2.0, 0.0]],
+        covs=[
+            [[0.5, 0.2, 0.1], [0.2, 0.3, 0.0], [0.1, 0.0, 0.4]],
+            [[0.2, 0.0, 0.05], [0.0, 0.6, 0.1], [0.05, 0.1, 0.3]],
+            [[0.3, -0.1, 0.0], [-0.1, 0.3, 0.0], [0.0, 0.0, 0.5]],
+        ],
+        weights=[0.5, 0.3, 0.2],
+        dtype=torch.float64,
+    )
+
+
 def rotated(angle: float, s1: float, s2: float) -> torch.Tensor:
     """The 2×2 float64 covariance with variances s1, s2 along axes turned by ``angle``."""
     c, s = math.cos(angle), math.sin(angle)

@@ -14,6 +14,7 @@ import math
 
 import pytest
 import torch
+from _shared import mixture3
 
 import scorematch as sm
 from scorematch.objectives import conditional
@@ -26,19 +27,6 @@ W = torch.tensor([[1.3, -0.4, 0.2], [0.7, 0.9, -0.5], [0.1, 0.3, 1.1]], dtype=F6
 
 def gen(seed: int = 7) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def mixture3() -> sm.GaussianMixture:
-    return sm.GaussianMixture(
-        means=[[-2.0, 0.0, 1.0], [2.0, 1.0, -1.0], [0.0, -2.0, 0.0]],
-        covs=[
-            [[0.5, 0.2, 0.1], [0.2, 0.3, 0.0], [0.1, 0.0, 0.4]],
-            [[0.2, 0.0, 0.05], [0.0, 0.6, 0.1], [0.05, 0.1, 0.3]],
-            [[0.3, -0.1, 0.0], [-0.1, 0.3, 0.0], [0.0, 0.0, 0.5]],
-        ],
-        weights=[0.5, 0.3, 0.2],
-        dtype=F64,
-    )
 
 
 def with_gaps(n: int = N, p: float = 0.3, seed: int = 0) -> torch.Tensor:

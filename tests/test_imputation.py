@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from _shared import mixture3
 
 import scorematch as sm
 from scorematch.conditional import MaskConditioned, Replacement, point_mass_score
@@ -23,20 +24,6 @@ F64 = torch.float64
 
 def gen(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-def mixture3() -> sm.GaussianMixture:
-    """A 3-D three-component float64 mixture with correlated components."""
-    return sm.GaussianMixture(
-        means=[[-2.0, 0.0, 1.0], [2.0, 1.0, -1.0], [0.0, -2.0, 0.0]],
-        covs=[
-            [[0.5, 0.2, 0.1], [0.2, 0.3, 0.0], [0.1, 0.0, 0.4]],
-            [[0.2, 0.0, 0.05], [0.0, 0.6, 0.1], [0.05, 0.1, 0.3]],
-            [[0.3, -0.1, 0.0], [-0.1, 0.3, 0.0], [0.0, 0.0, 0.5]],
-        ],
-        weights=[0.5, 0.3, 0.2],
-        dtype=F64,
-    )
 
 
 NAN = float("nan")
