@@ -21,7 +21,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-__all__ = ["NA_VALUES", "Gaps", "complete_rows", "find_gaps", "na_markers", "usable_rows"]
+__all__ = [
+    "NA_VALUES",
+    "Gaps",
+    "complete_rows",
+    "find_gaps",
+    "na_markers",
+    "usable_rows",
+    "without_gaps",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +82,11 @@ def find_gaps(
     counts = mask.sum(0)
     per_column = {name: int(c) for name, c in zip(names, counts) if c}
     return Gaps(int(incomplete.sum()), int(mask.shape[0]), line, names[j], per_column)
+
+
+def without_gaps(x: Tensor) -> Tensor:
+    """The rows of ``x`` (any event shape) without a missing cell (NaN)."""
+    return x[~x.reshape(x.shape[0], -1).isnan().any(1)]
 
 
 def usable_rows(

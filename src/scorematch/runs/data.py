@@ -33,6 +33,7 @@ from ..data import (
     train_test_split,
 )
 from ..data.labels import IMAGE_LABELS, digit_labels, folder_classes, label_column
+from ..data.missing import without_gaps
 from .checks import fraction, pixel_levels, seed_value
 
 __all__ = [
@@ -83,8 +84,7 @@ class DataBundle:
     def train_complete(self) -> Tensor:
         """The training rows without a missing cell (all of them for data without gaps): what
         pictures, baselines and distances to the training rows use."""
-        flat = self.train.reshape(self.train.shape[0], -1)
-        return self.train[~flat.isnan().any(1)]
+        return without_gaps(self.train)
 
     def standardised(self, rows: Tensor) -> Tensor:
         """Data-unit rows in the model's standardised coordinates, T(to_model(rows))."""

@@ -18,6 +18,7 @@ from tqdm.auto import tqdm
 
 from .._checks import check_positive_int, model_device
 from ..data import ColumnCodec, Standardizer, from_model, to_model
+from ..data.missing import without_gaps
 from ..distributions import GaussianMixture
 from ..likelihood import bits_per_dim, log_likelihood
 from ..metrics import (
@@ -518,7 +519,7 @@ class Run:
             # The rows the model was fitted on: without the validation rows unless refitted.
             fitted = self.data.train if self.refitted else self.data.fit
             # A table with gaps: the mixture and the floor are fitted on its complete rows.
-            fitted = fitted[~fitted.reshape(fitted.shape[0], -1).isnan().any(1)]
+            fitted = without_gaps(fitted)
             judgement = judge(
                 x,
                 fitted,

@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from .._checks import check_count, check_positive_int
+from ..data.missing import without_gaps
 from ..devices import resolve_device
 from ..plots import image_grid, samples_picture
 from ..processes import Process
@@ -308,7 +309,7 @@ def _t_min(run: Run, data: DataBundle, progress: bool) -> dict[str, Any] | None:
     """t_min chosen on the validation rows, for runs with a likelihood on vector data."""
     if not run.time_conditional or data.kind != "vector":
         return None
-    val = data.val[~data.val.isnan().any(1)]  # the likelihood scores complete rows
+    val = without_gaps(data.val)  # the likelihood scores complete rows
     if val.shape[0] < MIN_T_MIN_ROWS:
         return None
     return choose_t_min(run, val, progress=progress)
